@@ -1,0 +1,330 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""Fused categorical crossentropy loss and gradient for dense X.
+
+One call makes one pass over ``X``. Rows are cut into *chunks* (sized so that a
+chunk of ``X`` stays in the L2 cache between the two GEMMs that read it) and
+chunks are grouped into *blocks*. For each chunk::
+
+    Z   = X_c @ Wt + b                     (GEMM 1, logits, chunk_rows x K)
+    Z   <- s_i * (softmax(Z) - onehot(y))  (in place; loss accumulated on the way)
+    G  += Z.T @ X_c                        (GEMM 2, gradient, d x K layout)
+
+Each block is summed sequentially into its own buffers. Blocks are processed in
+*waves* of ``n_threads`` blocks, one per thread, and each wave's block results
+are merged into the totals in block order. The partition into chunks and blocks
+and the merge order depend only on the data shape, never on the thread count,
+so the result is bitwise identical for every ``n_threads``.
+
+Parameters are passed transposed: ``coef_t`` has shape (n_dof, K) with
+``n_dof = n_features + fit_intercept`` and the intercept in the last row. That
+is the C-contiguous view of the Fortran-ordered (K, n_dof) coefficient matrix,
+i.e. exactly the flat vector scipy's L-BFGS works on, and the operand layout a
+row-major GEMM wants. The gradient is returned in the same layout.
+"""
+
+cimport cython
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport exp, log
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+from libc.stdint cimport int32_t
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+from skcce._openmp cimport SKCCE_OPENMP_ENABLED, omp_get_max_threads
+
+import numpy as np
+
+
+# Target size in bytes of one chunk of X: small enough that the chunk is still
+# in the L2 cache when the gradient GEMM reads it again after the logits GEMM.
+DEF CHUNK_BYTES = 131072
+# Target size in bytes of one block of X: large enough that the per-wave
+# synchronisation and the merge are negligible next to the block's work.
+DEF BLOCK_BYTES = 1048576
+DEF MIN_CHUNK_ROWS = 8
+DEF MAX_CHUNK_ROWS = 2048
+
+
+def openmp_enabled():
+    """Whether this extension was built with OpenMP support.
+
+    Returns
+    -------
+    enabled : bool
+    """
+    return bool(SKCCE_OPENMP_ENABLED)
+
+
+def omp_max_threads():
+    """``omp_get_max_threads()`` (1 for a serial build).
+
+    Returns
+    -------
+    n_threads : int
+    """
+    return omp_get_max_threads()
+
+
+def row_partition(Py_ssize_t n_features, Py_ssize_t itemsize):
+    """Rows per chunk and chunks per block for data of this width and dtype.
+
+    Depends on the data shape only (never on the thread count): this is what
+    makes results reproducible across thread counts.
+
+    Parameters
+    ----------
+    n_features : int
+    itemsize : int
+        Bytes per element of X (4 or 8).
+
+    Returns
+    -------
+    chunk_rows, chunks_per_block : int, int
+    """
+    cdef Py_ssize_t row_bytes = max(n_features, 1) * itemsize
+    cdef Py_ssize_t chunk_rows = CHUNK_BYTES // row_bytes
+    chunk_rows = min(max(chunk_rows, MIN_CHUNK_ROWS), MAX_CHUNK_ROWS)
+    cdef Py_ssize_t chunks_per_block = max(
+        BLOCK_BYTES // (chunk_rows * row_bytes), 1)
+    return int(chunk_rows), int(chunks_per_block)
+
+
+cdef inline void _gemm(char* transa, char* transb, int m, int n, int k,
+                       const floating* a, int lda, const floating* b, int ldb,
+                       floating beta, floating* c, int ldc) noexcept nogil:
+    """Column-major ``C = op(A) @ op(B) + beta * C`` through scipy's BLAS."""
+    cdef floating alpha = 1.0
+    if floating is double:
+        dgemm(transa, transb, &m, &n, &k, &alpha, <double*> a, &lda,
+              <double*> b, &ldb, &beta, c, &ldc)
+    else:
+        sgemm(transa, transb, &m, &n, &k, &alpha, <float*> a, &lda,
+              <float*> b, &ldb, &beta, c, &ldc)
+
+
+cdef double _softmax_residual_rows(
+    floating* z, Py_ssize_t n_rows, Py_ssize_t n_classes,
+    const int32_t* y, const double* sw, double* grad_intercept,
+) noexcept nogil:
+    """Turn logits into weighted residuals in place; return the weighted loss.
+
+    For each row i with logits z and weight s (1 if ``sw`` is NULL):
+    ``loss_i = log(sum_k exp(z_k - m)) - (z_y - m)`` with ``m = max_k z_k``
+    (never ``log(sum) + m - z_y``, which cancels catastrophically when all
+    logits share a large offset), and ``z_k <- s * (p_k - [k == y])``.
+    The residuals are also summed into ``grad_intercept`` (float64).
+    """
+    cdef Py_ssize_t i, k
+    cdef double zmax, sum_exp, e, weight, inv_sum, r
+    cdef double loss = 0.0
+    cdef floating* row
+    cdef int32_t yi
+    for i in range(n_rows):
+        row = z + i * n_classes
+        yi = y[i]
+        weight = 1.0 if sw == NULL else sw[i]
+        zmax = row[0]
+        for k in range(1, n_classes):
+            if row[k] > zmax:
+                zmax = row[k]
+        sum_exp = 0.0
+        e = row[yi] - zmax
+        for k in range(n_classes):
+            row[k] = <floating> exp(row[k] - zmax)
+            sum_exp = sum_exp + row[k]
+        loss = loss + weight * (log(sum_exp) - e)
+        inv_sum = weight / sum_exp
+        for k in range(n_classes):
+            r = row[k] * inv_sum
+            if k == yi:
+                r = r - weight
+            row[k] = <floating> r
+            grad_intercept[k] = grad_intercept[k] + r
+    return loss
+
+
+cdef double _block_loss_gradient(
+    const floating* X, Py_ssize_t n_features,
+    const int32_t* y, const double* sw,
+    const floating* coef_t, bint fit_intercept, Py_ssize_t n_classes,
+    Py_ssize_t row_start, Py_ssize_t row_end, Py_ssize_t chunk_rows,
+    floating* z, floating* grad_chunk, double* grad, double* grad_intercept,
+) noexcept nogil:
+    """Loss and gradient of rows [row_start, row_end), summed sequentially.
+
+    ``grad`` (n_features x K, float64) and ``grad_intercept`` (K) are
+    overwritten. ``z`` is chunk_rows x K scratch; ``grad_chunk`` is
+    n_features x K scratch used only for float32 (the chunk's gradient is
+    computed by SGEMM, then accumulated into the float64 block buffer).
+    """
+    cdef Py_ssize_t d = n_features, K = n_classes
+    cdef Py_ssize_t r0, m, i, k, e
+    cdef const floating* xc
+    cdef const floating* intercept = coef_t + d * K
+    cdef double loss = 0.0
+    cdef const double* sw_c
+    cdef bint first = True
+
+    memset(grad, 0, d * K * sizeof(double))
+    memset(grad_intercept, 0, K * sizeof(double))
+    r0 = row_start
+    while r0 < row_end:
+        m = min(chunk_rows, row_end - r0)
+        xc = X + r0 * d
+        # Logits: Z (m x K, row-major) = X_c @ W.T + b.
+        if fit_intercept:
+            for i in range(m):
+                for k in range(K):
+                    z[i * K + k] = intercept[k]
+        if d > 0:
+            _gemm(b'N', b'N', <int> K, <int> m, <int> d, coef_t, <int> K,
+                  xc, <int> d, <floating> (1.0 if fit_intercept else 0.0),
+                  z, <int> K)
+        elif not fit_intercept:
+            memset(z, 0, m * K * sizeof(floating))
+        sw_c = NULL
+        if sw != NULL:
+            sw_c = sw + r0
+        loss = loss + _softmax_residual_rows(z, m, K, y + r0, sw_c,
+                                             grad_intercept)
+        # Gradient: G (d x K, row-major) += X_c.T @ R.
+        if d > 0:
+            if floating is double:
+                _gemm(b'N', b'T', <int> K, <int> d, <int> m, z, <int> K,
+                      xc, <int> d, <double> (0.0 if first else 1.0),
+                      grad, <int> K)
+            else:
+                _gemm(b'N', b'T', <int> K, <int> d, <int> m, z, <int> K,
+                      xc, <int> d, <float> 0.0, grad_chunk, <int> K)
+                for e in range(d * K):
+                    grad[e] = grad[e] + grad_chunk[e]
+        first = False
+        r0 = r0 + m
+    return loss
+
+
+def dense_loss_gradient(
+    const floating[:, ::1] X,
+    const int32_t[::1] y,
+    const double[::1] sample_weight,
+    const floating[:, ::1] coef_t,
+    bint fit_intercept,
+    int n_threads,
+    double[:, ::1] grad_t,
+):
+    """Sum of weighted crossentropies and its gradient, in one pass over X.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64, C order
+    y : ndarray of shape (n_samples,), int32
+        Class indices in [0, K). Not checked here.
+    sample_weight : ndarray of shape (n_samples,), float64, or None
+    coef_t : ndarray of shape (n_features + fit_intercept, K), X's dtype
+        Transposed coefficients, intercept in the last row.
+    fit_intercept : bool
+    n_threads : int
+        OpenMP threads (>= 1). The result does not depend on it.
+    grad_t : ndarray of shape (n_features + fit_intercept, K), float64
+        Output: gradient of the *unnormalized* sum w.r.t. ``coef_t``.
+
+    Returns
+    -------
+    loss_sum : float
+        ``sum_i s_i * CE_i`` (not divided by the weight sum, no penalty).
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], K = coef_t.shape[1]
+    cdef Py_ssize_t dK = d * K
+    cdef Py_ssize_t chunk_rows, chunks_per_block, block_rows, n_blocks
+    cdef Py_ssize_t n_waves, wave, first_block, nb, t, e, b0, b1
+    cdef int T
+    cdef double loss_total = 0.0
+    cdef double* gp
+    cdef double acc
+    cdef const double* sw = NULL
+    cdef const floating* Xp
+    cdef const floating* cp = &coef_t[0, 0]
+    cdef floating* z_buf = NULL
+    cdef floating* gchunk_buf = NULL
+    cdef double* g_buf = NULL
+    cdef double* gb_buf = NULL
+    cdef double* loss_buf = NULL
+
+    if coef_t.shape[0] != d + fit_intercept:
+        raise ValueError("coef_t has the wrong number of rows")
+    if grad_t.shape[0] != coef_t.shape[0] or grad_t.shape[1] != K:
+        raise ValueError("grad_t has the wrong shape")
+    if y.shape[0] != n:
+        raise ValueError("y has the wrong length")
+    if sample_weight is not None:
+        if sample_weight.shape[0] != n:
+            raise ValueError("sample_weight has the wrong length")
+        sw = &sample_weight[0] if n > 0 else NULL
+    if n == 0:
+        grad_t[:, :] = 0.0
+        return 0.0
+    Xp = &X[0, 0]
+
+    itemsize = sizeof(floating)
+    chunk_rows, chunks_per_block = row_partition(d, itemsize)
+    block_rows = chunk_rows * chunks_per_block
+    n_blocks = (n + block_rows - 1) // block_rows
+    T = <int> max(1, min(n_threads, n_blocks))
+    n_waves = (n_blocks + T - 1) // T
+
+    z_buf = <floating*> malloc(T * chunk_rows * K * sizeof(floating))
+    g_buf = <double*> malloc(max(T * dK, 1) * sizeof(double))
+    gb_buf = <double*> malloc(T * K * sizeof(double))
+    loss_buf = <double*> malloc(T * sizeof(double))
+    if floating is float:
+        gchunk_buf = <floating*> malloc(max(dK, 1) * T * sizeof(floating))
+    try:
+        if (z_buf == NULL or g_buf == NULL or gb_buf == NULL
+                or loss_buf == NULL or (floating is float and gchunk_buf == NULL)):
+            raise MemoryError()
+        grad_t[:, :] = 0.0
+        gp = &grad_t[0, 0]
+        with nogil:
+            for wave in range(n_waves):
+                first_block = wave * T
+                nb = min(T, n_blocks - first_block)
+                for t in prange(nb, num_threads=T, schedule="static", chunksize=1):
+                    b0 = (first_block + t) * block_rows
+                    b1 = min(b0 + block_rows, n)
+                    loss_buf[t] = _block_loss_gradient(
+                        Xp, d, &y[0], sw, cp, fit_intercept, K,
+                        b0, b1, chunk_rows,
+                        z_buf + t * chunk_rows * K,
+                        NULL if gchunk_buf == NULL else gchunk_buf + t * dK,
+                        g_buf + t * dK, gb_buf + t * K)
+                # Ordered merge: block results are added in block order, so the
+                # sums never depend on which thread computed which block.
+                for t in range(nb):
+                    loss_total = loss_total + loss_buf[t]
+                if dK * nb >= 65536 and T > 1:
+                    for e in prange(dK, num_threads=T, schedule="static"):
+                        acc = gp[e]
+                        for t in range(nb):
+                            acc = acc + g_buf[t * dK + e]
+                        gp[e] = acc
+                else:
+                    for e in range(dK):
+                        acc = gp[e]
+                        for t in range(nb):
+                            acc = acc + g_buf[t * dK + e]
+                        gp[e] = acc
+                if fit_intercept:
+                    for e in range(K):
+                        acc = gp[dK + e]
+                        for t in range(nb):
+                            acc = acc + gb_buf[t * K + e]
+                        gp[dK + e] = acc
+    finally:
+        free(z_buf)
+        free(g_buf)
+        free(gb_buf)
+        free(loss_buf)
+        free(gchunk_buf)
+    return loss_total

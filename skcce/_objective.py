@@ -1,0 +1,89 @@
+"""The L2-regularized crossentropy objective over a flat parameter vector.
+
+The objective, for coefficients ``W`` (K x d) and intercepts ``b`` (K)::
+
+    f(W, b) = (1/S) sum_i s_i CE_i + l2_reg_strength/2 * ||W||_F^2
+    CE_i    = logsumexp(z_i) - z_{i, y_i},   z_i = W x_i + b,   S = sum_i s_i
+
+which is scikit-learn's ``LinearModelLoss(HalfMultinomialLoss)`` convention;
+the estimator uses ``l2_reg_strength = 1 / (C * S)``. The intercept is not
+penalized.
+
+Parameter layout: the coefficient matrix ``coef`` of shape (K, n_dof), with
+``n_dof = d + fit_intercept`` and the intercepts in the last column, is stored
+in Fortran order. Its flat vector ``coef.ravel(order="F")`` (what L-BFGS sees)
+is then the C-contiguous (n_dof, K) array ``coef.T`` that the kernel takes,
+with no copy in either direction.
+"""
+
+import numpy as np
+
+from skcce import _kernel
+
+
+class CrossEntropyObjective:
+    """Loss and gradient of the regularized crossentropy on fixed data.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64, C order
+    y : ndarray of shape (n_samples,), int32
+        Class indices in ``[0, n_classes)``.
+    n_classes : int
+    sample_weight : ndarray of shape (n_samples,), float64, or None
+        None means unit weights (the kernel then skips the multiplications).
+    fit_intercept : bool
+    l2_reg_strength : float
+    n_threads : int
+    """
+
+    def __init__(self, X, y, n_classes, *, sample_weight=None, fit_intercept=True,
+                 l2_reg_strength=0.0, n_threads=1):
+        self.X = X
+        self.y = y
+        self.n_classes = int(n_classes)
+        self.sample_weight = sample_weight
+        self.fit_intercept = bool(fit_intercept)
+        self.l2_reg_strength = float(l2_reg_strength)
+        self.n_threads = int(n_threads)
+        self.n_features = X.shape[1]
+        self.n_dof = self.n_features + int(self.fit_intercept)
+        if sample_weight is None:
+            self.weight_sum = float(X.shape[0])
+        else:
+            self.weight_sum = float(np.sum(sample_weight))
+        self.n_evaluations = 0
+
+    @property
+    def n_params(self):
+        """Length of the flat parameter vector."""
+        return self.n_classes * self.n_dof
+
+    def loss_gradient(self, params):
+        """Objective and its gradient at the flat parameter vector ``params``.
+
+        Parameters
+        ----------
+        params : ndarray of shape (n_classes * n_dof,), float64
+            ``coef.ravel(order="F")`` for coef of shape (n_classes, n_dof).
+
+        Returns
+        -------
+        loss : float
+        grad : ndarray of shape (n_classes * n_dof,), float64
+        """
+        coef_t = params.reshape(self.n_dof, self.n_classes)
+        coef_t_kernel = np.ascontiguousarray(coef_t, dtype=self.X.dtype)
+        grad_t = np.empty((self.n_dof, self.n_classes), dtype=np.float64)
+        loss_sum = _kernel.dense_loss_gradient(
+            self.X, self.y, self.sample_weight, coef_t_kernel,
+            self.fit_intercept, self.n_threads, grad_t,
+        )
+        self.n_evaluations += 1
+        loss = loss_sum / self.weight_sum
+        grad_t /= self.weight_sum
+        if self.l2_reg_strength > 0:
+            weights_t = coef_t[: self.n_features]
+            loss += 0.5 * self.l2_reg_strength * float(np.vdot(weights_t, weights_t))
+            grad_t[: self.n_features] += self.l2_reg_strength * weights_t
+        return loss, grad_t.ravel()
