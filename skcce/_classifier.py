@@ -232,9 +232,13 @@ class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         if np.any(sample_weight < 0):
             raise ValueError("Negative values in data passed to `sample_weight`")
         if self.class_weight is not None:
-            class_weight = compute_class_weight(
-                self.class_weight, classes=classes, y=y, sample_weight=sample_weight
-            )
+            with np.errstate(divide="ignore", invalid="ignore"):
+                class_weight = compute_class_weight(
+                    self.class_weight, classes=classes, y=y, sample_weight=sample_weight
+                )
+            # "balanced" gives an infinite weight to a class whose samples all
+            # have zero weight; the class still carries no weight.
+            class_weight = np.where(np.isfinite(class_weight), class_weight, 0.0)
             sample_weight *= class_weight[y_encoded]
         return np.ascontiguousarray(sample_weight, dtype=np.float64)
 

@@ -78,8 +78,8 @@ def crossentropy_loss_gradient(coef, X, y, *, sample_weight=None, l2_reg_strengt
     >>> y = np.array([0, 1, 2])
     >>> coef = np.zeros((3, 3))          # 3 classes, 2 features + intercept
     >>> loss, grad = crossentropy_loss_gradient(coef, X, y)
-    >>> round(loss, 6) == round(np.log(3), 6)  # uniform prediction over 3 classes
-    True
+    >>> print(f"{loss:.6f}")   # log(3): a uniform prediction over 3 classes
+    1.098612
     >>> grad.shape
     (3, 3)
     """

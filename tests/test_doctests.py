@@ -1,0 +1,15 @@
+"""The examples in the public docstrings run and print what they claim."""
+
+import doctest
+
+import pytest
+
+import skcce._classifier
+import skcce._loss
+
+
+@pytest.mark.parametrize("module", [skcce._classifier, skcce._loss])
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0, "expected docstring examples to run"
+    assert result.failed == 0
