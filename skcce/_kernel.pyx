@@ -16,11 +16,12 @@ are merged into the totals in block order. The partition into chunks and blocks
 and the merge order depend only on the data shape, never on the thread count,
 so the result is bitwise identical for every ``n_threads``.
 
-Parameters are passed transposed: ``coef_t`` has shape (n_dof, K) with
-``n_dof = n_features + fit_intercept`` and the intercept in the last row. That
-is the C-contiguous view of the Fortran-ordered (K, n_dof) coefficient matrix,
-i.e. exactly the flat vector scipy's L-BFGS works on, and the operand layout a
-row-major GEMM wants. The gradient is returned in the same layout.
+Coefficients are passed transposed, ``W.T`` of shape (n_features, K), which is
+the operand layout a row-major GEMM wants, and the gradient is returned as
+(n_features + fit_intercept, K), intercepts in the last row: the C-contiguous
+view of the Fortran-ordered (K, n_dof) coefficient matrix, i.e. exactly the
+flat vector scipy's L-BFGS works on. Intercepts are float64 and added to the
+logits in float64, so a large common offset stays exact for float32 data.
 """
 
 cimport cython
@@ -106,18 +107,22 @@ cdef inline void _gemm(char* transa, char* transb, int m, int n, int k,
 
 cdef double _softmax_residual_rows(
     floating* z, Py_ssize_t n_rows, Py_ssize_t n_classes,
-    const int32_t* y, const double* sw, double* grad_intercept,
+    const double* intercept, const int32_t* y, const double* sw,
+    double* grad_intercept,
 ) noexcept nogil:
     """Turn logits into weighted residuals in place; return the weighted loss.
 
-    For each row i with logits z and weight s (1 if ``sw`` is NULL):
-    ``loss_i = log(sum_k exp(z_k - m)) - (z_y - m)`` with ``m = max_k z_k``
-    (never ``log(sum) + m - z_y``, which cancels catastrophically when all
-    logits share a large offset), and ``z_k <- s * (p_k - [k == y])``.
-    The residuals are also summed into ``grad_intercept`` (float64).
+    ``z`` holds ``X_c @ W.T`` (without intercept). For each row i, in float64,
+    with logits ``z_k + b_k`` (``b = 0`` if ``intercept`` is NULL) and weight
+    s (1 if ``sw`` is NULL): ``loss_i = log(sum_k exp(z_k - m)) - (z_y - m)``
+    with ``m = max_k z_k`` (never ``log(sum) + m - z_y``, which cancels
+    catastrophically when all logits share a large offset), and
+    ``z_k <- s * (p_k - [k == y])``. Adding the intercept in float64 keeps a
+    large common offset exact for float32 data too. The residuals are also
+    summed into ``grad_intercept`` (float64).
     """
     cdef Py_ssize_t i, k
-    cdef double zmax, sum_exp, e, weight, inv_sum, r
+    cdef double zmax, zk, sum_exp, zy, weight, scale, r
     cdef double loss = 0.0
     cdef floating* row
     cdef int32_t yi
@@ -125,19 +130,21 @@ cdef double _softmax_residual_rows(
         row = z + i * n_classes
         yi = y[i]
         weight = 1.0 if sw == NULL else sw[i]
-        zmax = row[0]
+        zmax = row[0] + (0.0 if intercept == NULL else intercept[0])
         for k in range(1, n_classes):
-            if row[k] > zmax:
-                zmax = row[k]
+            zk = row[k] + (0.0 if intercept == NULL else intercept[k])
+            if zk > zmax:
+                zmax = zk
+        zy = row[yi] + (0.0 if intercept == NULL else intercept[yi])
         sum_exp = 0.0
-        e = row[yi] - zmax
         for k in range(n_classes):
-            row[k] = <floating> exp(row[k] - zmax)
+            zk = row[k] + (0.0 if intercept == NULL else intercept[k])
+            row[k] = <floating> exp(zk - zmax)
             sum_exp = sum_exp + row[k]
-        loss = loss + weight * (log(sum_exp) - e)
-        inv_sum = weight / sum_exp
+        loss = loss + weight * (log(sum_exp) - (zy - zmax))
+        scale = weight / sum_exp
         for k in range(n_classes):
-            r = row[k] * inv_sum
+            r = row[k] * scale
             if k == yi:
                 r = r - weight
             row[k] = <floating> r
@@ -148,7 +155,7 @@ cdef double _softmax_residual_rows(
 cdef double _block_loss_gradient(
     const floating* X, Py_ssize_t n_features,
     const int32_t* y, const double* sw,
-    const floating* coef_t, bint fit_intercept, Py_ssize_t n_classes,
+    const floating* weights_t, const double* intercept, Py_ssize_t n_classes,
     Py_ssize_t row_start, Py_ssize_t row_end, Py_ssize_t chunk_rows,
     floating* z, floating* grad_chunk, double* grad, double* grad_intercept,
 ) noexcept nogil:
@@ -160,11 +167,10 @@ cdef double _block_loss_gradient(
     computed by SGEMM, then accumulated into the float64 block buffer).
     """
     cdef Py_ssize_t d = n_features, K = n_classes
-    cdef Py_ssize_t r0, m, i, k, e
+    cdef Py_ssize_t r0, m, e
     cdef const floating* xc
-    cdef const floating* intercept = coef_t + d * K
-    cdef double loss = 0.0
     cdef const double* sw_c
+    cdef double loss = 0.0
     cdef bint first = True
 
     memset(grad, 0, d * K * sizeof(double))
@@ -173,30 +179,25 @@ cdef double _block_loss_gradient(
     while r0 < row_end:
         m = min(chunk_rows, row_end - r0)
         xc = X + r0 * d
-        # Logits: Z (m x K, row-major) = X_c @ W.T + b.
-        if fit_intercept:
-            for i in range(m):
-                for k in range(K):
-                    z[i * K + k] = intercept[k]
+        # Logits without intercept: Z (m x K, row-major) = X_c @ W.T.
         if d > 0:
-            _gemm(b'N', b'N', <int> K, <int> m, <int> d, coef_t, <int> K,
-                  xc, <int> d, <floating> (1.0 if fit_intercept else 0.0),
-                  z, <int> K)
-        elif not fit_intercept:
+            _gemm(b"N", b"N", <int> K, <int> m, <int> d, weights_t, <int> K,
+                  xc, <int> d, <floating> 0.0, z, <int> K)
+        else:
             memset(z, 0, m * K * sizeof(floating))
         sw_c = NULL
         if sw != NULL:
             sw_c = sw + r0
-        loss = loss + _softmax_residual_rows(z, m, K, y + r0, sw_c,
+        loss = loss + _softmax_residual_rows(z, m, K, intercept, y + r0, sw_c,
                                              grad_intercept)
         # Gradient: G (d x K, row-major) += X_c.T @ R.
         if d > 0:
             if floating is double:
-                _gemm(b'N', b'T', <int> K, <int> d, <int> m, z, <int> K,
+                _gemm(b"N", b"T", <int> K, <int> d, <int> m, z, <int> K,
                       xc, <int> d, <double> (0.0 if first else 1.0),
                       grad, <int> K)
             else:
-                _gemm(b'N', b'T', <int> K, <int> d, <int> m, z, <int> K,
+                _gemm(b"N", b"T", <int> K, <int> d, <int> m, z, <int> K,
                       xc, <int> d, <float> 0.0, grad_chunk, <int> K)
                 for e in range(d * K):
                     grad[e] = grad[e] + grad_chunk[e]
@@ -209,8 +210,8 @@ def dense_loss_gradient(
     const floating[:, ::1] X,
     const int32_t[::1] y,
     const double[::1] sample_weight,
-    const floating[:, ::1] coef_t,
-    bint fit_intercept,
+    const floating[:, ::1] weights_t,
+    const double[::1] intercept,
     int n_threads,
     double[:, ::1] grad_t,
 ):
@@ -222,20 +223,23 @@ def dense_loss_gradient(
     y : ndarray of shape (n_samples,), int32
         Class indices in [0, K). Not checked here.
     sample_weight : ndarray of shape (n_samples,), float64, or None
-    coef_t : ndarray of shape (n_features + fit_intercept, K), X's dtype
-        Transposed coefficients, intercept in the last row.
-    fit_intercept : bool
+    weights_t : ndarray of shape (n_features, K), X's dtype, C order
+        Transposed coefficient matrix ``W.T``.
+    intercept : ndarray of shape (K,), float64, or None
+        Intercepts (None: no intercept). Added to the logits in float64.
     n_threads : int
         OpenMP threads (>= 1). The result does not depend on it.
     grad_t : ndarray of shape (n_features + fit_intercept, K), float64
-        Output: gradient of the *unnormalized* sum w.r.t. ``coef_t``.
+        Output: gradient of the *unnormalized* sum w.r.t. ``W.T`` and, in
+        the last row when ``intercept`` is given, w.r.t. the intercepts.
 
     Returns
     -------
     loss_sum : float
         ``sum_i s_i * CE_i`` (not divided by the weight sum, no penalty).
     """
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], K = coef_t.shape[1]
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], K = weights_t.shape[1]
+    cdef bint fit_intercept = intercept is not None
     cdef Py_ssize_t dK = d * K
     cdef Py_ssize_t chunk_rows, chunks_per_block, block_rows, n_blocks
     cdef Py_ssize_t n_waves, wave, first_block, nb, t, e, b0, b1
@@ -245,16 +249,23 @@ def dense_loss_gradient(
     cdef double acc
     cdef const double* sw = NULL
     cdef const floating* Xp
-    cdef const floating* cp = &coef_t[0, 0]
+    cdef const floating* wp = NULL
+    cdef const double* bp = NULL
     cdef floating* z_buf = NULL
     cdef floating* gchunk_buf = NULL
     cdef double* g_buf = NULL
     cdef double* gb_buf = NULL
     cdef double* loss_buf = NULL
 
-    if coef_t.shape[0] != d + fit_intercept:
-        raise ValueError("coef_t has the wrong number of rows")
-    if grad_t.shape[0] != coef_t.shape[0] or grad_t.shape[1] != K:
+    if weights_t.shape[0] != d:
+        raise ValueError("weights_t must have n_features rows")
+    if fit_intercept:
+        if intercept.shape[0] != K:
+            raise ValueError("intercept must have K entries")
+        bp = &intercept[0]
+    if d > 0:
+        wp = &weights_t[0, 0]
+    if grad_t.shape[0] != d + fit_intercept or grad_t.shape[1] != K:
         raise ValueError("grad_t has the wrong shape")
     if y.shape[0] != n:
         raise ValueError("y has the wrong length")
@@ -265,7 +276,7 @@ def dense_loss_gradient(
     if n == 0:
         grad_t[:, :] = 0.0
         return 0.0
-    Xp = &X[0, 0]
+    Xp = &X[0, 0] if d > 0 else NULL
 
     itemsize = sizeof(floating)
     chunk_rows, chunks_per_block = row_partition(d, itemsize)
@@ -294,7 +305,7 @@ def dense_loss_gradient(
                     b0 = (first_block + t) * block_rows
                     b1 = min(b0 + block_rows, n)
                     loss_buf[t] = _block_loss_gradient(
-                        Xp, d, &y[0], sw, cp, fit_intercept, K,
+                        Xp, d, &y[0], sw, wp, bp, K,
                         b0, b1, chunk_rows,
                         z_buf + t * chunk_rows * K,
                         NULL if gchunk_buf == NULL else gchunk_buf + t * dK,

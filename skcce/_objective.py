@@ -73,17 +73,18 @@ class CrossEntropyObjective:
         grad : ndarray of shape (n_classes * n_dof,), float64
         """
         coef_t = params.reshape(self.n_dof, self.n_classes)
-        coef_t_kernel = np.ascontiguousarray(coef_t, dtype=self.X.dtype)
+        weights_t = coef_t[: self.n_features]
+        intercept = coef_t[-1] if self.fit_intercept else None
         grad_t = np.empty((self.n_dof, self.n_classes), dtype=np.float64)
         loss_sum = _kernel.dense_loss_gradient(
-            self.X, self.y, self.sample_weight, coef_t_kernel,
-            self.fit_intercept, self.n_threads, grad_t,
+            self.X, self.y, self.sample_weight,
+            np.ascontiguousarray(weights_t, dtype=self.X.dtype),
+            intercept, self.n_threads, grad_t,
         )
         self.n_evaluations += 1
         loss = loss_sum / self.weight_sum
         grad_t /= self.weight_sum
         if self.l2_reg_strength > 0:
-            weights_t = coef_t[: self.n_features]
             loss += 0.5 * self.l2_reg_strength * float(np.vdot(weights_t, weights_t))
             grad_t[: self.n_features] += self.l2_reg_strength * weights_t
         return loss, grad_t.ravel()

@@ -1,0 +1,88 @@
+"""Independent reference implementations shared by the skcce tests.
+
+Everything in here is *independent* of skcce: plain NumPy/SciPy formulas and
+scikit-learn's own private LinearModelLoss, which is the documented semantic
+reference for ``skcce.crossentropy_loss_gradient``.
+"""
+
+import numpy as np
+from scipy.special import logsumexp
+
+
+def numpy_loss_gradient(
+    coef, X, y, sample_weight=None, l2_reg_strength=0.0, fit_intercept=True
+):
+    """Plain NumPy (float64) reference for the weighted, L2-penalised softmax CE.
+
+    loss = (1/sum(s)) sum_i s_i (logsumexp(z_i) - z_{i, y_i}) + 0.5 * l2 * ||W||_F^2
+    with z_i = W x_i + b; the intercept b (last column of coef) is not penalised.
+    """
+    coef = np.asarray(coef, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y).astype(np.intp)
+    n, d = X.shape
+    K = coef.shape[0]
+    W = coef[:, :d]
+    z = X @ W.T
+    if fit_intercept:
+        z = z + coef[:, d]
+    s = np.ones(n) if sample_weight is None else np.asarray(sample_weight, float)
+    sw_sum = s.sum()
+    lse = logsumexp(z, axis=1)
+    ce = lse - z[np.arange(n), y]
+    loss = np.dot(s, ce) / sw_sum + 0.5 * l2_reg_strength * np.sum(W * W)
+    p = np.exp(z - lse[:, None])
+    p[np.arange(n), y] -= 1.0
+    p *= (s / sw_sum)[:, None]
+    grad = np.empty_like(coef)
+    grad[:, :d] = p.T @ X + l2_reg_strength * W
+    if fit_intercept:
+        grad[:, d] = p.sum(axis=0)
+    return loss, grad
+
+
+def sklearn_loss_gradient(
+    coef, X, y, sample_weight=None, l2_reg_strength=0.0, fit_intercept=True
+):
+    """scikit-learn's own LinearModelLoss + HalfMultinomialLoss (the spec reference)."""
+    from sklearn._loss.loss import HalfMultinomialLoss
+    from sklearn.linear_model._linear_loss import LinearModelLoss
+
+    K = coef.shape[0]
+    lml = LinearModelLoss(
+        base_loss=HalfMultinomialLoss(n_classes=K), fit_intercept=fit_intercept
+    )
+    sw = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+    loss, grad = lml.loss_gradient(
+        np.asarray(coef, dtype=np.float64),
+        np.ascontiguousarray(X, dtype=np.float64),
+        np.asarray(y, dtype=np.float64),
+        sw,
+        l2_reg_strength,
+    )
+    return float(loss), np.asarray(grad).reshape(coef.shape)
+
+
+def assert_grad_close(actual, desired, rtol, atol_factor):
+    """assert_allclose with an atol scaled to the largest gradient entry.
+
+    Entries of a gradient can be near zero because of cancellation; a pure
+    relative tolerance is meaningless for those, so atol = atol_factor*max|grad|.
+    """
+    desired = np.asarray(desired)
+    atol = atol_factor * max(np.max(np.abs(desired)), np.finfo(float).tiny)
+    np.testing.assert_allclose(actual, desired, rtol=rtol, atol=atol)
+
+
+def make_loss_problem(n, d, K, dtype=np.float64, fit_intercept=True, weighted=False,
+                      seed=0, scale=1.0):
+    """Random data + random coef for the loss kernel tests."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(dtype)
+    y = rng.integers(0, K, size=n)
+    # make sure every class appears when possible (not required, but realistic)
+    if n >= K:
+        y[:K] = np.arange(K)
+    coef = scale * rng.normal(size=(K, d + int(fit_intercept)))
+    sw = rng.uniform(0.1, 3.0, size=n) if weighted else None
+    return coef, X, y, sw

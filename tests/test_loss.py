@@ -1,0 +1,347 @@
+"""Tests of the public loss/gradient function ``skcce.crossentropy_loss_gradient``
+and of the compiled kernel module.
+
+Every numerical result is compared against an independent reference: scikit-learn's
+``LinearModelLoss(HalfMultinomialLoss)`` (the spec's semantic reference), a plain NumPy
+implementation based on ``scipy.special.logsumexp``, or central finite differences.
+"""
+
+import importlib.machinery
+import sys
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+import skcce
+from _reference import (
+    assert_grad_close,
+    make_loss_problem,
+    numpy_loss_gradient,
+    sklearn_loss_gradient,
+)
+
+# Tolerances from the spec.
+RTOL = {np.float64: 1e-12, np.float32: 1e-5}
+ATOL_FACTOR = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+# ---------------------------------------------------------------------------
+# Compiled extension
+# ---------------------------------------------------------------------------
+
+
+def test_kernel_is_compiled_extension():
+    """The accelerated kernel must be a real compiled extension, not a .py file."""
+    import skcce._kernel as kernel
+
+    assert kernel is skcce._kernel
+    fname = getattr(kernel, "__file__", None)
+    assert fname is not None
+    assert fname.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), fname
+    assert isinstance(
+        kernel.__spec__.loader, importlib.machinery.ExtensionFileLoader
+    ), kernel.__spec__.loader
+
+
+def test_no_pure_python_fallback():
+    """Importing skcce must not silently use a pure-Python implementation.
+
+    Every (sub)module of skcce that is loaded after import is inspected: the
+    module providing the loss kernel is the compiled one, and no module named
+    like a fallback (``*fallback*``, ``*_py*``, ``*pure*``) was imported.
+    """
+    loaded = [m for m in sys.modules if m == "skcce" or m.startswith("skcce.")]
+    assert "skcce._kernel" in loaded
+    suspicious = [
+        m
+        for m in loaded
+        if any(tag in m.rsplit(".", 1)[-1].lower() for tag in ("fallback", "pure", "_py"))
+    ]
+    assert suspicious == [], suspicious
+    # The kernel module itself is an extension (not e.g. a .py shim re-exporting).
+    assert skcce._kernel.__file__.endswith(
+        tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    )
+    # no attribute advertising a fallback is set to True
+    for attr in ("USING_FALLBACK", "_USING_FALLBACK", "_fallback", "HAS_FALLBACK"):
+        if hasattr(skcce, attr):
+            assert not getattr(skcce, attr), attr
+
+
+def test_import_fails_without_compiled_kernel():
+    """If the compiled kernel cannot be imported, ``import skcce`` must fail rather
+    than silently fall back to a pure-Python implementation (run in a fresh
+    interpreter with the extension module blocked)."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "sys.modules['skcce._kernel'] = None  # makes 'import skcce._kernel' fail\n"
+        "try:\n"
+        "    import skcce\n"
+        "    skcce.crossentropy_loss_gradient\n"
+        "except ImportError:\n"
+        "    print('IMPORT-FAILED')\n"
+        "else:\n"
+        "    print('IMPORTED')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert "IMPORT-FAILED" in res.stdout, (res.stdout, res.stderr)
+
+
+def test_openmp_enabled_returns_bool():
+    """openmp_enabled() reports the build flavour; both serial and OpenMP are legit."""
+    assert isinstance(skcce._kernel.openmp_enabled(), bool)
+
+
+# ---------------------------------------------------------------------------
+# Agreement with scikit-learn and a plain NumPy reference
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_jobs", [1, 2, 4])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize(
+    "n, d, K",
+    [(1, 4, 3), (7, 5, 2), (7, 3, 10), (5000, 13, 3), (5000, 6, 10), (3001, 9, 2)],
+)
+def test_matches_sklearn_and_numpy(n, d, K, fit_intercept, weighted, n_jobs, dtype):
+    """Loss and gradient equal sklearn's LinearModelLoss and a NumPy reference.
+
+    Sizes include n=1 and n=7 (smaller than any row block) and several thousand
+    rows (spanning many row blocks / thread chunks).  float32 X is compared with
+    the float64 reference computed on the very same (exactly representable) values.
+    """
+    coef, X, y, sw = make_loss_problem(
+        n, d, K, dtype=dtype, fit_intercept=fit_intercept, weighted=weighted,
+        seed=n * 31 + K,
+    )
+    l2 = 0.37
+    loss, grad = skcce.crossentropy_loss_gradient(
+        coef, X, y, sample_weight=sw, l2_reg_strength=l2,
+        fit_intercept=fit_intercept, n_jobs=n_jobs,
+    )
+    assert np.isscalar(loss) or np.ndim(loss) == 0
+    grad = np.asarray(grad)
+    assert grad.shape == coef.shape
+    assert grad.dtype == np.float64
+
+    ref_loss, ref_grad = sklearn_loss_gradient(coef, X, y, sw, l2, fit_intercept)
+    np_loss, np_grad = numpy_loss_gradient(coef, X, y, sw, l2, fit_intercept)
+    # sanity of the two references against each other
+    assert_allclose(np_loss, ref_loss, rtol=1e-12)
+    assert_grad_close(np_grad, ref_grad, rtol=1e-11, atol_factor=1e-12)
+
+    rtol, atol_f = RTOL[dtype], ATOL_FACTOR[dtype]
+    assert_allclose(float(loss), ref_loss, rtol=rtol)
+    assert_grad_close(grad, ref_grad, rtol=rtol, atol_factor=atol_f)
+    assert_allclose(float(loss), np_loss, rtol=rtol)
+    assert_grad_close(grad, np_grad, rtol=rtol, atol_factor=atol_f)
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_defaults_match_sklearn(fit_intercept):
+    """Default arguments: no sample_weight, no penalty, intercept per argument."""
+    coef, X, y, _ = make_loss_problem(50, 4, 3, fit_intercept=fit_intercept, seed=3)
+    loss, grad = skcce.crossentropy_loss_gradient(
+        coef, X, y, fit_intercept=fit_intercept
+    )
+    ref_loss, ref_grad = sklearn_loss_gradient(coef, X, y, None, 0.0, fit_intercept)
+    assert_allclose(loss, ref_loss, rtol=1e-12)
+    assert_grad_close(grad, ref_grad, rtol=1e-12, atol_factor=1e-12)
+
+
+def test_default_fit_intercept_is_true():
+    """fit_intercept defaults to True: coef has an extra (intercept) column."""
+    coef, X, y, _ = make_loss_problem(40, 3, 4, fit_intercept=True, seed=4)
+    loss, grad = skcce.crossentropy_loss_gradient(coef, X, y)
+    ref_loss, ref_grad = sklearn_loss_gradient(coef, X, y, None, 0.0, True)
+    assert_allclose(loss, ref_loss, rtol=1e-12)
+    assert_grad_close(grad, ref_grad, rtol=1e-12, atol_factor=1e-12)
+
+
+@pytest.mark.parametrize("y_dtype", [np.int32, np.int64, np.intp, np.float64, np.float32])
+def test_label_dtypes(y_dtype):
+    """y may be given as any integer dtype or as floats holding integers."""
+    coef, X, y, sw = make_loss_problem(300, 5, 4, weighted=True, seed=5)
+    loss, grad = skcce.crossentropy_loss_gradient(
+        coef, X, y.astype(y_dtype), sample_weight=sw, l2_reg_strength=0.1
+    )
+    ref_loss, ref_grad = sklearn_loss_gradient(coef, X, y, sw, 0.1, True)
+    assert_allclose(loss, ref_loss, rtol=1e-12)
+    assert_grad_close(grad, ref_grad, rtol=1e-12, atol_factor=1e-12)
+
+
+def test_intercept_not_penalized():
+    """The L2 term only involves W, never the intercept column."""
+    coef, X, y, _ = make_loss_problem(200, 3, 3, seed=6)
+    l2 = 2.5
+    loss0, grad0 = skcce.crossentropy_loss_gradient(coef, X, y, l2_reg_strength=0.0)
+    loss1, grad1 = skcce.crossentropy_loss_gradient(coef, X, y, l2_reg_strength=l2)
+    W = coef[:, :-1]
+    # independent closed-form expectation for the penalty contribution
+    assert_allclose(loss1 - loss0, 0.5 * l2 * np.sum(W**2), rtol=1e-10)
+    assert_allclose(grad1[:, :-1] - grad0[:, :-1], l2 * W, rtol=1e-10, atol=1e-14)
+    assert_allclose(grad1[:, -1], grad0[:, -1], rtol=0, atol=1e-15)
+
+
+def test_sample_weight_normalisation():
+    """Integer sample weights are equivalent to repeating rows (the loss is
+    normalised by sum(sample_weight); checked via sklearn on the repeated data)."""
+    coef, X, y, _ = make_loss_problem(60, 4, 3, seed=7)
+    rng = np.random.default_rng(7)
+    sw = rng.integers(1, 4, size=60).astype(float)
+    loss, grad = skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw)
+    Xr, yr = np.repeat(X, sw.astype(int), axis=0), np.repeat(y, sw.astype(int))
+    ref_loss, ref_grad = sklearn_loss_gradient(coef, Xr, yr, None, 0.0, True)
+    assert_allclose(loss, ref_loss, rtol=1e-12)
+    assert_grad_close(grad, ref_grad, rtol=1e-11, atol_factor=1e-12)
+
+
+def test_fortran_ordered_coef():
+    """A Fortran-ordered coef (as produced e.g. by reshaping optimizer vectors)
+    gives the reference values (the function handles or converts it)."""
+    coef, X, y, sw = make_loss_problem(500, 6, 3, weighted=True, seed=8)
+    coef_f = np.asfortranarray(coef)
+    loss, grad = skcce.crossentropy_loss_gradient(
+        coef_f, X, y, sample_weight=sw, l2_reg_strength=0.2
+    )
+    ref_loss, ref_grad = sklearn_loss_gradient(coef, X, y, sw, 0.2, True)
+    assert_allclose(loss, ref_loss, rtol=1e-12)
+    assert_grad_close(grad, ref_grad, rtol=1e-12, atol_factor=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Numerical robustness
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("offset", [1e4, -1e4, 700.0, 1e6])
+@pytest.mark.parametrize("K", [2, 3, 10])
+def test_large_common_logit_offset_float64(offset, K):
+    """Adding the same constant to every class's intercept does not change the
+    softmax CE; a stable kernel must return the unshifted value, never inf/nan."""
+    coef, X, y, sw = make_loss_problem(400, 5, K, weighted=True, seed=K)
+    shifted = coef.copy()
+    shifted[:, -1] += offset
+    loss, grad = skcce.crossentropy_loss_gradient(
+        shifted, X, y, sample_weight=sw, l2_reg_strength=0.1
+    )
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    ref_loss, ref_grad = numpy_loss_gradient(coef, X, y, sw, 0.1, True)
+    # Forming z = Wx + b + offset rounds at |offset| * eps absolute, so compare
+    # with a tolerance reflecting that unavoidable representation error.
+    tol = 50 * abs(offset) * np.finfo(np.float64).eps
+    assert_allclose(loss, ref_loss, rtol=0, atol=tol)
+    assert_allclose(grad, ref_grad, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("offset", [1e4, -1e4])
+def test_large_common_logit_offset_float32_X(offset):
+    """float32 X with a large common offset in the (float64) intercept: the result
+    must still match the float64 reference within the float32 tolerance."""
+    coef, X, y, sw = make_loss_problem(400, 5, 3, dtype=np.float32, weighted=True, seed=11)
+    coef[:, -1] += offset
+    loss, grad = skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    ref_loss, ref_grad = sklearn_loss_gradient(coef, X, y, sw, 0.0, True)
+    assert_allclose(loss, ref_loss, rtol=1e-5)
+    assert_grad_close(grad, ref_grad, rtol=1e-5, atol_factor=1e-5)
+
+
+def test_large_logit_spread_is_finite():
+    """Huge logit differences (probabilities underflow to 0) give finite loss and
+    gradient equal to the NumPy logsumexp reference."""
+    coef, X, y, _ = make_loss_problem(300, 4, 5, seed=12, scale=300.0)
+    loss, grad = skcce.crossentropy_loss_gradient(coef, X, y)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    ref_loss, ref_grad = numpy_loss_gradient(coef, X, y)
+    assert_allclose(loss, ref_loss, rtol=1e-12)
+    assert_grad_close(grad, ref_grad, rtol=1e-11, atol_factor=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Finite differences
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gradient_finite_differences(fit_intercept, weighted):
+    """Central differences of the returned loss agree with the returned gradient."""
+    coef, X, y, sw = make_loss_problem(
+        800, 6, 4, fit_intercept=fit_intercept, weighted=weighted, seed=13
+    )
+    l2 = 0.3
+    rng = np.random.default_rng(14)
+
+    def f(c):
+        return skcce.crossentropy_loss_gradient(
+            c, X, y, sample_weight=sw, l2_reg_strength=l2, fit_intercept=fit_intercept
+        )[0]
+
+    _, grad = skcce.crossentropy_loss_gradient(
+        coef, X, y, sample_weight=sw, l2_reg_strength=l2, fit_intercept=fit_intercept
+    )
+    h = 1e-5
+    n_checked = 0
+    for _ in range(8):
+        k = rng.integers(coef.shape[0])
+        j = rng.integers(coef.shape[1])
+        cp, cm = coef.copy(), coef.copy()
+        cp[k, j] += h
+        cm[k, j] -= h
+        fd = (f(cp) - f(cm)) / (2 * h)
+        assert_allclose(grad[k, j], fd, rtol=1e-6, atol=1e-9)
+        n_checked += 1
+    # also the intercept column explicitly
+    if fit_intercept:
+        cp, cm = coef.copy(), coef.copy()
+        cp[1, -1] += h
+        cm[1, -1] -= h
+        assert_allclose(grad[1, -1], (f(cp) - f(cm)) / (2 * h), rtol=1e-6, atol=1e-9)
+        n_checked += 1
+    assert n_checked >= 8
+
+
+# ---------------------------------------------------------------------------
+# Threads: bitwise reproducibility of the public function
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_bitwise_identical_across_n_jobs(dtype, weighted, fit_intercept):
+    """Loss and gradient are bitwise identical for every n_jobs value."""
+    coef, X, y, sw = make_loss_problem(
+        9000, 11, 5, dtype=dtype, fit_intercept=fit_intercept, weighted=weighted,
+        seed=21,
+    )
+    results = {}
+    for n_jobs in (1, 2, 3, 4, None, -1):
+        results[n_jobs] = skcce.crossentropy_loss_gradient(
+            coef, X, y, sample_weight=sw, l2_reg_strength=0.05,
+            fit_intercept=fit_intercept, n_jobs=n_jobs,
+        )
+    loss1, grad1 = results[1]
+    for n_jobs, (loss, grad) in results.items():
+        assert float(loss) == float(loss1), n_jobs
+        assert np.array_equal(grad, grad1), n_jobs
+    # and the common value is the correct one (independent reference)
+    ref_loss, ref_grad = sklearn_loss_gradient(coef, X, y, sw, 0.05, fit_intercept)
+    assert_allclose(loss1, ref_loss, rtol=RTOL[dtype])
+    assert_grad_close(grad1, ref_grad, RTOL[dtype], ATOL_FACTOR[dtype])
+
+
+def test_inputs_not_modified():
+    """The function must not write into its inputs."""
+    coef, X, y, sw = make_loss_problem(500, 4, 3, weighted=True, seed=31)
+    copies = [a.copy() for a in (coef, X, y, sw)]
+    skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw, l2_reg_strength=1.0)
+    for a, c in zip((coef, X, y, sw), copies):
+        assert np.array_equal(a, c)
