@@ -11,12 +11,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils import column_or_1d
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, validate_data
+from sklearn.utils.validation import validate_data
 
 from skcce._objective import CrossEntropyObjective
+from skcce._targets import check_soft_targets, one_hot_labels
 from skcce._threads import effective_n_threads, single_threaded_blas
+from skcce._weights import check_non_negative_sample_weight
 
 _SCALING_HINT = (
     "\nYou might also want to scale the data as shown in:\n"
@@ -50,6 +53,14 @@ class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
     class_weight : dict, "balanced" or None, default=None
         Weights per class, multiplied into the sample weights, as in
         scikit-learn (``"balanced"``: ``n_samples / (n_classes * counts)``).
+        With soft targets, a sample's weight is multiplied by its expected
+        class weight ``sum_k q_ik w_k``.
+    label_smoothing : float, default=0.0
+        ``eps`` in [0, 1): each target distribution q (one-hot for a label)
+        becomes ``(1 - eps) q + eps / K``, as in PyTorch's
+        ``CrossEntropyLoss(label_smoothing=eps)`` and Keras's
+        ``CategoricalCrossentropy(label_smoothing=eps)``. Computed inside the
+        kernel; no n_samples x K target matrix is built for labels.
     warm_start : bool, default=False
         Start from the previous solution when refitting data with the same
         classes and features.
@@ -72,6 +83,11 @@ class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         Intercepts; for two classes, that of class ``classes_[1]``.
     n_iter_ : ndarray of shape (1,)
         Number of L-BFGS iterations.
+    loss_curve_ : list of float
+        Objective value after each L-BFGS iteration.
+    final_gradient_norm_ : float
+        Largest absolute entry of the objective's gradient at the solution
+        (what L-BFGS compares with ``tol``).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
@@ -107,6 +123,7 @@ class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         "tol": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "class_weight": [dict, StrOptions({"balanced"}), None],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
         "warm_start": ["boolean"],
         "n_jobs": [
             Interval(Integral, None, -1, closed="right"),
@@ -117,12 +134,14 @@ class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
     }
 
     def __init__(self, C=1.0, *, fit_intercept=True, tol=1e-4, max_iter=100,
-                 class_weight=None, warm_start=False, n_jobs=None, verbose=0):
+                 class_weight=None, label_smoothing=0.0, warm_start=False, n_jobs=None,
+                 verbose=0):
         self.C = C
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
         self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
         self.warm_start = warm_start
         self.n_jobs = n_jobs
         self.verbose = verbose
@@ -143,8 +162,12 @@ class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         ----------
         X : array-like of shape (n_samples, n_features)
             Training data (float32 data is used without conversion).
-        y : array-like of shape (n_samples,)
-            Class labels.
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+            Class labels, or soft targets: rows of non-negative probabilities
+            summing to 1 (within 1e-6; they are renormalized), K >= 2 columns.
+            With soft targets ``classes_`` is ``np.arange(K)`` and ``predict``
+            returns column indices. Exactly one-hot rows give bitwise the model
+            of the equivalent labels.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; None means unit weights.
 
@@ -169,36 +192,26 @@ class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         """Fit without touching ``self``'s model; return the new attributes."""
         X, y = validate_data(
             self, X, y, accept_sparse=False, dtype=[np.float64, np.float32],
-            order="C", reset=True,
+            order="C", multi_output=True, reset=True,
         )
-        check_classification_targets(y)
-        classes, y_encoded = np.unique(y, return_inverse=True)
+        classes, targets = self._encode_targets(y)
         n_classes = classes.shape[0]
-        if n_classes < 2:
-            raise ValueError(
-                "This solver needs samples of at least 2 classes in the data, but "
-                f"the data contains only one class: {classes[0]!r}"
-            )
-        y_encoded = np.ascontiguousarray(y_encoded, dtype=np.int32)
-        sample_weight = self._effective_sample_weight(X, y, y_encoded, classes, sample_weight)
+        sample_weight = self._effective_sample_weight(X, targets, classes, sample_weight)
 
-        n_threads = effective_n_threads(self.n_jobs)
         objective = CrossEntropyObjective(
-            X, y_encoded, n_classes, sample_weight=sample_weight,
-            fit_intercept=self.fit_intercept, n_threads=n_threads,
+            X, targets, n_classes, sample_weight=sample_weight,
+            fit_intercept=self.fit_intercept, label_smoothing=self.label_smoothing,
+            n_threads=effective_n_threads(self.n_jobs),
         )
-        if objective.weight_sum <= 0:
-            raise ValueError("Sample weights must contain at least one non-zero number.")
         objective.l2_reg_strength = (
             0.0 if np.isinf(self.C) else 1.0 / (self.C * objective.weight_sum)
         )
-        coef0 = self._initial_coef(objective, classes, y_encoded, sample_weight)
-        # Built before `objective.loss_gradient` is read: it wraps that method.
-        callback = self._progress_printer(objective) if self.verbose else None
+        coef0 = self._initial_coef(objective, classes, targets, sample_weight)
+        recorder = _IterationRecorder(objective, verbose=self.verbose)
 
         with single_threaded_blas():
             result = optimize.minimize(
-                objective.loss_gradient,
+                recorder.loss_gradient,
                 coef0.ravel(order="F"),
                 method="L-BFGS-B",
                 jac=True,
@@ -208,8 +221,9 @@ class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
                     "gtol": self.tol,
                     "ftol": 64 * np.finfo(float).eps,
                 },
-                callback=callback,
+                callback=recorder.callback,
             )
+            final_gradient_norm = recorder.gradient_norm_at(result.x)
         n_iter = self._check_convergence(result)
 
         coef = result.x.reshape(objective.n_dof, n_classes).T
@@ -222,34 +236,72 @@ class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
             "coef_": np.array(weights, dtype=X.dtype, order="C"),
             "intercept_": np.array(intercepts, dtype=X.dtype),
             "n_iter_": np.array([n_iter], dtype=np.int32),
+            "loss_curve_": list(recorder.loss_curve),
+            "final_gradient_norm_": final_gradient_norm,
         }
 
-    def _effective_sample_weight(self, X, y, y_encoded, classes, sample_weight):
-        """Sample weights times class weights, float64; None if all ones."""
+    @staticmethod
+    def _encode_targets(y):
+        """``classes_`` and the kernel's targets: int32 indices or float64 (n, K).
+
+        A 2-D y with K >= 2 columns holds soft targets: classes are
+        ``arange(K)``; exactly one-hot rows are turned into indices, so they
+        give bitwise the model of the equivalent labels.
+        """
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if y.ndim == 2:
+            proba = check_soft_targets(y)
+            labels = one_hot_labels(proba)
+            return np.arange(proba.shape[1]), (proba if labels is None else labels)
+        check_classification_targets(y)
+        classes, y_encoded = np.unique(y, return_inverse=True)
+        if classes.shape[0] < 2:
+            raise ValueError(
+                "This solver needs samples of at least 2 classes in the data, but "
+                f"the data contains only one class: {classes[0]!r}"
+            )
+        return classes, np.ascontiguousarray(y_encoded, dtype=np.int32)
+
+    def _effective_sample_weight(self, X, targets, classes, sample_weight):
+        """Sample weights times class weights, float64; None if all ones.
+
+        With soft targets a sample's class weight is its expected class
+        weight, ``sum_k q_ik w_k``, and "balanced" counts each class by its
+        total (weighted) target probability.
+        """
         if sample_weight is None and self.class_weight is None:
             return None
-        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, copy=True)
-        if np.any(sample_weight < 0):
-            raise ValueError("Negative values in data passed to `sample_weight`")
-        if self.class_weight is not None:
+        sample_weight = check_non_negative_sample_weight(sample_weight, X, copy=True)
+        if self.class_weight is None:
+            return sample_weight
+        n_classes = classes.shape[0]
+        if self.class_weight == "balanced":
+            class_mass = _class_mass(targets, sample_weight, n_classes)
             with np.errstate(divide="ignore", invalid="ignore"):
-                class_weight = compute_class_weight(
-                    self.class_weight, classes=classes, y=y, sample_weight=sample_weight
-                )
-            # "balanced" gives an infinite weight to a class whose samples all
-            # have zero weight; the class still carries no weight.
-            class_weight = np.where(np.isfinite(class_weight), class_weight, 0.0)
-            sample_weight *= class_weight[y_encoded]
-        return np.ascontiguousarray(sample_weight, dtype=np.float64)
+                class_weight = class_mass.sum() / (n_classes * class_mass)
+        else:
+            class_weight = compute_class_weight(
+                self.class_weight, classes=classes,
+                y=classes[targets] if targets.ndim == 1 else classes,
+            )
+        # "balanced" gives an infinite weight to a class whose samples all
+        # have zero weight; the class still carries no weight.
+        class_weight = np.where(np.isfinite(class_weight), class_weight, 0.0)
+        if targets.ndim == 1:
+            sample_weight *= class_weight[targets]
+        else:
+            sample_weight *= targets @ class_weight
+        return sample_weight
 
-    def _initial_coef(self, objective, classes, y_encoded, sample_weight):
+    def _initial_coef(self, objective, classes, targets, sample_weight):
         """Starting point, (K, n_dof) in Fortran order.
 
         A warm start reuses the previous solution. Otherwise W = 0 and the
-        intercepts are the centered log class priors: the exact optimum for
-        W = 0. Centering keeps sum_k b_k = 0, which L-BFGS then preserves
-        (every gradient sums to zero over classes), so two-class solutions are
-        exactly symmetric.
+        intercepts are the centered log of the mean (weighted, smoothed)
+        target: the exact optimum for W = 0. Centering keeps sum_k b_k = 0,
+        which L-BFGS then preserves (every gradient sums to zero over
+        classes), so two-class solutions are exactly symmetric.
         """
         n_classes, n_features = classes.shape[0], objective.n_features
         coef = np.zeros((n_classes, objective.n_dof), order="F")
@@ -263,10 +315,12 @@ class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
                 if self.fit_intercept:
                     coef[:, -1] = self.intercept_
         elif self.fit_intercept:
-            weights = np.ones_like(y_encoded, dtype=np.float64) if sample_weight is None else sample_weight
-            class_mass = np.bincount(y_encoded, weights=weights, minlength=n_classes)
-            if np.all(class_mass > 0):
-                log_prior = np.log(class_mass / class_mass.sum())
+            class_mass = _class_mass(targets, sample_weight, n_classes)
+            prior = class_mass / class_mass.sum()
+            eps = self.label_smoothing
+            prior = (1.0 - eps) * prior + eps / n_classes
+            if np.all(prior > 0):
+                log_prior = np.log(prior)
                 coef[:, -1] = log_prior - log_prior.mean()
         return coef
 
@@ -277,34 +331,6 @@ class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
             and np.array_equal(self.classes_, classes)
             and self.coef_.shape[1] == n_features
         )
-
-    def _progress_printer(self, objective):
-        """L-BFGS callback printing one line per iteration.
-
-        The accepted iterate is the last point L-BFGS-B evaluated, so the
-        objective and gradient are taken from the last evaluation.
-        """
-        start = time.perf_counter()
-        state = {"iteration": 0}
-        original = objective.loss_gradient
-
-        def loss_gradient(params):
-            loss, grad = original(params)
-            state["loss"], state["grad_max"] = loss, float(np.max(np.abs(grad)))
-            return loss, grad
-
-        objective.loss_gradient = loss_gradient
-
-        def callback(intermediate_result):
-            state["iteration"] += 1
-            print(
-                f"iter {state['iteration']:5d}  objective {state['loss']:.12e}  "
-                f"max|grad| {state['grad_max']:.3e}  "
-                f"elapsed {time.perf_counter() - start:.3f}s",
-                flush=True,
-            )
-
-        return callback
 
     def _check_convergence(self, result):
         """Iteration count; ConvergenceWarning worded like scikit-learn's."""
@@ -358,3 +384,51 @@ class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         if decision.ndim == 1:
             decision = np.column_stack([-decision, decision])
         return decision
+
+
+def _class_mass(targets, sample_weight, n_classes):
+    """Total (weighted) target probability of each class."""
+    if targets.ndim == 1:
+        return np.bincount(targets, weights=sample_weight, minlength=n_classes)
+    if sample_weight is None:
+        return targets.sum(axis=0)
+    return sample_weight @ targets
+
+
+class _IterationRecorder:
+    """Wraps the objective for L-BFGS: records the loss curve, prints progress.
+
+    scipy calls ``callback`` after each iteration with the accepted iterate,
+    which is the last point evaluated; its gradient is taken from the cache.
+    """
+
+    def __init__(self, objective, verbose=0):
+        self.objective = objective
+        self.verbose = verbose
+        self.loss_curve = []
+        self._last = None  # (params, loss, grad) of the last evaluation
+        self._start = time.perf_counter()
+
+    def loss_gradient(self, params):
+        loss, grad = self.objective.loss_gradient(params)
+        self._last = (params.copy(), loss, grad)
+        return loss, grad
+
+    def gradient_norm_at(self, params):
+        """max |grad| at ``params`` (the quantity L-BFGS compares with tol)."""
+        if self._last is not None and np.array_equal(self._last[0], params):
+            grad = self._last[2]
+        else:
+            grad = self.objective.loss_gradient(params)[1]
+        return float(np.max(np.abs(grad))) if grad.size else 0.0
+
+    def callback(self, intermediate_result):
+        loss = float(intermediate_result.fun)
+        self.loss_curve.append(loss)
+        if self.verbose:
+            print(
+                f"iter {len(self.loss_curve):5d}  objective {loss:.12e}  "
+                f"max|grad| {self.gradient_norm_at(intermediate_result.x):.3e}  "
+                f"elapsed {time.perf_counter() - self._start:.3f}s",
+                flush=True,
+            )

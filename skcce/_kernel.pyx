@@ -105,48 +105,107 @@ cdef inline void _gemm(char* transa, char* transb, int m, int n, int k,
               <float*> b, &ldb, &beta, c, &ldc)
 
 
+cdef struct Targets:
+    # What each row is fitted to: a class index (``labels``) or a probability
+    # row (``proba``, row-major n x K); either way optionally label-smoothed,
+    # q <- (1 - smoothing) * q + smoothing / K.
+    const int32_t* labels
+    const double* proba
+    double smoothing
+
+
+cdef inline double _logit(const floating* row, const double* intercept,
+                          Py_ssize_t k) noexcept nogil:
+    """Logit k of a row in float64, intercept added when there is one."""
+    if intercept == NULL:
+        return row[k]
+    return row[k] + intercept[k]
+
+
+cdef inline double _target(const Targets* t, Py_ssize_t i, Py_ssize_t k,
+                           Py_ssize_t n_classes) noexcept nogil:
+    """Target probability q_ik."""
+    cdef double q
+    if t.proba != NULL:
+        q = t.proba[i * n_classes + k]
+    else:
+        q = 1.0 if k == t.labels[i] else 0.0
+    if t.smoothing != 0.0:
+        q = (1.0 - t.smoothing) * q + t.smoothing / n_classes
+    return q
+
+
+cdef inline double _row_max_logit(const floating* row, const double* intercept,
+                                  Py_ssize_t n_classes) noexcept nogil:
+    cdef double zmax = _logit(row, intercept, 0), zk
+    cdef Py_ssize_t k
+    for k in range(1, n_classes):
+        zk = _logit(row, intercept, k)
+        if zk > zmax:
+            zmax = zk
+    return zmax
+
+
+cdef inline double _row_target_logit(
+    const Targets* t, Py_ssize_t i, const floating* row,
+    const double* intercept, Py_ssize_t n_classes, double zmax,
+) noexcept nogil:
+    """sum_k q_ik (z_k - m): the target-weighted shifted logit of row i.
+
+    Terms with q_ik == 0 are skipped (0 * -inf would be NaN for extreme
+    logits), so a one-hot row gives exactly the label result.
+    """
+    cdef double acc = 0.0, q
+    cdef Py_ssize_t k
+    if t.proba == NULL and t.smoothing == 0.0:
+        return _logit(row, intercept, t.labels[i]) - zmax
+    for k in range(n_classes):
+        q = _target(t, i, k, n_classes)
+        if q != 0.0:
+            acc = acc + q * (_logit(row, intercept, k) - zmax)
+    return acc
+
+
 cdef double _softmax_residual_rows(
-    floating* z, Py_ssize_t n_rows, Py_ssize_t n_classes,
-    const double* intercept, const int32_t* y, const double* sw,
+    floating* z, Py_ssize_t first_row, Py_ssize_t n_rows, Py_ssize_t n_classes,
+    const double* intercept, const Targets* targets, const double* sw,
     double* grad_intercept,
 ) noexcept nogil:
     """Turn logits into weighted residuals in place; return the weighted loss.
 
-    ``z`` holds ``X_c @ W.T`` (without intercept). For each row i, in float64,
-    with logits ``z_k + b_k`` (``b = 0`` if ``intercept`` is NULL) and weight
-    s (1 if ``sw`` is NULL): ``loss_i = log(sum_k exp(z_k - m)) - (z_y - m)``
-    with ``m = max_k z_k`` (never ``log(sum) + m - z_y``, which cancels
+    ``z`` holds ``X_c @ W.T`` (without intercept) for rows ``first_row ...``.
+    For each row, in float64, with logits ``z_k + b_k`` and weight s (1 if
+    ``sw`` is NULL) and target q:
+    ``loss = log(sum_k exp(z_k - m)) - sum_k q_k (z_k - m)`` with
+    ``m = max_k z_k`` (never ``log(sum) + m - ...``, which cancels
     catastrophically when all logits share a large offset), and
-    ``z_k <- s * (p_k - [k == y])``. Adding the intercept in float64 keeps a
-    large common offset exact for float32 data too. The residuals are also
-    summed into ``grad_intercept`` (float64).
+    ``z_k <- s * (p_k - q_k)``. Adding the intercept in float64 keeps a large
+    common offset exact for float32 data too. The residuals are also summed
+    into ``grad_intercept`` (float64).
     """
-    cdef Py_ssize_t i, k
-    cdef double zmax, zk, sum_exp, zy, weight, scale, r
+    cdef Py_ssize_t i, k, K = n_classes
+    cdef double zmax, sum_exp, zt, weight, scale, r
     cdef double loss = 0.0
     cdef floating* row
-    cdef int32_t yi
+    cdef bint plain_labels = targets.proba == NULL and targets.smoothing == 0.0
     for i in range(n_rows):
-        row = z + i * n_classes
-        yi = y[i]
+        row = z + i * K
         weight = 1.0 if sw == NULL else sw[i]
-        zmax = row[0] + (0.0 if intercept == NULL else intercept[0])
-        for k in range(1, n_classes):
-            zk = row[k] + (0.0 if intercept == NULL else intercept[k])
-            if zk > zmax:
-                zmax = zk
-        zy = row[yi] + (0.0 if intercept == NULL else intercept[yi])
+        zmax = _row_max_logit(row, intercept, K)
+        zt = _row_target_logit(targets, first_row + i, row, intercept, K, zmax)
         sum_exp = 0.0
-        for k in range(n_classes):
-            zk = row[k] + (0.0 if intercept == NULL else intercept[k])
-            row[k] = <floating> exp(zk - zmax)
+        for k in range(K):
+            row[k] = <floating> exp(_logit(row, intercept, k) - zmax)
             sum_exp = sum_exp + row[k]
-        loss = loss + weight * (log(sum_exp) - (zy - zmax))
+        loss = loss + weight * (log(sum_exp) - zt)
         scale = weight / sum_exp
-        for k in range(n_classes):
+        for k in range(K):
             r = row[k] * scale
-            if k == yi:
-                r = r - weight
+            if plain_labels:
+                if k == targets.labels[first_row + i]:
+                    r = r - weight
+            else:
+                r = r - weight * _target(targets, first_row + i, k, K)
             row[k] = <floating> r
             grad_intercept[k] = grad_intercept[k] + r
     return loss
@@ -154,7 +213,7 @@ cdef double _softmax_residual_rows(
 
 cdef double _block_loss_gradient(
     const floating* X, Py_ssize_t n_features,
-    const int32_t* y, const double* sw,
+    const Targets* targets, const double* sw,
     const floating* weights_t, const double* intercept, Py_ssize_t n_classes,
     Py_ssize_t row_start, Py_ssize_t row_end, Py_ssize_t chunk_rows,
     floating* z, floating* grad_chunk, double* grad, double* grad_intercept,
@@ -188,8 +247,8 @@ cdef double _block_loss_gradient(
         sw_c = NULL
         if sw != NULL:
             sw_c = sw + r0
-        loss = loss + _softmax_residual_rows(z, m, K, intercept, y + r0, sw_c,
-                                             grad_intercept)
+        loss = loss + _softmax_residual_rows(z, r0, m, K, intercept, targets,
+                                             sw_c, grad_intercept)
         # Gradient: G (d x K, row-major) += X_c.T @ R.
         if d > 0:
             if floating is double:
@@ -206,9 +265,33 @@ cdef double _block_loss_gradient(
     return loss
 
 
+cdef int _set_targets(Targets* targets, const int32_t[::1] y,
+                      const double[:, ::1] y_proba, double label_smoothing,
+                      Py_ssize_t n, Py_ssize_t n_classes) except -1:
+    """Fill ``targets`` from exactly one of labels ``y`` and ``y_proba``."""
+    if (y is None) == (y_proba is None):
+        raise ValueError("pass exactly one of y and y_proba")
+    targets.labels = NULL
+    targets.proba = NULL
+    targets.smoothing = label_smoothing
+    if y is not None:
+        if y.shape[0] != n:
+            raise ValueError("y has the wrong length")
+        if n > 0:
+            targets.labels = &y[0]
+    else:
+        if y_proba.shape[0] != n or y_proba.shape[1] != n_classes:
+            raise ValueError("y_proba has the wrong shape")
+        if n > 0:
+            targets.proba = &y_proba[0, 0]
+    return 0
+
+
 def dense_loss_gradient(
     const floating[:, ::1] X,
     const int32_t[::1] y,
+    const double[:, ::1] y_proba,
+    double label_smoothing,
     const double[::1] sample_weight,
     const floating[:, ::1] weights_t,
     const double[::1] intercept,
@@ -220,8 +303,12 @@ def dense_loss_gradient(
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features), float32 or float64, C order
-    y : ndarray of shape (n_samples,), int32
-        Class indices in [0, K). Not checked here.
+    y : ndarray of shape (n_samples,), int32, or None
+        Class indices in [0, K) (not checked here), or None with ``y_proba``.
+    y_proba : ndarray of shape (n_samples, K), float64, or None
+        Target distributions (rows summing to 1), used when ``y`` is None.
+    label_smoothing : float
+        Targets become ``(1 - label_smoothing) * q + label_smoothing / K``.
     sample_weight : ndarray of shape (n_samples,), float64, or None
     weights_t : ndarray of shape (n_features, K), X's dtype, C order
         Transposed coefficient matrix ``W.T``.
@@ -256,7 +343,9 @@ def dense_loss_gradient(
     cdef double* g_buf = NULL
     cdef double* gb_buf = NULL
     cdef double* loss_buf = NULL
+    cdef Targets targets
 
+    _set_targets(&targets, y, y_proba, label_smoothing, n, K)
     if weights_t.shape[0] != d:
         raise ValueError("weights_t must have n_features rows")
     if fit_intercept:
@@ -267,8 +356,6 @@ def dense_loss_gradient(
         wp = &weights_t[0, 0]
     if grad_t.shape[0] != d + fit_intercept or grad_t.shape[1] != K:
         raise ValueError("grad_t has the wrong shape")
-    if y.shape[0] != n:
-        raise ValueError("y has the wrong length")
     if sample_weight is not None:
         if sample_weight.shape[0] != n:
             raise ValueError("sample_weight has the wrong length")
@@ -305,7 +392,7 @@ def dense_loss_gradient(
                     b0 = (first_block + t) * block_rows
                     b1 = min(b0 + block_rows, n)
                     loss_buf[t] = _block_loss_gradient(
-                        Xp, d, &y[0], sw, wp, bp, K,
+                        Xp, d, &targets, sw, wp, bp, K,
                         b0, b1, chunk_rows,
                         z_buf + t * chunk_rows * K,
                         NULL if gchunk_buf == NULL else gchunk_buf + t * dK,
@@ -339,3 +426,98 @@ def dense_loss_gradient(
         free(loss_buf)
         free(gchunk_buf)
     return loss_total
+
+
+# Rows per block of the metric's reduction: fixed, so sums never depend on the
+# thread count.
+DEF METRIC_BLOCK_ROWS = 4096
+
+
+cdef double _rows_crossentropy_block(
+    const floating* z, Py_ssize_t row_start, Py_ssize_t row_end,
+    Py_ssize_t n_classes, const Targets* targets, const double* sw,
+    bint from_logits, double clip_eps,
+) noexcept nogil:
+    """Weighted crossentropy summed over rows [row_start, row_end).
+
+    From logits: ``log(sum_k exp(z_k - m)) - sum_k q_k (z_k - m)`` (stable).
+    From probabilities: ``-sum_k q_k log(clip(p_k, eps, 1 - eps))``, terms
+    with q_k == 0 skipped.
+    """
+    cdef Py_ssize_t i, k, K = n_classes
+    cdef const floating* row
+    cdef double total = 0.0, ce, zmax, sum_exp, q, p
+    for i in range(row_start, row_end):
+        row = z + i * K
+        if from_logits:
+            zmax = _row_max_logit(row, NULL, K)
+            sum_exp = 0.0
+            for k in range(K):
+                sum_exp = sum_exp + exp(row[k] - zmax)
+            ce = log(sum_exp) - _row_target_logit(targets, i, row, NULL, K, zmax)
+        else:
+            ce = 0.0
+            for k in range(K):
+                q = _target(targets, i, k, K)
+                if q != 0.0:
+                    p = min(max(<double> row[k], clip_eps), 1.0 - clip_eps)
+                    ce = ce - q * log(p)
+        total = total + (ce if sw == NULL else sw[i] * ce)
+    return total
+
+
+def rows_crossentropy(
+    const floating[:, ::1] y_pred,
+    const int32_t[::1] y,
+    const double[:, ::1] y_proba,
+    double label_smoothing,
+    const double[::1] sample_weight,
+    bint from_logits,
+    int n_threads,
+):
+    """Sum over rows of the weighted crossentropy between targets and y_pred.
+
+    Parameters
+    ----------
+    y_pred : ndarray of shape (n_samples, K), float32 or float64, C order
+        Logits (``from_logits``) or probabilities (clipped to
+        ``[eps, 1 - eps]`` with eps the dtype's machine epsilon, as
+        ``sklearn.metrics.log_loss`` does).
+    y, y_proba, label_smoothing
+        Targets, as in :func:`dense_loss_gradient`.
+    sample_weight : ndarray of shape (n_samples,), float64, or None
+    from_logits : bool
+    n_threads : int
+        The result does not depend on it.
+
+    Returns
+    -------
+    total : float
+        ``sum_i s_i * CE_i``.
+    """
+    cdef Py_ssize_t n = y_pred.shape[0], K = y_pred.shape[1]
+    cdef Py_ssize_t n_blocks = (n + METRIC_BLOCK_ROWS - 1) // METRIC_BLOCK_ROWS
+    cdef Py_ssize_t b
+    cdef Targets targets
+    cdef const double* sw = NULL
+    cdef double total = 0.0
+    cdef double clip_eps = np.finfo(np.float32 if floating is float else np.float64).eps
+    cdef double[::1] partial = np.zeros(max(n_blocks, 1))
+    _set_targets(&targets, y, y_proba, label_smoothing, n, K)
+    if sample_weight is not None:
+        if sample_weight.shape[0] != n:
+            raise ValueError("sample_weight has the wrong length")
+        if n > 0:
+            sw = &sample_weight[0]
+    if n == 0:
+        return 0.0
+    with nogil:
+        for b in prange(n_blocks, num_threads=max(1, min(n_threads, n_blocks)),
+                        schedule="static"):
+            partial[b] = _rows_crossentropy_block(
+                &y_pred[0, 0], b * METRIC_BLOCK_ROWS,
+                min((b + 1) * METRIC_BLOCK_ROWS, n), K, &targets, sw,
+                from_logits, clip_eps)
+        for b in range(n_blocks):
+            total = total + partial[b]
+    return total

@@ -3,42 +3,29 @@
 import numbers
 
 import numpy as np
-from sklearn.utils import check_array, column_or_1d
-from sklearn.utils.validation import _check_sample_weight, check_consistent_length
+from sklearn.utils import check_array
+from sklearn.utils.validation import check_consistent_length
 
 from skcce._objective import CrossEntropyObjective
+from skcce._targets import check_targets_for_classes
 from skcce._threads import effective_n_threads, single_threaded_blas
-
-
-def _check_labels(y, n_classes):
-    """Integer class indices in [0, n_classes) as int32, or a ValueError."""
-    y = column_or_1d(y, warn=True)
-    if not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)
-            or y.dtype == bool):
-        raise ValueError(f"y must hold integer class indices, got dtype {y.dtype}.")
-    y_int = np.asarray(y).astype(np.int64, copy=False)
-    if y.size and not np.array_equal(y_int, y):
-        raise ValueError("y must hold integer class indices 0..K-1 (non-integer values found).")
-    if y.size and (y_int.min() < 0 or y_int.max() >= n_classes):
-        raise ValueError(
-            f"y must hold class indices in [0, {n_classes}) for coef with "
-            f"{n_classes} rows; got values in [{y_int.min()}, {y_int.max()}]."
-        )
-    return np.ascontiguousarray(y_int, dtype=np.int32)
+from skcce._weights import check_non_negative_sample_weight
 
 
 def crossentropy_loss_gradient(coef, X, y, *, sample_weight=None, l2_reg_strength=0.0,
-                               fit_intercept=True, n_jobs=None):
+                               fit_intercept=True, label_smoothing=0.0, n_jobs=None):
     """Regularized mean categorical crossentropy and its gradient, in one pass.
 
     Computes, with ``W = coef[:, :n_features]`` and ``b = coef[:, -1]`` (when
     ``fit_intercept``)::
 
-        loss = (1/S) sum_i s_i (logsumexp(z_i) - z_{i, y_i})
+        loss = (1/S) sum_i s_i (logsumexp(z_i) - sum_k q_ik z_ik)
                + l2_reg_strength / 2 * ||W||_F^2,      z_i = W x_i + b
 
-    with ``S = sum_i s_i``, and its gradient with respect to ``coef``. This is
-    exactly what scikit-learn's private
+    with ``S = sum_i s_i`` and targets ``q_i`` (one-hot for a label, or a
+    given probability row; label smoothing ``eps`` replaces them by
+    ``(1 - eps) q_i + eps / K``), and its gradient with respect to ``coef``.
+    For labels without smoothing this is exactly what scikit-learn's private
     ``LinearModelLoss(HalfMultinomialLoss(n_classes=K), fit_intercept).loss_gradient``
     returns, computed by a fused multithreaded kernel that never allocates an
     n_samples x K array. Use it to drive your own optimizer.
@@ -50,14 +37,18 @@ def crossentropy_loss_gradient(coef, X, y, *, sample_weight=None, l2_reg_strengt
     X : ndarray of shape (n_samples, n_features)
         Dense data, float64 or float32 (other dtypes are converted to float64).
         float32 data is used as is; loss and gradient are accumulated in float64.
-    y : array-like of shape (n_samples,)
-        Class indices ``0 .. n_classes - 1``.
+    y : array-like of shape (n_samples,) or (n_samples, n_classes)
+        Class indices ``0 .. n_classes - 1``, or soft targets: rows of
+        non-negative probabilities summing to 1.
     sample_weight : array-like of shape (n_samples,), default=None
         Non-negative sample weights; None means unit weights.
     l2_reg_strength : float, default=0.0
         Strength of the L2 penalty on ``W`` (not on the intercepts).
     fit_intercept : bool, default=True
         Whether the last column of ``coef`` holds intercepts.
+    label_smoothing : float, default=0.0
+        ``eps`` in [0, 1): targets become ``(1 - eps) q + eps / K``, as in
+        PyTorch's ``CrossEntropyLoss(label_smoothing=eps)``.
     n_jobs : int, default=None
         Number of OpenMP threads: None for all usable cores, -1 for all,
         negative values count back. The result is bitwise identical for
@@ -95,17 +86,16 @@ def crossentropy_loss_gradient(coef, X, y, *, sample_weight=None, l2_reg_strengt
         )
     if not isinstance(l2_reg_strength, numbers.Real) or not l2_reg_strength >= 0:
         raise ValueError(f"l2_reg_strength must be a non-negative number, got {l2_reg_strength!r}.")
+    if not isinstance(label_smoothing, numbers.Real) or not 0 <= label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}.")
     check_consistent_length(X, y)
-    y = _check_labels(y, n_classes)
+    y = check_targets_for_classes(y, n_classes)
     if sample_weight is not None:
-        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64)
-        if np.any(sample_weight < 0):
-            raise ValueError("Negative values in data passed to `sample_weight`")
-        if not np.any(sample_weight > 0):
-            raise ValueError("Sample weights must contain at least one non-zero number.")
+        sample_weight = check_non_negative_sample_weight(sample_weight, X)
     objective = CrossEntropyObjective(
         X, y, n_classes, sample_weight=sample_weight, fit_intercept=fit_intercept,
-        l2_reg_strength=l2_reg_strength, n_threads=effective_n_threads(n_jobs),
+        l2_reg_strength=l2_reg_strength, label_smoothing=label_smoothing,
+        n_threads=effective_n_threads(n_jobs),
     )
     params = np.asfortranarray(coef).ravel(order="F")
     with single_threaded_blas():

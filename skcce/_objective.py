@@ -3,7 +3,13 @@
 The objective, for coefficients ``W`` (K x d) and intercepts ``b`` (K)::
 
     f(W, b) = (1/S) sum_i s_i CE_i + l2_reg_strength/2 * ||W||_F^2
-    CE_i    = logsumexp(z_i) - z_{i, y_i},   z_i = W x_i + b,   S = sum_i s_i
+    CE_i    = -sum_k q_ik log softmax(z_i)_k = logsumexp(z_i) - sum_k q_ik z_ik
+    z_i     = W x_i + b,   S = sum_i s_i
+
+where the target distribution q_i is one-hot for a label y_i, or a given
+probability row (soft targets), optionally label-smoothed:
+q_i <- (1 - eps) q_i + eps / K. For labels without smoothing,
+CE_i = logsumexp(z_i) - z_{i, y_i}
 
 which is scikit-learn's ``LinearModelLoss(HalfMultinomialLoss)`` convention;
 the estimator uses ``l2_reg_strength = 1 / (C * S)``. The intercept is not
@@ -27,20 +33,24 @@ class CrossEntropyObjective:
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_features), float32 or float64, C order
-    y : ndarray of shape (n_samples,), int32
-        Class indices in ``[0, n_classes)``.
+    y : ndarray of shape (n_samples,), int32, or (n_samples, n_classes), float64
+        Class indices in ``[0, n_classes)``, or target distributions (rows
+        summing to 1).
     n_classes : int
     sample_weight : ndarray of shape (n_samples,), float64, or None
         None means unit weights (the kernel then skips the multiplications).
     fit_intercept : bool
     l2_reg_strength : float
+    label_smoothing : float
     n_threads : int
     """
 
     def __init__(self, X, y, n_classes, *, sample_weight=None, fit_intercept=True,
-                 l2_reg_strength=0.0, n_threads=1):
+                 l2_reg_strength=0.0, label_smoothing=0.0, n_threads=1):
         self.X = X
-        self.y = y
+        self.labels = y if y.ndim == 1 else None
+        self.target_proba = y if y.ndim == 2 else None
+        self.label_smoothing = float(label_smoothing)
         self.n_classes = int(n_classes)
         self.sample_weight = sample_weight
         self.fit_intercept = bool(fit_intercept)
@@ -77,8 +87,8 @@ class CrossEntropyObjective:
         intercept = coef_t[-1] if self.fit_intercept else None
         grad_t = np.empty((self.n_dof, self.n_classes), dtype=np.float64)
         loss_sum = _kernel.dense_loss_gradient(
-            self.X, self.y, self.sample_weight,
-            np.ascontiguousarray(weights_t, dtype=self.X.dtype),
+            self.X, self.labels, self.target_proba, self.label_smoothing,
+            self.sample_weight, np.ascontiguousarray(weights_t, dtype=self.X.dtype),
             intercept, self.n_threads, grad_t,
         )
         self.n_evaluations += 1
