@@ -6,7 +6,13 @@ multithreaded Cython pass over the data and minimized with L-BFGS.
 
 from skcce._classifier import SoftmaxClassifier
 from skcce._loss import crossentropy_loss_gradient
+from skcce._metrics import categorical_crossentropy
 
 __version__ = "0.1.0"
 
-__all__ = ["SoftmaxClassifier", "crossentropy_loss_gradient", "__version__"]
+__all__ = [
+    "SoftmaxClassifier",
+    "categorical_crossentropy",
+    "crossentropy_loss_gradient",
+    "__version__",
+]

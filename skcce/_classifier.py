@@ -16,6 +16,12 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
+from skcce._callbacks import (
+    CallbackSupportMixin,
+    LbfgsCallbackBridge,
+    end_fit_callbacks,
+    start_fit_callbacks,
+)
 from skcce._objective import CrossEntropyObjective
 from skcce._targets import check_soft_targets, one_hot_labels
 from skcce._threads import effective_n_threads, single_threaded_blas
@@ -27,7 +33,8 @@ _SCALING_HINT = (
 )
 
 
-class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
+class SoftmaxClassifier(CallbackSupportMixin, LinearClassifierMixin, ClassifierMixin,
+                        BaseEstimator):
     """Multinomial logistic (softmax) regression with a fused Cython kernel.
 
     Minimizes the L2-regularized mean categorical crossentropy::
@@ -181,9 +188,12 @@ class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
             fitted = self._fit(X, y, sample_weight)
         except BaseException:
             # validate_data sets n_features_in_/feature_names_in_ early:
-            # roll everything back so a failed fit changes nothing.
+            # roll everything back so a failed fit changes nothing, except the
+            # callbacks' bookkeeping, which _fit_context tears down afterwards.
+            in_flight = {k: v for k, v in self.__dict__.items() if k in _CALLBACK_STATE}
             self.__dict__.clear()
             self.__dict__.update(state_before)
+            self.__dict__.update(in_flight)
             raise
         self.__dict__.update(fitted)
         return self
@@ -207,12 +217,26 @@ class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
             0.0 if np.isinf(self.C) else 1.0 / (self.C * objective.weight_sum)
         )
         coef0 = self._initial_coef(objective, classes, targets, sample_weight)
-        recorder = _IterationRecorder(objective, verbose=self.verbose)
+        params0 = coef0.ravel(order="F")
+
+        def model_attributes(params):
+            return _model_attributes(params, objective, classes, X.dtype)
+
+        metadata = None if sample_weight is None else {"sample_weight": sample_weight}
+        callback_context = start_fit_callbacks(self, self.max_iter, X, y, metadata)
+        bridge = None
+        if callback_context is not None:
+            bridge = LbfgsCallbackBridge(
+                callback_context, self, X, y, metadata, model_attributes, params0)
+        recorder = _IterationRecorder(
+            objective, verbose=self.verbose,
+            on_iteration=None if bridge is None else bridge.iteration_done,
+        )
 
         with single_threaded_blas():
             result = optimize.minimize(
                 recorder.loss_gradient,
-                coef0.ravel(order="F"),
+                params0,
                 method="L-BFGS-B",
                 jac=True,
                 options={
@@ -224,21 +248,18 @@ class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
                 callback=recorder.callback,
             )
             final_gradient_norm = recorder.gradient_norm_at(result.x)
+        if bridge is not None:
+            bridge.close()
         n_iter = self._check_convergence(result)
 
-        coef = result.x.reshape(objective.n_dof, n_classes).T
-        weights = coef[:, : X.shape[1]]
-        intercepts = coef[:, -1] if self.fit_intercept else np.zeros(n_classes)
-        if n_classes == 2:
-            weights, intercepts = weights[1:], intercepts[1:]
-        return {
-            "classes_": classes,
-            "coef_": np.array(weights, dtype=X.dtype, order="C"),
-            "intercept_": np.array(intercepts, dtype=X.dtype),
+        fitted = model_attributes(result.x)
+        fitted.update({
             "n_iter_": np.array([n_iter], dtype=np.int32),
             "loss_curve_": list(recorder.loss_curve),
             "final_gradient_norm_": final_gradient_norm,
-        }
+        })
+        end_fit_callbacks(callback_context, self, X, y, metadata, fitted)
+        return fitted
 
     @staticmethod
     def _encode_targets(y):
@@ -386,6 +407,29 @@ class SoftmaxClassifier(LinearClassifierMixin, ClassifierMixin, BaseEstimator):
         return decision
 
 
+# Attributes the callback machinery sets on the estimator during fit and
+# removes after it; a rolled-back fit keeps them for that cleanup.
+_CALLBACK_STATE = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
+
+
+def _model_attributes(params, objective, classes, dtype):
+    """Fitted attributes (classes_, coef_, intercept_) for a parameter vector.
+
+    Two classes keep the class-1 row of the symmetric solution W = [-w, w].
+    """
+    n_classes = classes.shape[0]
+    coef = params.reshape(objective.n_dof, n_classes).T
+    weights = coef[:, : objective.n_features]
+    intercepts = coef[:, -1] if objective.fit_intercept else np.zeros(n_classes)
+    if n_classes == 2:
+        weights, intercepts = weights[1:], intercepts[1:]
+    return {
+        "classes_": classes,
+        "coef_": np.array(weights, dtype=dtype, order="C"),
+        "intercept_": np.array(intercepts, dtype=dtype),
+    }
+
+
 def _class_mass(targets, sample_weight, n_classes):
     """Total (weighted) target probability of each class."""
     if targets.ndim == 1:
@@ -402,9 +446,10 @@ class _IterationRecorder:
     which is the last point evaluated; its gradient is taken from the cache.
     """
 
-    def __init__(self, objective, verbose=0):
+    def __init__(self, objective, verbose=0, on_iteration=None):
         self.objective = objective
         self.verbose = verbose
+        self.on_iteration = on_iteration
         self.loss_curve = []
         self._last = None  # (params, loss, grad) of the last evaluation
         self._start = time.perf_counter()
@@ -432,3 +477,5 @@ class _IterationRecorder:
                 f"elapsed {time.perf_counter() - self._start:.3f}s",
                 flush=True,
             )
+        if self.on_iteration is not None:
+            self.on_iteration(intermediate_result.x)
