@@ -7,6 +7,7 @@ negative values count back from that (``-1`` = all), ``0`` is an error.
 
 import math
 import os
+import threading
 from contextlib import contextmanager
 
 from threadpoolctl import ThreadpoolController
@@ -102,17 +103,32 @@ def effective_n_threads(n_jobs):
 
 
 _CONTROLLER = None
+_BLAS_LOCK = threading.Lock()
+_BLAS_USERS = 0
+_BLAS_LIMITER = None
 
 
 @contextmanager
 def single_threaded_blas():
     """Hold BLAS to one thread: the kernels call GEMM from their own threads.
 
-    The threadpoolctl controller is built once (it inspects every loaded
-    library, which is slow) and reused.
+    The BLAS thread count is process-wide, so concurrent fits (from several
+    Python threads) share one limit: the first to enter sets it, the last to
+    leave restores the original setting. The threadpoolctl controller is built
+    once (it inspects every loaded library, which is slow) and reused.
     """
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        _CONTROLLER = ThreadpoolController()
-    with _CONTROLLER.limit(limits=1, user_api="blas"):
+    global _CONTROLLER, _BLAS_USERS, _BLAS_LIMITER
+    with _BLAS_LOCK:
+        if _BLAS_USERS == 0:
+            if _CONTROLLER is None:
+                _CONTROLLER = ThreadpoolController()
+            _BLAS_LIMITER = _CONTROLLER.limit(limits=1, user_api="blas")
+        _BLAS_USERS += 1
+    try:
         yield
+    finally:
+        with _BLAS_LOCK:
+            _BLAS_USERS -= 1
+            if _BLAS_USERS == 0:
+                _BLAS_LIMITER.restore_original_limits()
+                _BLAS_LIMITER = None
