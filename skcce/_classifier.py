@@ -97,7 +97,7 @@ class SoftmaxClassifier(CallbackSupportMixin, LinearClassifierMixin, ClassifierM
         (what L-BFGS compares with ``tol``).
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during fit, when they are all strings.
 
     Notes
