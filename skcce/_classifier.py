@@ -23,6 +23,7 @@ from skcce._callbacks import (
     start_fit_callbacks,
 )
 from skcce._objective import CrossEntropyObjective
+from skcce._precondition import rescaled
 from skcce._targets import check_soft_targets, one_hot_labels
 from skcce._threads import effective_n_threads, single_threaded_blas
 from skcce._weights import check_non_negative_sample_weight
@@ -54,7 +55,8 @@ class SoftmaxClassifier(CallbackSupportMixin, LinearClassifierMixin, ClassifierM
     fit_intercept : bool, default=True
         Whether to fit an (unpenalized) intercept per class.
     tol : float, default=1e-4
-        L-BFGS stops when the largest absolute gradient entry is <= tol.
+        L-BFGS stops when the largest absolute gradient entry is <= tol (see
+        ``final_gradient_norm_`` for badly scaled features).
     max_iter : int, default=100
         Maximum number of L-BFGS iterations.
     class_weight : dict, "balanced" or None, default=None
@@ -93,8 +95,11 @@ class SoftmaxClassifier(CallbackSupportMixin, LinearClassifierMixin, ClassifierM
     loss_curve_ : list of float
         Objective value after each L-BFGS iteration.
     final_gradient_norm_ : float
-        Largest absolute entry of the objective's gradient at the solution
-        (what L-BFGS compares with ``tol``).
+        Largest absolute entry of the objective's gradient at the solution, in
+        the optimizer's coordinates: what L-BFGS compares with ``tol``. These
+        are the coefficients themselves, unless feature scales differ by
+        orders of magnitude; then L-BFGS works on coefficients rescaled per
+        feature (the objective and its optimum are unchanged).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -218,6 +223,9 @@ class SoftmaxClassifier(CallbackSupportMixin, LinearClassifierMixin, ClassifierM
         )
         coef0 = self._initial_coef(objective, classes, targets, sample_weight)
         params0 = coef0.ravel(order="F")
+        # Badly scaled features: L-BFGS works on rescaled coefficients, the
+        # objective stays identical (see _precondition).
+        problem = rescaled(objective, X, sample_weight)
 
         def model_attributes(params):
             return _model_attributes(params, objective, classes, X.dtype)
@@ -229,14 +237,14 @@ class SoftmaxClassifier(CallbackSupportMixin, LinearClassifierMixin, ClassifierM
             bridge = LbfgsCallbackBridge(
                 callback_context, self, X, y, metadata, model_attributes, params0)
         recorder = _IterationRecorder(
-            objective, verbose=self.verbose,
+            problem, verbose=self.verbose,
             on_iteration=None if bridge is None else bridge.iteration_done,
         )
 
         with single_threaded_blas():
             result = optimize.minimize(
                 recorder.loss_gradient,
-                params0,
+                problem.to_internal(params0),
                 method="L-BFGS-B",
                 jac=True,
                 options={
@@ -252,7 +260,7 @@ class SoftmaxClassifier(CallbackSupportMixin, LinearClassifierMixin, ClassifierM
             bridge.close()
         n_iter = self._check_convergence(result)
 
-        fitted = model_attributes(result.x)
+        fitted = model_attributes(problem.from_internal(result.x))
         fitted.update({
             "n_iter_": np.array([n_iter], dtype=np.int32),
             "loss_curve_": list(recorder.loss_curve),
@@ -444,27 +452,29 @@ class _IterationRecorder:
 
     scipy calls ``callback`` after each iteration with the accepted iterate,
     which is the last point evaluated; its gradient is taken from the cache.
+    ``problem`` is the objective in the optimizer's (possibly rescaled)
+    coordinates; iterates handed to ``on_iteration`` are the model's.
     """
 
-    def __init__(self, objective, verbose=0, on_iteration=None):
-        self.objective = objective
+    def __init__(self, problem, verbose=0, on_iteration=None):
+        self.problem = problem
         self.verbose = verbose
         self.on_iteration = on_iteration
         self.loss_curve = []
-        self._last = None  # (params, loss, grad) of the last evaluation
+        self._last = None  # (internal params, loss, internal grad) of the last evaluation
         self._start = time.perf_counter()
 
-    def loss_gradient(self, params):
-        loss, grad = self.objective.loss_gradient(params)
-        self._last = (params.copy(), loss, grad)
+    def loss_gradient(self, internal):
+        loss, grad = self.problem.loss_gradient(internal)
+        self._last = (internal.copy(), loss, grad)
         return loss, grad
 
-    def gradient_norm_at(self, params):
-        """max |grad| at ``params`` (the quantity L-BFGS compares with tol)."""
-        if self._last is not None and np.array_equal(self._last[0], params):
+    def gradient_norm_at(self, internal):
+        """max |gradient| in the optimizer's coordinates: what L-BFGS compares with tol."""
+        if self._last is not None and np.array_equal(self._last[0], internal):
             grad = self._last[2]
         else:
-            grad = self.objective.loss_gradient(params)[1]
+            grad = self.problem.loss_gradient(internal)[1]
         return float(np.max(np.abs(grad))) if grad.size else 0.0
 
     def callback(self, intermediate_result):
@@ -478,4 +488,4 @@ class _IterationRecorder:
                 flush=True,
             )
         if self.on_iteration is not None:
-            self.on_iteration(intermediate_result.x)
+            self.on_iteration(self.problem.from_internal(intermediate_result.x))

@@ -1,0 +1,124 @@
+"""Diagonal rescaling of the optimizer's variables for badly scaled features.
+
+L-BFGS starts from a steepest-descent step, and its line search and stopping
+test see raw gradient entries. When feature scales differ by orders of
+magnitude (a column of 1e8 next to a column of 1e-4), the curvature of the
+objective along different coefficients differs by their squares and L-BFGS
+stalls or stops at its first iteration (as LogisticRegression does).
+
+The remedy keeps the objective identical and changes only the coordinates the
+optimizer works in: ``W = V * c`` with one multiplier per coefficient column,
+chosen so that the diagonal curvature of every column matches that of the
+intercept. L-BFGS minimizes ``g(V) = f(V * c)``, whose gradient is
+``grad_f(V * c) * c``. It is applied only when the curvatures are far apart,
+so ordinary data are optimized exactly as scikit-learn does.
+"""
+
+import numpy as np
+
+# Rescale when the largest and smallest diagonal curvature differ by more
+# than this (feature scales differing by more than ~1e3).
+CURVATURE_RATIO_LIMIT = 1e6
+# Diagonal curvature of a softmax logit, bounded by p (1 - p) <= 1/4.
+_LOGIT_CURVATURE = 0.25
+_ROWS_PER_PASS = 8192
+
+
+def weighted_column_mean_squares(X, sample_weight=None):
+    """``sum_i s_i x_ij^2 / sum_i s_i`` per column, in float64, in row chunks.
+
+    Chunks bound the temporary memory for float32 X (converted per chunk).
+    """
+    n_samples, n_features = X.shape
+    totals = np.zeros(n_features)
+    for start in range(0, n_samples, _ROWS_PER_PASS):
+        block = np.asarray(X[start:start + _ROWS_PER_PASS], dtype=np.float64)
+        if sample_weight is None:
+            totals += np.einsum("ij,ij->j", block, block)
+        else:
+            weights = sample_weight[start:start + _ROWS_PER_PASS]
+            totals += np.einsum("i,ij,ij->j", weights, block, block)
+    weight_sum = n_samples if sample_weight is None else float(np.sum(sample_weight))
+    return totals / weight_sum
+
+
+def column_multipliers(X, sample_weight, fit_intercept, l2_reg_strength):
+    """Per-column multipliers ``c`` (length n_features + fit_intercept), or None.
+
+    The diagonal curvature of coefficient column j is at most
+    ``mean_s(x_j^2)/4 + l2_reg_strength``; the intercept's is 1/4. Returns
+    None (no rescaling) when all curvatures are within
+    :data:`CURVATURE_RATIO_LIMIT` of each other.
+    """
+    curvature = _LOGIT_CURVATURE * weighted_column_mean_squares(X, sample_weight)
+    curvature += l2_reg_strength
+    if fit_intercept:
+        curvature = np.append(curvature, _LOGIT_CURVATURE)
+    positive = curvature[curvature > 0]
+    if positive.size == 0 or positive.max() <= CURVATURE_RATIO_LIMIT * positive.min():
+        return None
+    # All-zero columns without penalty have no curvature: leave them as is.
+    safe = np.where(curvature > 0, curvature, _LOGIT_CURVATURE)
+    return np.sqrt(_LOGIT_CURVATURE / safe)
+
+
+class RescaledObjective:
+    """``g(V) = f(V * c)`` for an objective ``f`` over the flat parameters.
+
+    Parameters
+    ----------
+    objective : CrossEntropyObjective
+    multipliers : ndarray of shape (n_dof,)
+        One multiplier per coefficient column (all classes share it).
+    """
+
+    def __init__(self, objective, multipliers):
+        self.objective = objective
+        # Flat layout is (n_dof, K) in C order: repeat each column's multiplier K times.
+        self._flat = np.repeat(multipliers, objective.n_classes)
+
+    def to_internal(self, params):
+        """Optimizer coordinates V of the coefficients W."""
+        return params / self._flat
+
+    def from_internal(self, internal):
+        """Coefficients W of the optimizer coordinates V."""
+        return internal * self._flat
+
+    def gradient_from_internal(self, internal_grad):
+        """``grad_f`` (w.r.t. W) from the gradient w.r.t. V."""
+        return internal_grad / self._flat
+
+    def loss_gradient(self, internal):
+        loss, grad = self.objective.loss_gradient(internal * self._flat)
+        return loss, grad * self._flat
+
+
+class IdentityRescaling:
+    """The no-op counterpart of :class:`RescaledObjective`."""
+
+    def __init__(self, objective):
+        self.objective = objective
+        self.loss_gradient = objective.loss_gradient
+
+    @staticmethod
+    def to_internal(params):
+        return params
+
+    @staticmethod
+    def from_internal(internal):
+        return internal
+
+    @staticmethod
+    def gradient_from_internal(internal_grad):
+        return internal_grad
+
+
+def rescaled(objective, X, sample_weight):
+    """The objective in the optimizer's coordinates (rescaled only if needed)."""
+    multipliers = column_multipliers(
+        X, sample_weight, objective.fit_intercept, objective.l2_reg_strength
+    )
+    if multipliers is None:
+        return IdentityRescaling(objective)
+    return RescaledObjective(objective, multipliers)
