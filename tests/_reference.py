@@ -6,7 +6,7 @@ reference for ``skcce.crossentropy_loss_gradient``.
 """
 
 import numpy as np
-from scipy.special import logsumexp
+from scipy.special import log_softmax, logsumexp
 
 
 def numpy_loss_gradient(
@@ -86,3 +86,50 @@ def make_loss_problem(n, d, K, dtype=np.float64, fit_intercept=True, weighted=Fa
     coef = scale * rng.normal(size=(K, d + int(fit_intercept)))
     sw = rng.uniform(0.1, 3.0, size=n) if weighted else None
     return coef, X, y, sw
+
+
+def ref_objective(coef, X, Q, sample_weight=None, l2=0.0, fit_intercept=True,
+                  label_smoothing=0.0):
+    """f = (1/S) sum_i s_i CE_i + l2/2 ||W||^2 with CE_i = -sum_k q_ik log softmax(z_i)_k.
+
+    Q: integer labels (n,) or target distributions (n, K); smoothing
+    q <- (1 - eps) q + eps / K. Returns (loss, grad) with grad shaped like coef.
+    Everything in float64.
+    """
+    coef = np.asarray(coef, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    K = coef.shape[0]
+    Q = np.asarray(Q)
+    if Q.ndim == 1:
+        Q = np.eye(K)[Q.astype(int)]
+    Q = Q.astype(np.float64)
+    Q = (1.0 - label_smoothing) * Q + label_smoothing / K
+    W = coef[:, :d]
+    z = X @ W.T
+    if fit_intercept:
+        z = z + coef[:, d]
+    s = np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    S = s.sum()
+    logp = log_softmax(z, axis=1)
+    ce = -np.sum(Q * logp, axis=1)
+    loss = np.dot(s, ce) / S + 0.5 * l2 * np.sum(W * W)
+    R = (np.exp(logp) - Q) * (s / S)[:, None]
+    grad = np.zeros_like(coef)
+    grad[:, :d] = R.T @ X + l2 * W
+    if fit_intercept:
+        grad[:, d] = R.sum(axis=0)
+    return float(loss), grad
+
+
+def full_coef(clf):
+    """(K, d + fit_intercept) coefficient matrix of a fitted SoftmaxClassifier,
+    expanding the binary model to the symmetric W = [-w, w], b = [-c, c]."""
+    W = np.asarray(clf.coef_, dtype=np.float64)
+    b = np.asarray(clf.intercept_, dtype=np.float64)
+    if len(clf.classes_) == 2:
+        W = np.vstack([-W, W])
+        b = np.concatenate([-b, b])
+    if clf.fit_intercept:
+        return np.hstack([W, b[:, None]])
+    return W
