@@ -22,6 +22,16 @@ def _check_predictions(y_pred, from_logits):
                          ensure_all_finite=not from_logits)
     if from_logits and np.isnan(y_pred).any():
         raise ValueError("Input y_pred contains NaN.")
+    # -inf logits are allowed (a class with probability 0, e.g. masked), but a
+    # +inf logit or a row of only -inf has no softmax: the kernel would
+    # silently return NaN (inf - inf), so reject them like a NaN.
+    if from_logits and np.isposinf(y_pred).any():
+        raise ValueError("Input y_pred contains +infinity; logits must be < +inf.")
+    # (1-D or one-column y_pred holds binary log-odds: -inf is then valid.)
+    if (from_logits and y_pred.ndim == 2 and y_pred.shape[1] >= 2
+            and np.isneginf(y_pred).all(axis=1).any()):
+        raise ValueError(
+            "Input y_pred has a row of logits that are all -infinity (no probability).")
     if y_pred.ndim == 1:
         y_pred = y_pred[:, None]
     if y_pred.ndim != 2:

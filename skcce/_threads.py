@@ -6,10 +6,12 @@ negative values count back from that (``-1`` = all), ``0`` is an error.
 """
 
 import math
+import numbers
 import os
 import threading
 from contextlib import contextmanager
 
+import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
 from skcce import _kernel
@@ -85,8 +87,13 @@ def effective_n_threads(n_jobs):
     Raises
     ------
     ValueError
-        If ``n_jobs == 0``.
+        If ``n_jobs == 0`` or is not None nor an int.
     """
+    # Non-integers were silently truncated by int() (n_jobs=1.5 -> 1) or failed
+    # with a TypeError (a string); the estimator's parameter validation rejects
+    # them, so do the same for the public functions that take n_jobs.
+    if n_jobs is not None and not isinstance(n_jobs, numbers.Integral):
+        raise ValueError(f"n_jobs must be None or an int; got {n_jobs!r}.")
     if n_jobs == 0:
         raise ValueError("n_jobs == 0 is invalid; use None, a positive or a negative int.")
     if not _kernel.openmp_enabled() or _IN_FORKED_CHILD:
@@ -108,6 +115,55 @@ _BLAS_USERS = 0
 _BLAS_LIMITER = None
 
 
+def _release_openblas_control():
+    """Give up threadpoolctl's OpenBLAS "controlling thread" after a change.
+
+    threadpoolctl >= 3.8 lets only one Python thread (the first to change it,
+    while it lives) set OpenBLAS's process-wide thread count, and releases it
+    only when a limiter used as a ``with`` block exits. Our limit is entered
+    and left by different threads (first in / last out), so without this the
+    first thread that ever fitted kept control: later limits from any other
+    thread -- skcce's own and the user's ``threadpool_limits`` -- were
+    silently ignored. Only clears control held by the current thread.
+    """
+    openblas = getattr(threadpoolctl, "OpenBLASController", None)
+    clear = getattr(openblas, "clear_controlling_thread", None)
+    if clear is not None:
+        clear()
+
+
+# Nesting depth of single_threaded_blas in the current thread. After a fork
+# only the forking thread survives, so the child's user count is its depth.
+_BLAS_DEPTH = threading.local()
+
+
+def _blas_after_fork_in_child():
+    """Repair the shared BLAS limit in a child forked while fits were running.
+
+    The child inherits the parent's user count and its BLAS limit of 1, but
+    not the threads that held them: without this, their count never drops to
+    zero in the child, so its BLAS stays single-threaded for good. The lock
+    was taken before the fork (so the state is consistent) and is released.
+    """
+    global _BLAS_USERS, _BLAS_LIMITER
+    _BLAS_USERS = getattr(_BLAS_DEPTH, "depth", 0)
+    if _BLAS_USERS == 0 and _BLAS_LIMITER is not None:
+        try:
+            _BLAS_LIMITER.restore_original_limits()
+            _release_openblas_control()
+        finally:
+            _BLAS_LIMITER = None
+    _BLAS_LOCK.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_BLAS_LOCK.acquire,
+        after_in_parent=_BLAS_LOCK.release,
+        after_in_child=_blas_after_fork_in_child,
+    )
+
+
 @contextmanager
 def single_threaded_blas():
     """Hold BLAS to one thread: the kernels call GEMM from their own threads.
@@ -123,12 +179,16 @@ def single_threaded_blas():
             if _CONTROLLER is None:
                 _CONTROLLER = ThreadpoolController()
             _BLAS_LIMITER = _CONTROLLER.limit(limits=1, user_api="blas")
+            _release_openblas_control()
         _BLAS_USERS += 1
+        _BLAS_DEPTH.depth = getattr(_BLAS_DEPTH, "depth", 0) + 1
     try:
         yield
     finally:
         with _BLAS_LOCK:
+            _BLAS_DEPTH.depth -= 1
             _BLAS_USERS -= 1
             if _BLAS_USERS == 0:
                 _BLAS_LIMITER.restore_original_limits()
+                _release_openblas_control()
                 _BLAS_LIMITER = None
