@@ -5,6 +5,7 @@ multithreaded Cython pass over the data and minimized with L-BFGS.
 """
 
 from skcce._classifier import SoftmaxClassifier
+from skcce._cv import SoftmaxClassifierCV
 from skcce._loss import crossentropy_loss_gradient
 from skcce._metrics import categorical_crossentropy
 
@@ -12,6 +13,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SoftmaxClassifier",
+    "SoftmaxClassifierCV",
     "categorical_crossentropy",
     "crossentropy_loss_gradient",
     "__version__",

@@ -34,8 +34,50 @@ _SCALING_HINT = (
 )
 
 
-class SoftmaxClassifier(CallbackSupportMixin, LinearClassifierMixin, ClassifierMixin,
-                        BaseEstimator):
+class _SoftmaxProbaMixin:
+    """predict_proba / predict_log_proba from a linear model's ``decision_function``.
+
+    Shared by the estimators that store a softmax model as ``coef_`` and
+    ``intercept_`` (two classes: the class-1 row of the symmetric solution).
+    """
+
+    def predict_proba(self, X):
+        """Class probabilities, softmax of the decision function.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Rows sum to 1; columns follow ``classes_``.
+        """
+        return softmax(self._full_decision(X), axis=1)
+
+    def predict_log_proba(self, X):
+        """Log of the class probabilities, computed stably (log-softmax).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        return log_softmax(self._full_decision(X), axis=1)
+
+    def _full_decision(self, X):
+        """Logits of every class, (n_samples, n_classes); [-d, d] for two."""
+        decision = self.decision_function(X)
+        if decision.ndim == 1:
+            decision = np.column_stack([-decision, decision])
+        return decision
+
+
+class SoftmaxClassifier(CallbackSupportMixin, _SoftmaxProbaMixin, LinearClassifierMixin,
+                        ClassifierMixin, BaseEstimator):
     """Multinomial logistic (softmax) regression with a fused Cython kernel.
 
     Minimizes the L2-regularized mean categorical crossentropy::
@@ -56,7 +98,10 @@ class SoftmaxClassifier(CallbackSupportMixin, LinearClassifierMixin, ClassifierM
         Whether to fit an (unpenalized) intercept per class.
     tol : float, default=1e-4
         L-BFGS stops when the largest absolute gradient entry is <= tol (see
-        ``final_gradient_norm_`` for badly scaled features).
+        ``final_gradient_norm_`` for badly scaled features), or, as in
+        scikit-learn, when an iteration decreases the objective by less than
+        64 machine epsilons relative to its value (which can happen first at
+        a very small tol).
     max_iter : int, default=100
         Maximum number of L-BFGS iterations.
     class_weight : dict, "balanced" or None, default=None
@@ -211,16 +256,15 @@ class SoftmaxClassifier(CallbackSupportMixin, LinearClassifierMixin, ClassifierM
         )
         classes, targets = self._encode_targets(y)
         n_classes = classes.shape[0]
-        sample_weight = self._effective_sample_weight(X, targets, classes, sample_weight)
+        sample_weight = _effective_sample_weight(
+            self.class_weight, X, targets, classes, sample_weight)
 
         objective = CrossEntropyObjective(
             X, targets, n_classes, sample_weight=sample_weight,
             fit_intercept=self.fit_intercept, label_smoothing=self.label_smoothing,
             n_threads=effective_n_threads(self.n_jobs),
         )
-        objective.l2_reg_strength = (
-            0.0 if np.isinf(self.C) else 1.0 / (self.C * objective.weight_sum)
-        )
+        objective.l2_reg_strength = _l2_reg_strength(self.C, objective.weight_sum)
         coef0 = self._initial_coef(objective, classes, targets, sample_weight)
         params0 = coef0.ravel(order="F")
         # Badly scaled features: L-BFGS works on rescaled coefficients, the
@@ -242,18 +286,9 @@ class SoftmaxClassifier(CallbackSupportMixin, LinearClassifierMixin, ClassifierM
         )
 
         with single_threaded_blas():
-            result = optimize.minimize(
-                recorder.loss_gradient,
-                problem.to_internal(params0),
-                method="L-BFGS-B",
-                jac=True,
-                options={
-                    "maxiter": self.max_iter,
-                    "maxls": 50,
-                    "gtol": self.tol,
-                    "ftol": 64 * np.finfo(float).eps,
-                },
-                callback=recorder.callback,
+            result = _minimize_lbfgs(
+                recorder.loss_gradient, problem.to_internal(params0),
+                max_iter=self.max_iter, tol=self.tol, callback=recorder.callback,
             )
             final_gradient_norm = recorder.gradient_norm_at(result.x)
         if bridge is not None:
@@ -292,37 +327,6 @@ class SoftmaxClassifier(CallbackSupportMixin, LinearClassifierMixin, ClassifierM
             )
         return classes, np.ascontiguousarray(y_encoded, dtype=np.int32)
 
-    def _effective_sample_weight(self, X, targets, classes, sample_weight):
-        """Sample weights times class weights, float64; None if all ones.
-
-        With soft targets a sample's class weight is its expected class
-        weight, ``sum_k q_ik w_k``, and "balanced" counts each class by its
-        total (weighted) target probability.
-        """
-        if sample_weight is None and self.class_weight is None:
-            return None
-        sample_weight = check_non_negative_sample_weight(sample_weight, X, copy=True)
-        if self.class_weight is None:
-            return sample_weight
-        n_classes = classes.shape[0]
-        if self.class_weight == "balanced":
-            class_mass = _class_mass(targets, sample_weight, n_classes)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                class_weight = class_mass.sum() / (n_classes * class_mass)
-        else:
-            class_weight = compute_class_weight(
-                self.class_weight, classes=classes,
-                y=classes[targets] if targets.ndim == 1 else classes,
-            )
-        # "balanced" gives an infinite weight to a class whose samples all
-        # have zero weight; the class still carries no weight.
-        class_weight = np.where(np.isfinite(class_weight), class_weight, 0.0)
-        if targets.ndim == 1:
-            sample_weight *= class_weight[targets]
-        else:
-            sample_weight *= targets @ class_weight
-        return sample_weight
-
     def _initial_coef(self, objective, classes, targets, sample_weight):
         """Starting point, (K, n_dof) in Fortran order.
 
@@ -333,8 +337,8 @@ class SoftmaxClassifier(CallbackSupportMixin, LinearClassifierMixin, ClassifierM
         classes), so two-class solutions are exactly symmetric.
         """
         n_classes, n_features = classes.shape[0], objective.n_features
-        coef = np.zeros((n_classes, objective.n_dof), order="F")
         if self.warm_start and self._warm_start_compatible(classes, n_features):
+            coef = np.zeros((n_classes, objective.n_dof), order="F")
             if n_classes == 2:
                 coef[1, :n_features], coef[0, :n_features] = self.coef_[0], -self.coef_[0]
                 if self.fit_intercept:
@@ -343,15 +347,8 @@ class SoftmaxClassifier(CallbackSupportMixin, LinearClassifierMixin, ClassifierM
                 coef[:, :n_features] = self.coef_
                 if self.fit_intercept:
                     coef[:, -1] = self.intercept_
-        elif self.fit_intercept:
-            class_mass = _class_mass(targets, sample_weight, n_classes)
-            prior = class_mass / class_mass.sum()
-            eps = self.label_smoothing
-            prior = (1.0 - eps) * prior + eps / n_classes
-            if np.all(prior > 0):
-                log_prior = np.log(prior)
-                coef[:, -1] = log_prior - log_prior.mean()
-        return coef
+            return coef
+        return _prior_coef(objective, targets, sample_weight, self.label_smoothing)
 
     def _warm_start_compatible(self, classes, n_features):
         return (
@@ -363,56 +360,10 @@ class SoftmaxClassifier(CallbackSupportMixin, LinearClassifierMixin, ClassifierM
 
     def _check_convergence(self, result):
         """Iteration count; ConvergenceWarning worded like scikit-learn's."""
-        n_iter = min(int(result.nit), self.max_iter)
-        if result.status != 0:
-            message = result.message
-            if isinstance(message, bytes):
-                message = message.decode("latin1")
-            warning = (
-                f"lbfgs failed to converge after {n_iter} iteration(s) "
-                f"(status={result.status}):\n{message}\n"
-            )
-            if n_iter == self.max_iter:
-                warning += (
-                    "\nIncrease the number of iterations to improve the "
-                    f"convergence (max_iter={self.max_iter})."
-                )
-            warnings.warn(warning + _SCALING_HINT, ConvergenceWarning, stacklevel=3)
+        n_iter, failure = _convergence_failure(result, self.max_iter)
+        if failure is not None:
+            warnings.warn(failure, ConvergenceWarning, stacklevel=3)
         return n_iter
-
-    def predict_proba(self, X):
-        """Class probabilities, softmax of the decision function.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Rows sum to 1; columns follow ``classes_``.
-        """
-        return softmax(self._full_decision(X), axis=1)
-
-    def predict_log_proba(self, X):
-        """Log of the class probabilities, computed stably (log-softmax).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-        """
-        return log_softmax(self._full_decision(X), axis=1)
-
-    def _full_decision(self, X):
-        """Logits of every class, (n_samples, n_classes); [-d, d] for two."""
-        decision = self.decision_function(X)
-        if decision.ndim == 1:
-            decision = np.column_stack([-decision, decision])
-        return decision
 
 
 # Attributes the callback machinery sets on the estimator during fit and
@@ -436,6 +387,111 @@ def _model_attributes(params, objective, classes, dtype):
         "coef_": np.array(weights, dtype=dtype, order="C"),
         "intercept_": np.array(intercepts, dtype=dtype),
     }
+
+
+def _effective_sample_weight(class_weight_param, X, targets, classes, sample_weight):
+    """Sample weights times class weights, float64; None if all ones.
+
+    ``class_weight_param`` is the estimator's ``class_weight`` parameter, or
+    the per-class weights :func:`_class_weights` resolved it to. With soft
+    targets a sample's class weight is its expected class weight,
+    ``sum_k q_ik w_k``.
+    """
+    if sample_weight is None and class_weight_param is None:
+        return None
+    sample_weight = check_non_negative_sample_weight(sample_weight, X, copy=True)
+    if class_weight_param is None:
+        return sample_weight
+    class_weight = _class_weights(class_weight_param, targets, classes, sample_weight)
+    if targets.ndim == 1:
+        sample_weight *= class_weight[targets]
+    else:
+        sample_weight *= targets @ class_weight
+    return sample_weight
+
+
+def _class_weights(class_weight_param, targets, classes, sample_weight):
+    """Weight of each class, (n_classes,) float64, for a ``class_weight`` parameter.
+
+    "balanced" counts each class by its total (weighted) target probability;
+    an array is taken as already resolved.
+    """
+    if isinstance(class_weight_param, np.ndarray):
+        return class_weight_param
+    n_classes = classes.shape[0]
+    if isinstance(class_weight_param, str) and class_weight_param == "balanced":
+        class_mass = _class_mass(targets, sample_weight, n_classes)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            class_weight = class_mass.sum() / (n_classes * class_mass)
+    else:
+        class_weight = compute_class_weight(
+            class_weight_param, classes=classes,
+            y=classes[targets] if targets.ndim == 1 else classes,
+        )
+    # "balanced" gives an infinite weight to a class whose samples all
+    # have zero weight; the class still carries no weight.
+    return np.where(np.isfinite(class_weight), class_weight, 0.0)
+
+
+def _l2_reg_strength(C, weight_sum):
+    """The objective's penalty factor for C: ``1 / (C * S)``, 0 for C = inf."""
+    return 0.0 if np.isinf(C) else 1.0 / (C * weight_sum)
+
+
+def _minimize_lbfgs(loss_gradient, x0, *, max_iter, tol, callback=None):
+    """scipy's L-BFGS-B with the options of scikit-learn's LogisticRegression."""
+    return optimize.minimize(
+        loss_gradient,
+        x0,
+        method="L-BFGS-B",
+        jac=True,
+        options={
+            "maxiter": max_iter,
+            "maxls": 50,
+            "gtol": tol,
+            "ftol": 64 * np.finfo(float).eps,
+        },
+        callback=callback,
+    )
+
+
+def _convergence_failure(result, max_iter):
+    """Iteration count and a ConvergenceWarning message (None if converged)."""
+    n_iter = min(int(result.nit), max_iter)
+    if result.status == 0:
+        return n_iter, None
+    message = result.message
+    if isinstance(message, bytes):
+        message = message.decode("latin1")
+    warning = (
+        f"lbfgs failed to converge after {n_iter} iteration(s) "
+        f"(status={result.status}):\n{message}\n"
+    )
+    if n_iter == max_iter:
+        warning += (
+            "\nIncrease the number of iterations to improve the "
+            f"convergence (max_iter={max_iter})."
+        )
+    return n_iter, warning + _SCALING_HINT
+
+
+def _prior_coef(objective, targets, sample_weight, label_smoothing):
+    """Cold start, (K, n_dof) in Fortran order: W = 0, intercepts at the prior.
+
+    The intercepts are the centered log of the mean (weighted, smoothed)
+    target: the exact optimum for W = 0.
+    """
+    n_classes = objective.n_classes
+    coef = np.zeros((n_classes, objective.n_dof), order="F")
+    if objective.fit_intercept:
+        class_mass = _class_mass(targets, sample_weight, n_classes)
+        prior = class_mass / class_mass.sum()
+        eps = label_smoothing
+        prior = (1.0 - eps) * prior + eps / n_classes
+        if np.all(prior > 0):
+            log_prior = np.log(prior)
+            coef[:, -1] = log_prior - log_prior.mean()
+    return coef
 
 
 def _class_mass(targets, sample_weight, n_classes):

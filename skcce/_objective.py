@@ -82,6 +82,15 @@ class CrossEntropyObjective:
         loss : float
         grad : ndarray of shape (n_classes * n_dof,), float64
         """
+        loss, grad = self.data_loss_gradient(params)
+        return self.add_penalty(params, loss, grad)
+
+    def data_loss_gradient(self, params):
+        """The weighted mean crossentropy and its gradient, without the penalty.
+
+        One pass of the kernel over X. Same parameters and return values as
+        :meth:`loss_gradient`.
+        """
         coef_t = params.reshape(self.n_dof, self.n_classes)
         weights_t = coef_t[: self.n_features]
         intercept = coef_t[-1] if self.fit_intercept else None
@@ -92,9 +101,28 @@ class CrossEntropyObjective:
             intercept, self.n_threads, grad_t,
         )
         self.n_evaluations += 1
-        loss = loss_sum / self.weight_sum
         grad_t /= self.weight_sum
+        return loss_sum / self.weight_sum, grad_t.ravel()
+
+    def add_penalty(self, params, loss, grad):
+        """Add the L2 penalty at ``params`` to a data term (``grad`` in place).
+
+        Parameters
+        ----------
+        params : ndarray of shape (n_classes * n_dof,), float64
+        loss : float
+            The data term, from :meth:`data_loss_gradient`.
+        grad : ndarray of shape (n_classes * n_dof,), float64
+            Its gradient; modified in place.
+
+        Returns
+        -------
+        loss : float
+        grad : ndarray of shape (n_classes * n_dof,), float64
+        """
         if self.l2_reg_strength > 0:
+            weights_t = params.reshape(self.n_dof, self.n_classes)[: self.n_features]
             loss += 0.5 * self.l2_reg_strength * float(np.vdot(weights_t, weights_t))
+            grad_t = grad.reshape(self.n_dof, self.n_classes)
             grad_t[: self.n_features] += self.l2_reg_strength * weights_t
-        return loss, grad_t.ravel()
+        return loss, grad

@@ -42,15 +42,20 @@ def weighted_column_mean_squares(X, sample_weight=None):
     return totals / weight_sum
 
 
-def column_multipliers(X, sample_weight, fit_intercept, l2_reg_strength):
+def column_multipliers(X, sample_weight, fit_intercept, l2_reg_strength, *,
+                       mean_squares=None):
     """Per-column multipliers ``c`` (length n_features + fit_intercept), or None.
 
     The diagonal curvature of coefficient column j is at most
     ``mean_s(x_j^2)/4 + l2_reg_strength``; the intercept's is 1/4. Returns
     None (no rescaling) when all curvatures are within
-    :data:`CURVATURE_RATIO_LIMIT` of each other.
+    :data:`CURVATURE_RATIO_LIMIT` of each other. ``mean_squares``, if given,
+    is :func:`weighted_column_mean_squares` of (X, sample_weight), computed
+    once by callers that try several penalties on the same data.
     """
-    curvature = _LOGIT_CURVATURE * weighted_column_mean_squares(X, sample_weight)
+    if mean_squares is None:
+        mean_squares = weighted_column_mean_squares(X, sample_weight)
+    curvature = _LOGIT_CURVATURE * mean_squares
     curvature += l2_reg_strength
     if fit_intercept:
         curvature = np.append(curvature, _LOGIT_CURVATURE)
@@ -114,10 +119,11 @@ class IdentityRescaling:
         return internal_grad
 
 
-def rescaled(objective, X, sample_weight):
+def rescaled(objective, X, sample_weight, *, mean_squares=None):
     """The objective in the optimizer's coordinates (rescaled only if needed)."""
     multipliers = column_multipliers(
-        X, sample_weight, objective.fit_intercept, objective.l2_reg_strength
+        X, sample_weight, objective.fit_intercept, objective.l2_reg_strength,
+        mean_squares=mean_squares,
     )
     if multipliers is None:
         return IdentityRescaling(objective)

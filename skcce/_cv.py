@@ -1,0 +1,649 @@
+"""SoftmaxClassifierCV: softmax regression with C chosen by cross-validation.
+
+Each fold's training data is copied once and wrapped in one objective; the
+whole grid of C values is then fitted along a regularization path, in
+increasing C, each L-BFGS run warm-started from the previous solution. Only the
+penalty factor ``1 / (C * S)`` changes between runs. Folds run concurrently
+in Python threads (the kernel releases the GIL) and share the OpenMP threads.
+"""
+
+import inspect
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from numbers import Integral
+from types import SimpleNamespace
+
+import numpy as np
+from sklearn import config_context, get_config
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model._base import LinearClassifierMixin
+from sklearn.metrics import get_scorer, get_scorer_names, make_scorer
+from sklearn.model_selection import check_cv
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import validate_data
+
+from skcce._classifier import (
+    SoftmaxClassifier,
+    _convergence_failure,
+    _class_weights,
+    _effective_sample_weight,
+    _IterationRecorder,
+    _l2_reg_strength,
+    _minimize_lbfgs,
+    _model_attributes,
+    _prior_coef,
+    _SoftmaxProbaMixin,
+)
+from skcce._metrics import categorical_crossentropy
+from skcce._objective import CrossEntropyObjective
+from skcce._precondition import rescaled, weighted_column_mean_squares
+from skcce._threads import effective_n_threads, single_threaded_blas
+from skcce._weights import check_non_negative_sample_weight
+
+# Attributes only a refit produces; a later fit with refit=False drops them.
+_REFIT_ONLY = ("loss_curve_", "final_gradient_norm_")
+
+
+class SoftmaxClassifierCV(_SoftmaxProbaMixin, LinearClassifierMixin, ClassifierMixin,
+                          BaseEstimator):
+    """Softmax regression with the inverse regularization C chosen by cross-validation.
+
+    The cross-validated counterpart of :class:`SoftmaxClassifier`, with the
+    API of scikit-learn's ``LogisticRegressionCV`` where it applies. For every
+    fold, the grid ``Cs`` is fitted as a regularization path: the fold's
+    training data is copied once, and the C values are fitted in increasing
+    order, each L-BFGS run started from the previous solution. Folds run
+    concurrently in threads that share the cores. This selects the same C as
+    ``GridSearchCV(SoftmaxClassifier(), {"C": Cs})`` with the same splits and
+    scoring, several times faster.
+
+    Parameters
+    ----------
+    Cs : int or array-like of float, default=10
+        The grid of C values (inverse regularization strengths, > 0;
+        ``np.inf`` means no penalty). An int n means
+        ``np.logspace(-4, 4, n)``, as in ``LogisticRegressionCV``.
+    cv : int, cross-validation generator or iterable, default=None
+        Determines the splits, through
+        :func:`sklearn.model_selection.check_cv` with ``classifier=True``:
+        None means 5 folds, stratified for class labels; an int the number of
+        folds. Soft targets cannot be stratified: an int or None then means
+        :class:`~sklearn.model_selection.KFold` (unshuffled).
+    scoring : str, callable or None, default=None
+        Scorer used to choose C (greater is better) and by :meth:`score`.
+        None means accuracy for class labels, as in ``LogisticRegressionCV``;
+        for soft targets it means the negative mean categorical crossentropy
+        (:func:`skcce.categorical_crossentropy`) between the soft targets
+        and ``predict_proba``. ``"neg_log_loss"`` is the better choice when the
+        probabilities matter: it is smooth in C and does not tie on small
+        folds the way accuracy does. Scorers whose metric takes ``labels``
+        (``neg_log_loss``, ...) receive all classes, so a test fold that lacks a
+        class is still scored, as in ``LogisticRegressionCV``.
+    refit : bool, default=True
+        If True, choose the C with the best mean score over the folds and fit
+        the final model with it on all the data, warm-started from the mean of
+        the fold solutions at that C (as ``LogisticRegressionCV`` does). The
+        result is the model of ``SoftmaxClassifier(C=C_)`` with the same
+        settings, up to the optimizer's tolerance. If False, take each fold's
+        best C, average the fold solutions at those C values into ``coef_``
+        and ``intercept_``, and set ``C_`` to the mean of those C values (as
+        ``LogisticRegressionCV(refit=False)``).
+    fit_intercept : bool, default=True
+        Whether to fit an (unpenalized) intercept per class.
+    tol : float, default=1e-4
+        L-BFGS stops when the largest absolute gradient entry is <= tol.
+    max_iter : int, default=100
+        Maximum number of L-BFGS iterations per fit (per C and fold).
+    class_weight : dict, "balanced" or None, default=None
+        Weights per class, as in :class:`SoftmaxClassifier`. As in
+        ``LogisticRegressionCV``, "balanced" weights are computed once, on all
+        the data (and ``sample_weight``), and every fold uses those same
+        weights (``GridSearchCV`` over a :class:`SoftmaxClassifier` would
+        balance each training fold separately).
+    label_smoothing : float, default=0.0
+        Label smoothing of the training targets, as in
+        :class:`SoftmaxClassifier`; scores are computed against the
+        unsmoothed targets.
+    n_jobs : int, default=None
+        Total number of threads, as in :class:`SoftmaxClassifier` (None: all
+        usable cores). ``min(n_folds, n_threads)`` folds run at once, each
+        with an equal share of the threads; when fewer folds than that remain,
+        the idle threads go to the running folds. All results are bitwise
+        identical for every value.
+    verbose : int, default=0
+        If > 0, print one line per fitted (fold, C); if > 1, also the refit's
+        L-BFGS iterations.
+
+    Attributes
+    ----------
+    C_ : float
+        The selected C. A scalar: the model is one multinomial model, whereas
+        ``LogisticRegressionCV``'s ``C_`` repeats it per class. With
+        ``refit=False``, the mean of the folds' best C values.
+    Cs_ : ndarray of shape (n_Cs,)
+        The grid of C values, in the order given (the path is fitted in
+        increasing C whatever that order).
+    scores_ : ndarray of shape (n_folds, n_Cs)
+        The score of each fold's test set for each C (``LogisticRegressionCV``
+        keeps one copy of this array per class in a dict).
+    coefs_paths_ : ndarray of shape (n_folds, n_Cs, n_classes_or_1, n_features + fit_intercept)
+        The fitted coefficients of each fold and C, with the intercept in the
+        last column. For two classes, only the row of ``classes_[1]``, as in
+        ``coef_`` (the multinomial solution is ``[-w, w]``).
+    n_iter_ : ndarray of shape (n_folds, n_Cs)
+        L-BFGS iterations of each fold and C.
+    classes_ : ndarray of shape (n_classes,)
+        Class labels (``arange(K)`` for soft targets).
+    coef_ : ndarray of shape (n_classes, n_features) or (1, n_features)
+        Coefficients of the final model (see ``refit``).
+    intercept_ : ndarray of shape (n_classes,) or (1,)
+        Intercepts of the final model.
+    loss_curve_ : list of float
+        Objective after each L-BFGS iteration of the refit (``refit=True``
+        only).
+    final_gradient_norm_ : float
+        Largest absolute gradient entry at the refit's solution
+        (``refit=True`` only).
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of the features seen during fit, when they are all strings.
+
+    See Also
+    --------
+    SoftmaxClassifier : The model for one given C.
+
+    Notes
+    -----
+    Each fit of the path solves exactly the problem of
+    ``SoftmaxClassifier(C=C).fit(X[train], y[train], sample_weight[train])``
+    (with ``class_weight`` resolved on all the data, see above), with all
+    classes of ``y`` (a class missing from a training fold gets coefficients
+    too). Test scores receive ``sample_weight[test]`` when the
+    scorer's metric accepts ``sample_weight``. Warm starts change the
+    optimizer's starting points, not the optima: with a tight ``tol`` the
+    path and independent fits agree closely.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from skcce import SoftmaxClassifierCV
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = SoftmaxClassifierCV(Cs=5, scoring="neg_log_loss", max_iter=1000).fit(X, y)
+    >>> float(clf.C_)
+    100.0
+    >>> clf.scores_.shape, clf.coefs_paths_.shape
+    ((5, 5), (5, 5, 3, 5))
+    >>> clf.predict(X[:2])
+    array([0, 0])
+    """
+
+    _parameter_constraints: dict = {
+        "Cs": [Interval(Integral, 1, None, closed="left"), "array-like"],
+        "cv": ["cv_object"],
+        "scoring": [StrOptions(set(get_scorer_names())), callable, None],
+        "refit": ["boolean"],
+        **{
+            name: SoftmaxClassifier._parameter_constraints[name]
+            for name in ("fit_intercept", "tol", "max_iter", "class_weight",
+                         "label_smoothing", "n_jobs", "verbose")
+        },
+    }
+
+    def __init__(self, Cs=10, *, cv=None, scoring=None, refit=True, fit_intercept=True,
+                 tol=1e-4, max_iter=100, class_weight=None, label_smoothing=0.0,
+                 n_jobs=None, verbose=0):
+        self.Cs = Cs
+        self.cv = cv
+        self.scoring = scoring
+        self.refit = refit
+        self.fit_intercept = fit_intercept
+        self.tol = tol
+        self.max_iter = max_iter
+        self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None, groups=None):
+        """Cross-validate every C, choose one, and fit the final model.
+
+        The fit is transactional: if it fails or is interrupted, the estimator
+        is left exactly as it was before the call.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data (float32 data is used without conversion).
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+            Class labels, or soft targets (rows of probabilities), as in
+            :meth:`SoftmaxClassifier.fit`.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights. Each fit uses the weights of its training
+            samples; each test score those of its test samples, when the
+            scorer accepts ``sample_weight``.
+        groups : array-like of shape (n_samples,), default=None
+            Group labels for group-aware splitters (``GroupKFold``, ...).
+
+        Returns
+        -------
+        self : SoftmaxClassifierCV
+            The fitted estimator.
+        """
+        state_before = self.__dict__.copy()
+        try:
+            fitted = self._fit(X, y, sample_weight, groups)
+        except BaseException:
+            # validate_data sets n_features_in_/feature_names_in_ early.
+            self.__dict__.clear()
+            self.__dict__.update(state_before)
+            raise
+        for name in _REFIT_ONLY:
+            self.__dict__.pop(name, None)
+        self.__dict__.update(fitted)
+        return self
+
+    def _fit(self, X, y, sample_weight, groups):
+        """Fit without touching ``self``'s model; return the new attributes."""
+        X, y = validate_data(
+            self, X, y, accept_sparse=False, dtype=[np.float64, np.float32],
+            order="C", multi_output=True, reset=True,
+        )
+        classes, targets = SoftmaxClassifier._encode_targets(y)
+        soft = _is_soft(y)
+        # What splitters and scorers see: the labels, or the soft targets.
+        y_score = y if soft else classes[targets]
+        if sample_weight is not None:
+            sample_weight = check_non_negative_sample_weight(sample_weight, X)
+        class_weight = self._resolve_class_weight(X, targets, classes, sample_weight)
+        Cs = _check_Cs(self.Cs)
+        folds = list(check_cv(self.cv, y_score, classifier=True).split(X, y_score, groups))
+        scorer = _path_scorer(self._scorer(soft, n_jobs=1), classes, soft)
+        score_weight = self._score_weight(scorer, sample_weight)
+
+        path = _RegularizationPath(
+            X, targets, y_score, classes, sample_weight, class_weight, score_weight, Cs,
+            scorer, self,
+        )
+        n_threads = effective_n_threads(self.n_jobs)
+        with single_threaded_blas():
+            fold_paths = _run_folds(path, folds, n_threads)
+        _warn_path_convergence(fold_paths, Cs)
+
+        full_coefs = np.stack([fold.coefs for fold in fold_paths])
+        fitted = {
+            "Cs_": Cs,
+            "scores_": np.stack([fold.scores for fold in fold_paths]),
+            "coefs_paths_": full_coefs[:, :, 1:] if classes.shape[0] == 2 else full_coefs,
+            "n_iter_": np.stack([fold.n_iter for fold in fold_paths]),
+        }
+        if self.refit:
+            fitted.update(self._refit(X, targets, classes, sample_weight, class_weight,
+                                      fitted, full_coefs, n_threads))
+        else:
+            fitted.update(_average_best(fitted["scores_"], full_coefs, Cs, classes,
+                                        self.fit_intercept, X.dtype))
+        return fitted
+
+    def _score_weight(self, scorer, sample_weight):
+        """The weights for the test folds: None if the scorer cannot take them."""
+        if sample_weight is None or _accepts_sample_weight(scorer):
+            return sample_weight
+        warnings.warn(
+            f"The scoring {self.scoring!r} does not support sample_weight: the test "
+            "folds are scored without weights, which may lead to statistically "
+            "incorrect results.", UserWarning, stacklevel=5,
+        )
+        return None
+
+    def _resolve_class_weight(self, X, targets, classes, sample_weight):
+        """Per-class weights from all the data (as LogisticRegressionCV), or None.
+
+        Every fold and the refit use these same weights, so "balanced" means
+        balanced over the whole data set.
+        """
+        if self.class_weight is None:
+            return None
+        weights = check_non_negative_sample_weight(sample_weight, X)
+        return _class_weights(self.class_weight, targets, classes, weights)
+
+    def _refit(self, X, targets, classes, sample_weight, class_weight, fitted, full_coefs,
+               n_threads):
+        """Fit on all the data at the best mean-score C, warm-started."""
+        best = _best_index(fitted["scores_"].mean(axis=0))
+        C = float(fitted["Cs_"][best])
+        objective = CrossEntropyObjective(
+            X, targets, classes.shape[0],
+            sample_weight=_effective_sample_weight(
+                class_weight, X, targets, classes, sample_weight),
+            fit_intercept=self.fit_intercept, label_smoothing=self.label_smoothing,
+            n_threads=n_threads,
+        )
+        objective.l2_reg_strength = _l2_reg_strength(C, objective.weight_sum)
+        problem = rescaled(objective, X, objective.sample_weight)
+        recorder = _IterationRecorder(problem, verbose=max(0, self.verbose - 1))
+        params0 = np.asfortranarray(full_coefs[:, best].mean(axis=0)).ravel(order="F")
+        with single_threaded_blas():
+            result = _minimize_lbfgs(
+                recorder.loss_gradient, problem.to_internal(params0),
+                max_iter=self.max_iter, tol=self.tol, callback=recorder.callback,
+            )
+            final_gradient_norm = recorder.gradient_norm_at(result.x)
+        _, failure = _convergence_failure(result, self.max_iter)
+        if failure is not None:
+            warnings.warn(f"Refit at C={C:.6g}: {failure}", ConvergenceWarning,
+                          stacklevel=5)
+        refitted = _model_attributes(problem.from_internal(result.x), objective, classes,
+                                     X.dtype)
+        refitted.update({
+            "C_": C,
+            "loss_curve_": list(recorder.loss_curve),
+            "final_gradient_norm_": final_gradient_norm,
+        })
+        return refitted
+
+    def _scorer(self, soft, n_jobs):
+        """The scorer for ``scoring``; None means accuracy, or -crossentropy if soft."""
+        if self.scoring is not None:
+            return get_scorer(self.scoring)
+        if soft:
+            return make_scorer(categorical_crossentropy, greater_is_better=False,
+                               response_method="predict_proba", n_jobs=n_jobs)
+        return get_scorer("accuracy")
+
+    def score(self, X, y, sample_weight=None):
+        """Score of the final model on the given data, with the ``scoring`` option.
+
+        As in ``LogisticRegressionCV``: accuracy when ``scoring`` is None (the
+        negative mean categorical crossentropy for soft targets).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Test samples.
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+            True labels, or soft targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights, passed to the scorer.
+
+        Returns
+        -------
+        score : float
+            Greater is better.
+        """
+        scorer = self._scorer(_is_soft(y), n_jobs=self.n_jobs)
+        kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
+        return scorer(self, X, y, **kwargs)
+
+
+class _FoldPath:
+    """One fold's results along the grid (arrays indexed like ``Cs``)."""
+
+    def __init__(self, n_Cs, n_classes, n_dof):
+        self.coefs = np.zeros((n_Cs, n_classes, n_dof))
+        self.scores = np.zeros(n_Cs)
+        self.n_iter = np.zeros(n_Cs, dtype=np.int32)
+        self.failures = []  # (index in Cs, ConvergenceWarning message)
+
+
+class _RegularizationPath:
+    """Fits the grid of C values on one fold's training data; scores on its test data.
+
+    Holds the full validated data and the estimator's settings; the threads
+    only read them.
+    """
+
+    def __init__(self, X, targets, y_score, classes, sample_weight, class_weight,
+                 score_weight, Cs, scorer, estimator):
+        self.X, self.targets, self.y_score = X, targets, y_score
+        self.classes = classes
+        self.sample_weight, self.score_weight = sample_weight, score_weight
+        self.class_weight = class_weight  # per class, resolved on all the data
+        self.Cs, self.scorer = Cs, scorer
+        self.settings = estimator.get_params()
+        self.stop = threading.Event()
+
+    def fold_objective(self, train):
+        """The objective on the training fold: the one copy of X[train]."""
+        X_train, targets_train = self.X[train], self.targets[train]
+        weights = None if self.sample_weight is None else self.sample_weight[train]
+        return _PathObjective(
+            X_train, targets_train, self.classes.shape[0],
+            sample_weight=_effective_sample_weight(
+                self.class_weight, X_train, targets_train, self.classes, weights),
+            fit_intercept=self.settings["fit_intercept"],
+            label_smoothing=self.settings["label_smoothing"],
+        )
+
+    def fit_fold(self, fold_index, train, test, share):
+        """The path of one fold: every C, in increasing order, warm-started."""
+        objective = self.fold_objective(train)
+        mean_squares = weighted_column_mean_squares(objective.X, objective.sample_weight)
+        targets = objective.labels if objective.labels is not None else objective.target_proba
+        params = _prior_coef(objective, targets, objective.sample_weight,
+                             objective.label_smoothing).ravel(order="F")
+        path = _FoldPath(len(self.Cs), objective.n_classes, objective.n_dof)
+        share.start(objective)
+        try:
+            previous = None  # (params, score) of the previous C
+            for j in np.argsort(self.Cs, kind="stable"):
+                if self.stop.is_set():
+                    break
+                params = self._fit_one(objective, mean_squares, params, j, path)
+                if previous is not None and np.array_equal(previous[0], params):
+                    path.scores[j] = previous[1]  # already optimal: the same model
+                else:
+                    path.scores[j] = self._score(params, objective, test)
+                previous = (params, path.scores[j])
+                self._report(fold_index, j, path)
+        finally:
+            share.finish(objective)
+        return path
+
+    def _report(self, fold_index, j, path):
+        """With verbose > 0, one line per fitted (fold, C)."""
+        if self.settings["verbose"] > 0:
+            print(f"[SoftmaxClassifierCV] fold {fold_index}  C={self.Cs[j]:.4g}  "
+                  f"n_iter={path.n_iter[j]}  score={path.scores[j]:.6g}", flush=True)
+
+    def _fit_one(self, objective, mean_squares, params, j, path):
+        """Fit at ``Cs[j]`` from ``params``; record the solution; return it."""
+        objective.l2_reg_strength = _l2_reg_strength(self.Cs[j], objective.weight_sum)
+        problem = rescaled(objective, objective.X, objective.sample_weight,
+                           mean_squares=mean_squares)
+        result = _minimize_lbfgs(
+            problem.loss_gradient, problem.to_internal(params),
+            max_iter=self.settings["max_iter"], tol=self.settings["tol"],
+        )
+        n_iter, failure = _convergence_failure(result, self.settings["max_iter"])
+        if failure is not None:
+            path.failures.append((j, failure))
+        path.n_iter[j] = n_iter
+        params = problem.from_internal(result.x)
+        path.coefs[j] = params.reshape(objective.n_dof, objective.n_classes).T
+        return params
+
+    def _score(self, params, objective, test):
+        """Score of the model ``params`` on the test fold."""
+        model = SoftmaxClassifier()
+        model.__dict__.update(
+            _model_attributes(params, objective, self.classes, self.X.dtype))
+        model.n_features_in_ = objective.n_features
+        kwargs = {}
+        if self.score_weight is not None:
+            kwargs["sample_weight"] = self.score_weight[test]
+        return float(self.scorer(model, self.X[test], self.y_score[test], **kwargs))
+
+
+class _PathObjective(CrossEntropyObjective):
+    """A fold's objective that remembers the data term of its last evaluation.
+
+    Each L-BFGS run of the path starts with an evaluation at the previous
+    solution, the last point evaluated: only the penalty has changed, so the
+    data term is reused and no pass over X is made.
+    """
+
+    _last = None  # (params, data loss, data gradient)
+
+    def data_loss_gradient(self, params):
+        if self._last is not None and np.array_equal(self._last[0], params):
+            return self._last[1], self._last[2].copy()
+        loss, grad = super().data_loss_gradient(params)
+        self._last = (params.copy(), loss, grad.copy())
+        return loss, grad
+
+
+class _ThreadShare:
+    """Splits ``n_threads`` OpenMP threads among the folds running at once.
+
+    While folds are waiting, each of the ``n_workers`` slots gets an equal
+    share; when fewer folds than slots remain, the running ones get the idle
+    threads. A fold's share never decreases, and a share grows only after
+    another fold has released its threads, so the threads in use never exceed
+    ``n_threads``. An objective reads ``n_threads`` at each evaluation; the
+    kernel's result does not depend on it.
+    """
+
+    def __init__(self, n_threads, n_workers, n_tasks):
+        self._n_threads, self._n_workers = n_threads, n_workers
+        self._pending = n_tasks
+        self._running = []  # objectives, in start order
+        self._lock = threading.Lock()
+
+    def start(self, objective):
+        with self._lock:
+            self._pending -= 1
+            self._running.append(objective)
+            self._rebalance()
+
+    def finish(self, objective):
+        with self._lock:
+            self._running.remove(objective)
+            self._rebalance()
+
+    def _rebalance(self):
+        slots = min(self._n_workers, len(self._running) + self._pending)
+        base, extra = divmod(self._n_threads, max(slots, 1))
+        for i, objective in enumerate(self._running):
+            objective.n_threads = max(1, base + (i < extra))
+
+
+def _run_folds(path, folds, n_threads):
+    """Every fold's path, in fold order; folds run concurrently in threads."""
+    n_workers = max(1, min(len(folds), n_threads))
+    share = _ThreadShare(n_threads, n_workers, len(folds))
+    tasks = [(i, train, test) for i, (train, test) in enumerate(folds)]
+    if n_workers == 1:
+        return [path.fit_fold(i, train, test, share) for i, train, test in tasks]
+    # scikit-learn's configuration is thread-local: carry it into the workers.
+    config = get_config()
+
+    def run(task):
+        with config_context(**config):
+            return path.fit_fold(*task, share)
+
+    executor = ThreadPoolExecutor(max_workers=n_workers,
+                                  thread_name_prefix="SoftmaxClassifierCV")
+    try:
+        futures = [executor.submit(run, task) for task in tasks]
+        return [future.result() for future in futures]
+    except BaseException:
+        # Error or interrupt: stop the other folds between two fits.
+        path.stop.set()
+        raise
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _warn_path_convergence(fold_paths, Cs):
+    """One ConvergenceWarning for all the path fits that did not converge."""
+    failures = [(i, j, message) for i, fold in enumerate(fold_paths)
+                for j, message in fold.failures]
+    if not failures:
+        return
+    i, j, message = failures[0]
+    n_fits = len(fold_paths) * len(Cs)
+    warnings.warn(
+        f"{len(failures)} of {n_fits} regularization-path fits (folds x Cs) did not "
+        f"converge; the first, fold {i} at C={Cs[j]:.6g}: {message}",
+        ConvergenceWarning, stacklevel=5,
+    )
+
+
+def _average_best(scores, full_coefs, Cs, classes, fit_intercept, dtype):
+    """refit=False: the mean of each fold's solution at that fold's best C.
+
+    As LogisticRegressionCV(refit=False); ``C_`` is the mean of those C values.
+    """
+    best = [_best_index(fold_scores) for fold_scores in scores]
+    coef = np.mean([full_coefs[i, j] for i, j in enumerate(best)], axis=0)
+    n_dof = coef.shape[1]
+    layout = SimpleNamespace(n_dof=n_dof, n_features=n_dof - int(fit_intercept),
+                             fit_intercept=fit_intercept)
+    fitted = _model_attributes(np.asfortranarray(coef).ravel(order="F"), layout,
+                               classes, dtype)
+    fitted["C_"] = float(np.mean(Cs[best]))
+    return fitted
+
+
+def _best_index(scores):
+    """Index of the best score, the first among ties; NaN scores never win."""
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    return int(np.argmax(scores))
+
+
+def _is_soft(y):
+    """Whether y holds soft targets (a 2-D array with K >= 2 columns)."""
+    return np.ndim(y) == 2 and np.shape(y)[1] > 1
+
+
+def _check_Cs(Cs):
+    """The grid as a float64 array: logspace(-4, 4, Cs) for an int."""
+    if isinstance(Cs, Integral):
+        return np.logspace(-4, 4, Cs)
+    grid = np.asarray(Cs, dtype=np.float64)
+    if grid.ndim != 1 or grid.size == 0 or not np.all(grid > 0):
+        raise ValueError(
+            "Cs must be a positive int or a non-empty 1-D array-like of positive "
+            f"floats; got {Cs!r}."
+        )
+    return grid
+
+
+def _path_scorer(scorer, classes, soft):
+    """The scorer with ``labels=classes`` when its metric takes labels.
+
+    A test fold may lack a class; like LogisticRegressionCV, tell metrics
+    such as log_loss every class the model predicts.
+    """
+    score_func = getattr(scorer, "_score_func", None)
+    if soft or score_func is None:
+        return scorer
+    parameters = inspect.signature(score_func).parameters
+    if "labels" not in parameters:
+        return scorer
+    kwargs = {"labels": classes}
+    if classes.shape[0] == 2 and "pos_label" in parameters:
+        kwargs["pos_label"] = classes[-1]
+    kwargs.update(getattr(scorer, "_kwargs", {}))
+    return make_scorer(score_func, greater_is_better=scorer._sign > 0,
+                       response_method=scorer._response_method, **kwargs)
+
+
+def _accepts_sample_weight(scorer):
+    """Whether the scorer's metric (or the callable itself) takes sample_weight."""
+    func = getattr(scorer, "_score_func", scorer)
+    try:
+        parameters = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+    return "sample_weight" in parameters or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
