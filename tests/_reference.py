@@ -21,7 +21,6 @@ def numpy_loss_gradient(
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y).astype(np.intp)
     n, d = X.shape
-    K = coef.shape[0]
     W = coef[:, :d]
     z = X @ W.T
     if fit_intercept:
@@ -133,3 +132,14 @@ def full_coef(clf):
     if clf.fit_intercept:
         return np.hstack([W, b[:, None]])
     return W
+
+
+def central_differences(loss, coef, h=1e-6):
+    """Central finite differences of ``loss(coef)`` for every entry of ``coef``."""
+    fd = np.zeros_like(coef)
+    for idx in np.ndindex(coef.shape):
+        cp, cm = coef.copy(), coef.copy()
+        cp[idx] += h
+        cm[idx] -= h
+        fd[idx] = (loss(cp) - loss(cm)) / (2 * h)
+    return fd

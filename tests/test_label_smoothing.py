@@ -17,7 +17,7 @@ from scipy.special import log_softmax, softmax
 from sklearn.datasets import make_blobs
 
 from skcce import SoftmaxClassifier, crossentropy_loss_gradient
-from _reference import full_coef
+from _reference import central_differences, full_coef
 
 TIGHT = dict(tol=1e-10, max_iter=10000)
 
@@ -125,14 +125,8 @@ def test_loss_label_smoothing_finite_differences(fit_intercept, soft):
     kw = dict(sample_weight=sw, l2_reg_strength=0.1, fit_intercept=fit_intercept,
               label_smoothing=0.2)
     _, grad = crossentropy_loss_gradient(coef, X, y, **kw)
-    h = 1e-6
-    fd = np.zeros_like(coef)
-    for idx in np.ndindex(coef.shape):
-        cp, cm = coef.copy(), coef.copy()
-        cp[idx] += h
-        cm[idx] -= h
-        fd[idx] = (crossentropy_loss_gradient(cp, X, y, **kw)[0]
-                   - crossentropy_loss_gradient(cm, X, y, **kw)[0]) / (2 * h)
+    fd = central_differences(
+        lambda c: crossentropy_loss_gradient(c, X, y, **kw)[0], coef)
     assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
 
 

@@ -15,7 +15,7 @@ from scipy.special import softmax
 from sklearn.exceptions import DataConversionWarning
 
 from skcce import SoftmaxClassifier, crossentropy_loss_gradient
-from _reference import full_coef, ref_objective
+from _reference import central_differences, full_coef, ref_objective
 
 TIGHT = dict(tol=1e-10, max_iter=10000)
 
@@ -93,14 +93,8 @@ def test_loss_soft_targets_finite_differences(fit_intercept):
     coef = rng.normal(size=(K, d + fit_intercept))
     kw = dict(sample_weight=sw, l2_reg_strength=0.1, fit_intercept=fit_intercept)
     _, grad = crossentropy_loss_gradient(coef, X, Q, **kw)
-    h = 1e-6
-    fd = np.zeros_like(coef)
-    for idx in np.ndindex(coef.shape):
-        cp, cm = coef.copy(), coef.copy()
-        cp[idx] += h
-        cm[idx] -= h
-        fd[idx] = (crossentropy_loss_gradient(cp, X, Q, **kw)[0]
-                   - crossentropy_loss_gradient(cm, X, Q, **kw)[0]) / (2 * h)
+    fd = central_differences(
+        lambda c: crossentropy_loss_gradient(c, X, Q, **kw)[0], coef)
     assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
 
 
