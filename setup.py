@@ -95,12 +95,20 @@ def extensions():
         "skcce._kernel",
         sources=["skcce/_kernel.pyx"],
         include_dirs=[np.get_include(), os.path.join(here, "skcce")],
+        depends=["skcce/_openmp_shim.h", "skcce/_openmp.pxd", "skcce/_prefetch.h", "skcce/_microkernel.h"],
+        extra_compile_args=list(optimize),
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+    predict_ext = Extension(
+        "skcce._predict",
+        sources=["skcce/_predict.pyx"],
+        include_dirs=[np.get_include(), os.path.join(here, "skcce")],
         depends=["skcce/_openmp_shim.h", "skcce/_openmp.pxd"],
         extra_compile_args=list(optimize),
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     return cythonize(
-        [ext],
+        [ext, predict_ext],
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,

@@ -37,11 +37,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from skcce import SoftmaxClassifier, SoftmaxClassifierCV
 from skcce._threads import usable_cpu_count
 
-try:  # reuse the machine summary of the per-evaluation benchmark
-    from loss_gradient import machine_summary
-except ImportError:  # run from another directory
-    def machine_summary():
-        return f"{usable_cpu_count()} usable cores"
+from suite.machine import machine_summary
 
 
 def contenders(Cs, cv, n_cores):

@@ -6,7 +6,6 @@ from numbers import Integral, Real
 
 import numpy as np
 from scipy import optimize
-from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._base import LinearClassifierMixin
@@ -14,7 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils import column_or_1d
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skcce._callbacks import (
     CallbackSupportMixin,
@@ -22,8 +21,11 @@ from skcce._callbacks import (
     end_fit_callbacks,
     start_fit_callbacks,
 )
+from skcce._dask import dask_blockwise, fit_dask, is_dask_collection
 from skcce._objective import CrossEntropyObjective
 from skcce._precondition import rescaled
+from skcce._prediction import DECISION, LOG_PROBA, PROBA, predict_linear
+from skcce._sparse import is_sparse, kernel_csr
 from skcce._targets import check_soft_targets, one_hot_labels
 from skcce._threads import effective_n_threads, single_threaded_blas
 from skcce._weights import check_non_negative_sample_weight
@@ -35,45 +37,91 @@ _SCALING_HINT = (
 
 
 class _SoftmaxProbaMixin:
-    """predict_proba / predict_log_proba from a linear model's ``decision_function``.
+    """decision_function, predict_proba and predict_log_proba of a softmax model.
 
     Shared by the estimators that store a softmax model as ``coef_`` and
     ``intercept_`` (two classes: the class-1 row of the symmetric solution).
+    All three are computed by a chunked, multithreaded kernel (``n_jobs``
+    threads, bitwise identical results for every value) straight into the
+    returned array: no other n_samples x n_classes array is allocated. Dense
+    and CSR ``X`` are supported (CSC and COO are converted to CSR).
     """
 
+    # Dask arrays in, lazy Dask arrays out (the methods applied per row block).
+    predict = dask_blockwise(LinearClassifierMixin.predict)
+
+    @dask_blockwise
+    def decision_function(self, X):
+        """Logits of the samples (for two classes, of class ``classes_[1]``).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Samples. float32 and float64 arrays are read in place.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            ``X @ coef_.T + intercept_``; for two classes the 1-D
+            ``d = X @ coef_[0] + intercept_[0]``, where > 0 predicts
+            ``classes_[1]``. The dtype is NumPy's result type of X and
+            ``coef_`` (float32 only when both are), as for scikit-learn's
+            linear models.
+        """
+        scores = self._linear_prediction(X, DECISION, full=False)
+        return scores.reshape(-1) if scores.shape[1] == 1 else scores
+
+    @dask_blockwise
     def predict_proba(self, X):
         """Class probabilities, softmax of the decision function.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
 
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
-            Rows sum to 1; columns follow ``classes_``.
+            Rows sum to 1; columns follow ``classes_``. For two classes,
+            ``softmax([-d, d])`` with ``d`` the decision function.
         """
-        return softmax(self._full_decision(X), axis=1)
+        return self._linear_prediction(X, PROBA, full=True)
 
+    @dask_blockwise
     def predict_log_proba(self, X):
         """Log of the class probabilities, computed stably (log-softmax).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
 
         Returns
         -------
         log_proba : ndarray of shape (n_samples, n_classes)
+            ``z - max(z) - log(sum(exp(z - max(z))))`` per row of logits
+            ``z``: finite for finite data, however large (values below the
+            dtype's most negative finite number are saturated to it).
         """
-        return log_softmax(self._full_decision(X), axis=1)
+        return self._linear_prediction(X, LOG_PROBA, full=True)
 
-    def _full_decision(self, X):
-        """Logits of every class, (n_samples, n_classes); [-d, d] for two."""
-        decision = self.decision_function(X)
-        if decision.ndim == 1:
-            decision = np.column_stack([-decision, decision])
-        return decision
+    def _linear_prediction(self, X, mode, full):
+        """Validate X and run the prediction kernel in ``mode``.
+
+        ``full``: for two classes, use the full softmax model
+        ``W = [-w, w], b = [-c, c]`` instead of the stored class-1 row.
+        """
+        check_is_fitted(self)
+        # scikit-learn's finiteness check first sums X; for finite data near
+        # the float64 limit that sum overflows and warns, although the
+        # element-wise check it falls back to passes.
+        with np.errstate(over="ignore", invalid="ignore"):
+            X = validate_data(self, X, accept_sparse="csr", reset=False)
+        coef, intercept = self.coef_, np.ravel(self.intercept_)
+        if full and coef.shape[0] == 1:
+            coef = np.concatenate([-coef, coef])
+            intercept = np.concatenate([-intercept, intercept])
+        return predict_linear(X, coef, intercept, mode=mode,
+                              n_threads=effective_n_threads(self.n_jobs))
 
 
 class SoftmaxClassifier(CallbackSupportMixin, _SoftmaxProbaMixin, LinearClassifierMixin,
@@ -205,7 +253,7 @@ class SoftmaxClassifier(CallbackSupportMixin, _SoftmaxProbaMixin, LinearClassifi
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -217,8 +265,12 @@ class SoftmaxClassifier(CallbackSupportMixin, _SoftmaxProbaMixin, LinearClassifi
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data (float32 data is used without conversion).
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data. float32 data is used without conversion. Dense
+            data in C order is used in place; Fortran-ordered or strided data
+            is copied once to C order. Sparse CSR data (int32 or int64
+            indices) is used in place; other sparse formats are converted to
+            CSR once (a copy of the non-zeros).
         y : array-like of shape (n_samples,) or (n_samples, n_classes)
             Class labels, or soft targets: rows of non-negative probabilities
             summing to 1 (within 1e-6; they are renormalized), K >= 2 columns.
@@ -250,10 +302,15 @@ class SoftmaxClassifier(CallbackSupportMixin, _SoftmaxProbaMixin, LinearClassifi
 
     def _fit(self, X, y, sample_weight):
         """Fit without touching ``self``'s model; return the new attributes."""
+        if is_dask_collection(X):
+            # The row blocks stay on the Dask workers; L-BFGS runs here.
+            return fit_dask(self, X, y, sample_weight)
         X, y = validate_data(
-            self, X, y, accept_sparse=False, dtype=[np.float64, np.float32],
+            self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32],
             order="C", multi_output=True, reset=True,
         )
+        if is_sparse(X):
+            X = kernel_csr(X)
         classes, targets = self._encode_targets(y)
         n_classes = classes.shape[0]
         sample_weight = _effective_sample_weight(

@@ -39,6 +39,7 @@ from skcce._classifier import (
 from skcce._metrics import categorical_crossentropy
 from skcce._objective import CrossEntropyObjective
 from skcce._precondition import rescaled, weighted_column_mean_squares
+from skcce._sparse import is_sparse, kernel_csr
 from skcce._threads import effective_n_threads, single_threaded_blas
 from skcce._weights import check_non_negative_sample_weight
 
@@ -209,7 +210,7 @@ class SoftmaxClassifierCV(_SoftmaxProbaMixin, LinearClassifierMixin, ClassifierM
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -254,9 +255,11 @@ class SoftmaxClassifierCV(_SoftmaxProbaMixin, LinearClassifierMixin, ClassifierM
     def _fit(self, X, y, sample_weight, groups):
         """Fit without touching ``self``'s model; return the new attributes."""
         X, y = validate_data(
-            self, X, y, accept_sparse=False, dtype=[np.float64, np.float32],
+            self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32],
             order="C", multi_output=True, reset=True,
         )
+        if is_sparse(X):
+            X = kernel_csr(X)
         classes, targets = SoftmaxClassifier._encode_targets(y)
         soft = _is_soft(y)
         # What splitters and scorers see: the labels, or the soft targets.
@@ -414,6 +417,8 @@ class _RegularizationPath:
     def fold_objective(self, train):
         """The objective on the training fold: the one copy of X[train]."""
         X_train, targets_train = self.X[train], self.targets[train]
+        if is_sparse(X_train):
+            X_train = kernel_csr(X_train)
         weights = None if self.sample_weight is None else self.sample_weight[train]
         return _PathObjective(
             X_train, targets_train, self.classes.shape[0],
@@ -473,7 +478,9 @@ class _RegularizationPath:
 
     def _score(self, params, objective, test):
         """Score of the model ``params`` on the test fold."""
-        model = SoftmaxClassifier()
+        # Predict with this fold's share of the threads, not every core:
+        # the other folds are running at the same time.
+        model = SoftmaxClassifier(n_jobs=objective.n_threads)
         model.__dict__.update(
             _model_attributes(params, objective, self.classes, self.X.dtype))
         model.n_features_in_ = objective.n_features

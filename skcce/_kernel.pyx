@@ -1,14 +1,19 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 # cython: initializedcheck=False, nonecheck=False
-"""Fused categorical crossentropy loss and gradient for dense X.
+"""Fused categorical crossentropy loss and gradient, dense and sparse X.
 
 One call makes one pass over ``X``. Rows are cut into *chunks* (sized so that a
-chunk of ``X`` stays in the L2 cache between the two GEMMs that read it) and
+chunk of ``X`` stays in the L2 cache between the two products that read it) and
 chunks are grouped into *blocks*. For each chunk::
 
-    Z   = X_c @ Wt + b                     (GEMM 1, logits, chunk_rows x K)
+    Z   = X_c @ Wt + b                     (product 1, logits, chunk_rows x K)
     Z   <- s_i * (softmax(Z) - onehot(y))  (in place; loss accumulated on the way)
-    G  += Z.T @ X_c                        (GEMM 2, gradient, d x K layout)
+    G  += Z.T @ X_c                        (product 2, gradient, d x K layout)
+
+For up to 32 classes the two products run in register-blocked micro-kernels
+(``_microkernel.h``, vectorized over classes padded to the vector width);
+with more classes, through BLAS GEMM. Sparse CSR data has its own kernel,
+:func:`csr_loss_gradient`.
 
 Each block is summed sequentially into its own buffers. Blocks are processed in
 *waves* of ``n_threads`` blocks, one per thread, and each wave's block results
@@ -30,10 +35,27 @@ from cython.parallel cimport prange
 from libc.math cimport exp, log
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
-from libc.stdint cimport int32_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from skcce._openmp cimport SKCCE_OPENMP_ENABLED, omp_get_max_threads
+
+cdef extern from "_microkernel.h":
+    int SKCCE_LANES_F64
+    int SKCCE_LANES_F32
+    void skcce_logits_f64(const double* X, Py_ssize_t m, Py_ssize_t d,
+                          const double* Wt, Py_ssize_t Kp, double* Z) noexcept nogil
+    void skcce_logits_f32(const float* X, Py_ssize_t m, Py_ssize_t d,
+                          const float* Wt, Py_ssize_t Kp, float* Z) noexcept nogil
+    void skcce_grad_f64(const double* X, Py_ssize_t m, Py_ssize_t d,
+                        const double* R, Py_ssize_t Kp, double* G) noexcept nogil
+    void skcce_grad_f32(const float* X, Py_ssize_t m, Py_ssize_t d,
+                        const float* R, Py_ssize_t Kp, double* G) noexcept nogil
+    void skcce_exp_nonpositive_inplace(double* v, Py_ssize_t n) noexcept nogil
+
+cdef extern from "_prefetch.h":
+    void SKCCE_PREFETCH_READ(const void* p) noexcept nogil
+    void SKCCE_PREFETCH_WRITE(const void* p) noexcept nogil
 
 import numpy as np
 
@@ -46,6 +68,21 @@ DEF CHUNK_BYTES = 131072
 DEF BLOCK_BYTES = 1048576
 DEF MIN_CHUNK_ROWS = 8
 DEF MAX_CHUNK_ROWS = 2048
+# Up to this many classes the dense products run in the register-blocked
+# micro-kernels of _microkernel.h; above, BLAS GEMM is as fast.
+DEF MICRO_MAX_CLASSES = 32
+
+
+def _microkernel_width(Py_ssize_t n_classes, Py_ssize_t itemsize):
+    """Padded number of classes (row stride of W.T, logits and gradient).
+
+    A multiple of the micro-kernels' vector width for up to
+    MICRO_MAX_CLASSES classes, else K itself (BLAS path).
+    """
+    cdef Py_ssize_t lanes = SKCCE_LANES_F64 if itemsize == 8 else SKCCE_LANES_F32
+    if n_classes > MICRO_MAX_CLASSES:
+        return int(n_classes)
+    return int((n_classes + lanes - 1) // lanes * lanes)
 
 
 def openmp_enabled():
@@ -90,6 +127,11 @@ def row_partition(Py_ssize_t n_features, Py_ssize_t itemsize):
     cdef Py_ssize_t chunks_per_block = max(
         BLOCK_BYTES // (chunk_rows * row_bytes), 1)
     return int(chunk_rows), int(chunks_per_block)
+
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
 
 
 cdef inline void _gemm(char* transa, char* transb, int m, int n, int k,
@@ -166,14 +208,15 @@ cdef inline double _row_target_logit(
     return acc
 
 
-cdef double _softmax_residual_rows(
-    floating* z, Py_ssize_t first_row, Py_ssize_t n_rows, Py_ssize_t n_classes,
-    const double* intercept, const Targets* targets, const double* sw,
-    double* grad_intercept,
+cdef double _softmax_residual_chunk(
+    floating* z, Py_ssize_t row_stride, Py_ssize_t first_row, Py_ssize_t n_rows,
+    Py_ssize_t n_classes, const double* intercept, const Targets* targets,
+    const double* sw, double* grad_intercept, double* scratch,
 ) noexcept nogil:
     """Turn logits into weighted residuals in place; return the weighted loss.
 
-    ``z`` holds ``X_c @ W.T`` (without intercept) for rows ``first_row ...``.
+    ``z`` holds ``X_c @ W.T`` (without intercept) for rows ``first_row ...``,
+    one row every ``row_stride`` values (columns past K are left alone).
     For each row, in float64, with logits ``z_k + b_k`` and weight s (1 if
     ``sw`` is NULL) and target q:
     ``loss = log(sum_k exp(z_k - m)) - sum_k q_k (z_k - m)`` with
@@ -181,49 +224,68 @@ cdef double _softmax_residual_rows(
     catastrophically when all logits share a large offset), and
     ``z_k <- s * (p_k - q_k)``. Adding the intercept in float64 keeps a large
     common offset exact for float32 data too. The residuals are also summed
-    into ``grad_intercept`` (float64).
+    into ``grad_intercept`` (float64) unless it is NULL.
+
+    The shifted logits ``z_k + b_k - m`` of all rows go to ``scratch``
+    (n_rows x K doubles, then n_rows target logits) and are exponentiated in
+    one vectorized call (within 2 ulp of the correctly rounded exp).
     """
     cdef Py_ssize_t i, k, K = n_classes
-    cdef double zmax, sum_exp, zt, weight, scale, r
+    cdef double zmax, sum_exp, weight, scale, r
     cdef double loss = 0.0
     cdef floating* row
+    cdef double* e
+    cdef double* target_logit = scratch + n_rows * K
     cdef bint plain_labels = targets.proba == NULL and targets.smoothing == 0.0
     for i in range(n_rows):
-        row = z + i * K
-        weight = 1.0 if sw == NULL else sw[i]
+        row = z + i * row_stride
+        e = scratch + i * K
         zmax = _row_max_logit(row, intercept, K)
-        zt = _row_target_logit(targets, first_row + i, row, intercept, K, zmax)
+        target_logit[i] = _row_target_logit(targets, first_row + i, row, intercept,
+                                            K, zmax)
+        for k in range(K):
+            e[k] = _logit(row, intercept, k) - zmax
+    skcce_exp_nonpositive_inplace(scratch, n_rows * K)
+    for i in range(n_rows):
+        row = z + i * row_stride
+        e = scratch + i * K
+        weight = 1.0 if sw == NULL else sw[i]
         sum_exp = 0.0
         for k in range(K):
-            row[k] = <floating> exp(_logit(row, intercept, k) - zmax)
-            sum_exp = sum_exp + row[k]
-        loss = loss + weight * (log(sum_exp) - zt)
+            sum_exp = sum_exp + e[k]
+        loss = loss + weight * (log(sum_exp) - target_logit[i])
         scale = weight / sum_exp
         for k in range(K):
-            r = row[k] * scale
+            r = e[k] * scale
             if plain_labels:
                 if k == targets.labels[first_row + i]:
                     r = r - weight
             else:
                 r = r - weight * _target(targets, first_row + i, k, K)
             row[k] = <floating> r
-            grad_intercept[k] = grad_intercept[k] + r
+            if grad_intercept != NULL:
+                grad_intercept[k] = grad_intercept[k] + r
     return loss
 
 
 cdef double _block_loss_gradient(
     const floating* X, Py_ssize_t n_features,
     const Targets* targets, const double* sw,
-    const floating* weights_t, const double* intercept, Py_ssize_t n_classes,
-    Py_ssize_t row_start, Py_ssize_t row_end, Py_ssize_t chunk_rows,
-    floating* z, floating* grad_chunk, double* grad, double* grad_intercept,
+    const floating* weights_t, Py_ssize_t ldw, const double* intercept,
+    Py_ssize_t n_classes, Py_ssize_t row_start, Py_ssize_t row_end,
+    Py_ssize_t chunk_rows, floating* z, floating* grad_chunk, double* grad,
+    double* grad_intercept, double* scratch,
 ) noexcept nogil:
     """Loss and gradient of rows [row_start, row_end), summed sequentially.
 
-    ``grad`` (n_features x K, float64) and ``grad_intercept`` (K) are
-    overwritten. ``z`` is chunk_rows x K scratch; ``grad_chunk`` is
-    n_features x K scratch used only for float32 (the chunk's gradient is
-    computed by SGEMM, then accumulated into the float64 block buffer).
+    ``weights_t`` is (n_features x ldw) with zero columns past K; ``z`` is
+    chunk_rows x ldw scratch; ``grad`` (n_features x ldw, float64) and
+    ``grad_intercept`` (K) are overwritten; ``scratch`` holds
+    chunk_rows x (K + 1) doubles. With ``ldw`` a multiple of the
+    vector width (:func:`_microkernel_width`), the products run in the
+    register-blocked micro-kernels; otherwise (``ldw == K``, many classes)
+    through BLAS GEMM, with ``grad_chunk`` (n_features x K float32 scratch)
+    for float32 data.
     """
     cdef Py_ssize_t d = n_features, K = n_classes
     cdef Py_ssize_t r0, m, e
@@ -231,38 +293,64 @@ cdef double _block_loss_gradient(
     cdef const double* sw_c
     cdef double loss = 0.0
     cdef bint first = True
+    cdef bint micro = ldw != K or K <= MICRO_MAX_CLASSES
 
-    memset(grad, 0, d * K * sizeof(double))
+    memset(grad, 0, d * ldw * sizeof(double))
     memset(grad_intercept, 0, K * sizeof(double))
     r0 = row_start
     while r0 < row_end:
         m = min(chunk_rows, row_end - r0)
         xc = X + r0 * d
-        # Logits without intercept: Z (m x K, row-major) = X_c @ W.T.
-        if d > 0:
+        # Logits without intercept: Z (m x ldw, row-major) = X_c @ W.T.
+        if d == 0:
+            memset(z, 0, m * ldw * sizeof(floating))
+        elif micro:
+            if floating is double:
+                skcce_logits_f64(xc, m, d, weights_t, ldw, z)
+            else:
+                skcce_logits_f32(xc, m, d, weights_t, ldw, z)
+        else:
             _gemm(b"N", b"N", <int> K, <int> m, <int> d, weights_t, <int> K,
                   xc, <int> d, <floating> 0.0, z, <int> K)
-        else:
-            memset(z, 0, m * K * sizeof(floating))
         sw_c = NULL
         if sw != NULL:
             sw_c = sw + r0
-        loss = loss + _softmax_residual_rows(z, r0, m, K, intercept, targets,
-                                             sw_c, grad_intercept)
-        # Gradient: G (d x K, row-major) += X_c.T @ R.
-        if d > 0:
+        loss = loss + _softmax_residual_chunk(z, ldw, r0, m, K, intercept, targets,
+                                              sw_c, grad_intercept, scratch)
+        # Gradient: G (d x ldw, row-major) += X_c.T @ R.
+        if d == 0:
+            pass
+        elif micro:
             if floating is double:
-                _gemm(b"N", b"T", <int> K, <int> d, <int> m, z, <int> K,
-                      xc, <int> d, <double> (0.0 if first else 1.0),
-                      grad, <int> K)
+                skcce_grad_f64(xc, m, d, z, ldw, grad)
             else:
-                _gemm(b"N", b"T", <int> K, <int> d, <int> m, z, <int> K,
-                      xc, <int> d, <float> 0.0, grad_chunk, <int> K)
-                for e in range(d * K):
-                    grad[e] = grad[e] + grad_chunk[e]
+                skcce_grad_f32(xc, m, d, z, ldw, grad)
+        elif floating is double:
+            _gemm(b"N", b"T", <int> K, <int> d, <int> m, z, <int> K,
+                  xc, <int> d, <double> (0.0 if first else 1.0),
+                  grad, <int> K)
+        else:
+            _gemm(b"N", b"T", <int> K, <int> d, <int> m, z, <int> K,
+                  xc, <int> d, <float> 0.0, grad_chunk, <int> K)
+            for e in range(d * K):
+                grad[e] = grad[e] + grad_chunk[e]
         first = False
         r0 = r0 + m
     return loss
+
+
+cdef inline void _merge_gradient_row(
+    double* total, const double* block_rows, Py_ssize_t n_classes,
+    Py_ssize_t n_blocks, Py_ssize_t block_stride,
+) noexcept nogil:
+    """``total[k] += block_rows[t * block_stride + k]`` for blocks t in order."""
+    cdef Py_ssize_t k, t
+    cdef double acc
+    for k in range(n_classes):
+        acc = total[k]
+        for t in range(n_blocks):
+            acc = acc + block_rows[t * block_stride + k]
+        total[k] = acc
 
 
 cdef int _set_targets(Targets* targets, const int32_t[::1] y,
@@ -329,7 +417,7 @@ def dense_loss_gradient(
     cdef bint fit_intercept = intercept is not None
     cdef Py_ssize_t dK = d * K
     cdef Py_ssize_t chunk_rows, chunks_per_block, block_rows, n_blocks
-    cdef Py_ssize_t n_waves, wave, first_block, nb, t, e, b0, b1
+    cdef Py_ssize_t n_waves, wave, first_block, nb, t, e, b0, b1, ldw, dL, j, k
     cdef int T
     cdef double loss_total = 0.0
     cdef double* gp
@@ -340,6 +428,9 @@ def dense_loss_gradient(
     cdef const double* bp = NULL
     cdef floating* z_buf = NULL
     cdef floating* gchunk_buf = NULL
+    cdef floating[:, ::1] padded_view
+    cdef double* e_buf = NULL
+    cdef bint blas_float
     cdef double* g_buf = NULL
     cdef double* gb_buf = NULL
     cdef double* loss_buf = NULL
@@ -371,16 +462,27 @@ def dense_loss_gradient(
     n_blocks = (n + block_rows - 1) // block_rows
     T = <int> max(1, min(n_threads, n_blocks))
     n_waves = (n_blocks + T - 1) // T
+    # W.T, logits and block gradients have ldw >= K columns (padded with
+    # zeros to the micro-kernels' vector width).
+    ldw = _microkernel_width(K, itemsize)
+    dL = d * ldw
+    if ldw != K and d > 0:
+        padded_weights = np.zeros((d, ldw), dtype=np.asarray(weights_t).dtype)
+        padded_weights[:, :K] = weights_t
+        padded_view = padded_weights
+        wp = &padded_view[0, 0]
+    blas_float = floating is float and ldw == K and K > MICRO_MAX_CLASSES
 
-    z_buf = <floating*> malloc(T * chunk_rows * K * sizeof(floating))
-    g_buf = <double*> malloc(max(T * dK, 1) * sizeof(double))
+    z_buf = <floating*> malloc(T * chunk_rows * ldw * sizeof(floating))
+    e_buf = <double*> malloc(T * chunk_rows * (K + 1) * sizeof(double))
+    g_buf = <double*> malloc(max(T * dL, 1) * sizeof(double))
     gb_buf = <double*> malloc(T * K * sizeof(double))
     loss_buf = <double*> malloc(T * sizeof(double))
-    if floating is float:
+    if blas_float:
         gchunk_buf = <floating*> malloc(max(dK, 1) * T * sizeof(floating))
     try:
-        if (z_buf == NULL or g_buf == NULL or gb_buf == NULL
-                or loss_buf == NULL or (floating is float and gchunk_buf == NULL)):
+        if (z_buf == NULL or e_buf == NULL or g_buf == NULL or gb_buf == NULL
+                or loss_buf == NULL or (blas_float and gchunk_buf == NULL)):
             raise MemoryError()
         grad_t[:, :] = 0.0
         gp = &grad_t[0, 0]
@@ -392,27 +494,22 @@ def dense_loss_gradient(
                     b0 = (first_block + t) * block_rows
                     b1 = min(b0 + block_rows, n)
                     loss_buf[t] = _block_loss_gradient(
-                        Xp, d, &targets, sw, wp, bp, K,
+                        Xp, d, &targets, sw, wp, ldw, bp, K,
                         b0, b1, chunk_rows,
-                        z_buf + t * chunk_rows * K,
+                        z_buf + t * chunk_rows * ldw,
                         NULL if gchunk_buf == NULL else gchunk_buf + t * dK,
-                        g_buf + t * dK, gb_buf + t * K)
+                        g_buf + t * dL, gb_buf + t * K,
+                        e_buf + t * chunk_rows * (K + 1))
                 # Ordered merge: block results are added in block order, so the
                 # sums never depend on which thread computed which block.
                 for t in range(nb):
                     loss_total = loss_total + loss_buf[t]
                 if dK * nb >= 65536 and T > 1:
-                    for e in prange(dK, num_threads=T, schedule="static"):
-                        acc = gp[e]
-                        for t in range(nb):
-                            acc = acc + g_buf[t * dK + e]
-                        gp[e] = acc
+                    for j in prange(d, num_threads=T, schedule="static"):
+                        _merge_gradient_row(gp + j * K, g_buf + j * ldw, K, nb, dL)
                 else:
-                    for e in range(dK):
-                        acc = gp[e]
-                        for t in range(nb):
-                            acc = acc + g_buf[t * dK + e]
-                        gp[e] = acc
+                    for j in range(d):
+                        _merge_gradient_row(gp + j * K, g_buf + j * ldw, K, nb, dL)
                 if fit_intercept:
                     for e in range(K):
                         acc = gp[dK + e]
@@ -421,10 +518,365 @@ def dense_loss_gradient(
                         gp[dK + e] = acc
     finally:
         free(z_buf)
+        free(e_buf)
         free(g_buf)
         free(gb_buf)
         free(loss_buf)
         free(gchunk_buf)
+    return loss_total
+
+
+# Values of the residual matrix per chunk of sparse rows (chunk_rows x K
+# float64: 512 KiB), so a chunk's residuals stay in cache while its gradient is
+# scattered.
+DEF SPARSE_CHUNK_VALUES = 65536
+DEF SPARSE_MIN_CHUNK_ROWS = 64
+DEF SPARSE_MAX_CHUNK_ROWS = 16384
+# Non-zeros per chunk (a chunk ends earlier when it would exceed this, unless
+# it is a single row): bounds the chunk's bucket lists (8 bytes per non-zero).
+DEF SPARSE_CHUNK_NNZ = 262144
+# Non-zeros ahead whose coefficient (or gradient) row is prefetched.
+DEF PREFETCH_AHEAD = 16
+
+
+def sparse_chunk_rows(Py_ssize_t n_classes):
+    """Largest number of rows per chunk of the sparse kernel for K classes.
+
+    The sparse kernel's results do not depend on its chunks (nor on the
+    thread count): every sum runs over rows in row order.
+
+    Parameters
+    ----------
+    n_classes : int
+
+    Returns
+    -------
+    chunk_rows : int
+    """
+    return int(min(max(SPARSE_CHUNK_VALUES // max(n_classes, 1),
+                       SPARSE_MIN_CHUNK_ROWS), SPARSE_MAX_CHUNK_ROWS))
+
+
+cdef inline void _prefetch_row(const double* row, Py_ssize_t n_values,
+                               bint for_write) noexcept nogil:
+    """Prefetch the cache lines of ``row[0:n_values]``."""
+    cdef Py_ssize_t off
+    for off in range(0, n_values, 8):
+        if for_write:
+            SKCCE_PREFETCH_WRITE(row + off)
+        else:
+            SKCCE_PREFETCH_READ(row + off)
+
+
+cdef inline Py_ssize_t _feature_bucket(Py_ssize_t j, Py_ssize_t n_buckets) noexcept nogil:
+    """The bucket (thread) owning gradient row j, in [0, n_buckets).
+
+    Groups of 8 consecutive features (whole cache lines of the gradient for
+    any K) are spread over the buckets by multiplicative hashing, so that
+    popular features (low indices in text data) do not all land in one
+    bucket.
+    """
+    cdef uint64_t h = ((<uint64_t> (j >> 3)) * 0x9E3779B97F4A7C15ULL) >> 32
+    return <Py_ssize_t> ((h * <uint64_t> n_buckets) >> 32)
+
+
+cdef double _csr_row_residual(
+    const floating* data, const index_t* indices, index_t start, index_t end,
+    Py_ssize_t nnz, const double* weights_t, const double* intercept,
+    Py_ssize_t n_classes, const Targets* targets, Py_ssize_t i, const double* sw,
+    double* r, double* scratch,
+) noexcept nogil:
+    """Logits of one CSR row into ``r``, turned into its weighted residuals.
+
+    ``r[k] = sum_p data[p] * W.T[indices[p], k]`` in float64, then the same
+    stable softmax, loss and residual as the dense kernel (``scratch``: K + 1
+    doubles). Returns the row's weighted loss.
+    """
+    cdef Py_ssize_t k, K = n_classes
+    cdef index_t p
+    cdef double x
+    cdef const double* w
+    cdef const double* sw_i = NULL
+    if sw != NULL:
+        sw_i = sw + i
+    for k in range(K):
+        r[k] = 0.0
+    for p in range(start, end):
+        if p + PREFETCH_AHEAD < nnz:
+            _prefetch_row(weights_t + indices[p + PREFETCH_AHEAD] * K, K, False)
+        x = data[p]
+        w = weights_t + indices[p] * K
+        for k in range(K):
+            r[k] = r[k] + x * w[k]
+    return _softmax_residual_chunk(r, K, i, 1, K, intercept, targets, sw_i, NULL,
+                                   scratch)
+
+
+cdef inline void _axpy_row(double* g, double x, const double* r,
+                           Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(n):
+        g[k] = g[k] + x * r[k]
+
+
+cdef void _csr_scatter_rows(
+    const floating* data, const index_t* indices, const index_t* indptr,
+    Py_ssize_t nnz, Py_ssize_t row_start, Py_ssize_t row_end,
+    const double* residuals, Py_ssize_t n_classes, double* grad,
+) noexcept nogil:
+    """``G[j, :] += x_ij * R[i, :]`` over the chunk's non-zeros, rows in order."""
+    cdef Py_ssize_t i, K = n_classes
+    cdef index_t p
+    for i in range(row_start, row_end):
+        for p in range(indptr[i], indptr[i + 1]):
+            if p + PREFETCH_AHEAD < nnz:
+                _prefetch_row(grad + indices[p + PREFETCH_AHEAD] * K, K, True)
+            _axpy_row(grad + indices[p] * K, data[p],
+                      residuals + (i - row_start) * K, K)
+
+
+cdef void _count_row_buckets(
+    const index_t* indices, index_t start, index_t end, Py_ssize_t n_buckets,
+    Py_ssize_t* counts,
+) noexcept nogil:
+    """Non-zeros of one row per bucket, into ``counts[0:n_buckets]``."""
+    cdef Py_ssize_t t
+    cdef index_t p
+    for t in range(n_buckets):
+        counts[t] = 0
+    for p in range(start, end):
+        counts[_feature_bucket(indices[p], n_buckets)] += 1
+
+
+cdef void _fill_row_buckets(
+    const index_t* indices, index_t start, index_t end, Py_ssize_t n_buckets,
+    Py_ssize_t* next_slot, Py_ssize_t chunk_first_nz, int32_t local_row,
+    int32_t* slot_nz, int32_t* slot_row,
+) noexcept nogil:
+    """Append one row's non-zeros to their buckets' lists (row order kept)."""
+    cdef Py_ssize_t e, b
+    cdef index_t p
+    for p in range(start, end):
+        b = _feature_bucket(indices[p], n_buckets)
+        e = next_slot[b]
+        next_slot[b] = e + 1
+        slot_nz[e] = <int32_t> (p - chunk_first_nz)
+        slot_row[e] = local_row
+
+
+cdef void _csr_scatter_bucket(
+    const floating* data, const index_t* indices, Py_ssize_t chunk_first_nz,
+    const int32_t* slot_nz, const int32_t* slot_row, Py_ssize_t e_start,
+    Py_ssize_t e_end, const double* residuals, Py_ssize_t n_classes, double* grad,
+) noexcept nogil:
+    """The gradient update of one bucket's non-zeros, in row order."""
+    cdef Py_ssize_t e, p, K = n_classes
+    for e in range(e_start, e_end):
+        if e + PREFETCH_AHEAD < e_end:
+            _prefetch_row(
+                grad + indices[chunk_first_nz + slot_nz[e + PREFETCH_AHEAD]] * K,
+                K, True)
+        p = chunk_first_nz + slot_nz[e]
+        _axpy_row(grad + indices[p] * K, data[p], residuals + slot_row[e] * K, K)
+
+
+def _sparse_chunks(const index_t[::1] indptr, Py_ssize_t max_rows):
+    """Row boundaries of the sparse kernel's chunks, and their largest nnz.
+
+    A chunk has at most ``max_rows`` rows and, unless it is a single row, at
+    most SPARSE_CHUNK_NNZ non-zeros.
+    """
+    cdef Py_ssize_t n = indptr.shape[0] - 1, start = 0, stop, largest = 0
+    bounds = [0]
+    while start < n:
+        stop = start + 1
+        while (stop < n and stop - start < max_rows
+               and indptr[stop + 1] - indptr[start] <= SPARSE_CHUNK_NNZ):
+            stop += 1
+        largest = max(largest, indptr[stop] - indptr[start])
+        bounds.append(stop)
+        start = stop
+    return np.asarray(bounds, dtype=np.intp), largest
+
+
+def csr_loss_gradient(
+    const floating[::1] data,
+    const index_t[::1] indices,
+    const index_t[::1] indptr,
+    Py_ssize_t n_features,
+    const int32_t[::1] y,
+    const double[:, ::1] y_proba,
+    double label_smoothing,
+    const double[::1] sample_weight,
+    const double[:, ::1] weights_t,
+    const double[::1] intercept,
+    int n_threads,
+    double[:, ::1] grad_t,
+):
+    """Sum of weighted crossentropies and its gradient for CSR X, in one pass.
+
+    The sparse counterpart of :func:`dense_loss_gradient`. Rows are processed
+    in chunks; for each chunk:
+
+    1. in parallel over rows: the row's logits from its non-zeros (float64),
+       stable softmax, loss and weighted residuals into a chunk_rows x K
+       buffer;
+    2. the gradient rows ``G[j, :] += x_ij * R[i, :]``. With one thread, in
+       row order. With T threads, the gradient rows are split into T buckets
+       (groups of 8 features, hashed); the chunk's non-zeros are listed per
+       bucket in row order (a counting sort, in parallel over rows), then
+       each thread updates the rows of one bucket.
+
+    Each gradient entry is thus updated by one thread, in row order, and the
+    loss and intercept sums run in row order: the result is bitwise identical
+    for every thread count. No per-thread copy of the d x K gradient exists:
+    memory is O(chunk_rows x K + chunk non-zeros) whatever n_features.
+    Indices must lie in [0, n_features) and indptr must be non-decreasing
+    from 0 to nnz (checked by the caller).
+
+    Parameters
+    ----------
+    data, indices, indptr : ndarray
+        The CSR arrays of X (n_samples = len(indptr) - 1): float32 or float64
+        values, int32 or int64 indices (both arrays of the same type).
+    n_features : int
+    y, y_proba, label_smoothing, sample_weight
+        As in :func:`dense_loss_gradient`.
+    weights_t : ndarray of shape (n_features, K), float64, C order
+        ``W.T``; float64 whatever the dtype of X.
+    intercept : ndarray of shape (K,), float64, or None
+    n_threads : int
+    grad_t : ndarray of shape (n_features + fit_intercept, K), float64
+        Output, as in :func:`dense_loss_gradient`.
+
+    Returns
+    -------
+    loss_sum : float
+    """
+    cdef Py_ssize_t n = indptr.shape[0] - 1, d = n_features, K = weights_t.shape[1]
+    cdef bint fit_intercept = intercept is not None
+    cdef Py_ssize_t c, c0, c1, i, k, t, running, count, first_nz, largest_nnz
+    cdef Py_ssize_t nnz = data.shape[0]
+    cdef Py_ssize_t n_buckets
+    cdef int T
+    cdef double loss_total = 0.0
+    cdef const floating* dp = NULL
+    cdef const index_t* ip = NULL
+    cdef const index_t* pp
+    cdef const double* sw = NULL
+    cdef const double* wp = NULL
+    cdef const double* bp = NULL
+    cdef const Py_ssize_t* bounds_p
+    cdef double* gp
+    cdef double* gb = NULL
+    cdef double* r_buf = NULL
+    cdef double* e_buf = NULL
+    cdef double* loss_rows = NULL
+    cdef Py_ssize_t* slots = NULL
+    cdef Py_ssize_t* bucket_start = NULL
+    cdef int32_t* slot_nz = NULL
+    cdef int32_t* slot_row = NULL
+    cdef Targets targets
+
+    if n < 0:
+        raise ValueError("indptr must have n_samples + 1 entries")
+    _set_targets(&targets, y, y_proba, label_smoothing, n, K)
+    if weights_t.shape[0] != d:
+        raise ValueError("weights_t must have n_features rows")
+    if grad_t.shape[0] != d + fit_intercept or grad_t.shape[1] != K:
+        raise ValueError("grad_t has the wrong shape")
+    if indices.shape[0] != nnz:
+        raise ValueError("data and indices must have the same length")
+    if fit_intercept:
+        if intercept.shape[0] != K:
+            raise ValueError("intercept must have K entries")
+        bp = &intercept[0]
+    if sample_weight is not None:
+        if sample_weight.shape[0] != n:
+            raise ValueError("sample_weight has the wrong length")
+        sw = &sample_weight[0] if n > 0 else NULL
+    grad_t[:, :] = 0.0
+    if n == 0 or K == 0:
+        return 0.0
+    if nnz > 0:
+        dp = &data[0]
+        ip = &indices[0]
+    if d > 0:
+        wp = &weights_t[0, 0]
+    gp = &grad_t[0, 0]
+    if fit_intercept:
+        gb = &grad_t[d, 0]
+    pp = &indptr[0]
+
+    chunk_rows = min(sparse_chunk_rows(K), n)
+    bounds, largest_nnz = _sparse_chunks(indptr, chunk_rows)
+    cdef const Py_ssize_t[::1] bounds_view = bounds
+    bounds_p = &bounds_view[0]
+    T = <int> max(1, n_threads)
+    # Bucket lists hold int32 offsets within a chunk: a single row with 2^31
+    # non-zeros or more is scattered by one thread.
+    n_buckets = T if d > 0 and largest_nnz < 2147483647 else 1
+    r_buf = <double*> malloc(chunk_rows * K * sizeof(double))
+    e_buf = <double*> malloc(chunk_rows * (K + 1) * sizeof(double))
+    loss_rows = <double*> malloc(chunk_rows * sizeof(double))
+    if n_buckets > 1:
+        slots = <Py_ssize_t*> malloc(chunk_rows * n_buckets * sizeof(Py_ssize_t))
+        bucket_start = <Py_ssize_t*> malloc((n_buckets + 1) * sizeof(Py_ssize_t))
+        slot_nz = <int32_t*> malloc(max(largest_nnz, 1) * sizeof(int32_t))
+        slot_row = <int32_t*> malloc(max(largest_nnz, 1) * sizeof(int32_t))
+    try:
+        if (r_buf == NULL or e_buf == NULL or loss_rows == NULL or (n_buckets > 1 and (
+                slots == NULL or bucket_start == NULL or slot_nz == NULL
+                or slot_row == NULL))):
+            raise MemoryError()
+        with nogil:
+            for c in range(bounds_view.shape[0] - 1):
+                c0 = bounds_p[c]
+                c1 = bounds_p[c + 1]
+                first_nz = pp[c0]
+                for i in prange(c0, c1, num_threads=T, schedule="static"):
+                    loss_rows[i - c0] = _csr_row_residual(
+                        dp, ip, pp[i], pp[i + 1], nnz, wp, bp, K,
+                        &targets, i, sw, r_buf + (i - c0) * K,
+                        e_buf + (i - c0) * (K + 1))
+                    if n_buckets > 1:
+                        _count_row_buckets(ip, pp[i], pp[i + 1], n_buckets,
+                                           slots + (i - c0) * n_buckets)
+                if n_buckets == 1:
+                    _csr_scatter_rows(dp, ip, pp, nnz, c0, c1, r_buf, K, gp)
+                else:
+                    # Exclusive prefix sums, bucket-major: each bucket's list
+                    # is contiguous and in row order.
+                    running = 0
+                    for t in range(n_buckets):
+                        bucket_start[t] = running
+                        for i in range(c1 - c0):
+                            count = slots[i * n_buckets + t]
+                            slots[i * n_buckets + t] = running
+                            running = running + count
+                    bucket_start[n_buckets] = running
+                    for i in prange(c0, c1, num_threads=T, schedule="static"):
+                        _fill_row_buckets(ip, pp[i], pp[i + 1], n_buckets,
+                                          slots + (i - c0) * n_buckets, first_nz,
+                                          <int32_t> (i - c0), slot_nz, slot_row)
+                    for t in prange(n_buckets, num_threads=T, schedule="static",
+                                    chunksize=1):
+                        _csr_scatter_bucket(dp, ip, first_nz, slot_nz, slot_row,
+                                            bucket_start[t], bucket_start[t + 1],
+                                            r_buf, K, gp)
+                for i in range(c1 - c0):
+                    loss_total = loss_total + loss_rows[i]
+                    if fit_intercept:
+                        for k in range(K):
+                            gb[k] = gb[k] + r_buf[i * K + k]
+    finally:
+        free(r_buf)
+        free(e_buf)
+        free(loss_rows)
+        free(slots)
+        free(bucket_start)
+        free(slot_nz)
+        free(slot_row)
     return loss_total
 
 

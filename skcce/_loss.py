@@ -7,6 +7,7 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_consistent_length
 
 from skcce._objective import CrossEntropyObjective
+from skcce._sparse import is_sparse, kernel_csr
 from skcce._targets import check_targets_for_classes
 from skcce._threads import effective_n_threads, single_threaded_blas
 from skcce._weights import check_non_negative_sample_weight
@@ -34,9 +35,11 @@ def crossentropy_loss_gradient(coef, X, y, *, sample_weight=None, l2_reg_strengt
     ----------
     coef : array-like of shape (n_classes, n_features + fit_intercept)
         Coefficients, intercepts in the last column when ``fit_intercept``.
-    X : ndarray of shape (n_samples, n_features)
-        Dense data, float64 or float32 (other dtypes are converted to float64).
-        float32 data is used as is; loss and gradient are accumulated in float64.
+    X : {ndarray, sparse matrix} of shape (n_samples, n_features)
+        Data, float64 or float32 (other dtypes are converted to float64).
+        float32 data is used as is; loss and gradient are accumulated in
+        float64. Sparse data is used in CSR format (other formats are
+        converted once).
     y : array-like of shape (n_samples,) or (n_samples, n_classes)
         Class indices ``0 .. n_classes - 1``, or soft targets: rows of
         non-negative probabilities summing to 1.
@@ -74,7 +77,12 @@ def crossentropy_loss_gradient(coef, X, y, *, sample_weight=None, l2_reg_strengt
     >>> grad.shape
     (3, 3)
     """
-    X = check_array(X, dtype=[np.float64, np.float32], order="C", input_name="X")
+    # Finiteness of X is checked only if the result is not finite (below):
+    # a separate pass over X would cost as much as the evaluation itself.
+    X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C",
+                    input_name="X", ensure_all_finite=False)
+    if is_sparse(X):
+        X = kernel_csr(X)
     coef = check_array(coef, dtype=np.float64, ensure_2d=True, input_name="coef",
                        ensure_min_samples=1, ensure_min_features=1)
     n_classes, n_dof = coef.shape
@@ -100,4 +108,8 @@ def crossentropy_loss_gradient(coef, X, y, *, sample_weight=None, l2_reg_strengt
     params = np.asfortranarray(coef).ravel(order="F")
     with single_threaded_blas():
         loss, grad = objective.loss_gradient(params)
+    if not (np.isfinite(loss) and np.all(np.isfinite(grad))):
+        # NaN or inf in X make the result non-finite: report them as
+        # scikit-learn's validation would.
+        check_array(X, accept_sparse="csr", dtype=None, input_name="X")
     return loss, grad.reshape(n_dof, n_classes).T

@@ -25,6 +25,7 @@ with no copy in either direction.
 import numpy as np
 
 from skcce import _kernel
+from skcce._sparse import is_sparse
 
 
 class CrossEntropyObjective:
@@ -32,7 +33,9 @@ class CrossEntropyObjective:
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features), float32 or float64, C order
+    X : ndarray or CSR matrix of shape (n_samples, n_features), float32 or float64
+        Dense X in C order; sparse X as returned by
+        :func:`skcce._sparse.kernel_csr` (checked index structure).
     y : ndarray of shape (n_samples,), int32, or (n_samples, n_classes), float64
         Class indices in ``[0, n_classes)``, or target distributions (rows
         summing to 1).
@@ -91,18 +94,48 @@ class CrossEntropyObjective:
         One pass of the kernel over X. Same parameters and return values as
         :meth:`loss_gradient`.
         """
+        loss_sum, grad_t = self.loss_gradient_sum(params)
+        grad_t /= self.weight_sum
+        return loss_sum / self.weight_sum, grad_t.ravel()
+
+    def loss_gradient_sum(self, params):
+        """Unnormalized data term: ``sum_i s_i CE_i`` and its gradient.
+
+        No division by the weight sum and no penalty, so sums over disjoint
+        row blocks of the data add up to the sum over all rows (what a
+        distributed fit reduces).
+
+        Parameters
+        ----------
+        params : ndarray of shape (n_classes * n_dof,), float64
+
+        Returns
+        -------
+        loss_sum : float
+        grad_t : ndarray of shape (n_dof, n_classes), float64, C order
+            Gradient of ``loss_sum``; ``grad_t.ravel()`` is in the layout of
+            ``params``.
+        """
         coef_t = params.reshape(self.n_dof, self.n_classes)
         weights_t = coef_t[: self.n_features]
         intercept = coef_t[-1] if self.fit_intercept else None
         grad_t = np.empty((self.n_dof, self.n_classes), dtype=np.float64)
-        loss_sum = _kernel.dense_loss_gradient(
-            self.X, self.labels, self.target_proba, self.label_smoothing,
-            self.sample_weight, np.ascontiguousarray(weights_t, dtype=self.X.dtype),
-            intercept, self.n_threads, grad_t,
-        )
+        if is_sparse(self.X):
+            # The sparse kernel gathers float64 coefficients whatever X's dtype.
+            loss_sum = _kernel.csr_loss_gradient(
+                self.X.data, self.X.indices, self.X.indptr, self.n_features,
+                self.labels, self.target_proba, self.label_smoothing,
+                self.sample_weight, np.ascontiguousarray(weights_t),
+                intercept, self.n_threads, grad_t,
+            )
+        else:
+            loss_sum = _kernel.dense_loss_gradient(
+                self.X, self.labels, self.target_proba, self.label_smoothing,
+                self.sample_weight, np.ascontiguousarray(weights_t, dtype=self.X.dtype),
+                intercept, self.n_threads, grad_t,
+            )
         self.n_evaluations += 1
-        grad_t /= self.weight_sum
-        return loss_sum / self.weight_sum, grad_t.ravel()
+        return loss_sum, grad_t
 
     def add_penalty(self, params, loss, grad):
         """Add the L2 penalty at ``params`` to a data term (``grad`` in place).

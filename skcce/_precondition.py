@@ -16,6 +16,8 @@ so ordinary data are optimized exactly as scikit-learn does.
 
 import numpy as np
 
+from skcce._sparse import is_sparse
+
 # Rescale when the largest and smallest diagonal curvature differ by more
 # than this (feature scales differing by more than ~1e3).
 CURVATURE_RATIO_LIMIT = 1e6
@@ -27,19 +29,32 @@ _ROWS_PER_PASS = 8192
 def weighted_column_mean_squares(X, sample_weight=None):
     """``sum_i s_i x_ij^2 / sum_i s_i`` per column, in float64, in row chunks.
 
-    Chunks bound the temporary memory for float32 X (converted per chunk).
+    Chunks bound the temporary memory for float32 X (converted per chunk) and
+    for sparse X (one block of rows' non-zeros at a time).
     """
     n_samples, n_features = X.shape
+    block_sums = _sparse_block_square_sums if is_sparse(X) else _dense_block_square_sums
     totals = np.zeros(n_features)
     for start in range(0, n_samples, _ROWS_PER_PASS):
-        block = np.asarray(X[start:start + _ROWS_PER_PASS], dtype=np.float64)
-        if sample_weight is None:
-            totals += np.einsum("ij,ij->j", block, block)
-        else:
-            weights = sample_weight[start:start + _ROWS_PER_PASS]
-            totals += np.einsum("i,ij,ij->j", weights, block, block)
+        stop = start + _ROWS_PER_PASS
+        weights = None if sample_weight is None else sample_weight[start:stop]
+        totals += block_sums(X[start:stop], weights)
     weight_sum = n_samples if sample_weight is None else float(np.sum(sample_weight))
     return totals / weight_sum
+
+
+def _dense_block_square_sums(block, weights):
+    block = np.asarray(block, dtype=np.float64)
+    if weights is None:
+        return np.einsum("ij,ij->j", block, block)
+    return np.einsum("i,ij,ij->j", weights, block, block)
+
+
+def _sparse_block_square_sums(block, weights):
+    squares = np.square(block.data, dtype=np.float64)
+    if weights is not None:
+        squares *= np.repeat(weights, np.diff(block.indptr))
+    return np.bincount(block.indices, weights=squares, minlength=block.shape[1])
 
 
 def column_multipliers(X, sample_weight, fit_intercept, l2_reg_strength, *,

@@ -305,11 +305,24 @@ def test_refit_false_after_refit_drops_refit_attributes():
     assert not hasattr(clf, "final_gradient_norm_")
 
 
+def _expected_failed_checks(estimator):
+    """Repeating a sample changes the cross-validation folds (weighting it does
+    not), so the C selected, and the model, can differ between the two fits;
+    the equivalence then holds only to the optimizer's stopping accuracy, not
+    to the check's rtol=1e-7. (SoftmaxClassifier itself passes these checks.)"""
+    reason = "sample_weight is not equivalent to repeating samples: the CV folds differ."
+    return {
+        "check_sample_weight_equivalence_on_dense_data": reason,
+        "check_sample_weight_equivalence_on_sparse_data": reason,
+    }
+
+
 @parametrize_with_checks([
     SoftmaxClassifierCV(Cs=3),
     SoftmaxClassifierCV(Cs=[0.1, 10.0], cv=3, scoring="neg_log_loss", n_jobs=1),
     SoftmaxClassifierCV(Cs=3, refit=False, class_weight="balanced"),
-])
+], expected_failed_checks=_expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
-    """Every scikit-learn estimator check passes (no expected failures)."""
+    """Every scikit-learn estimator check passes, except the sample-weight
+    equivalence checks, which cross-validation cannot satisfy exactly."""
     check(estimator)

@@ -143,6 +143,25 @@ def test_matches_sklearn_and_numpy(n, d, K, fit_intercept, weighted, n_jobs, dty
     assert_grad_close(grad, np_grad, rtol=rtol, atol_factor=atol_f)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("K", [2, 4, 5, 8, 9, 12, 13, 16, 17, 24, 31, 32, 33, 47])
+@pytest.mark.parametrize("d", [1, 3, 9, 70])
+def test_matches_numpy_across_class_and_feature_counts(K, d, dtype):
+    """Every tile shape of the dense products: classes padded to the vector
+    width in tiles of up to 16 (float64) or 32 (float32) columns, feature
+    tiles of 2 to 8 with their remainders, the BLAS path above 32 classes,
+    and a row count that is not a multiple of the 4-row logits tile."""
+    coef, X, y, sw = make_loss_problem(
+        1003, d, K, dtype=dtype, fit_intercept=True, weighted=True, seed=K * 100 + d,
+    )
+    loss, grad = skcce.crossentropy_loss_gradient(
+        coef, X, y, sample_weight=sw, l2_reg_strength=0.1, n_jobs=2,
+    )
+    np_loss, np_grad = numpy_loss_gradient(coef, X, y, sw, 0.1, True)
+    assert_allclose(float(loss), np_loss, rtol=RTOL[dtype])
+    assert_grad_close(grad, np_grad, rtol=RTOL[dtype], atol_factor=ATOL_FACTOR[dtype])
+
+
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_defaults_match_sklearn(fit_intercept):
     """Default arguments: no sample_weight, no penalty, intercept per argument."""

@@ -39,7 +39,12 @@ OBJ_RTOL = 1e-9
 # sklearn's lbfgs solution to the exact optimum on the same problem; for
 # well-conditioned problems that extra term is negligible.  The objective-value
 # check (OBJ_RTOL) is the conditioning-independent correctness criterion.
-LBFGS_SLACK = 10.0
+# Where an L-BFGS run stops along a flat valley also depends on rounding: on
+# iris made imbalanced, class_weight="balanced", C=1, sklearn's lbfgs stops
+# 2.0e-7 from the exact probabilities and skcce's (same settings, same
+# objective to ~1e-16, different summation order) 4.8e-6, both at relative
+# objective decreases below 64 eps. Hence a factor of 30.
+LBFGS_SLACK = 30.0
 
 
 def _load(name):

@@ -181,14 +181,31 @@ def test_bad_input_leaves_fitted_model_bitwise_unchanged(case):
     assert np.array_equal(clf.predict(X0), pred)
 
 
-def test_sparse_X_is_rejected_with_a_message_about_sparse():
-    """Sparse input is not supported yet (LogisticRegression accepts it)."""
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+def test_non_finite_sparse_X_is_rejected_like_logistic_regression(bad_value):
+    """NaN or inf among the non-zeros of sparse X: scikit-learn's error, nothing fitted."""
     X, y = _data()
+    Xs = sparse.csr_matrix(X)
+    Xs.data[3] = bad_value
     clf = SoftmaxClassifier()
-    with pytest.raises((TypeError, ValueError), match="(?i)sparse"):
-        clf.fit(sparse.csr_matrix(X), y)
+    with pytest.raises(ValueError) as ours:
+        clf.fit(Xs, y)
     _assert_fresh(clf)
-    assert LogisticRegression().fit(sparse.csr_matrix(X), y).coef_.shape == (K, D)
+    with pytest.raises(ValueError) as theirs:
+        LogisticRegression().fit(Xs, y)
+    expected = str(theirs.value).replace("LogisticRegression", "SoftmaxClassifier")
+    assert str(ours.value) == expected
+
+
+def test_malformed_csr_structure_is_rejected_before_the_kernel_reads_it():
+    """Column indices out of range would make the kernel read out of bounds."""
+    X, y = _data()
+    Xs = sparse.csr_matrix(X)
+    Xs.indices[5] = D + 10  # scipy does not check this on mutation
+    clf = SoftmaxClassifier()
+    with pytest.raises(ValueError, match="column indices"):
+        clf.fit(Xs, y)
+    _assert_fresh(clf)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,371 @@
+"""skcce benchmark suite: per-evaluation time against the roofline, fits, memory.
+
+Usage::
+
+    python benchmarks/run.py [--quick] [--out DIR] [--docs]
+                             [--problems dense-200k,sparse] [--dtypes float64,float32]
+                             [--peers torch,sklearnex | none]
+                             [--repeats 7] [--fit-repeats 5] [--tight-fit-repeats 1]
+
+For each problem (``benchmarks/suite/problems.py``) and dtype, in one process:
+
+1. the roofline of one evaluation of the loss and gradient,
+   ``max(bytes of X / read bandwidth, 4 · nnz(X) · K / GEMM rate)``, for one
+   thread and for all cores, with both rates measured in this run;
+2. the median time of one evaluation: skcce with one thread and all cores,
+   scikit-learn's ``LinearModelLoss.loss_gradient``, PyTorch (when installed);
+3. fits at default and tight settings: skcce, LogisticRegression,
+   scikit-learn-intelex and PyTorch LBFGS (when installed): median wall time,
+   iterations, and the objective gap to a reference optimum;
+4. the peak traced memory of a default fit of skcce and LogisticRegression.
+
+Writes ``results.md``, ``results.json`` and ``results.png`` to ``--out``
+(default ``benchmarks/results``); ``--docs`` also writes them into the
+documentation (``docs/_benchmark_results.inc`` and ``docs/_static/``).
+``--quick`` runs tiny versions of the problems once each, as CI does.
+"""
+
+import argparse
+import sys
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sklearn.exceptions import ConvergenceWarning
+
+from suite import evaluation, fitting, machine, report, timing
+from suite.problems import (PROBLEMS, count_nonzeros, make_data, select_problems,
+                            storage_bytes, with_dtype)
+from suite.torch_peer import import_torch
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+PEERS = ("torch", "sklearnex")
+DTYPES = ("float64", "float32")
+# Rows of the small slice every fit first runs on (warm-up, and a probe of
+# whether the solver accepts the data).
+WARMUP_ROWS = 2_000
+# Seconds between timed calls of the full suite: longer than OpenBLAS's idle
+# threads spin (2**28 cycles, about 0.1 s) before they sleep.
+PAUSE_SECONDS = 0.15
+
+
+def parse_arguments(argv):
+    """Command-line options; ``--quick`` changes the defaults of the counts."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"problems: {', '.join(p.name + ' (' + p.label + ')' for p in PROBLEMS)}",
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny problems, one run each (for CI)")
+    parser.add_argument("--out", type=Path, default=REPOSITORY / "benchmarks" / "results",
+                        help="directory for results.md, results.json, results.png")
+    parser.add_argument("--docs", action="store_true",
+                        help="also write the results into docs/")
+    parser.add_argument("--problems", type=_comma_list, default=None,
+                        help="comma-separated problem names or prefixes (default: all)")
+    parser.add_argument("--dtypes", type=_comma_list, default=list(DTYPES),
+                        help="comma-separated dtypes (default: float64,float32)")
+    parser.add_argument("--peers", type=_comma_list, default=list(PEERS),
+                        help="optional peers to run when installed: torch,sklearnex "
+                             "or none (default: both)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed evaluations per contender (default 7; quick 1)")
+    parser.add_argument("--fit-repeats", type=int, default=None,
+                        help="timed fits at default settings (default 5; quick 1)")
+    parser.add_argument("--tight-fit-repeats", type=int, default=None,
+                        help="timed fits at the tight setting (default 1; quick 1)")
+    args = parser.parse_args(argv)
+    quick_defaults = {"repeats": 1, "fit_repeats": 1, "tight_fit_repeats": 1}
+    full_defaults = {"repeats": 7, "fit_repeats": 5, "tight_fit_repeats": 1}
+    for name, value in (quick_defaults if args.quick else full_defaults).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    unknown = set(args.dtypes) - set(DTYPES) | set(args.peers) - set(PEERS) - {"none"}
+    if unknown:
+        parser.error(f"unknown dtypes or peers: {sorted(unknown)}")
+    return args
+
+
+def _comma_list(text):
+    """``"a,b"`` -> ``["a", "b"]``."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def pause_seconds(args):
+    """Pause between timed calls: :data:`PAUSE_SECONDS`, none in ``--quick`` mode."""
+    return 0.0 if args.quick else PAUSE_SECONDS
+
+
+def log(message):
+    """Progress line on standard output, flushed at once."""
+    print(message, flush=True)
+
+
+def measure_bandwidths(n_cores, quick):
+    """Streaming-read bandwidth for one thread and for all cores.
+
+    Returns
+    -------
+    bandwidths : dict
+        ``{"1": {...}, "all": {...}}``, each with ``bytes_per_second``,
+        ``method`` and ``threads``.
+    """
+    n_bytes = (64 if quick else 512) << 20
+    repeats = 3 if quick else 7
+    bandwidths = {}
+    for key, threads in (("1", 1), ("all", n_cores)):
+        rate, method = machine.streaming_read_bandwidth(n_bytes, threads, repeats)
+        bandwidths[key] = {"bytes_per_second": rate, "method": method, "threads": threads,
+                           "array_bytes": n_bytes}
+        log(f"read bandwidth, {threads} thread(s): {rate / 1e9:.1f} GB/s ({method})")
+    return bandwidths
+
+
+def roofline(X, n_classes, dtype, bandwidths, n_cores, quick):
+    """Roofline of one evaluation, for one thread and all cores.
+
+    All cores can do at least what one thread does, so the all-cores rates
+    are at least the one-thread rates (on a busy machine, measuring with all
+    threads can come out slower).
+
+    Returns
+    -------
+    roofline : dict
+        ``x_bytes``, ``nnz``, ``flops`` and, under ``"1"`` and ``"all"``:
+        ``gemm_flops_per_second``, ``bytes_per_second``, ``seconds`` and
+        ``bound`` ("memory" or "compute").
+    """
+    nnz = count_nonzeros(X)
+    gemm_width = max(1, nnz // X.shape[0])  # n_features, or non-zeros per row for CSR
+    x_bytes, flops = storage_bytes(X), 4 * nnz * n_classes
+    result = {"x_bytes": x_bytes, "nnz": nnz, "flops": flops}
+    gemm, bandwidth = {}, {}
+    for key, threads in (("1", 1), ("all", n_cores)):
+        gemm[key] = max(gemm.get("1", 0.0), machine.gemm_rate(
+            gemm_width, n_classes, dtype, threads, repeats=3 if quick else 7))
+        bandwidth[key] = max(bandwidth.get("1", 0.0), bandwidths[key]["bytes_per_second"])
+        memory_seconds = x_bytes / bandwidth[key]
+        compute_seconds = flops / gemm[key]
+        result[key] = {
+            "gemm_flops_per_second": gemm[key],
+            "bytes_per_second": bandwidth[key],
+            "seconds": max(memory_seconds, compute_seconds),
+            "bound": "memory" if memory_seconds >= compute_seconds else "compute",
+        }
+    return result
+
+
+def measure_evaluations(X, y, n_classes, n_cores, repeats, pause, torch):
+    """Per-evaluation times of every contender at the same coefficients.
+
+    Returns
+    -------
+    evaluations : dict
+        Contender to ``{"times", "median", "loss"}``, or ``{"unsupported": reason}``.
+    """
+    coef = evaluation.starting_coefficients(n_classes, X.shape[1])
+    calls = evaluation.evaluation_calls(X, y, coef, fitting.l2_reg_strength(X.shape[0]),
+                                        n_cores, torch)
+    supported, losses, unsupported = timing.keep_supported(calls, X)
+    times, _ = timing.interleaved_times(supported, repeats, pause=pause)
+    results = {name: {"unsupported": reason} for name, reason in unsupported.items()}
+    for name in supported:
+        results[name] = {"times": times[name], "median": timing.median(times[name]),
+                         "loss": float(losses[name])}
+        log(f"  evaluation {evaluation.EVALUATION_LABELS[name]}: "
+            f"{results[name]['median'] * 1e3:.2f} ms")
+    return results
+
+
+def measure_fits(X, y, X64, problem, args, torch, sklearnex_class):
+    """Wall time, iterations and objective of every solver at both settings.
+
+    Every solver first fits the first :data:`WARMUP_ROWS` rows (a warm-up,
+    and the probe of whether it accepts X); then each setting's fits run
+    round-robin, ``--fit-repeats`` (default) or ``--tight-fit-repeats``
+    (tight) times, at most ``problem.max_fit_repeats``; the problem's
+    ``skipped_fits`` do not run.
+
+    Returns
+    -------
+    fits : dict
+        ``"solver/setting"`` to ``{"times", "median", "n_iter", "objective",
+        "note"}``, ``{"unsupported": reason}`` or ``{"skipped": reason}``.
+    """
+    rows = min(WARMUP_ROWS, X.shape[0])
+    warmup = fitting.fit_functions("default", problem.n_classes, torch, sklearnex_class)
+    warmup_calls = {solver: (lambda fit=fit: fit(X[:rows], y[:rows]))
+                    for solver, fit in warmup.items()}
+    _, _, unsupported = timing.keep_supported(warmup_calls, X)
+    results = {}
+    for setting, rounds in (("default", args.fit_repeats), ("tight", args.tight_fit_repeats)):
+        rounds = min(rounds, problem.max_fit_repeats or rounds)
+        fits = fitting.fit_functions(setting, problem.n_classes, torch, sklearnex_class)
+        calls = {solver: (lambda fit=fit: fit(X, y)) for solver, fit in fits.items()
+                 if solver not in unsupported
+                 and f"{solver}/{setting}" not in problem.skipped_fits}
+        times, models = timing.interleaved_times(calls, rounds, warmup_rounds=0,
+                                                 pause=pause_seconds(args))
+        for solver in fits:
+            key = f"{solver}/{setting}"
+            if solver in unsupported:
+                results[key] = {"unsupported": unsupported[solver]}
+                continue
+            if key in problem.skipped_fits:
+                results[key] = {"skipped": "not run on this problem, to bound the suite's time"}
+                continue
+            model = models[solver]
+            results[key] = {"times": times[solver], "median": timing.median(times[solver]),
+                            "n_iter": model.n_iter, "note": model.note,
+                            "objective": fitting.objective_value(model.coef, X64, y)}
+            log(f"  fit {key}: {results[key]['median']:.2f} s, {model.n_iter} iterations")
+    return results
+
+
+def measure_memory(X, y, fits):
+    """Peak traced memory of a default fit of skcce and LogisticRegression.
+
+    Parameters
+    ----------
+    fits : dict
+        Output of :func:`measure_fits`: solvers it found unsupported are skipped.
+
+    Returns
+    -------
+    memory : dict
+        Solver to peak bytes, or None when the solver does not accept X.
+    """
+    memory = {}
+    for solver, fit in (("skcce", fitting.skcce_fit(False)),
+                        ("sklearn", fitting.sklearn_fit(False))):
+        supported = "unsupported" not in fits[f"{solver}/default"]
+        memory[solver] = fitting.peak_traced_memory(fit, X, y) if supported else None
+    return memory
+
+
+def add_objective_gaps(results, reference):
+    """Set ``gap`` of every fit of one problem: objective minus the best known optimum.
+
+    The best known optimum is the lowest of the reference fit's objective and
+    every fit's objective (a fit can beat the reference; then the gap is
+    measured from that fit).
+
+    Returns
+    -------
+    best : float
+        The objective the gaps are measured from.
+    """
+    objectives = [fit["objective"] for result in results for fit in result["fits"].values()
+                  if "objective" in fit]
+    if reference is not None:
+        objectives.append(reference["objective"])
+    best = min(objectives)
+    for result in results:
+        for fit in result["fits"].values():
+            if "objective" in fit:
+                fit["gap"] = fit["objective"] - best
+    return best
+
+
+def measure_reference(X64, y):
+    """Reference optimum on float64 data, or None when skcce does not accept X."""
+    start = time.perf_counter()
+    model = fitting.reference_fit(X64, y)
+    if model is None:
+        log("  reference: skcce does not accept this X; the best fit is the reference")
+        return None
+    reference = {"objective": fitting.objective_value(model.coef, X64, y),
+                 "n_iter": model.n_iter, "seconds": time.perf_counter() - start}
+    log(f"  reference: {model.n_iter} iterations, {reference['seconds']:.1f} s")
+    return reference
+
+
+def benchmark_problem(problem, args, context):
+    """All measurements of one problem, for every selected dtype.
+
+    Returns
+    -------
+    results : list of dict
+        One per dtype.
+    references : dict
+        ``reference_fit`` (:func:`measure_reference`) and ``best_objective``,
+        the objective the gaps are measured from.
+    """
+    X64, y = make_data(problem)
+    log(f"{problem.name}: {problem.label}")
+    reference = measure_reference(X64, y)
+    results = []
+    for dtype in args.dtypes:
+        log(f" {problem.name} {dtype}")
+        X = with_dtype(X64, dtype)
+        result = {"problem": problem.name, "label": problem.label, "dtype": dtype,
+                  "n_samples": problem.n_samples, "n_features": problem.n_features,
+                  "n_classes": problem.n_classes, "load_average": machine.load_average()}
+        result["roofline"] = roofline(X, problem.n_classes, dtype, context["bandwidths"],
+                                      context["n_cores"], args.quick)
+        result["evaluation"] = measure_evaluations(X, y, problem.n_classes,
+                                                   context["n_cores"], args.repeats,
+                                                   pause_seconds(args), context["torch"])
+        result["fits"] = measure_fits(X, y, X64, problem, args, context["torch"],
+                                      context["sklearnex_class"])
+        result["memory"] = measure_memory(X, y, result["fits"])
+        results.append(result)
+    best = add_objective_gaps(results, reference)
+    return results, {"reference_fit": reference, "best_objective": best}
+
+
+def load_peers(requested, n_cores):
+    """The optional peers that are requested and importable.
+
+    Returns
+    -------
+    torch : module or None
+    sklearnex_class : type or None
+    """
+    torch = import_torch(n_cores) if "torch" in requested else None
+    sklearnex_class = (fitting.import_sklearnex_logistic_regression()
+                       if "sklearnex" in requested else None)
+    return torch, sklearnex_class
+
+
+def main(argv=None):
+    """Run the selected benchmarks and write the reports."""
+    args = parse_arguments(argv)
+    warnings.simplefilter("ignore", ConvergenceWarning)  # default settings stop early on purpose
+    problems = select_problems(args.problems, quick=args.quick)
+    started = time.perf_counter()
+    n_cores = machine.usable_cores()
+    torch, sklearnex_class = load_peers(args.peers, n_cores)
+    info = machine.machine_info()
+    info["threads"] = {"all_cores": n_cores,
+                       "torch": torch.get_num_threads() if torch is not None else None}
+    log(f"machine: {machine.machine_summary(info)}")
+    context = {"n_cores": n_cores, "torch": torch, "sklearnex_class": sklearnex_class,
+               "bandwidths": measure_bandwidths(n_cores, args.quick)}
+    run = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python", "benchmarks/run.py", *(argv or sys.argv[1:])]),
+        "quick": args.quick,
+        "counts": {"repeats": args.repeats, "fit_repeats": args.fit_repeats,
+                   "tight_fit_repeats": args.tight_fit_repeats},
+        "peers": {"torch": torch is not None, "sklearnex": sklearnex_class is not None},
+        "machine": info,
+        "bandwidths": context["bandwidths"],
+        "results": [],
+        "references": {},
+    }
+    for problem in problems:
+        results, run["references"][problem.name] = benchmark_problem(problem, args, context)
+        run["results"].extend(results)
+    run["machine"]["load_average_after"] = machine.load_average()
+    run["seconds"] = time.perf_counter() - started
+    written = report.write_outputs(run, args.out)
+    if args.docs:
+        written += report.write_docs(run, REPOSITORY / "docs")
+    log(f"done in {run['seconds']:.0f} s; wrote {', '.join(str(path) for path in written)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""One evaluation of the loss and its gradient, per contender, at the same coefficients.
+
+Contenders (keys of :func:`evaluation_calls`):
+
+- ``skcce_1``: ``skcce.crossentropy_loss_gradient(..., n_jobs=1)``;
+- ``skcce_all``: the same with ``n_jobs=None`` (every usable core);
+- ``sklearn``: scikit-learn's ``LinearModelLoss(HalfMultinomialLoss(K),
+  fit_intercept=True).loss_gradient`` with coefficients in LogisticRegression's
+  layout and dtype, ``n_threads`` = all cores (its BLAS uses all cores too);
+- ``torch``: ``torch.nn.Linear`` + ``CrossEntropyLoss`` forward and backward,
+  PyTorch set to all cores (when PyTorch is installed).
+"""
+
+import numpy as np
+from sklearn._loss.loss import HalfMultinomialLoss
+from sklearn.linear_model._linear_loss import LinearModelLoss
+
+from skcce import crossentropy_loss_gradient
+
+from suite import torch_peer
+
+EVALUATION_LABELS = {
+    "skcce_1": "skcce 1 thread",
+    "skcce_all": "skcce all cores",
+    "sklearn": "scikit-learn",
+    "torch": "PyTorch",
+}
+
+
+def starting_coefficients(n_classes, n_features, seed=1):
+    """Fixed non-zero coefficients (weights and intercepts) at which all contenders evaluate.
+
+    Returns
+    -------
+    coef : ndarray of shape (n_classes, n_features + 1), float64
+    """
+    rng = np.random.default_rng(seed)
+    return rng.normal(scale=0.1, size=(n_classes, n_features + 1))
+
+
+def sklearn_loss_gradient_call(X, y, coef, l2_reg_strength, n_threads):
+    """Zero-argument callable: scikit-learn's loss and gradient, returning the loss.
+
+    LogisticRegression hands ``LinearModelLoss`` the (n_classes, n_dof)
+    coefficients raveled in Fortran order, in X's dtype, and float labels of
+    X's dtype; so does this call.
+    """
+    loss = LinearModelLoss(base_loss=HalfMultinomialLoss(n_classes=coef.shape[0]),
+                           fit_intercept=True)
+    flat_coef = coef.astype(X.dtype).ravel(order="F")
+    y_float = y.astype(X.dtype)
+    return lambda: loss.loss_gradient(flat_coef, X, y_float, sample_weight=None,
+                                      l2_reg_strength=l2_reg_strength,
+                                      n_threads=n_threads)[0]
+
+
+def evaluation_calls(X, y, coef, l2_reg_strength, n_cores, torch=None):
+    """Every contender's evaluation as a zero-argument callable returning the loss.
+
+    Parameters
+    ----------
+    X : ndarray or CSR matrix, float64 or float32
+    y : ndarray of int
+    coef : ndarray of shape (n_classes, n_features + 1), float64
+    l2_reg_strength : float
+    n_cores : int
+        Threads for the all-cores contenders.
+    torch : module or None
+        PyTorch, when it takes part.
+
+    Returns
+    -------
+    calls : dict of str to callable
+        Keyed as :data:`EVALUATION_LABELS`.
+    """
+    def skcce_call(n_jobs):
+        return lambda: crossentropy_loss_gradient(
+            coef, X, y, l2_reg_strength=l2_reg_strength, n_jobs=n_jobs)[0]
+
+    calls = {
+        "skcce_1": skcce_call(1),
+        "skcce_all": skcce_call(None),
+        "sklearn": sklearn_loss_gradient_call(X, y, coef, l2_reg_strength, n_cores),
+    }
+    if torch is not None:
+        calls["torch"] = torch_peer.loss_gradient_call(torch, X, y, coef, l2_reg_strength)
+    return calls

@@ -1,0 +1,570 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""Chunked, multithreaded prediction of a linear softmax model.
+
+Computes, into a caller-provided ``out`` of shape (n_samples, K), the logits
+``Z = X @ W.T + b`` and optionally turns each row, in place, into
+probabilities (softmax) or log-probabilities (log-softmax). Nothing of size
+n_samples x K is allocated besides ``out``: the working memory is a few
+kilobytes to a few hundred kilobytes per thread.
+
+Dense ``X`` is cut into chunks of rows; threads take chunks, and each chunk's
+logits are written straight into its rows of ``out`` by one GEMM (BLAS must
+be held to one thread by the caller). When ``X`` is float32 and the model
+float64, each chunk is converted to float64 tile by tile in a per-thread
+buffer and multiplied by DGEMM, so ``X`` is never copied as a whole. ``X``
+may be C-ordered, Fortran-ordered or row-strided: the GEMM reads it in place.
+
+CSR ``X`` is processed row by row over the non-zeros, accumulating in
+float64.
+
+Numerics. Softmax and log-softmax are computed in float64 from the row
+maximum ``m``: ``p_k = exp(z_k - m) / s`` and
+``log p_k = (z_k - m) - log(s)`` with ``s = sum_k exp(z_k - m)``. A row whose
+logits overflow (an infinity, or NaN from ``inf - inf`` inside a dot
+product) is recomputed in float64 from ``X`` and ``W`` scaled by powers of
+two, which cannot overflow, so its probabilities still follow the exact
+logits: all the mass goes to the largest ones. A log-probability below the
+most negative finite value of the output dtype is saturated to that value
+(for finite data the exact value is finite; only its rounding overflows).
+
+The chunking depends on the data's shape only and every row is computed on
+its own, so the result is bitwise identical for every thread count.
+"""
+
+from cython cimport floating
+from cython.parallel cimport prange
+from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
+from libc.float cimport DBL_MAX, FLT_MAX
+from libc.math cimport exp, log, fabs, frexp, ldexp, isfinite
+from libc.stdint cimport int32_t, int64_t
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+from skcce._openmp cimport SKCCE_OPENMP_ENABLED, omp_get_thread_num
+
+
+# dtype of the model and of the output (float32 only when X and the model
+# both are).
+ctypedef fused real_t:
+    float
+    double
+
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+
+cdef enum:
+    MODE_DECISION = 0
+    MODE_PROBA = 1
+    MODE_LOG_PROBA = 2
+    # Target size in bytes of one chunk of dense X: small enough to stay in
+    # the L2 cache, large enough (a few hundred rows) for an efficient GEMM.
+    CHUNK_BYTES = 262144
+    MIN_CHUNK_ROWS = 16
+    MAX_CHUNK_ROWS = 512
+    # Elements of the per-thread float64 tile a float32 chunk is converted
+    # into when the model is float64 (256 KiB).
+    TILE_ELEMS = 32768
+    SPARSE_CHUNK_ROWS = 256
+
+
+DECISION = MODE_DECISION
+PROBA = MODE_PROBA
+LOG_PROBA = MODE_LOG_PROBA
+
+
+def openmp_enabled():
+    """Whether this extension was built with OpenMP support.
+
+    Returns
+    -------
+    enabled : bool
+    """
+    return bool(SKCCE_OPENMP_ENABLED)
+
+
+def dense_chunk_rows(Py_ssize_t n_features, Py_ssize_t itemsize):
+    """Rows per chunk of dense X with this width and dtype.
+
+    Depends on the data's shape only, never on the thread count.
+
+    Parameters
+    ----------
+    n_features : int
+    itemsize : int
+        Bytes per element of X (4 or 8).
+
+    Returns
+    -------
+    chunk_rows : int
+    """
+    cdef Py_ssize_t rows = CHUNK_BYTES // (max(n_features, 1) * itemsize)
+    return int(min(max(rows, MIN_CHUNK_ROWS), MAX_CHUNK_ROWS))
+
+
+def sparse_chunk_rows():
+    """Rows per chunk of CSR X.
+
+    Returns
+    -------
+    chunk_rows : int
+    """
+    return SPARSE_CHUNK_ROWS
+
+
+cdef inline void _gemm(char* transb, int m, int n, int k,
+                       const real_t* a, int lda, const real_t* b, int ldb,
+                       real_t* c, int ldc) noexcept nogil:
+    """Column-major ``C += A @ op(B)`` through scipy's BLAS (A not transposed)."""
+    cdef real_t one = 1.0
+    if real_t is double:
+        dgemm(b"N", transb, &m, &n, &k, &one, <double*> a, &lda,
+              <double*> b, &ldb, &one, c, &ldc)
+    else:
+        sgemm(b"N", transb, &m, &n, &k, &one, <float*> a, &lda,
+              <float*> b, &ldb, &one, c, &ldc)
+
+
+cdef inline double _power_of_two_scale(double value) noexcept nogil:
+    """A power of two ``s >= 1`` with ``value / s < 2`` (``value`` finite, >= 0).
+
+    ``2**(e - 1)`` for ``value = f * 2**e``, ``0.5 <= f < 1``: never
+    overflows, unlike the power of two just above ``value`` near DBL_MAX.
+    """
+    cdef int exponent
+    if value <= 1.0:
+        return 1.0
+    frexp(value, &exponent)
+    return ldexp(1.0, exponent - 1)
+
+
+cdef inline void _finish_row(double* z, Py_ssize_t n_classes, double scale_x,
+                             double scale_w, int mode, real_t* out) noexcept nogil:
+    """Write the row's logits ``scale_x * scale_w * z``, or their (log-)softmax.
+
+    ``z`` (float64, finite) is overwritten. The scales are powers of two,
+    applied one after the other so that their product never overflows on its
+    own; ``(z_k - m) * scales`` may overflow to -inf, which gives a
+    probability of 0 and a saturated log-probability.
+    """
+    cdef Py_ssize_t k, K = n_classes
+    cdef double zmax, total, t, lse
+    cdef double lowest = -DBL_MAX if real_t is double else -FLT_MAX
+    if mode == MODE_DECISION:
+        for k in range(K):
+            out[k] = <real_t> ((z[k] * scale_x) * scale_w)
+        return
+    zmax = z[0]
+    for k in range(1, K):
+        if z[k] > zmax:
+            zmax = z[k]
+    total = 0.0
+    for k in range(K):
+        t = ((z[k] - zmax) * scale_x) * scale_w
+        if mode == MODE_PROBA:
+            t = exp(t)
+            total = total + t
+        else:
+            total = total + exp(t)
+        z[k] = t
+    if mode == MODE_PROBA:
+        for k in range(K):
+            out[k] = <real_t> (z[k] / total)
+    else:
+        lse = log(total)
+        for k in range(K):
+            t = z[k] - lse
+            out[k] = <real_t> (t if t > lowest else lowest)
+
+
+cdef inline bint _load_row(const real_t* row, double* z,
+                           Py_ssize_t n_classes) noexcept nogil:
+    """Copy a row of logits to float64 ``z``; return whether all are finite."""
+    cdef Py_ssize_t k
+    cdef bint finite = True
+    for k in range(n_classes):
+        z[k] = row[k]
+        if not isfinite(z[k]):
+            finite = False
+    return finite
+
+
+cdef inline void _init_scaled_row(const real_t* intercept, Py_ssize_t n_classes,
+                                  double scale_x, double scale_w,
+                                  double* z) noexcept nogil:
+    """``z = b / (scale_x * scale_w)``, dividing one scale at a time."""
+    cdef Py_ssize_t k
+    for k in range(n_classes):
+        z[k] = (intercept[k] / scale_x) / scale_w
+
+
+cdef double _rescaled_dense_row(
+    const floating* x, Py_ssize_t col_stride, Py_ssize_t n_features,
+    const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes,
+    double scale_w, double* z,
+) noexcept nogil:
+    """Logits of a row whose direct computation overflowed, rescaled.
+
+    Returns ``scale_x`` and sets ``z`` such that the logits are
+    ``scale_x * scale_w * z``, where ``scale_x`` and ``scale_w`` are powers of
+    two with max|x| / scale_x < 2 and max(|W|, |b|) / scale_w < 2. Every term
+    of the dot products is then below 4 in magnitude, so ``z`` is finite
+    (|z_k| < 4 n_features + 2) and, the scalings being exact, it is the exact
+    logits up to rounding.
+    """
+    cdef Py_ssize_t j, k, K = n_classes
+    cdef double amax = 0.0, scale_x, v
+    cdef const real_t* w
+    for j in range(n_features):
+        amax = max(amax, fabs(<double> x[j * col_stride]))
+    scale_x = _power_of_two_scale(amax)
+    _init_scaled_row(intercept, K, scale_x, scale_w, z)
+    for j in range(n_features):
+        v = <double> x[j * col_stride] / scale_x
+        if v != 0.0:
+            w = weights_t + j * K
+            for k in range(K):
+                z[k] = z[k] + v * (<double> w[k] / scale_w)
+    return scale_x
+
+
+cdef double _rescaled_sparse_row(
+    const floating* values, const index_t* columns, Py_ssize_t nnz,
+    const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes,
+    double scale_w, double* z,
+) noexcept nogil:
+    """Rescaled logits of an overflowing CSR row; see ``_rescaled_dense_row``."""
+    cdef Py_ssize_t p, k, K = n_classes
+    cdef double amax = 0.0, scale_x, v
+    cdef const real_t* w
+    for p in range(nnz):
+        amax = max(amax, fabs(<double> values[p]))
+    scale_x = _power_of_two_scale(amax)
+    _init_scaled_row(intercept, K, scale_x, scale_w, z)
+    for p in range(nnz):
+        v = <double> values[p] / scale_x
+        w = weights_t + columns[p] * K
+        for k in range(K):
+            z[k] = z[k] + v * (<double> w[k] / scale_w)
+    return scale_x
+
+
+cdef void _dense_chunk(
+    const floating* X, Py_ssize_t row_stride, Py_ssize_t col_stride,
+    Py_ssize_t n_features, Py_ssize_t row_start, Py_ssize_t n_rows,
+    const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes,
+    double scale_w, int mode, real_t* out, real_t* tile, Py_ssize_t tile_cols,
+    double* z,
+) noexcept nogil:
+    """Rows [row_start, row_start + n_rows) of ``out``.
+
+    ``X[i, j]`` is at ``X + i * row_stride + j * col_stride``, with one of the
+    strides equal to 1. ``tile`` (n_rows x tile_cols scratch) is used only
+    when X's dtype differs from the model's; ``z`` is K float64 scratch.
+    """
+    cdef Py_ssize_t i, j, k, j0, cols, K = n_classes, d = n_features
+    cdef real_t* oc = out + row_start * K
+    cdef const floating* xc = X + row_start * row_stride
+    cdef double scale_x
+    # The logits start at the intercepts; the GEMMs add X_c @ W.T to them.
+    for i in range(n_rows):
+        for k in range(K):
+            oc[i * K + k] = intercept[k]
+    if d > 0:
+        if (floating is float and real_t is float) or (
+                floating is double and real_t is double):
+            # Column-major view: out_c.T (K x m) += W (K x d) @ X_c.T (d x m);
+            # W.T row-major is W column-major, and X_c.T is X_c read in place.
+            if col_stride == 1:
+                _gemm(b"N", <int> K, <int> n_rows, <int> d, weights_t, <int> K,
+                      <const real_t*> xc, <int> row_stride, oc, <int> K)
+            else:
+                _gemm(b"T", <int> K, <int> n_rows, <int> d, weights_t, <int> K,
+                      <const real_t*> xc, <int> col_stride, oc, <int> K)
+        else:
+            # X's dtype differs from the model's: convert the chunk tile by
+            # tile (column blocks), so the buffer stays small for any width.
+            j0 = 0
+            while j0 < d:
+                cols = min(tile_cols, d - j0)
+                for i in range(n_rows):
+                    for j in range(cols):
+                        tile[i * cols + j] = <real_t> xc[i * row_stride
+                                                         + (j0 + j) * col_stride]
+                _gemm(b"N", <int> K, <int> n_rows, <int> cols, weights_t + j0 * K,
+                      <int> K, tile, <int> cols, oc, <int> K)
+                j0 = j0 + cols
+    for i in range(n_rows):
+        if _load_row(oc + i * K, z, K):
+            if mode != MODE_DECISION:
+                _finish_row(z, K, 1.0, 1.0, mode, oc + i * K)
+        else:
+            scale_x = _rescaled_dense_row(xc + i * row_stride, col_stride, d,
+                                          weights_t, intercept, K, scale_w, z)
+            _finish_row(z, K, scale_x, scale_w, mode, oc + i * K)
+
+
+cdef void _sparse_chunk(
+    const floating* data, const index_t* indices, const index_t* indptr,
+    Py_ssize_t row_start, Py_ssize_t row_end,
+    const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes,
+    double scale_w, int mode, real_t* out, double* z,
+) noexcept nogil:
+    """Rows [row_start, row_end) of ``out`` from CSR X, accumulated in float64."""
+    cdef Py_ssize_t i, p, k, p0, p1, K = n_classes
+    cdef double v, scale_x
+    cdef const real_t* w
+    cdef bint finite
+    for i in range(row_start, row_end):
+        for k in range(K):
+            z[k] = intercept[k]
+        p0 = indptr[i]
+        p1 = indptr[i + 1]
+        for p in range(p0, p1):
+            v = data[p]
+            w = weights_t + indices[p] * K
+            for k in range(K):
+                z[k] = z[k] + v * w[k]
+        finite = True
+        for k in range(K):
+            if not isfinite(z[k]):
+                finite = False
+        if finite:
+            _finish_row(z, K, 1.0, 1.0, mode, out + i * K)
+        else:
+            scale_x = _rescaled_sparse_row(data + p0, indices + p0, p1 - p0,
+                                           weights_t, intercept, K, scale_w, z)
+            _finish_row(z, K, scale_x, scale_w, mode, out + i * K)
+
+
+cdef double _model_scale(const real_t[:, ::1] weights_t,
+                         const real_t[::1] intercept):
+    """Power of two scaling max(|W|, |b|) below 2: rescales overflowing rows."""
+    cdef Py_ssize_t j, k
+    cdef double amax = 0.0
+    for j in range(weights_t.shape[0]):
+        for k in range(weights_t.shape[1]):
+            amax = max(amax, fabs(<double> weights_t[j, k]))
+    for k in range(intercept.shape[0]):
+        amax = max(amax, fabs(<double> intercept[k]))
+    if not isfinite(amax):
+        raise ValueError("the coefficients and intercepts must be finite")
+    return _power_of_two_scale(amax)
+
+
+cdef int _check_model(Py_ssize_t n_features, Py_ssize_t n_classes,
+                      const real_t[:, ::1] weights_t,
+                      const real_t[::1] intercept, int mode,
+                      real_t[:, ::1] out, Py_ssize_t n) except -1:
+    """Check the shapes of the model and the output, and the mode.
+
+    Raises
+    ------
+    ValueError
+        If a shape does not match or the mode is unknown.
+    """
+    if weights_t.shape[0] != n_features:
+        raise ValueError("weights_t must have n_features rows")
+    if n_classes < 1 or intercept.shape[0] != n_classes:
+        raise ValueError("intercept must have one entry per column of weights_t")
+    if out.shape[0] != n or out.shape[1] != n_classes:
+        raise ValueError("out must have shape (n_samples, n_classes)")
+    if mode not in (MODE_DECISION, MODE_PROBA, MODE_LOG_PROBA):
+        raise ValueError(f"unknown mode {mode}")
+    return 0
+
+
+def dense_predict(
+    const floating[:, :] X,
+    const real_t[:, ::1] weights_t,
+    const real_t[::1] intercept,
+    int mode,
+    int n_threads,
+    real_t[:, ::1] out,
+):
+    """Logits, probabilities or log-probabilities of dense X, into ``out``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64
+        Read in place: one of its strides must be the item size (C- or
+        Fortran-ordered, or rows sliced with a step), and the other at least
+        the item size times the extent of that dimension and within the range
+        of a BLAS int.
+    weights_t : ndarray of shape (n_features, K), C order
+        Transposed coefficients ``W.T``, in the output's dtype. If X is
+        float32 and this is float64, chunks of X are converted to float64.
+    intercept : ndarray of shape (K,), the output's dtype
+    mode : int
+        ``DECISION`` (logits), ``PROBA`` (softmax) or ``LOG_PROBA``
+        (log-softmax).
+    n_threads : int
+        OpenMP threads (>= 1). The result does not depend on it. The caller
+        must hold BLAS to one thread.
+    out : ndarray of shape (n_samples, K), float32 or float64, C order
+        Output, overwritten.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], K = weights_t.shape[1]
+    cdef Py_ssize_t itemsize = sizeof(floating)
+    cdef Py_ssize_t row_stride, col_stride, chunk_rows, n_chunks, tile_cols, c
+    cdef Py_ssize_t tile_size = 0
+    cdef int T, tid
+    cdef double scale_w
+    cdef const floating* Xp = NULL
+    cdef const real_t* wp = NULL
+    cdef const real_t* bp
+    cdef real_t* outp
+    cdef real_t* tile_buf = NULL
+    cdef double* z_buf = NULL
+    cdef bint convert = not ((floating is float and real_t is float)
+                             or (floating is double and real_t is double))
+
+    _check_model(d, K, weights_t, intercept, mode, out, n)
+    if n == 0:
+        return
+    row_stride = X.strides[0] // itemsize
+    col_stride = X.strides[1] // itemsize
+    if d > 0:
+        if X.strides[0] % itemsize or X.strides[1] % itemsize:
+            raise ValueError("X's strides must be multiples of its item size")
+        if not ((col_stride == 1 and row_stride >= d)
+                or (row_stride == 1 and col_stride >= n)):
+            raise ValueError("X must have one unit stride, the other large enough")
+        if max(row_stride, col_stride) > 2147483647:
+            raise ValueError("X's strides exceed the range of a BLAS int")
+        Xp = &X[0, 0]
+    scale_w = _model_scale(weights_t, intercept)
+
+    chunk_rows = dense_chunk_rows(d, itemsize)
+    n_chunks = (n + chunk_rows - 1) // chunk_rows
+    T = <int> max(1, min(n_threads, n_chunks))
+    tile_cols = min(max(TILE_ELEMS // chunk_rows, 1), max(d, 1))
+    if convert:
+        tile_size = chunk_rows * tile_cols
+        # PyMem_Raw* (thread-safe without the GIL) so tracemalloc sees it.
+        tile_buf = <real_t*> PyMem_RawMalloc(T * tile_size * sizeof(real_t))
+    z_buf = <double*> PyMem_RawMalloc(T * K * sizeof(double))
+    try:
+        if z_buf == NULL or (convert and tile_buf == NULL):
+            raise MemoryError()
+        if d > 0:
+            wp = &weights_t[0, 0]
+        bp = &intercept[0]
+        outp = &out[0, 0]
+        with nogil:
+            if T == 1:
+                # No OpenMP region at all on one thread (also safe after fork).
+                for c in range(n_chunks):
+                    _dense_chunk(Xp, row_stride, col_stride, d, c * chunk_rows,
+                                 min(chunk_rows, n - c * chunk_rows), wp, bp, K,
+                                 scale_w, mode, outp, tile_buf, tile_cols, z_buf)
+            else:
+                for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
+                    tid = omp_get_thread_num()
+                    _dense_chunk(Xp, row_stride, col_stride, d, c * chunk_rows,
+                                 min(chunk_rows, n - c * chunk_rows), wp, bp, K,
+                                 scale_w, mode, outp,
+                                 NULL if tile_buf == NULL else tile_buf + tid * tile_size,
+                                 tile_cols, z_buf + tid * K)
+    finally:
+        PyMem_RawFree(tile_buf)
+        PyMem_RawFree(z_buf)
+
+
+def csr_predict(
+    const floating[::1] data,
+    const index_t[::1] indices,
+    const index_t[::1] indptr,
+    const real_t[:, ::1] weights_t,
+    const real_t[::1] intercept,
+    int mode,
+    int n_threads,
+    real_t[:, ::1] out,
+):
+    """Logits, probabilities or log-probabilities of CSR X, into ``out``.
+
+    Parameters
+    ----------
+    data : ndarray of shape (nnz,), float32 or float64
+    indices : ndarray of shape (nnz,), int32 or int64
+        Column of each stored value (duplicates are summed, any order).
+    indptr : ndarray of shape (n_samples + 1,), indices' dtype
+    weights_t : ndarray of shape (n_features, K), C order
+        Transposed coefficients ``W.T``, in the output's dtype.
+    intercept : ndarray of shape (K,), the output's dtype
+    mode : int
+        ``DECISION``, ``PROBA`` or ``LOG_PROBA``.
+    n_threads : int
+        OpenMP threads (>= 1). The result does not depend on it.
+    out : ndarray of shape (n_samples, K), float32 or float64, C order
+        Output, overwritten.
+
+    Raises
+    ------
+    ValueError
+        If the CSR structure is malformed (decreasing ``indptr``, or column
+        indices outside ``[0, n_features)``): it is checked before use.
+    """
+    cdef Py_ssize_t n = indptr.shape[0] - 1, d = weights_t.shape[0]
+    cdef Py_ssize_t K = weights_t.shape[1], nnz = indices.shape[0]
+    cdef Py_ssize_t i, p, c, n_chunks
+    cdef int T, tid
+    cdef bint malformed = False
+    cdef double scale_w
+    cdef double* z_buf = NULL
+    cdef const floating* dp = NULL
+    cdef const index_t* ip = NULL
+    cdef const index_t* pp
+    cdef const real_t* wp = NULL
+    cdef const real_t* bp
+    cdef real_t* outp
+
+    if n < 0:
+        raise ValueError("indptr must have n_samples + 1 entries")
+    _check_model(d, K, weights_t, intercept, mode, out, n)
+    if data.shape[0] != nnz:
+        raise ValueError("data and indices must have the same length")
+    if n == 0:
+        return
+    # One cheap pass over the structure: a malformed matrix must not make
+    # the kernel read out of bounds.
+    with nogil:
+        if indptr[0] < 0 or indptr[n] > nnz:
+            malformed = True
+        for i in range(n):
+            if indptr[i + 1] < indptr[i]:
+                malformed = True
+        if not malformed:
+            for p in range(indptr[0], indptr[n]):
+                if indices[p] < 0 or indices[p] >= d:
+                    malformed = True
+    if malformed:
+        raise ValueError("malformed CSR matrix: bad indptr or column indices")
+    scale_w = _model_scale(weights_t, intercept)
+
+    n_chunks = (n + SPARSE_CHUNK_ROWS - 1) // SPARSE_CHUNK_ROWS
+    T = <int> max(1, min(n_threads, n_chunks))
+    z_buf = <double*> PyMem_RawMalloc(T * K * sizeof(double))
+    if z_buf == NULL:
+        raise MemoryError()
+    try:
+        if nnz > 0:
+            dp = &data[0]
+            ip = &indices[0]
+        pp = &indptr[0]
+        if d > 0:
+            wp = &weights_t[0, 0]
+        bp = &intercept[0]
+        outp = &out[0, 0]
+        with nogil:
+            if T == 1:
+                _sparse_chunk(dp, ip, pp, 0, n, wp, bp, K, scale_w, mode, outp, z_buf)
+            else:
+                for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
+                    tid = omp_get_thread_num()
+                    _sparse_chunk(dp, ip, pp, c * SPARSE_CHUNK_ROWS,
+                                  min((c + 1) * SPARSE_CHUNK_ROWS, n), wp, bp, K,
+                                  scale_w, mode, outp, z_buf + tid * K)
+    finally:
+        PyMem_RawFree(z_buf)

@@ -1,0 +1,536 @@
+"""Prediction: decision_function, predict_proba, predict_log_proba and predict.
+
+References are independent of skcce: plain NumPy/SciPy (``X @ coef_.T +
+intercept_`` in float64, ``scipy.special.softmax``/``log_softmax``) and
+scikit-learn's ``LogisticRegression`` with the same ``coef_`` and
+``intercept_`` assigned. Models are mostly built by assigning random
+coefficients (prediction does not care how they were fitted), so the tests
+can use many shapes and dtypes quickly.
+"""
+
+import multiprocessing
+import queue
+import re
+import sys
+import tracemalloc
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.special import log_softmax, softmax
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+
+from skcce import SoftmaxClassifier, SoftmaxClassifierCV, _prediction, _predict
+
+MiB = 2**20
+METHODS = ("decision_function", "predict_proba", "predict_log_proba")
+# A size spanning several dense chunks, not a multiple of the chunk size.
+N_FEATURES = 20
+
+
+def _chunk_rows(dtype=np.float64, n_features=N_FEATURES):
+    """Rows per dense chunk, to place sizes around chunk boundaries."""
+    return _predict.dense_chunk_rows(n_features, np.dtype(dtype).itemsize)
+
+
+def _coefs(n_features, n_classes, dtype=np.float64, seed=0):
+    """Random coefficients (K, d) and intercepts (K,) giving logits of order 1."""
+    rng = np.random.default_rng(seed)
+    coef = (0.3 * rng.standard_normal((n_classes, n_features))).astype(dtype)
+    intercept = rng.standard_normal(n_classes).astype(dtype)
+    return coef, intercept
+
+
+def _model(coef, intercept, n_jobs=None, estimator=SoftmaxClassifier):
+    """A fitted-looking estimator with the given coefficients (two classes: the
+    class-1 row)."""
+    clf = estimator(n_jobs=n_jobs)
+    n_classes = max(coef.shape[0], 2)
+    clf.classes_ = np.arange(n_classes)
+    clf.coef_, clf.intercept_ = coef, intercept
+    clf.n_features_in_ = coef.shape[1]
+    return clf
+
+
+def _sklearn_model(coef, intercept):
+    """LogisticRegression with the same multiclass coefficients assigned."""
+    lr = LogisticRegression()
+    lr.classes_ = np.arange(coef.shape[0])
+    lr.coef_, lr.intercept_ = coef, intercept
+    lr.n_features_in_ = coef.shape[1]
+    return lr
+
+
+def _reference(X, coef, intercept):
+    """Logits, probabilities, log-probabilities in float64 with NumPy/SciPy."""
+    X = X.toarray() if sp.issparse(X) else np.asarray(X)
+    z = X.astype(np.float64) @ coef.astype(np.float64).T + intercept.astype(np.float64)
+    return {"decision_function": z, "predict_proba": softmax(z, axis=1),
+            "predict_log_proba": log_softmax(z, axis=1)}
+
+
+def _tolerance(dtype):
+    """assert_allclose tolerances for a result of this dtype."""
+    return {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else \
+        {"rtol": 1e-12, "atol": 1e-12}
+
+
+def _data(n, n_features=N_FEATURES, dtype=np.float64, seed=1):
+    """Standard normal X of shape (n, n_features)."""
+    return np.random.default_rng(seed).standard_normal((n, n_features)).astype(dtype)
+
+
+def _assert_matches(clf, X, coef, intercept, dtype):
+    """Every method of ``clf`` on X against the NumPy reference, and predict."""
+    ref = _reference(X, coef, intercept)
+    for method in METHODS:
+        got = getattr(clf, method)(X)
+        assert got.dtype == dtype, method
+        assert got.flags.c_contiguous
+        assert_allclose(got, ref[method], **_tolerance(dtype), err_msg=method)
+    assert_array_equal(clf.predict(X), clf.classes_[np.argmax(ref["decision_function"], 1)])
+
+
+@pytest.mark.parametrize("X_dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("model_dtype", [np.float64, np.float32])
+def test_dense_matches_numpy_and_sklearn(X_dtype, model_dtype):
+    """Every method against NumPy/SciPy and LogisticRegression, on several chunks."""
+    n = 3 * _chunk_rows(X_dtype) + 37
+    X = _data(n, dtype=X_dtype)
+    coef, intercept = _coefs(N_FEATURES, 5, model_dtype)
+    clf, lr = _model(coef, intercept), _sklearn_model(coef, intercept)
+    out_dtype = np.result_type(X_dtype, model_dtype)
+    _assert_matches(clf, X, coef, intercept, out_dtype)
+    for method in METHODS:
+        expected = getattr(lr, method)(X)
+        got = getattr(clf, method)(X)
+        assert got.dtype == expected.dtype, method
+        assert_allclose(got, expected, **_tolerance(out_dtype), err_msg=method)
+    assert_array_equal(clf.predict(X), lr.predict(X))
+    proba = clf.predict_proba(X)
+    assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12 if out_dtype == np.float64
+                    else 1e-6)
+
+
+@pytest.mark.parametrize("X_dtype", [np.float64, np.float32, np.float16, np.int64,
+                                     np.int32, np.uint8, np.bool_])
+@pytest.mark.parametrize("model_dtype", [np.float64, np.float32])
+def test_output_dtype_follows_scikit_learn(X_dtype, model_dtype):
+    """The dtype of each method's result is LogisticRegression's (NumPy's result
+    type of X and coef_), and the values agree."""
+    X = np.abs(np.round(2 * _data(50))).astype(X_dtype)  # small non-negative values
+    coef, intercept = _coefs(N_FEATURES, 4, model_dtype)
+    clf, lr = _model(coef, intercept), _sklearn_model(coef, intercept)
+    for method in METHODS:
+        expected = getattr(lr, method)(X)
+        got = getattr(clf, method)(X)
+        assert got.dtype == expected.dtype, method
+        assert_allclose(got, expected, **_tolerance(got.dtype), err_msg=method)
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("data_dtype", [np.float64, np.float32, np.int64])
+@pytest.mark.parametrize("model_dtype", [np.float64, np.float32])
+def test_csr_matches_numpy(monkeypatch, index_dtype, data_dtype, model_dtype):
+    """CSR input, int32 and int64 indices, including empty rows, several chunks."""
+    n = 2 * _predict.sparse_chunk_rows() + 11
+    rng = np.random.default_rng(2)
+    X = sp.random(n, N_FEATURES, density=0.2, format="csr", random_state=3,
+                  data_rvs=lambda k: rng.integers(-4, 5, k)).astype(data_dtype)
+    keep = np.ones(n)
+    keep[5] = 0.0  # an empty row
+    X = sp.csr_matrix(sp.diags(keep).astype(data_dtype) @ X)
+    X.eliminate_zeros()
+    assert X[5].nnz == 0
+    X.indices = X.indices.astype(index_dtype)
+    X.indptr = X.indptr.astype(index_dtype)
+    coef, intercept = _coefs(N_FEATURES, 6, model_dtype)
+    clf = _model(coef, intercept)
+
+    seen = []
+    kernel = _predict.csr_predict
+
+    def spy(data, indices, indptr, *args):
+        seen.append((data.dtype, indices.dtype, indptr.dtype))
+        return kernel(data, indices, indptr, *args)
+
+    monkeypatch.setattr(_prediction._predict, "csr_predict", spy)
+    out_dtype = np.result_type(data_dtype, model_dtype)
+    _assert_matches(clf, X, coef, intercept, out_dtype)
+    assert seen and all(s[1] == index_dtype and s[2] == index_dtype for s in seen)
+    lr = _sklearn_model(coef, intercept)
+    for method in METHODS:
+        assert getattr(clf, method)(X).dtype == getattr(lr, method)(X).dtype
+
+
+@pytest.mark.parametrize("fmt", ["csc", "coo", "lil", "dok"])
+def test_other_sparse_formats(fmt):
+    """Other sparse formats are converted to CSR."""
+    X = sp.random(300, N_FEATURES, density=0.3, format=fmt, random_state=4)
+    coef, intercept = _coefs(N_FEATURES, 3)
+    _assert_matches(_model(coef, intercept), X, coef, intercept, np.float64)
+
+
+def test_non_canonical_csr():
+    """Duplicate entries (summed) and unsorted column indices."""
+    data = np.array([1.0, 2.0, -1.0, 0.5, 3.0])
+    indices = np.array([3, 3, 0, 7, 1])
+    indptr = np.array([0, 3, 3, 5])
+    X = sp.csr_matrix((data, indices, indptr), shape=(3, 8))
+    assert not X.has_canonical_format
+    coef, intercept = _coefs(8, 4)
+    dense = np.zeros((3, 8))
+    np.add.at(dense, (np.repeat(np.arange(3), np.diff(indptr)), indices), data)
+    ref = _reference(dense, coef, intercept)
+    clf = _model(coef, intercept)
+    for method in METHODS:
+        assert_allclose(getattr(clf, method)(X), ref[method], rtol=1e-12, atol=1e-12)
+
+
+def _layouts(X, tmp_path):
+    """The values of X in several memory layouts, by name."""
+    shape = (2 * X.shape[0], 2 * X.shape[1])
+    row_sliced = np.zeros(shape, dtype=X.dtype)[::2, : X.shape[1]]
+    row_sliced[...] = X
+    col_sliced = np.zeros(shape, dtype=X.dtype)[::2, ::2]
+    col_sliced[...] = X
+    readonly = X.copy()
+    readonly.setflags(write=False)
+    path = tmp_path / "X.dat"
+    mm = np.memmap(path, dtype=X.dtype, mode="w+", shape=X.shape)
+    mm[...] = X
+    mm.flush()
+    del mm
+    return {
+        "C": X,
+        "F": np.asfortranarray(X),
+        "row-sliced": row_sliced,
+        "col-sliced": col_sliced,
+        "negative-strides": np.ascontiguousarray(X[::-1])[::-1],
+        "read-only": readonly,
+        "memmap": np.memmap(path, dtype=X.dtype, mode="r", shape=X.shape),
+    }
+
+
+@pytest.mark.parametrize("X_dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", ["C", "F", "row-sliced", "col-sliced",
+                                    "negative-strides", "read-only", "memmap"])
+def test_memory_layouts(tmp_path, X_dtype, layout):
+    """Fortran, strided, read-only and memory-mapped X give the reference result."""
+    X = _data(2 * _chunk_rows(X_dtype) + 5, dtype=X_dtype)
+    Xl = _layouts(X, tmp_path)[layout]
+    assert_array_equal(Xl, X)
+    coef, intercept = _coefs(N_FEATURES, 4)
+    _assert_matches(_model(coef, intercept), Xl, coef, intercept, np.float64)
+
+
+def test_zero_strided_rows():
+    """Broadcast (zero-stride, read-only) X is copied, not misread."""
+    row = _data(1)[0]
+    X = np.broadcast_to(row, (700, N_FEATURES))
+    coef, intercept = _coefs(N_FEATURES, 3)
+    _assert_matches(_model(coef, intercept), X, coef, intercept, np.float64)
+
+
+def test_single_column_layouts():
+    """One feature: C, Fortran and strided column views."""
+    base = _data(600, n_features=3)
+    coef, intercept = _coefs(1, 3)
+    for X in (base[:, :1], np.asfortranarray(base[:, 1:2]), base[::3, 2:3],
+              np.ascontiguousarray(base[:, :1])):
+        _assert_matches(_model(coef, intercept), X, coef, intercept, np.float64)
+
+
+@pytest.mark.parametrize("X_dtype,model_dtype", [(np.float64, np.float64),
+                                                 (np.float32, np.float32),
+                                                 (np.float32, np.float64)])
+def test_chunk_boundaries(X_dtype, model_dtype):
+    """n = 1, one less than, equal to and one more than the chunk size."""
+    chunk = _chunk_rows(X_dtype)
+    coef, intercept = _coefs(N_FEATURES, 5, model_dtype)
+    clf = _model(coef, intercept)
+    X_all = _data(2 * chunk + 1, dtype=X_dtype)
+    for n in (1, 2, chunk - 1, chunk, chunk + 1, 2 * chunk + 1):
+        _assert_matches(clf, X_all[:n], coef, intercept, np.result_type(X_dtype, model_dtype))
+
+
+def test_wide_float32_data_with_float64_model():
+    """float32 X converted tile by tile: wider than one conversion tile."""
+    n_features = 5000
+    X = _data(70, n_features=n_features, dtype=np.float32)
+    coef, intercept = _coefs(n_features, 3, np.float64)
+    _assert_matches(_model(coef, intercept), X, coef, intercept, np.float64)
+    _assert_matches(_model(coef, intercept), np.asfortranarray(X), coef, intercept,
+                    np.float64)
+
+
+@pytest.mark.parametrize("kind", ["f64", "f32", "f32-data-f64-model", "F-order", "csr"])
+def test_bitwise_identical_for_any_n_jobs(kind):
+    """n_jobs = 1, 2, 3 give bitwise identical results (and the right ones)."""
+    X_dtype = np.float32 if kind.startswith("f32") else np.float64
+    model_dtype = np.float32 if kind == "f32" else np.float64
+    n = 7 * _chunk_rows(X_dtype) + 3
+    X = _data(n, dtype=X_dtype)
+    if kind == "F-order":
+        X = np.asfortranarray(X)
+    if kind == "csr":
+        X[np.abs(X) < 1.0] = 0.0
+        X = sp.csr_matrix(X)
+    coef, intercept = _coefs(N_FEATURES, 7, model_dtype)
+    for method in METHODS:
+        results = [getattr(_model(coef, intercept, n_jobs=n_jobs), method)(X)
+                   for n_jobs in (1, 2, 3)]
+        for other in results[1:]:
+            assert_array_equal(other, results[0], strict=True)
+        assert_allclose(results[0], _reference(X, coef, intercept)[method],
+                        **_tolerance(results[0].dtype))
+
+
+def test_concurrent_predictions_from_python_threads():
+    """Several Python threads predicting at once (each with OpenMP threads and
+    the shared BLAS limit) all get the reference result."""
+    X = _data(5 * _chunk_rows() + 1)
+    coef, intercept = _coefs(N_FEATURES, 6)
+    clf = _model(coef, intercept, n_jobs=2)
+    expected = _reference(X, coef, intercept)["predict_proba"]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: clf.predict_proba(X), range(16)))
+    for proba in results:
+        assert_allclose(proba, expected, rtol=1e-12, atol=1e-15)
+
+
+def _child_predict(result_queue, clf, X):
+    """Run in a forked child: predict and send the result back."""
+    result_queue.put(clf.predict_proba(X))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method on Linux")
+def test_forked_child_after_multithreaded_prediction():
+    """A child forked after a multithreaded prediction in the parent (OpenMP
+    pool alive) predicts without hanging and gets the reference result."""
+    X = _data(5 * _chunk_rows() + 1)
+    coef, intercept = _coefs(N_FEATURES, 4)
+    clf = _model(coef, intercept, n_jobs=2)
+    clf.predict_proba(X)
+    ctx = multiprocessing.get_context("fork")
+    result_queue = ctx.Queue()
+    proc = ctx.Process(target=_child_predict, args=(result_queue, clf, X))
+    proc.start()
+    try:
+        proba = result_queue.get(timeout=120)
+    except queue.Empty:
+        proba = None
+    proc.join(timeout=120)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+        pytest.fail("forked child hung")
+    assert proba is not None and proc.exitcode == 0
+    assert_allclose(proba, _reference(X, coef, intercept)["predict_proba"], rtol=1e-12,
+                    atol=1e-15)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_binary(sparse, dtype):
+    """Two classes: decision_function is the 1-D d = X @ w + c; predict_proba and
+    predict_log_proba are (log_)softmax([-d, d]), equal to LogisticRegression's
+    binary model with coefficients 2w, 2c."""
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((2 * _chunk_rows(dtype) + 9, N_FEATURES)).astype(dtype)
+    y = (X[:, 0] + 0.5 * rng.standard_normal(X.shape[0]) > 0).astype(int)
+    labels = np.array(["no", "yes"])[y]
+    clf = SoftmaxClassifier().fit(X, labels)
+    assert clf.coef_.shape == (1, N_FEATURES)
+    Xp = sp.csr_matrix(X) if sparse else X
+    w, c = clf.coef_[0].astype(np.float64), float(clf.intercept_[0])
+    d = X.astype(np.float64) @ w + c
+    tol = _tolerance(dtype)
+    decision = clf.decision_function(Xp)
+    assert decision.shape == (X.shape[0],) and decision.dtype == dtype
+    assert_allclose(decision, d, **tol)
+    both = np.column_stack([-d, d])
+    assert_allclose(clf.predict_proba(Xp), softmax(both, axis=1), **tol)
+    assert_allclose(clf.predict_log_proba(Xp), log_softmax(both, axis=1), **tol)
+    assert_array_equal(clf.predict(Xp), np.where(d > 0, "yes", "no"))
+
+    lr = LogisticRegression()
+    lr.classes_ = clf.classes_
+    lr.coef_, lr.intercept_ = 2 * clf.coef_, 2 * clf.intercept_
+    lr.n_features_in_ = N_FEATURES
+    assert_allclose(clf.predict_proba(Xp), lr.predict_proba(Xp), **tol)
+    if dtype == np.float64:
+        # LogisticRegression takes log(1 - sigmoid(.)), which loses digits when
+        # the probability is close to 1 (in float32, up to the second digit):
+        # compare with an absolute tolerance, and in float64 only.
+        assert_allclose(clf.predict_log_proba(Xp), lr.predict_log_proba(Xp), rtol=0,
+                        atol=1e-9)
+    assert_array_equal(clf.predict(Xp), lr.predict(Xp))
+
+
+def test_fitted_models_match_sklearn_predictions():
+    """A fitted SoftmaxClassifier and SoftmaxClassifierCV predict like
+    LogisticRegression with their coefficients, dense and sparse."""
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((400, 8))
+    y = np.argmax(X[:, :4] + 0.5 * rng.standard_normal((400, 4)), axis=1)
+    for clf in (SoftmaxClassifier().fit(X, y),
+                SoftmaxClassifierCV(Cs=3, cv=3, n_jobs=2).fit(X, y)):
+        lr = _sklearn_model(clf.coef_, clf.intercept_)
+        for Xp in (X, sp.csr_matrix(X)):
+            for method in METHODS:
+                assert_allclose(getattr(clf, method)(Xp), getattr(lr, method)(Xp),
+                                rtol=1e-12, atol=1e-12)
+            assert_array_equal(clf.predict(Xp), lr.predict(Xp))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("scale", [1e100, 1e300])
+def test_huge_inputs_no_warnings(sparse, scale):
+    """X scaled up to 1e300: probabilities sum to 1, log-probabilities are finite
+    and match the stable reference, and nothing warns."""
+    X = _data(600) * scale
+    coef, intercept = _coefs(N_FEATURES, 5)
+    ref = _reference(X, coef, intercept)  # logits up to ~1e301: finite
+    assert np.all(np.isfinite(ref["decision_function"]))
+    clf = _model(coef, intercept)
+    Xp = sp.csr_matrix(X) if sparse else X
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        decision = clf.decision_function(Xp)
+        proba = clf.predict_proba(Xp)
+        log_proba = clf.predict_log_proba(Xp)
+        labels = clf.predict(Xp)
+    assert_allclose(decision, ref["decision_function"], rtol=1e-12)
+    assert np.all(np.isfinite(proba)) and np.all(np.isfinite(log_proba))
+    assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    assert_allclose(proba, ref["predict_proba"], rtol=1e-12, atol=1e-12)
+    assert_allclose(log_proba, ref["predict_log_proba"], rtol=1e-12)
+    assert_array_equal(labels, np.argmax(ref["decision_function"], axis=1))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_overflowing_logits(sparse):
+    """Logits beyond the float64 range (and inf - inf inside the dot products):
+    decision_function has no NaN, the probabilities are finite, sum to 1 and put
+    all the mass on the class with the largest exact logit."""
+    coef = np.array([[2.0, -2.0], [1.0, 1.0], [-3.0, 0.5]])
+    intercept = np.array([0.0, 1.0, -1.0])
+    X = np.array([[1.5e308, 1.4e308], [1e308, -1e308], [-1.7e308, 1.7e308],
+                  [1e308, 1e308], [1.0, 2.0]])
+    # Exact logits / 2**1000, computed without overflow.
+    s = 2.0**1000
+    scaled = (X / s) @ coef.T + intercept / s
+    with np.errstate(over="ignore"):
+        expected_decision = scaled * s
+    clf = _model(coef, intercept)
+    Xp = sp.csr_matrix(X) if sparse else X
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        decision = clf.decision_function(Xp)
+        proba = clf.predict_proba(Xp)
+        log_proba = clf.predict_log_proba(Xp)
+    assert not np.any(np.isnan(decision))
+    # Up to rounding relative to the terms of the dot products (~1e308); the
+    # infinities must match exactly.
+    assert_allclose(decision[:4], expected_decision[:4], rtol=1e-14, atol=1e294)
+    assert_allclose(decision[4], expected_decision[4], rtol=1e-14)
+    assert np.all(np.isfinite(proba)) and np.all(np.isfinite(log_proba))
+    assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    huge = slice(0, 4)
+    expected = np.zeros((4, 3))
+    expected[np.arange(4), np.argmax(scaled[huge], axis=1)] = 1.0
+    assert_array_equal(proba[huge], expected)
+    assert_array_equal(log_proba[huge] == 0.0, expected == 1.0)
+    assert np.all(log_proba[huge][expected == 0.0] == -np.finfo(np.float64).max)
+    assert_allclose(proba[4], softmax(scaled[4] * s), rtol=1e-12)
+    assert_array_equal(clf.predict(Xp), np.argmax(scaled, axis=1))
+
+
+def test_overflowing_float32_logits():
+    """float32 data and model: logits beyond the float32 range."""
+    coef = np.array([[2.0, -2.0], [1.0, 1.0], [-3.0, 0.5]], dtype=np.float32)
+    intercept = np.zeros(3, dtype=np.float32)
+    X = np.array([[3e38, 2.9e38], [1e38, -1e38], [-3.4e38, 3.4e38]], dtype=np.float32)
+    exact = X.astype(np.float64) @ coef.T.astype(np.float64)
+    clf = _model(coef, intercept)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        proba = clf.predict_proba(X)
+        log_proba = clf.predict_log_proba(X)
+        decision = clf.decision_function(X)
+    assert proba.dtype == log_proba.dtype == np.float32
+    expected = np.zeros((3, 3), dtype=np.float32)
+    expected[np.arange(3), np.argmax(exact, axis=1)] = 1.0
+    assert_array_equal(proba, expected)
+    assert np.all(np.isfinite(log_proba))
+    assert not np.any(np.isnan(decision))
+    assert_allclose(decision[0, 0], exact[0, 0], rtol=1e-6)
+
+
+def test_predict_proba_peak_memory_is_the_result():
+    """predict_proba on 200,000 x 100 with K = 50 allocates the result and
+    little else (no n x K logits, no copy of X)."""
+    n, d, K = 200_000, 100, 50
+    rng = np.random.default_rng(7)
+    X64 = rng.standard_normal((n, d))
+    coef, intercept = _coefs(d, K)
+    clf = _model(coef, intercept, n_jobs=2)
+    inputs = {
+        "C float64": X64,
+        "F float64": np.asfortranarray(X64),
+        "float32 data, float64 model": X64.astype(np.float32),
+        "CSR": sp.csr_matrix(np.where(np.abs(X64) > 1.5, X64, 0.0)),
+    }
+    clf.predict_proba(X64[:1000])  # warm-up: imports, BLAS controller
+    for name, X in inputs.items():
+        tracemalloc.start()
+        try:
+            proba = clf.predict_proba(X)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        result = n * K * 8
+        assert proba.nbytes == result
+        assert peak <= result + 2 * MiB, (
+            f"{name}: peak {peak / MiB:.1f} MiB for a {result / MiB:.1f} MiB result")
+        del proba
+    # The result is right (spot check against NumPy on a slice).
+    assert_allclose(clf.predict_proba(X64[:500]),
+                    _reference(X64[:500], coef, intercept)["predict_proba"], rtol=1e-12,
+                    atol=1e-15)
+
+
+def test_validation_messages_are_scikit_learn_s():
+    """Not fitted, wrong number of features, NaN: scikit-learn's errors."""
+    coef, intercept = _coefs(4, 3)
+    with pytest.raises(NotFittedError):
+        SoftmaxClassifier().predict_proba(np.zeros((2, 4)))
+    clf, lr = _model(coef, intercept), _sklearn_model(coef, intercept)
+    bad_inputs = [np.zeros((2, 3)), sp.csr_matrix(np.zeros((2, 5))),
+                  np.array([[0.0, np.nan, 1.0, 2.0]]), np.zeros((0, 4)), np.zeros(4)]
+    for X in bad_inputs:
+        with pytest.raises(ValueError) as expected:
+            lr.predict_proba(X)
+        message = str(expected.value).replace("LogisticRegression", "SoftmaxClassifier")
+        for method in (*METHODS, "predict"):
+            with pytest.raises(ValueError, match=re.escape(message)):
+                getattr(clf, method)(X)
+
+
+def test_kernel_rejects_malformed_csr():
+    """A CSR structure pointing outside the matrix is an error, not a crash."""
+    weights_t = np.ones((3, 2))
+    intercept = np.zeros(2)
+    out = np.empty((2, 2))
+    data = np.ones(2)
+    for indices, indptr in [([0, 3], [0, 1, 2]), ([0, -1], [0, 1, 2]),
+                            ([0, 1], [0, 2, 1]), ([0, 1], [0, 1, 5])]:
+        with pytest.raises(ValueError, match="malformed CSR"):
+            _predict.csr_predict(data, np.array(indices, dtype=np.int32),
+                                 np.array(indptr, dtype=np.int32), weights_t,
+                                 intercept, _predict.PROBA, 2, out)
