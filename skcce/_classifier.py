@@ -25,7 +25,7 @@ from skcce._dask import dask_blockwise, fit_dask, is_dask_collection
 from skcce._objective import CrossEntropyObjective
 from skcce._precondition import rescaled
 from skcce._prediction import DECISION, LOG_PROBA, PROBA, predict_linear
-from skcce._sparse import is_sparse, kernel_csr
+from skcce._sparse import check_sparse_structure, is_sparse, kernel_csr
 from skcce._targets import check_soft_targets, one_hot_labels
 from skcce._threads import effective_n_threads, single_threaded_blas
 from skcce._weights import check_non_negative_sample_weight
@@ -114,6 +114,7 @@ class _SoftmaxProbaMixin:
         # scikit-learn's finiteness check first sums X; for finite data near
         # the float64 limit that sum overflows and warns, although the
         # element-wise check it falls back to passes.
+        check_sparse_structure(X)
         with np.errstate(over="ignore", invalid="ignore"):
             X = validate_data(self, X, accept_sparse="csr", reset=False)
         coef, intercept = self.coef_, np.ravel(self.intercept_)
@@ -305,6 +306,7 @@ class SoftmaxClassifier(CallbackSupportMixin, _SoftmaxProbaMixin, LinearClassifi
         if is_dask_collection(X):
             # The row blocks stay on the Dask workers; L-BFGS runs here.
             return fit_dask(self, X, y, sample_weight)
+        check_sparse_structure(X)
         X, y = validate_data(
             self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32],
             order="C", multi_output=True, reset=True,

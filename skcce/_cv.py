@@ -39,7 +39,7 @@ from skcce._classifier import (
 from skcce._metrics import categorical_crossentropy
 from skcce._objective import CrossEntropyObjective
 from skcce._precondition import rescaled, weighted_column_mean_squares
-from skcce._sparse import is_sparse, kernel_csr
+from skcce._sparse import check_sparse_structure, is_sparse, kernel_csr
 from skcce._threads import effective_n_threads, single_threaded_blas
 from skcce._weights import check_non_negative_sample_weight
 
@@ -254,6 +254,7 @@ class SoftmaxClassifierCV(_SoftmaxProbaMixin, LinearClassifierMixin, ClassifierM
 
     def _fit(self, X, y, sample_weight, groups):
         """Fit without touching ``self``'s model; return the new attributes."""
+        check_sparse_structure(X)
         X, y = validate_data(
             self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32],
             order="C", multi_output=True, reset=True,

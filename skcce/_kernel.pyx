@@ -535,6 +535,8 @@ DEF SPARSE_MAX_CHUNK_ROWS = 16384
 # Non-zeros per chunk (a chunk ends earlier when it would exceed this, unless
 # it is a single row): bounds the chunk's bucket lists (8 bytes per non-zero).
 DEF SPARSE_CHUNK_NNZ = 262144
+# Fewest non-zeros per thread worth starting a thread for.
+DEF SPARSE_NNZ_PER_THREAD = 32768
 # Non-zeros ahead whose coefficient (or gradient) row is prefetched.
 DEF PREFETCH_AHEAD = 16
 
@@ -812,7 +814,9 @@ def csr_loss_gradient(
     bounds, largest_nnz = _sparse_chunks(indptr, chunk_rows)
     cdef const Py_ssize_t[::1] bounds_view = bounds
     bounds_p = &bounds_view[0]
-    T = <int> max(1, n_threads)
+    # Threads only where there is work for them (the result does not depend
+    # on their number): small problems run on one.
+    T = <int> max(1, min(n_threads, nnz // SPARSE_NNZ_PER_THREAD))
     # Bucket lists hold int32 offsets within a chunk: a single row with 2^31
     # non-zeros or more is scattered by one thread.
     n_buckets = T if d > 0 and largest_nnz < 2147483647 else 1

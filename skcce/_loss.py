@@ -7,7 +7,7 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_consistent_length
 
 from skcce._objective import CrossEntropyObjective
-from skcce._sparse import is_sparse, kernel_csr
+from skcce._sparse import check_sparse_structure, is_sparse, kernel_csr
 from skcce._targets import check_targets_for_classes
 from skcce._threads import effective_n_threads, single_threaded_blas
 from skcce._weights import check_non_negative_sample_weight
@@ -79,6 +79,7 @@ def crossentropy_loss_gradient(coef, X, y, *, sample_weight=None, l2_reg_strengt
     """
     # Finiteness of X is checked only if the result is not finite (below):
     # a separate pass over X would cost as much as the evaluation itself.
+    check_sparse_structure(X)
     X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C",
                     input_name="X", ensure_all_finite=False)
     if is_sparse(X):

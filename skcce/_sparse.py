@@ -49,23 +49,64 @@ def kernel_csr(X):
     return X
 
 
-def _check_csr_structure(X):
-    n_samples, n_features = X.shape
-    indptr, indices = X.indptr, X.indices
-    if indptr.shape[0] != n_samples + 1:
+def check_sparse_structure(X):
+    """Check the index arrays of sparse X before anything reads through them.
+
+    scipy trusts the index arrays of a matrix whose arrays were modified in
+    place: converting a CSC or COO matrix with an out-of-range index to CSR
+    writes out of bounds (and crashes the process). CSR, CSC and BSR index
+    structures and COO coordinates are checked here, in O(nnz); other
+    formats (LIL, DOK, DIA) validate their entries on assignment. Dense input
+    is ignored.
+
+    Parameters
+    ----------
+    X : object
+
+    Raises
+    ------
+    ValueError
+        If an index is out of range or ``indptr`` is not non-decreasing from
+        0 to the number of stored entries.
+    """
+    if not is_sparse(X):
+        return
+    n_rows, n_cols = X.shape
+    if X.format in ("csr", "csc", "bsr"):
+        major, minor = (n_rows, n_cols) if X.format != "csc" else (n_cols, n_rows)
+        if X.format == "bsr":
+            block_rows, block_cols = X.blocksize
+            major, minor = n_rows // block_rows, n_cols // block_cols
+        _check_compressed(X.format, X.indptr, X.indices, major, minor,
+                          X.data.shape[0])
+    elif X.format == "coo":
+        for name, coords, bound in (("row", X.row, n_rows), ("column", X.col, n_cols)):
+            if coords.size and (coords.min() < 0 or coords.max() >= bound):
+                raise ValueError(
+                    f"Malformed COO matrix: {name} indices must lie in [0, {bound})."
+                )
+
+
+def _check_compressed(fmt, indptr, indices, n_major, n_minor, n_data):
+    name = fmt.upper()
+    minor = "column" if fmt != "csc" else "row"
+    if indptr.shape[0] != n_major + 1:
         raise ValueError(
-            f"Malformed CSR matrix: indptr has {indptr.shape[0]} entries, "
-            f"expected n_samples + 1 = {n_samples + 1}."
+            f"Malformed {name} matrix: indptr has {indptr.shape[0]} entries, "
+            f"expected {n_major + 1}."
         )
     nnz = indices.shape[0]
-    if X.data.shape[0] != nnz:
-        raise ValueError("Malformed CSR matrix: data and indices differ in length.")
+    if n_data != nnz:
+        raise ValueError(f"Malformed {name} matrix: data and indices differ in length.")
     if indptr[0] != 0 or indptr[-1] != nnz or np.any(np.diff(indptr) < 0):
         raise ValueError(
-            "Malformed CSR matrix: indptr must be non-decreasing from 0 to nnz."
+            f"Malformed {name} matrix: indptr must be non-decreasing from 0 to nnz."
         )
-    if nnz and (indices.min() < 0 or indices.max() >= n_features):
+    if nnz and (indices.min() < 0 or indices.max() >= n_minor):
         raise ValueError(
-            f"Malformed CSR matrix: column indices must lie in [0, {n_features})."
+            f"Malformed {name} matrix: {minor} indices must lie in [0, {n_minor})."
         )
 
+
+def _check_csr_structure(X):
+    check_sparse_structure(X)
