@@ -4,7 +4,7 @@
 
 One call makes one pass over ``X``. Rows are cut into *chunks* (sized so that a
 chunk of ``X`` stays in the L2 cache between the two products that read it) and
-chunks are grouped into *blocks*. For each chunk::
+consecutive chunks form *groups*. For each chunk::
 
     Z   = X_c @ Wt + b                     (product 1, logits, chunk_rows x K)
     Z   <- s_i * (softmax(Z) - onehot(y))  (in place; loss accumulated on the way)
@@ -15,11 +15,12 @@ For up to 32 classes the two products run in register-blocked micro-kernels
 with more classes, through BLAS GEMM. Sparse CSR data has its own kernel,
 :func:`csr_loss_gradient`.
 
-Each block is summed sequentially into its own buffers. Blocks are processed in
-*waves* of ``n_threads`` blocks, one per thread, and each wave's block results
-are merged into the totals in block order. The partition into chunks and blocks
-and the merge order depend only on the data shape, never on the thread count,
-so the result is bitwise identical for every ``n_threads``.
+Each group of consecutive chunks is summed sequentially into its own
+buffers; threads take groups as they come (one parallel region, one barrier)
+and the group results are merged into the totals in group order. The
+partition into chunks and groups depends only on the data shape, never on the
+thread count (:func:`dense_partition`), so the result is bitwise identical for
+every ``n_threads``.
 
 Coefficients are passed transposed, ``W.T`` of shape (n_features, K), which is
 the operand layout a row-major GEMM wants, and the gradient is returned as
@@ -31,7 +32,7 @@ logits in float64, so a large common offset stays exact for float32 data.
 
 cimport cython
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
@@ -66,6 +67,9 @@ DEF CHUNK_BYTES = 131072
 # Target size in bytes of one block of X: large enough that the per-wave
 # synchronisation and the merge are negligible next to the block's work.
 DEF BLOCK_BYTES = 1048576
+# Groups of rows with their own gradient buffer (see dense_partition).
+DEF MAX_GROUPS = 64
+DEF GROUP_BUFFER_BYTES = 67108864
 DEF MIN_CHUNK_ROWS = 8
 DEF MAX_CHUNK_ROWS = 2048
 # Up to this many classes the dense products run in the register-blocked
@@ -108,8 +112,7 @@ def omp_max_threads():
 def row_partition(Py_ssize_t n_features, Py_ssize_t itemsize):
     """Rows per chunk and chunks per block for data of this width and dtype.
 
-    Depends on the data shape only (never on the thread count): this is what
-    makes results reproducible across thread counts.
+    Depends on the data shape only (never on the thread count).
 
     Parameters
     ----------
@@ -127,6 +130,40 @@ def row_partition(Py_ssize_t n_features, Py_ssize_t itemsize):
     cdef Py_ssize_t chunks_per_block = max(
         BLOCK_BYTES // (chunk_rows * row_bytes), 1)
     return int(chunk_rows), int(chunks_per_block)
+
+
+def dense_partition(Py_ssize_t n_samples, Py_ssize_t n_features, Py_ssize_t n_classes,
+                    Py_ssize_t itemsize):
+    """How the dense kernel splits the rows: chunks, and groups of chunks.
+
+    Each group (consecutive rows) is summed sequentially into its own
+    gradient buffer; threads take groups as they come; group results are
+    merged in group order. At most MAX_GROUPS groups, of at least one block
+    (~1 MiB of X) each, and no more than fit in GROUP_BUFFER_BYTES of
+    gradient buffers (so very wide data with many classes has fewer groups,
+    hence fewer threads at work). Depends on the data shape only, never on
+    the thread count: this is what makes results bitwise reproducible.
+
+    Parameters
+    ----------
+    n_samples, n_features, n_classes : int
+    itemsize : int
+        Bytes per element of X (4 or 8).
+
+    Returns
+    -------
+    chunk_rows, group_rows, n_groups : int, int, int
+    """
+    chunk_rows, chunks_per_block = row_partition(n_features, itemsize)
+    cdef Py_ssize_t block_rows = chunk_rows * chunks_per_block
+    cdef Py_ssize_t n_blocks = max(1, (n_samples + block_rows - 1) // block_rows)
+    cdef Py_ssize_t buffer_bytes = (
+        (n_features * _microkernel_width(n_classes, itemsize) + n_classes + 1) * 8)
+    cdef Py_ssize_t max_groups = max(1, min(MAX_GROUPS, GROUP_BUFFER_BYTES // buffer_bytes))
+    cdef Py_ssize_t blocks_per_group = (n_blocks + max_groups - 1) // max_groups
+    cdef Py_ssize_t group_rows = blocks_per_group * block_rows
+    cdef Py_ssize_t n_groups = max(1, (n_samples + group_rows - 1) // group_rows)
+    return int(chunk_rows), int(group_rows), int(n_groups)
 
 
 ctypedef fused index_t:
@@ -416,8 +453,8 @@ def dense_loss_gradient(
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], K = weights_t.shape[1]
     cdef bint fit_intercept = intercept is not None
     cdef Py_ssize_t dK = d * K
-    cdef Py_ssize_t chunk_rows, chunks_per_block, block_rows, n_blocks
-    cdef Py_ssize_t n_waves, wave, first_block, nb, t, e, b0, b1, ldw, dL, j, k
+    cdef Py_ssize_t chunk_rows, group_rows, n_groups
+    cdef Py_ssize_t g, t, b0, b1, ldw, dL, j
     cdef int T
     cdef double loss_total = 0.0
     cdef double* gp
@@ -457,15 +494,12 @@ def dense_loss_gradient(
     Xp = &X[0, 0] if d > 0 else NULL
 
     itemsize = sizeof(floating)
-    chunk_rows, chunks_per_block = row_partition(d, itemsize)
-    block_rows = chunk_rows * chunks_per_block
-    n_blocks = (n + block_rows - 1) // block_rows
-    T = <int> max(1, min(n_threads, n_blocks))
-    n_waves = (n_blocks + T - 1) // T
-    # W.T, logits and block gradients have ldw >= K columns (padded with
+    # W.T, logits and group gradients have ldw >= K columns (padded with
     # zeros to the micro-kernels' vector width).
     ldw = _microkernel_width(K, itemsize)
     dL = d * ldw
+    chunk_rows, group_rows, n_groups = dense_partition(n, d, K, itemsize)
+    T = <int> max(1, min(n_threads, n_groups))
     if ldw != K and d > 0:
         padded_weights = np.zeros((d, ldw), dtype=np.asarray(weights_t).dtype)
         padded_weights[:, :K] = weights_t
@@ -473,11 +507,12 @@ def dense_loss_gradient(
         wp = &padded_view[0, 0]
     blas_float = floating is float and ldw == K and K > MICRO_MAX_CLASSES
 
+    # Scratch per thread; gradient, intercept and loss sums per group.
     z_buf = <floating*> malloc(T * chunk_rows * ldw * sizeof(floating))
     e_buf = <double*> malloc(T * chunk_rows * (K + 1) * sizeof(double))
-    g_buf = <double*> malloc(max(T * dL, 1) * sizeof(double))
-    gb_buf = <double*> malloc(T * K * sizeof(double))
-    loss_buf = <double*> malloc(T * sizeof(double))
+    g_buf = <double*> malloc(max(n_groups * dL, 1) * sizeof(double))
+    gb_buf = <double*> malloc(n_groups * K * sizeof(double))
+    loss_buf = <double*> malloc(n_groups * sizeof(double))
     if blas_float:
         gchunk_buf = <floating*> malloc(max(dK, 1) * T * sizeof(floating))
     try:
@@ -487,35 +522,29 @@ def dense_loss_gradient(
         grad_t[:, :] = 0.0
         gp = &grad_t[0, 0]
         with nogil:
-            for wave in range(n_waves):
-                first_block = wave * T
-                nb = min(T, n_blocks - first_block)
-                for t in prange(nb, num_threads=T, schedule="static", chunksize=1):
-                    b0 = (first_block + t) * block_rows
-                    b1 = min(b0 + block_rows, n)
-                    loss_buf[t] = _block_loss_gradient(
-                        Xp, d, &targets, sw, wp, ldw, bp, K,
-                        b0, b1, chunk_rows,
-                        z_buf + t * chunk_rows * ldw,
-                        NULL if gchunk_buf == NULL else gchunk_buf + t * dK,
-                        g_buf + t * dL, gb_buf + t * K,
-                        e_buf + t * chunk_rows * (K + 1))
-                # Ordered merge: block results are added in block order, so the
-                # sums never depend on which thread computed which block.
-                for t in range(nb):
-                    loss_total = loss_total + loss_buf[t]
-                if dK * nb >= 65536 and T > 1:
-                    for j in prange(d, num_threads=T, schedule="static"):
-                        _merge_gradient_row(gp + j * K, g_buf + j * ldw, K, nb, dL)
-                else:
-                    for j in range(d):
-                        _merge_gradient_row(gp + j * K, g_buf + j * ldw, K, nb, dL)
-                if fit_intercept:
-                    for e in range(K):
-                        acc = gp[dK + e]
-                        for t in range(nb):
-                            acc = acc + gb_buf[t * K + e]
-                        gp[dK + e] = acc
+            for g in prange(n_groups, num_threads=T, schedule="dynamic"):
+                t = threadid()
+                b0 = g * group_rows
+                b1 = min(b0 + group_rows, n)
+                loss_buf[g] = _block_loss_gradient(
+                    Xp, d, &targets, sw, wp, ldw, bp, K,
+                    b0, b1, chunk_rows,
+                    z_buf + t * chunk_rows * ldw,
+                    NULL if gchunk_buf == NULL else gchunk_buf + t * dK,
+                    g_buf + g * dL, gb_buf + g * K,
+                    e_buf + t * chunk_rows * (K + 1))
+            # Ordered merge: group results are added in group order, so the
+            # sums never depend on which thread computed which group.
+            for g in range(n_groups):
+                loss_total = loss_total + loss_buf[g]
+            if dK * n_groups >= 65536 and T > 1:
+                for j in prange(d, num_threads=T, schedule="static"):
+                    _merge_gradient_row(gp + j * K, g_buf + j * ldw, K, n_groups, dL)
+            else:
+                for j in range(d):
+                    _merge_gradient_row(gp + j * K, g_buf + j * ldw, K, n_groups, dL)
+            if fit_intercept:
+                _merge_gradient_row(gp + dK, gb_buf, K, n_groups, K)
     finally:
         free(z_buf)
         free(e_buf)

@@ -44,21 +44,23 @@ typedef float skcce_vf_u __attribute__((vector_size(32), aligned(4)));
 #define SKCCE_MAX_NV 4
 #define SKCCE_RB 4
 #define SKCCE_MAX_JB 8
-/* All lanes equal to s (a vector plus a scalar broadcasts the scalar). */
-#define SKCCE_SPLAT(V, s) ((V){0} + (s))
+/* All lanes equal to s: one broadcast (not "zero vector + s", which costs an
+ * extra addition because s + 0 is not s for s = -0). */
+#define SKCCE_SPLAT4(V, s) ((V){(s), (s), (s), (s)})
+#define SKCCE_SPLAT8(V, s) ((V){(s), (s), (s), (s), (s), (s), (s), (s)})
 
-#define SKCCE_DEFINE_MICROKERNELS(T, V, VU, LANES, SUF)                               \
+#define SKCCE_DEFINE_MICROKERNELS(T, V, VU, LANES, SPLAT, SUF)                             \
 SKCCE_INLINE void skcce_logits_tile_##SUF(const T* X, ptrdiff_t d, const T* Wt,       \
                                           ptrdiff_t Kp, T* Z, const int RB,           \
                                           const int NV) {                             \
     V acc[SKCCE_RB][SKCCE_MAX_NV];                                                    \
     for (int r = 0; r < RB; r++)                                                      \
-        for (int v = 0; v < NV; v++) acc[r][v] = SKCCE_SPLAT(V, 0);                \
+        for (int v = 0; v < NV; v++) acc[r][v] = SPLAT(V, 0);                \
     for (ptrdiff_t j = 0; j < d; j++) {                                               \
         V w[SKCCE_MAX_NV];                                                            \
         for (int v = 0; v < NV; v++) w[v] = *(const VU*)(Wt + j * Kp + LANES * v);    \
         for (int r = 0; r < RB; r++) {                                                \
-            V x = SKCCE_SPLAT(V, X[r * d + j]);                                    \
+            V x = SPLAT(V, X[r * d + j]);                                    \
             for (int v = 0; v < NV; v++) acc[r][v] += x * w[v];                       \
         }                                                                             \
     }                                                                                 \
@@ -79,12 +81,12 @@ SKCCE_INLINE void skcce_grad_tile_##SUF(const T* X, ptrdiff_t m, ptrdiff_t d,   
                                         const int JB, const int NV) {                 \
     V acc[SKCCE_MAX_JB][SKCCE_MAX_NV];                                                \
     for (int jj = 0; jj < JB; jj++)                                                   \
-        for (int v = 0; v < NV; v++) acc[jj][v] = SKCCE_SPLAT(V, 0);               \
+        for (int v = 0; v < NV; v++) acc[jj][v] = SPLAT(V, 0);               \
     for (ptrdiff_t i = 0; i < m; i++) {                                               \
         V r[SKCCE_MAX_NV];                                                            \
         for (int v = 0; v < NV; v++) r[v] = *(const VU*)(R + i * Kp + LANES * v);     \
         for (int jj = 0; jj < JB; jj++) {                                             \
-            V x = SKCCE_SPLAT(V, X[i * d + jj]);                                   \
+            V x = SPLAT(V, X[i * d + jj]);                                   \
             for (int v = 0; v < NV; v++) acc[jj][v] += x * r[v];                      \
         }                                                                             \
     }                                                                                 \
@@ -131,8 +133,8 @@ SKCCE_CLONES void skcce_grad_##SUF(const T* X, ptrdiff_t m, ptrdiff_t d,        
     }                                                                                 \
 }
 
-SKCCE_DEFINE_MICROKERNELS(double, skcce_vd, skcce_vd_u, 4, f64)
-SKCCE_DEFINE_MICROKERNELS(float, skcce_vf, skcce_vf_u, 8, f32)
+SKCCE_DEFINE_MICROKERNELS(double, skcce_vd, skcce_vd_u, 4, SKCCE_SPLAT4, f64)
+SKCCE_DEFINE_MICROKERNELS(float, skcce_vf, skcce_vf_u, 8, SKCCE_SPLAT8, f32)
 
 #define SKCCE_LANES_F64 4
 #define SKCCE_LANES_F32 8
