@@ -48,7 +48,30 @@ class _SoftmaxProbaMixin:
     """
 
     # Dask arrays in, lazy Dask arrays out (the methods applied per row block).
-    predict = dask_blockwise(LinearClassifierMixin.predict)
+    @dask_blockwise
+    def predict(self, X):
+        """Class labels: those of the largest logit (the most probable class).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``. Rows whose logits overflow the data's
+            dtype (several classes at +inf) take the class ``predict_proba``
+            ranks first, which the kernel computes from the exact logits.
+        """
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            return self.classes_[(scores > 0).astype(int)]
+        best = scores.argmax(axis=1)
+        overflowed = ~np.isfinite(scores).all(axis=1)
+        if np.any(overflowed):
+            rows = np.flatnonzero(overflowed)
+            best[rows] = self.predict_proba(_take_rows(X, rows)).argmax(axis=1)
+        return self.classes_[best]
 
     @dask_blockwise
     def decision_function(self, X):
@@ -423,6 +446,15 @@ class SoftmaxClassifier(CallbackSupportMixin, _SoftmaxProbaMixin, LinearClassifi
         if failure is not None:
             warnings.warn(failure, ConvergenceWarning, stacklevel=3)
         return n_iter
+
+
+def _take_rows(X, rows):
+    """Rows of array-like or sparse X (validated again by the caller)."""
+    if is_sparse(X):
+        return X.tocsr()[rows]
+    if hasattr(X, "iloc"):
+        return X.iloc[rows]
+    return np.asarray(X)[rows]
 
 
 # Attributes the callback machinery sets on the estimator during fit and

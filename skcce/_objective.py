@@ -65,6 +65,18 @@ class CrossEntropyObjective:
             self.weight_sum = float(X.shape[0])
         else:
             self.weight_sum = float(np.sum(sample_weight))
+        # Dense float32 data keeps the kernel's weighted residuals s_i (p - q)
+        # in float32: weights are passed divided by a power of two near their
+        # largest value (exact, and a no-op for weights of order 1), and the
+        # sums multiplied back in float64.
+        self._weight_scale = 1.0
+        self._kernel_weight = sample_weight
+        if (sample_weight is not None and not is_sparse(X) and X.dtype == np.float32
+                and sample_weight.size and np.max(sample_weight) > 0):
+            scale = 2.0 ** np.round(np.log2(np.max(sample_weight)))
+            if scale != 1.0:
+                self._weight_scale = float(scale)
+                self._kernel_weight = sample_weight / scale
         self.n_evaluations = 0
 
     @property
@@ -131,9 +143,12 @@ class CrossEntropyObjective:
         else:
             loss_sum = _kernel.dense_loss_gradient(
                 self.X, self.labels, self.target_proba, self.label_smoothing,
-                self.sample_weight, np.ascontiguousarray(weights_t, dtype=self.X.dtype),
+                self._kernel_weight, np.ascontiguousarray(weights_t, dtype=self.X.dtype),
                 intercept, self.n_threads, grad_t,
             )
+            if self._weight_scale != 1.0:
+                loss_sum *= self._weight_scale
+                grad_t *= self._weight_scale
         self.n_evaluations += 1
         return loss_sum, grad_t
 
