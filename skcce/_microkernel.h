@@ -44,6 +44,9 @@ typedef float skcce_vf_u __attribute__((vector_size(32), aligned(4)));
 #define SKCCE_MAX_NV 4
 #define SKCCE_RB 4
 #define SKCCE_MAX_JB 8
+/* Rows of X prefetched ahead of the logits tile being computed. */
+#define SKCCE_PREFETCH_ROWS 16
+#define SKCCE_PREFETCH_X(p) __builtin_prefetch((const void*)(p), 0, 3)
 /* All lanes equal to s: one broadcast (not "zero vector + s", which costs an
  * extra addition because s + 0 is not s for s = -0). */
 #define SKCCE_SPLAT4(V, s) ((V){(s), (s), (s), (s)})
@@ -71,8 +74,13 @@ SKCCE_INLINE void skcce_logits_cols_##SUF(const T* X, ptrdiff_t m, ptrdiff_t d, 
                                           const T* Wt, ptrdiff_t Kp, T* Z,            \
                                           const int NV) {                             \
     ptrdiff_t i = 0;                                                                  \
-    for (; i + SKCCE_RB <= m; i += SKCCE_RB)                                          \
+    for (; i + SKCCE_RB <= m; i += SKCCE_RB) {                                        \
+        /* The logits pass is the first to read X: fetch rows ahead. */               \
+        if (i + SKCCE_PREFETCH_ROWS + SKCCE_RB <= m)                                  \
+            for (ptrdiff_t e = 0; e < SKCCE_RB * d; e += 64 / (ptrdiff_t)sizeof(T))   \
+                SKCCE_PREFETCH_X(X + (i + SKCCE_PREFETCH_ROWS) * d + e);              \
         skcce_logits_tile_##SUF(X + i * d, d, Wt, Kp, Z + i * Kp, SKCCE_RB, NV);      \
+    }                                                                                 \
     for (; i < m; i++)                                                                \
         skcce_logits_tile_##SUF(X + i * d, d, Wt, Kp, Z + i * Kp, 1, NV);             \
 }                                                                                     \
