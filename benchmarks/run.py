@@ -5,7 +5,7 @@ Usage::
     python benchmarks/run.py [--quick] [--out DIR] [--docs]
                              [--problems dense-200k,sparse] [--dtypes float64,float32]
                              [--peers torch,sklearnex | none]
-                             [--repeats 7] [--fit-repeats 5] [--tight-fit-repeats 1]
+                             [--repeats 7] [--fit-repeats 5] [--tight-fit-repeats 3]
 
 For each problem (``benchmarks/suite/problems.py``) and dtype, in one process:
 
@@ -75,10 +75,10 @@ def parse_arguments(argv):
     parser.add_argument("--fit-repeats", type=int, default=None,
                         help="timed fits at default settings (default 5; quick 1)")
     parser.add_argument("--tight-fit-repeats", type=int, default=None,
-                        help="timed fits at the tight setting (default 1; quick 1)")
+                        help="timed fits at the tight setting (default 3; quick 1)")
     args = parser.parse_args(argv)
     quick_defaults = {"repeats": 1, "fit_repeats": 1, "tight_fit_repeats": 1}
-    full_defaults = {"repeats": 7, "fit_repeats": 5, "tight_fit_repeats": 1}
+    full_defaults = {"repeats": 7, "fit_repeats": 5, "tight_fit_repeats": 3}
     for name, value in (quick_defaults if args.quick else full_defaults).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -113,7 +113,7 @@ def measure_bandwidths(n_cores, quick):
         ``method`` and ``threads``.
     """
     n_bytes = (64 if quick else 512) << 20
-    repeats = 3 if quick else 7
+    repeats = 3 if quick else 15
     bandwidths = {}
     for key, threads in (("1", 1), ("all", n_cores)):
         rate, method = machine.streaming_read_bandwidth(n_bytes, threads, repeats)
@@ -144,7 +144,7 @@ def roofline(X, n_classes, dtype, bandwidths, n_cores, quick):
     gemm, bandwidth = {}, {}
     for key, threads in (("1", 1), ("all", n_cores)):
         gemm[key] = max(gemm.get("1", 0.0), machine.gemm_rate(
-            gemm_width, n_classes, dtype, threads, repeats=3 if quick else 7))
+            gemm_width, n_classes, dtype, threads, repeats=3 if quick else 25))
         bandwidth[key] = max(bandwidth.get("1", 0.0), bandwidths[key]["bytes_per_second"])
         memory_seconds = x_bytes / bandwidth[key]
         compute_seconds = flops / gemm[key]

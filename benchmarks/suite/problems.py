@@ -79,8 +79,10 @@ PROBLEMS = (
     Problem("dense-500k", 500_000, 54, 7),
     Problem("dense-60k", 60_000, 784, 10),
     Problem("dense-20k", 20_000, 300, 100),
-    # The largest problem: its fits take minutes each, PyTorch's CSR backward is
-    # slow, and sklearnex falls back to scikit-learn on sparse data.
+    # The largest problem (2 million coefficients): a tight fit takes 150
+    # iterations and minutes, PyTorch's CSR backward is slow, and sklearnex falls
+    # back to scikit-learn on sparse data (so its tight fit would repeat
+    # scikit-learn's). Its fits run once.
     Problem("sparse-100k", 100_000, 100_000, 20, nnz_per_row=100, max_fit_repeats=1,
             skipped_fits=("sklearnex/tight", "torch/default", "torch/tight")),
 )

@@ -53,9 +53,14 @@ def rst_escape(text):
     return text
 
 
+def significant(value):
+    """Three significant digits below 1,000; whole numbers with thousands separators above."""
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
 def milliseconds(seconds):
-    """``0.01234`` -> ``"12.3"`` (three significant digits)."""
-    return f"{seconds * 1e3:.3g}"
+    """``0.01234`` -> ``"12.3"``."""
+    return significant(seconds * 1e3)
 
 
 def ratio(numerator, denominator):
@@ -65,7 +70,7 @@ def ratio(numerator, denominator):
 
 def megabytes(n_bytes):
     """Bytes as megabytes (10⁶), three significant digits."""
-    return f"{n_bytes / 1e6:.3g}"
+    return significant(n_bytes / 1e6)
 
 
 def median_of(entry):
@@ -146,7 +151,7 @@ def fit_table(run):
                     rows.append(row + [reason] * 5 + [""])
                     continue
                 rows.append(row + [
-                    f"{entry['median']:.3g}", str(len(entry["times"])),
+                    significant(entry['median']), str(len(entry["times"])),
                     ratio(entry["median"], ours) if ours else NOT_RUN,
                     str(entry["n_iter"]), f"{entry['gap']:.1e}", entry["note"],
                 ])
@@ -179,7 +184,7 @@ def reference_table(run):
                      "SoftmaxClassifier(tol=1e-10), float64" if fit else
                      "none (skcce rejects this X): lowest objective of all fits",
                      str(fit["n_iter"]) if fit else NOT_RUN,
-                     f"{fit['seconds']:.3g}" if fit else NOT_RUN])
+                     significant(fit["seconds"]) if fit else NOT_RUN])
     return Table("Reference optima (lowest of the reference fit and every fit)",
                  headers, rows)
 
