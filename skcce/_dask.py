@@ -48,7 +48,7 @@ from sklearn.utils.validation import validate_data
 
 from skcce._callbacks import LbfgsCallbackBridge, end_fit_callbacks, start_fit_callbacks
 from skcce._objective import CrossEntropyObjective
-from skcce._precondition import _ROWS_PER_PASS, rescaled
+from skcce._precondition import column_square_sums, rescaled
 from skcce._sparse import is_sparse, kernel_csr
 from skcce._targets import check_soft_targets, one_hot_labels
 from skcce._threads import effective_n_threads, single_threaded_blas
@@ -226,33 +226,6 @@ def _block_apply_class_weight(block, class_weight):
     return X, targets, sample_weight
 
 
-def _column_square_sums(X, sample_weight):
-    """``sum_i s_i x_ij^2`` per column, in float64.
-
-    Summed in the row passes of
-    :func:`skcce._precondition.weighted_column_mean_squares`, so that a single
-    block gives its totals bitwise.
-    """
-    n_samples, n_features = X.shape
-    totals = np.zeros(n_features)
-    for start in range(0, n_samples, _ROWS_PER_PASS):
-        stop = start + _ROWS_PER_PASS
-        weights = None if sample_weight is None else sample_weight[start:stop]
-        if is_sparse(X):
-            rows = X[start:stop]
-            squares = np.square(rows.data, dtype=np.float64)
-            if weights is not None:
-                squares *= np.repeat(weights, np.diff(rows.indptr))
-            totals += np.bincount(rows.indices, weights=squares, minlength=n_features)
-        else:
-            rows = np.asarray(X[start:stop], dtype=np.float64)
-            if weights is None:
-                totals += np.einsum("ij,ij->j", rows, rows)
-            else:
-                totals += np.einsum("i,ij,ij->j", weights, rows, rows)
-    return totals
-
-
 def _block_statistics(block, n_classes):
     """(weight sum, class mass, column square sums) of a block."""
     from skcce._classifier import _class_mass
@@ -263,7 +236,7 @@ def _block_statistics(block, n_classes):
     else:
         weight_sum = float(np.sum(sample_weight))
     return (weight_sum, _class_mass(targets, sample_weight, n_classes),
-            _column_square_sums(X, sample_weight))
+            column_square_sums(X, sample_weight))
 
 
 def _address_host(address):

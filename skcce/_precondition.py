@@ -24,6 +24,7 @@ CURVATURE_RATIO_LIMIT = 1e6
 # Diagonal curvature of a softmax logit, bounded by p (1 - p) <= 1/4.
 _LOGIT_CURVATURE = 0.25
 _ROWS_PER_PASS = 8192
+_DENSE_BLOCK_BYTES = 4 * 1024 * 1024
 
 
 def weighted_column_mean_squares(X, sample_weight=None):
@@ -32,15 +33,27 @@ def weighted_column_mean_squares(X, sample_weight=None):
     Chunks bound the temporary memory for float32 X (converted per chunk) and
     for sparse X (one block of rows' non-zeros at a time).
     """
+    n_samples = X.shape[0]
+    weight_sum = n_samples if sample_weight is None else float(np.sum(sample_weight))
+    return column_square_sums(X, sample_weight) / weight_sum
+
+
+def column_square_sums(X, sample_weight=None):
+    """``sum_i s_i x_ij^2`` per column, in float64, in row blocks.
+
+    Dense blocks are converted to float64 at most ~4 MiB at a time; sparse
+    blocks hold one block of rows' non-zeros.
+    """
     n_samples, n_features = X.shape
     block_sums = _sparse_block_square_sums if is_sparse(X) else _dense_block_square_sums
+    rows = _ROWS_PER_PASS if is_sparse(X) else max(1, min(
+        _ROWS_PER_PASS, _DENSE_BLOCK_BYTES // (8 * max(n_features, 1))))
     totals = np.zeros(n_features)
-    for start in range(0, n_samples, _ROWS_PER_PASS):
-        stop = start + _ROWS_PER_PASS
+    for start in range(0, n_samples, rows):
+        stop = start + rows
         weights = None if sample_weight is None else sample_weight[start:stop]
         totals += block_sums(X[start:stop], weights)
-    weight_sum = n_samples if sample_weight is None else float(np.sum(sample_weight))
-    return totals / weight_sum
+    return totals
 
 
 def _dense_block_square_sums(block, weights):

@@ -88,6 +88,20 @@ def test_dense_fit_peak_memory():
     assert ours < theirs
 
 
+def test_wide_float32_fit_peak_memory():
+    """Dense float32 20,000 x 784 (X: 60 MiB), K = 10: the fit's temporaries
+    stay small. The per-column statistics that decide whether to rescale the
+    optimizer's coordinates convert X to float64 a block at a time; blocks
+    of 8,192 rows would be 49 MiB here, so they are sized in bytes (4 MiB)."""
+    n, d, K = 20_000, 784, 10
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((n, d), dtype=np.float32)
+    y = _labels(X @ rng.normal(scale=0.1, size=(d, K)).astype(np.float32), rng)
+    SoftmaxClassifier(max_iter=2, n_jobs=1).fit(X[:500], y[:500])  # warm-up
+    ours, _ = _traced_peak(lambda: SoftmaxClassifier(max_iter=3, n_jobs=1).fit(X, y))
+    assert ours < 0.10 * X.nbytes + 2 * MiB, f"peak {ours / MiB:.1f} MiB"
+
+
 def _random_csr(n, d, nnz_per_row, rng):
     """CSR with ~nnz_per_row uniformly placed Gaussian non-zeros per row (the
     rare repeated columns are summed), int32 indices."""
