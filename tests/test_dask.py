@@ -56,7 +56,7 @@ def assert_same_model(dask_fit, numpy_fit, atol):
     np.testing.assert_allclose(dask_fit.intercept_, numpy_fit.intercept_, rtol=0, atol=atol)
 
 
-def test_import_skcce_does_not_import_dask():
+def test_import_skcce_does_not_import_dask(tmp_path):
     code = textwrap.dedent("""
         import sys
         import numpy as np
@@ -68,7 +68,9 @@ def test_import_skcce_does_not_import_dask():
         loaded = sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed"))
         assert not loaded, loaded
     """)
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    # From another directory: `python -c` in the source tree would import
+    # the unbuilt sources instead of the installed package.
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120, cwd=tmp_path)
 
 
 def test_dask_input_without_dask_is_an_explicit_error(monkeypatch):

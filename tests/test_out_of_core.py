@@ -105,7 +105,7 @@ def test_memmap_fit_keeps_anonymous_memory_bounded(tmp_path):
         del y
         result = subprocess.run(
             [sys.executable, "-c", _CHILD, str(path), str(n), str(d)],
-            capture_output=True, text=True, timeout=300,
+            capture_output=True, text=True, timeout=300, cwd=tmp_path,
         )
         assert result.returncode == 0, result.stderr
         measured = json.loads(result.stdout)

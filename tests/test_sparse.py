@@ -656,7 +656,7 @@ _CONVERSION_SCRIPT = textwrap.dedent("""
     ("csc", "X.indices[1] = 400  # a row index out of range"),
     ("coo", "X.row[1] = 400  # a row index out of range"),
 ])
-def test_other_formats_with_indices_out_of_range(fmt, mutate):
+def test_other_formats_with_indices_out_of_range(fmt, mutate, tmp_path):
     """CSC or COO with an index out of range is rejected with a ValueError.
 
     Run in a child process: if the matrix reached scipy's conversion to CSR
@@ -665,7 +665,8 @@ def test_other_formats_with_indices_out_of_range(fmt, mutate):
     happen inside the test process.
     """
     script = _CONVERSION_SCRIPT.format(fmt=fmt, mutate=mutate)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True,
+    # (run from another directory, so the child imports the installed package)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, cwd=tmp_path,
                             text=True, timeout=120)
     assert result.returncode == 0, (result.returncode, result.stdout, result.stderr)
     lines = result.stdout.splitlines()
