@@ -335,7 +335,7 @@ class SoftmaxClassifier(CallbackSupportMixin, _SoftmaxProbaMixin, LinearClassifi
             order="C", multi_output=True, reset=True,
         )
         if is_sparse(X):
-            X = kernel_csr(X)
+            X = kernel_csr(X, structure_checked=True)
         classes, targets = self._encode_targets(y)
         n_classes = classes.shape[0]
         sample_weight = _effective_sample_weight(

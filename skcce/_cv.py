@@ -260,7 +260,7 @@ class SoftmaxClassifierCV(_SoftmaxProbaMixin, LinearClassifierMixin, ClassifierM
             order="C", multi_output=True, reset=True,
         )
         if is_sparse(X):
-            X = kernel_csr(X)
+            X = kernel_csr(X, structure_checked=True)
         classes, targets = SoftmaxClassifier._encode_targets(y)
         soft = _is_soft(y)
         # What splitters and scorers see: the labels, or the soft targets.

@@ -34,9 +34,9 @@ cimport cython
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memset
-from libc.stdint cimport int32_t, int64_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
 from skcce._openmp cimport SKCCE_OPENMP_ENABLED, omp_get_max_threads
@@ -54,9 +54,27 @@ cdef extern from "_microkernel.h":
                         const float* R, Py_ssize_t Kp, double* G) noexcept nogil
     void skcce_exp_nonpositive_inplace(double* v, Py_ssize_t n) noexcept nogil
 
-cdef extern from "_prefetch.h":
-    void SKCCE_PREFETCH_READ(const void* p) noexcept nogil
-    void SKCCE_PREFETCH_WRITE(const void* p) noexcept nogil
+cdef extern from "_sparse_tiles.h":
+    void skcce_tile_gather_f64(const uint32_t* keys, const double* values,
+                               Py_ssize_t e0, Py_ssize_t e1, int shift,
+                               const double* wb, Py_ssize_t K, double* z,
+                               const double* stream, const double* stream_end,
+                               Py_ssize_t lines) noexcept nogil
+    void skcce_tile_gather_f32(const uint32_t* keys, const float* values,
+                               Py_ssize_t e0, Py_ssize_t e1, int shift,
+                               const double* wb, Py_ssize_t K, double* z,
+                               const double* stream, const double* stream_end,
+                               Py_ssize_t lines) noexcept nogil
+    double* skcce_tile_scatter_f64(const uint32_t* keys, const double* values,
+                                   Py_ssize_t e0, Py_ssize_t e1, int shift,
+                                   double* gb, Py_ssize_t K, const double* residuals,
+                                   double* stream, const double* stream_end,
+                                   Py_ssize_t lines) noexcept nogil
+    double* skcce_tile_scatter_f32(const uint32_t* keys, const float* values,
+                                   Py_ssize_t e0, Py_ssize_t e1, int shift,
+                                   double* gb, Py_ssize_t K, const double* residuals,
+                                   double* stream, const double* stream_end,
+                                   Py_ssize_t lines) noexcept nogil
 
 import numpy as np
 
@@ -555,26 +573,37 @@ def dense_loss_gradient(
     return loss_total
 
 
-# Values of the residual matrix per chunk of sparse rows (chunk_rows x K
-# float64: 512 KiB), so a chunk's residuals stay in cache while its gradient is
-# scattered.
+# The sparse kernel works on tiles: a chunk of rows keeps its logits (then
+# residuals) in the L2 cache, chunk_rows x K float64 (512 KiB), and the
+# coefficient and gradient rows are visited one *feature block* at a time (a
+# power of two of features whose K float64 coefficients take at most
+# SPARSE_BLOCK_BYTES, 128 KiB), the next block streamed in address order while
+# the current one is processed. Measured on CSR 100,000 x 100,000 with 100
+# non-zeros per row, K = 20: visiting the coefficient and gradient rows in the
+# rows' random order made every non-zero two random cache misses (the d x K
+# coefficients and gradient do not fit in the cache together); the tiles halve
+# the time of an evaluation.
 DEF SPARSE_CHUNK_VALUES = 65536
 DEF SPARSE_MIN_CHUNK_ROWS = 64
+# At most 2^16 rows: a tile entry stores the row within its chunk in 16 bits.
 DEF SPARSE_MAX_CHUNK_ROWS = 16384
 # Non-zeros per chunk (a chunk ends earlier when it would exceed this, unless
-# it is a single row): bounds the chunk's bucket lists (8 bytes per non-zero).
+# it is a single row): bounds the chunk's tile entries (12 bytes each).
 DEF SPARSE_CHUNK_NNZ = 262144
+DEF SPARSE_BLOCK_BYTES = 131072
+# At most 2^16 features per block: an entry stores the feature within its
+# block in 16 bits.
+DEF SPARSE_MAX_BLOCK_FEATURES = 65536
 # Fewest non-zeros per thread worth starting a thread for.
 DEF SPARSE_NNZ_PER_THREAD = 32768
-# Non-zeros ahead whose coefficient (or gradient) row is prefetched.
-DEF PREFETCH_AHEAD = 16
 
 
 def sparse_chunk_rows(Py_ssize_t n_classes):
     """Largest number of rows per chunk of the sparse kernel for K classes.
 
-    The sparse kernel's results do not depend on its chunks (nor on the
-    thread count): every sum runs over rows in row order.
+    The sparse kernel's results do not depend on the thread count: its chunks
+    and feature blocks depend on the data and K only, and every sum runs in a
+    fixed order.
 
     Parameters
     ----------
@@ -588,127 +617,190 @@ def sparse_chunk_rows(Py_ssize_t n_classes):
                        SPARSE_MIN_CHUNK_ROWS), SPARSE_MAX_CHUNK_ROWS))
 
 
-cdef inline void _prefetch_row(const double* row, Py_ssize_t n_values,
-                               bint for_write) noexcept nogil:
-    """Prefetch the cache lines of ``row[0:n_values]``."""
-    cdef Py_ssize_t off
-    for off in range(0, n_values, 8):
-        if for_write:
-            SKCCE_PREFETCH_WRITE(row + off)
-        else:
-            SKCCE_PREFETCH_READ(row + off)
+def sparse_block_shift(Py_ssize_t n_classes):
+    """log2 of the number of features per block of the sparse kernel.
 
+    The largest power of two of features (at most 2^16) whose K float64
+    coefficients take at most SPARSE_BLOCK_BYTES; at least one feature.
 
-cdef inline Py_ssize_t _feature_bucket(Py_ssize_t j, Py_ssize_t n_buckets) noexcept nogil:
-    """The bucket (thread) owning gradient row j, in [0, n_buckets).
+    Parameters
+    ----------
+    n_classes : int
 
-    Groups of 8 consecutive features (whole cache lines of the gradient for
-    any K) are spread over the buckets by multiplicative hashing, so that
-    popular features (low indices in text data) do not all land in one
-    bucket.
+    Returns
+    -------
+    shift : int
     """
-    cdef uint64_t h = ((<uint64_t> (j >> 3)) * 0x9E3779B97F4A7C15ULL) >> 32
-    return <Py_ssize_t> ((h * <uint64_t> n_buckets) >> 32)
+    cdef Py_ssize_t shift = 0, row_bytes = max(n_classes, 1) * 8
+    while ((2 << shift) <= SPARSE_MAX_BLOCK_FEATURES
+           and (2 << shift) * row_bytes <= SPARSE_BLOCK_BYTES):
+        shift += 1
+    return int(shift)
 
 
-cdef double _csr_row_residual(
-    const floating* data, const index_t* indices, index_t start, index_t end,
-    Py_ssize_t nnz, const double* weights_t, const double* intercept,
-    Py_ssize_t n_classes, const Targets* targets, Py_ssize_t i, const double* sw,
-    double* r, double* scratch,
+cdef inline Py_ssize_t _stream_block(
+    const double* next_block, Py_ssize_t block_values, Py_ssize_t n_entries,
+    bint for_write,
 ) noexcept nogil:
-    """Logits of one CSR row into ``r``, turned into its weighted residuals.
+    """Cache lines of the next block to prefetch per entry of this one.
 
-    ``r[k] = sum_p data[p] * W.T[indices[p], k]`` in float64, then the same
-    stable softmax, loss and residual as the dense kernel (``scratch``: K + 1
-    doubles). Returns the row's weighted loss.
+    While a block's entries are processed, the next block's coefficient (or
+    gradient) rows are prefetched in address order, a few lines per entry, so
+    that they arrive as a stream instead of as random misses.
     """
-    cdef Py_ssize_t k, K = n_classes
-    cdef index_t p
-    cdef double x
-    cdef const double* w
-    cdef const double* sw_i = NULL
-    if sw != NULL:
-        sw_i = sw + i
-    for k in range(K):
-        r[k] = 0.0
-    for p in range(start, end):
-        if p + PREFETCH_AHEAD < nnz:
-            _prefetch_row(weights_t + indices[p + PREFETCH_AHEAD] * K, K, False)
-        x = data[p]
-        w = weights_t + indices[p] * K
-        for k in range(K):
-            r[k] = r[k] + x * w[k]
-    return _softmax_residual_chunk(r, K, i, 1, K, intercept, targets, sw_i, NULL,
-                                   scratch)
+    if next_block == NULL:
+        return 0
+    return min(8, (block_values // 8) // max(n_entries, 1) + 1)
 
 
-cdef inline void _axpy_row(double* g, double x, const double* r,
-                           Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t k
-    for k in range(n):
-        g[k] = g[k] + x * r[k]
+cdef struct ChunkTiles:
+    # One chunk's non-zeros sorted by feature block (rows in order within a
+    # block), and the chunk's logits / residuals. Entry e of block b covers
+    # ``block_start[b] <= e < block_start[b + 1]``: its key is
+    # ``(row - chunk's first row) << 16 | (feature - b * block features)``,
+    # its value ``values[e]`` (X's dtype).
+    uint32_t* keys
+    void* values
+    Py_ssize_t* block_start
+    Py_ssize_t* block_next
+    Py_ssize_t* block_counts
+    double* z
+    double* scratch
+    Py_ssize_t row_start
+    Py_ssize_t row_end
+    double loss
 
 
-cdef void _csr_scatter_rows(
+cdef void _tile_chunk(
     const floating* data, const index_t* indices, const index_t* indptr,
-    Py_ssize_t nnz, Py_ssize_t row_start, Py_ssize_t row_end,
-    const double* residuals, Py_ssize_t n_classes, double* grad,
+    Py_ssize_t row_start, Py_ssize_t row_end, int block_shift, Py_ssize_t n_blocks,
+    ChunkTiles* tiles,
 ) noexcept nogil:
-    """``G[j, :] += x_ij * R[i, :]`` over the chunk's non-zeros, rows in order."""
-    cdef Py_ssize_t i, K = n_classes
-    cdef index_t p
+    """Sort the non-zeros of rows [row_start, row_end) by feature block.
+
+    A counting sort: the order within a block is the CSR order, i.e. rows in
+    order (and, within a row, the row's stored order).
+    """
+    cdef Py_ssize_t b, e, i
+    cdef index_t p, j
+    cdef uint32_t row_key, mask = (1u << block_shift) - 1
+    cdef Py_ssize_t* start = tiles.block_start
+    cdef Py_ssize_t* next_entry = tiles.block_next
+    cdef floating* values = <floating*> tiles.values
+    cdef Py_ssize_t* counts = tiles.block_counts
+    cdef index_t p_end = indptr[row_end]
+    # Four interleaved histograms: consecutive non-zeros often fall in the
+    # same block, and one histogram would chain their increments.
+    memset(counts, 0, 4 * n_blocks * sizeof(Py_ssize_t))
+    p = indptr[row_start]
+    while p + 4 <= p_end:
+        counts[indices[p] >> block_shift] += 1
+        counts[n_blocks + (indices[p + 1] >> block_shift)] += 1
+        counts[2 * n_blocks + (indices[p + 2] >> block_shift)] += 1
+        counts[3 * n_blocks + (indices[p + 3] >> block_shift)] += 1
+        p = p + 4
+    while p < p_end:
+        counts[indices[p] >> block_shift] += 1
+        p = p + 1
+    start[0] = 0
+    for b in range(n_blocks):
+        start[b + 1] = (start[b] + counts[b] + counts[n_blocks + b]
+                        + counts[2 * n_blocks + b] + counts[3 * n_blocks + b])
+        next_entry[b] = start[b]
     for i in range(row_start, row_end):
+        row_key = (<uint32_t> (i - row_start)) << 16
         for p in range(indptr[i], indptr[i + 1]):
-            if p + PREFETCH_AHEAD < nnz:
-                _prefetch_row(grad + indices[p + PREFETCH_AHEAD] * K, K, True)
-            _axpy_row(grad + indices[p] * K, data[p],
-                      residuals + (i - row_start) * K, K)
+            j = indices[p]
+            b = j >> block_shift
+            e = next_entry[b]
+            next_entry[b] = e + 1
+            tiles.keys[e] = row_key | (<uint32_t> j & mask)
+            values[e] = data[p]
 
 
-cdef void _count_row_buckets(
-    const index_t* indices, index_t start, index_t end, Py_ssize_t n_buckets,
-    Py_ssize_t* counts,
+cdef void _gather_logits(
+    const ChunkTiles* tiles, const floating* values_type, Py_ssize_t n_blocks,
+    int block_shift, const double* weights_t, Py_ssize_t n_features,
+    Py_ssize_t n_classes,
 ) noexcept nogil:
-    """Non-zeros of one row per bucket, into ``counts[0:n_buckets]``."""
-    cdef Py_ssize_t t
-    cdef index_t p
-    for t in range(n_buckets):
-        counts[t] = 0
-    for p in range(start, end):
-        counts[_feature_bucket(indices[p], n_buckets)] += 1
+    """``z[r, :] = sum x * W.T[j, :]`` over the chunk's entries, block by block.
+
+    For a row whose indices are sorted, the terms are added in CSR order.
+    ``values_type`` only selects the fused type (X's dtype).
+    """
+    cdef Py_ssize_t b, e0, e1, K = n_classes
+    cdef Py_ssize_t block_values = (<Py_ssize_t> 1 << block_shift) * K
+    cdef const double* wb
+    cdef const double* stream
+    cdef const double* stream_end = weights_t + n_features * K
+    memset(tiles.z, 0, (tiles.row_end - tiles.row_start) * K * sizeof(double))
+    for b in range(n_blocks):
+        wb = weights_t + (b << block_shift) * K
+        e0 = tiles.block_start[b]
+        e1 = tiles.block_start[b + 1]
+        stream = wb + block_values if b + 1 < n_blocks else NULL
+        if floating is double:
+            skcce_tile_gather_f64(tiles.keys, <const double*> tiles.values, e0, e1,
+                                  block_shift, wb, K, tiles.z, stream, stream_end,
+                                  _stream_block(stream, block_values, e1 - e0, False))
+        else:
+            skcce_tile_gather_f32(tiles.keys, <const float*> tiles.values, e0, e1,
+                                  block_shift, wb, K, tiles.z, stream, stream_end,
+                                  _stream_block(stream, block_values, e1 - e0, False))
 
 
-cdef void _fill_row_buckets(
-    const index_t* indices, index_t start, index_t end, Py_ssize_t n_buckets,
-    Py_ssize_t* next_slot, Py_ssize_t chunk_first_nz, int32_t local_row,
-    int32_t* slot_nz, int32_t* slot_row,
+cdef void _scatter_block(
+    const ChunkTiles* tiles, Py_ssize_t n_chunks, const floating* values_type,
+    Py_ssize_t b, Py_ssize_t n_blocks, int block_shift, Py_ssize_t n_features,
+    Py_ssize_t n_classes, double* grad_t,
 ) noexcept nogil:
-    """Append one row's non-zeros to their buckets' lists (row order kept)."""
-    cdef Py_ssize_t e, b
-    cdef index_t p
-    for p in range(start, end):
-        b = _feature_bucket(indices[p], n_buckets)
-        e = next_slot[b]
-        next_slot[b] = e + 1
-        slot_nz[e] = <int32_t> (p - chunk_first_nz)
-        slot_row[e] = local_row
+    """``G[j, :] += x * R[r, :]`` for the entries in feature block b of
+    ``n_chunks`` consecutive chunks, chunks in order, rows in order.
+
+    Meanwhile the gradient rows of block b + 1 (usually this thread's next
+    block) are prefetched in address order.
+    """
+    cdef Py_ssize_t c, K = n_classes, n_entries = 0, lines
+    cdef Py_ssize_t block_values = (<Py_ssize_t> 1 << block_shift) * K
+    cdef double* gb = grad_t + (b << block_shift) * K
+    cdef double* stream = gb + block_values if b + 1 < n_blocks else NULL
+    cdef const double* stream_end = grad_t + n_features * K
+    for c in range(n_chunks):
+        n_entries += tiles[c].block_start[b + 1] - tiles[c].block_start[b]
+    lines = _stream_block(stream, block_values, n_entries, True)
+    for c in range(n_chunks):
+        if floating is double:
+            stream = skcce_tile_scatter_f64(
+                tiles[c].keys, <const double*> tiles[c].values,
+                tiles[c].block_start[b], tiles[c].block_start[b + 1], block_shift,
+                gb, K, tiles[c].z, stream, stream_end, lines)
+        else:
+            stream = skcce_tile_scatter_f32(
+                tiles[c].keys, <const float*> tiles[c].values,
+                tiles[c].block_start[b], tiles[c].block_start[b + 1], block_shift,
+                gb, K, tiles[c].z, stream, stream_end, lines)
 
 
-cdef void _csr_scatter_bucket(
-    const floating* data, const index_t* indices, Py_ssize_t chunk_first_nz,
-    const int32_t* slot_nz, const int32_t* slot_row, Py_ssize_t e_start,
-    Py_ssize_t e_end, const double* residuals, Py_ssize_t n_classes, double* grad,
+cdef void _chunk_residuals(
+    const floating* data, const index_t* indices, const index_t* indptr,
+    Py_ssize_t row_start, Py_ssize_t row_end, int block_shift, Py_ssize_t n_blocks,
+    const double* weights_t, Py_ssize_t n_features, const double* intercept,
+    Py_ssize_t n_classes, const Targets* targets, const double* sw,
+    ChunkTiles* tiles,
 ) noexcept nogil:
-    """The gradient update of one bucket's non-zeros, in row order."""
-    cdef Py_ssize_t e, p, K = n_classes
-    for e in range(e_start, e_end):
-        if e + PREFETCH_AHEAD < e_end:
-            _prefetch_row(
-                grad + indices[chunk_first_nz + slot_nz[e + PREFETCH_AHEAD]] * K,
-                K, True)
-        p = chunk_first_nz + slot_nz[e]
-        _axpy_row(grad + indices[p] * K, data[p], residuals + slot_row[e] * K, K)
+    """Tile one chunk, then its logits, loss and weighted residuals."""
+    cdef const double* sw_chunk = NULL
+    if sw != NULL:
+        sw_chunk = sw + row_start
+    tiles.row_start = row_start
+    tiles.row_end = row_end
+    _tile_chunk(data, indices, indptr, row_start, row_end, block_shift, n_blocks,
+                tiles)
+    _gather_logits(tiles, data, n_blocks, block_shift, weights_t, n_features,
+                   n_classes)
+    tiles.loss = _softmax_residual_chunk(
+        tiles.z, n_classes, row_start, row_end - row_start, n_classes, intercept,
+        targets, sw_chunk, NULL, tiles.scratch)
 
 
 def _sparse_chunks(const index_t[::1] indptr, Py_ssize_t max_rows):
@@ -746,24 +838,25 @@ def csr_loss_gradient(
 ):
     """Sum of weighted crossentropies and its gradient for CSR X, in one pass.
 
-    The sparse counterpart of :func:`dense_loss_gradient`. Rows are processed
-    in chunks; for each chunk:
+    The sparse counterpart of :func:`dense_loss_gradient`. Rows are cut into
+    chunks and features into blocks (:func:`sparse_chunk_rows`,
+    :func:`sparse_block_shift`). Chunks are processed in waves of one chunk
+    per thread:
 
-    1. in parallel over rows: the row's logits from its non-zeros (float64),
-       stable softmax, loss and weighted residuals into a chunk_rows x K
-       buffer;
-    2. the gradient rows ``G[j, :] += x_ij * R[i, :]``. With one thread, in
-       row order. With T threads, the gradient rows are split into T buckets
-       (groups of 8 features, hashed); the chunk's non-zeros are listed per
-       bucket in row order (a counting sort, in parallel over rows), then
-       each thread updates the rows of one bucket.
+    1. each thread sorts its chunk's non-zeros by feature block (a counting
+       sort, rows kept in order within a block), computes the chunk's logits
+       block by block in float64 (the block's coefficient rows stay in
+       cache), then the stable softmax, loss and weighted residuals;
+    2. the threads share out the feature blocks: for its blocks, a thread
+       updates the gradient rows ``G[j, :] += x_ij * R[i, :]`` with the
+       wave's chunks in order.
 
-    Each gradient entry is thus updated by one thread, in row order, and the
-    loss and intercept sums run in row order: the result is bitwise identical
-    for every thread count. No per-thread copy of the d x K gradient exists:
-    memory is O(chunk_rows x K + chunk non-zeros) whatever n_features.
-    Indices must lie in [0, n_features) and indptr must be non-decreasing
-    from 0 to nnz (checked by the caller).
+    Each gradient entry is thus updated by one thread, in row order; losses
+    and intercept sums are added in chunk order: the result is bitwise
+    identical for every thread count. No per-thread copy of the d x K
+    gradient exists: memory is O(threads x (chunk_rows x K + chunk non-zeros
+    + blocks)) whatever n_features. Indices must lie in [0, n_features) and
+    indptr must be non-decreasing from 0 to nnz (checked by the caller).
 
     Parameters
     ----------
@@ -786,10 +879,10 @@ def csr_loss_gradient(
     """
     cdef Py_ssize_t n = indptr.shape[0] - 1, d = n_features, K = weights_t.shape[1]
     cdef bint fit_intercept = intercept is not None
-    cdef Py_ssize_t c, c0, c1, i, k, t, running, count, first_nz, largest_nnz
+    cdef Py_ssize_t c, i, k, s, b, wave, wave_size, largest_nnz, chunk_rows, n_chunks
     cdef Py_ssize_t nnz = data.shape[0]
-    cdef Py_ssize_t n_buckets
-    cdef int T
+    cdef Py_ssize_t n_blocks
+    cdef int T, block_shift
     cdef double loss_total = 0.0
     cdef const floating* dp = NULL
     cdef const index_t* ip = NULL
@@ -800,13 +893,8 @@ def csr_loss_gradient(
     cdef const Py_ssize_t* bounds_p
     cdef double* gp
     cdef double* gb = NULL
-    cdef double* r_buf = NULL
-    cdef double* e_buf = NULL
-    cdef double* loss_rows = NULL
-    cdef Py_ssize_t* slots = NULL
-    cdef Py_ssize_t* bucket_start = NULL
-    cdef int32_t* slot_nz = NULL
-    cdef int32_t* slot_row = NULL
+    cdef ChunkTiles* tiles = NULL
+    cdef ChunkTiles* tile
     cdef Targets targets
 
     if n < 0:
@@ -843,73 +931,62 @@ def csr_loss_gradient(
     bounds, largest_nnz = _sparse_chunks(indptr, chunk_rows)
     cdef const Py_ssize_t[::1] bounds_view = bounds
     bounds_p = &bounds_view[0]
+    n_chunks = bounds_view.shape[0] - 1
+    block_shift = sparse_block_shift(K)
+    n_blocks = max(1, (d + (1 << block_shift) - 1) >> block_shift)
     # Threads only where there is work for them (the result does not depend
     # on their number): small problems run on one.
-    T = <int> max(1, min(n_threads, nnz // SPARSE_NNZ_PER_THREAD))
-    # Bucket lists hold int32 offsets within a chunk: a single row with 2^31
-    # non-zeros or more is scattered by one thread.
-    n_buckets = T if d > 0 and largest_nnz < 2147483647 else 1
-    r_buf = <double*> malloc(chunk_rows * K * sizeof(double))
-    e_buf = <double*> malloc(chunk_rows * (K + 1) * sizeof(double))
-    loss_rows = <double*> malloc(chunk_rows * sizeof(double))
-    if n_buckets > 1:
-        slots = <Py_ssize_t*> malloc(chunk_rows * n_buckets * sizeof(Py_ssize_t))
-        bucket_start = <Py_ssize_t*> malloc((n_buckets + 1) * sizeof(Py_ssize_t))
-        slot_nz = <int32_t*> malloc(max(largest_nnz, 1) * sizeof(int32_t))
-        slot_row = <int32_t*> malloc(max(largest_nnz, 1) * sizeof(int32_t))
+    T = <int> max(1, min(n_threads, nnz // SPARSE_NNZ_PER_THREAD, n_chunks))
+    tiles = <ChunkTiles*> calloc(T, sizeof(ChunkTiles))
     try:
-        if (r_buf == NULL or e_buf == NULL or loss_rows == NULL or (n_buckets > 1 and (
-                slots == NULL or bucket_start == NULL or slot_nz == NULL
-                or slot_row == NULL))):
+        if tiles == NULL:
             raise MemoryError()
+        for s in range(T):
+            tiles[s].keys = <uint32_t*> malloc(max(largest_nnz, 1) * sizeof(uint32_t))
+            tiles[s].values = malloc(max(largest_nnz, 1) * sizeof(floating))
+            tiles[s].block_start = <Py_ssize_t*> malloc((n_blocks + 1) * sizeof(Py_ssize_t))
+            tiles[s].block_next = <Py_ssize_t*> malloc(n_blocks * sizeof(Py_ssize_t))
+            tiles[s].block_counts = <Py_ssize_t*> malloc(4 * n_blocks * sizeof(Py_ssize_t))
+            tiles[s].z = <double*> malloc(chunk_rows * K * sizeof(double))
+            tiles[s].scratch = <double*> malloc(chunk_rows * (K + 1) * sizeof(double))
+            if (tiles[s].keys == NULL or tiles[s].values == NULL
+                    or tiles[s].block_start == NULL or tiles[s].block_next == NULL
+                    or tiles[s].block_counts == NULL
+                    or tiles[s].z == NULL or tiles[s].scratch == NULL):
+                raise MemoryError()
         with nogil:
-            for c in range(bounds_view.shape[0] - 1):
-                c0 = bounds_p[c]
-                c1 = bounds_p[c + 1]
-                first_nz = pp[c0]
-                for i in prange(c0, c1, num_threads=T, schedule="static"):
-                    loss_rows[i - c0] = _csr_row_residual(
-                        dp, ip, pp[i], pp[i + 1], nnz, wp, bp, K,
-                        &targets, i, sw, r_buf + (i - c0) * K,
-                        e_buf + (i - c0) * (K + 1))
-                    if n_buckets > 1:
-                        _count_row_buckets(ip, pp[i], pp[i + 1], n_buckets,
-                                           slots + (i - c0) * n_buckets)
-                if n_buckets == 1:
-                    _csr_scatter_rows(dp, ip, pp, nnz, c0, c1, r_buf, K, gp)
-                else:
-                    # Exclusive prefix sums, bucket-major: each bucket's list
-                    # is contiguous and in row order.
-                    running = 0
-                    for t in range(n_buckets):
-                        bucket_start[t] = running
-                        for i in range(c1 - c0):
-                            count = slots[i * n_buckets + t]
-                            slots[i * n_buckets + t] = running
-                            running = running + count
-                    bucket_start[n_buckets] = running
-                    for i in prange(c0, c1, num_threads=T, schedule="static"):
-                        _fill_row_buckets(ip, pp[i], pp[i + 1], n_buckets,
-                                          slots + (i - c0) * n_buckets, first_nz,
-                                          <int32_t> (i - c0), slot_nz, slot_row)
-                    for t in prange(n_buckets, num_threads=T, schedule="static",
-                                    chunksize=1):
-                        _csr_scatter_bucket(dp, ip, first_nz, slot_nz, slot_row,
-                                            bucket_start[t], bucket_start[t + 1],
-                                            r_buf, K, gp)
-                for i in range(c1 - c0):
-                    loss_total = loss_total + loss_rows[i]
+            wave = 0
+            while wave < n_chunks:
+                wave_size = min(T, n_chunks - wave)
+                for s in prange(wave_size, num_threads=T, schedule="static",
+                                chunksize=1):
+                    _chunk_residuals(dp, ip, pp, bounds_p[wave + s],
+                                     bounds_p[wave + s + 1], block_shift, n_blocks,
+                                     wp, d, bp, K, &targets, sw, &tiles[s])
+                # Contiguous ranges of blocks per thread: each thread's next
+                # block is (mostly) its own, for the prefetch.
+                for b in prange(n_blocks, num_threads=T, schedule="static"):
+                    _scatter_block(tiles, wave_size, dp, b, n_blocks, block_shift, d,
+                                   K, gp)
+                for s in range(wave_size):
+                    tile = &tiles[s]
+                    loss_total = loss_total + tile.loss
                     if fit_intercept:
-                        for k in range(K):
-                            gb[k] = gb[k] + r_buf[i * K + k]
+                        for i in range(tile.row_end - tile.row_start):
+                            for k in range(K):
+                                gb[k] = gb[k] + tile.z[i * K + k]
+                wave = wave + wave_size
     finally:
-        free(r_buf)
-        free(e_buf)
-        free(loss_rows)
-        free(slots)
-        free(bucket_start)
-        free(slot_nz)
-        free(slot_row)
+        if tiles != NULL:
+            for s in range(T):
+                free(tiles[s].keys)
+                free(tiles[s].values)
+                free(tiles[s].block_start)
+                free(tiles[s].block_next)
+                free(tiles[s].block_counts)
+                free(tiles[s].z)
+                free(tiles[s].scratch)
+            free(tiles)
     return loss_total
 
 

@@ -83,7 +83,7 @@ def crossentropy_loss_gradient(coef, X, y, *, sample_weight=None, l2_reg_strengt
     X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C",
                     input_name="X", ensure_all_finite=False)
     if is_sparse(X):
-        X = kernel_csr(X)
+        X = kernel_csr(X, structure_checked=True)
     coef = check_array(coef, dtype=np.float64, ensure_2d=True, input_name="coef",
                        ensure_min_samples=1, ensure_min_features=1)
     n_classes, n_dof = coef.shape

@@ -27,6 +27,9 @@ import numpy as np
 from skcce import _kernel
 from skcce._sparse import is_sparse
 
+# Values per block of the penalty's gradient update (256 KiB of float64).
+_PENALTY_BLOCK_VALUES = 32768
+
 
 class CrossEntropyObjective:
     """Loss and gradient of the regularized crossentropy on fixed data.
@@ -172,5 +175,13 @@ class CrossEntropyObjective:
             weights_t = params.reshape(self.n_dof, self.n_classes)[: self.n_features]
             loss += 0.5 * self.l2_reg_strength * float(np.vdot(weights_t, weights_t))
             grad_t = grad.reshape(self.n_dof, self.n_classes)
-            grad_t[: self.n_features] += self.l2_reg_strength * weights_t
+            # In row blocks: a temporary as large as the coefficients would
+            # cost more (fresh pages) than the addition itself.
+            rows = max(1, _PENALTY_BLOCK_VALUES // max(self.n_classes, 1))
+            scaled = np.empty((min(rows, self.n_features), self.n_classes))
+            for start in range(0, self.n_features, rows):
+                block = slice(start, min(start + rows, self.n_features))
+                out = scaled[: block.stop - block.start]
+                np.multiply(self.l2_reg_strength, weights_t[block], out=out)
+                grad_t[block] += out
         return loss, grad

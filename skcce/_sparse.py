@@ -17,12 +17,16 @@ def is_sparse(X):
     return sp.issparse(X)
 
 
-def kernel_csr(X):
+def kernel_csr(X, structure_checked=False):
     """X as a CSR matrix whose index arrays the sparse kernel can read.
 
     Parameters
     ----------
     X : scipy sparse matrix or array, float32 or float64 values
+    structure_checked : bool, default=False
+        Whether the caller has already passed X, or the matrix X was converted
+        from, through :func:`check_sparse_structure` (scipy's conversions of a
+        well-formed matrix are well-formed): the O(nnz) check is then skipped.
 
     Returns
     -------
@@ -45,7 +49,8 @@ def kernel_csr(X):
         X = X.copy()
         X.indices = X.indices.astype(index_dtype)
         X.indptr = X.indptr.astype(index_dtype)
-    _check_csr_structure(X)
+    if not structure_checked:
+        _check_csr_structure(X)
     return X
 
 

@@ -329,6 +329,42 @@ def test_sparse_gradient_finite_differences(dtype, fit_intercept):
     assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("n, d, K, density", [
+    (300, 20_000, 3, 0.002),    # 2^15 features per block: one partial block
+    (2500, 9_000, 20, 0.01),    # 2^9 features per block: 18 blocks
+    (900, 4_000, 33, 0.02),     # K above the kernel's unrolled cases
+    (40, 7, 5000, 0.6),         # 2 features per block (K x 8 bytes is large)
+])
+def test_feature_blocks_match_dense_reference(n, d, K, density):
+    """The sparse kernel visits features block by block (blocks of
+    ``2**sparse_block_shift(K)`` features): wide data spanning many blocks,
+    a last partial block, and blocks of two features give the dense NumPy
+    reference at rtol 1e-12, bitwise identically for n_jobs 1, 2 and 3."""
+    shift = _kernel.sparse_block_shift(K)
+    assert 2 ** shift * K * 8 <= 131072 or shift == 0
+    rng = np.random.default_rng(21)
+    X = sp.random(n, d, density=density, format="csr", random_state=22)
+    X.data = rng.standard_normal(X.nnz)
+    # Unsorted indices within rows: the kernel must not rely on sorted rows.
+    X.has_sorted_indices = False
+    for i in range(0, n, 3):
+        lo, hi = X.indptr[i], X.indptr[i + 1]
+        X.indices[lo:hi] = X.indices[lo:hi][::-1].copy()
+        X.data[lo:hi] = X.data[lo:hi][::-1].copy()
+    y = rng.integers(0, K, size=n)
+    sw = rng.uniform(0.5, 2.0, size=n)
+    coef = rng.normal(scale=0.3, size=(K, d + 1))
+    results = [skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw,
+                                                l2_reg_strength=0.01, n_jobs=n_jobs)
+               for n_jobs in (1, 2, 3)]
+    ref_loss, ref_grad = ref_objective(coef, X.toarray(), y, sw, 0.01, True, 0.0)
+    assert_allclose(results[0][0], ref_loss, rtol=1e-12)
+    assert_grad_close(results[0][1], ref_grad, rtol=1e-12, atol_factor=1e-12)
+    for loss, grad in results[1:]:
+        assert loss == results[0][0]
+        assert np.array_equal(grad, results[0][1])
+
+
 def _heavy_rows_problem(index_dtype):
     """Rows of ~600 non-zeros: chunks are also cut by their non-zero count."""
     n, d, K = 4500, 1000, 64
