@@ -357,34 +357,7 @@ class SoftmaxClassifier(CallbackSupportMixin, _SoftmaxProbaMixin, LinearClassifi
             return _model_attributes(params, objective, classes, X.dtype)
 
         metadata = None if sample_weight is None else {"sample_weight": sample_weight}
-        callback_context = start_fit_callbacks(self, self.max_iter, X, y, metadata)
-        bridge = None
-        if callback_context is not None:
-            bridge = LbfgsCallbackBridge(
-                callback_context, self, X, y, metadata, model_attributes, params0)
-        recorder = _IterationRecorder(
-            problem, verbose=self.verbose,
-            on_iteration=None if bridge is None else bridge.iteration_done,
-        )
-
-        with single_threaded_blas():
-            result = _minimize_lbfgs(
-                recorder.loss_gradient, problem.to_internal(params0),
-                max_iter=self.max_iter, tol=self.tol, callback=recorder.callback,
-            )
-            final_gradient_norm = recorder.gradient_norm_at(result.x)
-        if bridge is not None:
-            bridge.close()
-        n_iter = self._check_convergence(result)
-
-        fitted = model_attributes(problem.from_internal(result.x))
-        fitted.update({
-            "n_iter_": np.array([n_iter], dtype=np.int32),
-            "loss_curve_": list(recorder.loss_curve),
-            "final_gradient_norm_": final_gradient_norm,
-        })
-        end_fit_callbacks(callback_context, self, X, y, metadata, fitted)
-        return fitted
+        return _fit_lbfgs(self, problem, params0, model_attributes, X, y, metadata)
 
     @staticmethod
     def _encode_targets(y):
@@ -527,6 +500,64 @@ def _class_weights(class_weight_param, targets, classes, sample_weight):
 def _l2_reg_strength(C, weight_sum):
     """The objective's penalty factor for C: ``1 / (C * S)``, 0 for C = inf."""
     return 0.0 if np.isinf(C) else 1.0 / (C * weight_sum)
+
+
+def _fit_lbfgs(estimator, problem, params0, model_attributes, X, y, metadata):
+    """Minimize ``problem`` from ``params0``; the fitted attributes.
+
+    The L-BFGS run of :meth:`SoftmaxClassifier.fit`, shared by the in-memory
+    and the Dask fits: scikit-learn callbacks around it, the iteration
+    recorder (``loss_curve_``, verbose output), BLAS held to one thread, the
+    convergence warning.
+
+    Parameters
+    ----------
+    estimator : SoftmaxClassifier
+        Supplies ``max_iter``, ``tol``, ``verbose`` and the callbacks; not
+        modified.
+    problem : object
+        The objective in the optimizer's coordinates (see
+        :func:`skcce._precondition.rescaled`).
+    params0 : ndarray
+        Starting point, in the objective's flat layout.
+    model_attributes : callable
+        Flat parameters -> dict of fitted attributes (``coef_``, ...).
+    X, y, metadata
+        Passed to the callbacks.
+
+    Returns
+    -------
+    fitted : dict
+        ``model_attributes`` at the solution, plus ``n_iter_``,
+        ``loss_curve_`` and ``final_gradient_norm_``.
+    """
+    callback_context = start_fit_callbacks(estimator, estimator.max_iter, X, y, metadata)
+    bridge = None
+    if callback_context is not None:
+        bridge = LbfgsCallbackBridge(
+            callback_context, estimator, X, y, metadata, model_attributes, params0)
+    recorder = _IterationRecorder(
+        problem, verbose=estimator.verbose,
+        on_iteration=None if bridge is None else bridge.iteration_done,
+    )
+    with single_threaded_blas():
+        result = _minimize_lbfgs(
+            recorder.loss_gradient, problem.to_internal(params0),
+            max_iter=estimator.max_iter, tol=estimator.tol, callback=recorder.callback,
+        )
+        final_gradient_norm = recorder.gradient_norm_at(result.x)
+    if bridge is not None:
+        bridge.close()
+    n_iter = estimator._check_convergence(result)
+
+    fitted = model_attributes(problem.from_internal(result.x))
+    fitted.update({
+        "n_iter_": np.array([n_iter], dtype=np.int32),
+        "loss_curve_": list(recorder.loss_curve),
+        "final_gradient_norm_": final_gradient_norm,
+    })
+    end_fit_callbacks(callback_context, estimator, X, y, metadata, fitted)
+    return fitted
 
 
 def _minimize_lbfgs(loss_gradient, x0, *, max_iter, tol, callback=None):

@@ -46,7 +46,6 @@ from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from skcce._callbacks import LbfgsCallbackBridge, end_fit_callbacks, start_fit_callbacks
 from skcce._objective import CrossEntropyObjective
 from skcce._precondition import column_square_sums, rescaled
 from skcce._sparse import is_sparse, kernel_csr
@@ -499,9 +498,8 @@ def fit_dask(estimator, X, y, sample_weight=None):
     """
     from skcce._classifier import (
         _class_weights,
-        _IterationRecorder,
+        _fit_lbfgs,
         _l2_reg_strength,
-        _minimize_lbfgs,
         _model_attributes,
     )
 
@@ -606,35 +604,9 @@ def fit_dask(estimator, X, y, sample_weight=None):
             return _model_attributes(params, objective, classes, dtype)
 
         metadata = {"sample_weight": sample_weight} if weighted else None
-        callback_context = start_fit_callbacks(estimator, estimator.max_iter, X, y, metadata)
-        bridge = None
-        if callback_context is not None:
-            bridge = LbfgsCallbackBridge(
-                callback_context, estimator, X, y, metadata, model_attributes, params0)
-        recorder = _IterationRecorder(
-            problem, verbose=estimator.verbose,
-            on_iteration=None if bridge is None else bridge.iteration_done,
-        )
-        with single_threaded_blas():
-            result = _minimize_lbfgs(
-                recorder.loss_gradient, problem.to_internal(params0),
-                max_iter=estimator.max_iter, tol=estimator.tol, callback=recorder.callback,
-            )
-            final_gradient_norm = recorder.gradient_norm_at(result.x)
-        if bridge is not None:
-            bridge.close()
+        return _fit_lbfgs(estimator, problem, params0, model_attributes, X, y, metadata)
     finally:
         store.release()
-    n_iter = estimator._check_convergence(result)
-
-    fitted = model_attributes(problem.from_internal(result.x))
-    fitted.update({
-        "n_iter_": np.array([n_iter], dtype=np.int32),
-        "loss_curve_": list(recorder.loss_curve),
-        "final_gradient_norm_": final_gradient_norm,
-    })
-    end_fit_callbacks(callback_context, estimator, X, y, metadata, fitted)
-    return fitted
 
 
 # ---------------------------------------------------------------------------

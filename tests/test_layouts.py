@@ -12,8 +12,6 @@ gives, and the float32 model is the float64 one up to float32 accuracy,
 measured with the float64 objective.
 """
 
-import gc
-import tracemalloc
 import warnings
 
 import numpy as np
@@ -25,6 +23,7 @@ from sklearn.linear_model import LogisticRegression
 
 from skcce import SoftmaxClassifier, crossentropy_loss_gradient
 from _reference import full_coef
+from _memory import traced_peak
 
 MiB = 2**20
 FIT = dict(tol=1e-8, max_iter=300, n_jobs=2)
@@ -364,16 +363,6 @@ def test_sparse_float32_fit_is_the_float64_fit(index_dtype):
     assert abs(f32 - f64) / f64 < 1e-12
 
 
-def _traced_peak(fn):
-    gc.collect()
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_float32_input_is_never_copied_to_float64():
     """tracemalloc peak of fitting 100,000 x 50 float32 X (19 MiB).
@@ -390,9 +379,9 @@ def test_float32_input_is_never_copied_to_float64():
     y = rng.integers(0, K, size=n)
     X[np.arange(n), y] += 1.0
     SoftmaxClassifier(max_iter=2).fit(X[:500], y[:500])  # warm-up: imports, BLAS
-    peak_c = _traced_peak(lambda: SoftmaxClassifier(max_iter=5).fit(X, y))
+    peak_c, _ = traced_peak(lambda: SoftmaxClassifier(max_iter=5).fit(X, y))
     X_f = np.asfortranarray(X)
-    peak_f = _traced_peak(lambda: SoftmaxClassifier(max_iter=5).fit(X_f, y))
+    peak_f, _ = traced_peak(lambda: SoftmaxClassifier(max_iter=5).fit(X_f, y))
     print(f"\nfloat32 fit peaks: C order {peak_c / MiB:.1f} MiB, Fortran "
           f"{peak_f / MiB:.1f} MiB, X {X.nbytes / MiB:.1f} MiB")
     assert peak_c < 0.3 * X.nbytes, f"{peak_c / MiB:.1f} MiB"

@@ -22,8 +22,6 @@ cores are busy with other processes two-thread fits of this size took 5 to 10
 times longer.
 """
 
-import gc
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -31,22 +29,12 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
 from skcce import SoftmaxClassifier
+from _memory import traced_peak
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::sklearn.exceptions.ConvergenceWarning")
 
 MiB = 2**20
-
-
-def _traced_peak(fn):
-    """Peak traced memory (bytes) during fn(), and fn's result."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        result = fn()
-        return tracemalloc.get_traced_memory()[1], result
-    finally:
-        tracemalloc.stop()
 
 
 def _labels(scores, rng):
@@ -75,8 +63,8 @@ def test_dense_fit_peak_memory():
     SoftmaxClassifier(max_iter=2, n_jobs=1).fit(X[:2000], y[:2000])  # warm-up
     LogisticRegression(max_iter=2).fit(X[:2000], y[:2000])
 
-    ours, clf = _traced_peak(lambda: SoftmaxClassifier(max_iter=3, n_jobs=1).fit(X, y))
-    theirs, _ = _traced_peak(lambda: LogisticRegression(max_iter=2).fit(X, y))
+    ours, clf = traced_peak(lambda: SoftmaxClassifier(max_iter=3, n_jobs=1).fit(X, y))
+    theirs, _ = traced_peak(lambda: LogisticRegression(max_iter=2).fit(X, y))
     n_by_k = n * K * 8
     bound = 0.10 * X.nbytes + 2 * MiB
     print(f"\ndense fit peaks: SoftmaxClassifier {ours / MiB:.1f} MiB "
@@ -98,7 +86,7 @@ def test_wide_float32_fit_peak_memory():
     X = rng.standard_normal((n, d), dtype=np.float32)
     y = _labels(X @ rng.normal(scale=0.1, size=(d, K)).astype(np.float32), rng)
     SoftmaxClassifier(max_iter=2, n_jobs=1).fit(X[:500], y[:500])  # warm-up
-    ours, _ = _traced_peak(lambda: SoftmaxClassifier(max_iter=3, n_jobs=1).fit(X, y))
+    ours, _ = traced_peak(lambda: SoftmaxClassifier(max_iter=3, n_jobs=1).fit(X, y))
     assert ours < 0.10 * X.nbytes + 2 * MiB, f"peak {ours / MiB:.1f} MiB"
 
 
@@ -141,8 +129,8 @@ def test_sparse_fit_peak_memory():
     SoftmaxClassifier(max_iter=2, n_jobs=1).fit(X[:2000], y[:2000])  # warm-up
     LogisticRegression(max_iter=2).fit(X[:2000], y[:2000])
 
-    ours, clf = _traced_peak(lambda: SoftmaxClassifier(max_iter=3, n_jobs=1).fit(X, y))
-    theirs, _ = _traced_peak(lambda: LogisticRegression(max_iter=2).fit(X, y))
+    ours, clf = traced_peak(lambda: SoftmaxClassifier(max_iter=3, n_jobs=1).fit(X, y))
+    theirs, _ = traced_peak(lambda: LogisticRegression(max_iter=2).fit(X, y))
     n_by_k = n * K * 8
     bound = 0.10 * X_bytes + 2 * MiB + 42 * n_params * 8
     print(f"\nsparse fit peaks: SoftmaxClassifier {ours / MiB:.1f} MiB "
@@ -166,7 +154,7 @@ def test_dense_predict_proba_peak_memory():
     clf = SoftmaxClassifier(max_iter=20, n_jobs=1).fit(X[:5000], y)
     assert len(clf.classes_) == K
     clf.predict_proba(X[:1000])  # warm-up
-    peak, proba = _traced_peak(lambda: clf.predict_proba(X))
+    peak, proba = traced_peak(lambda: clf.predict_proba(X))
     print(f"\npredict_proba peak {peak / MiB:.1f} MiB, result "
           f"{proba.nbytes / MiB:.1f} MiB")
     assert proba.shape == (n, K) and proba.dtype == np.float64

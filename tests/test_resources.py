@@ -10,7 +10,6 @@ doubles = 12 MiB for a leaked n x K array, 2,000 calls x 21 x 4 doubles
 
 import gc
 import os
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 
 import skcce
 from skcce import SoftmaxClassifier
+from _memory import traced_peak
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
@@ -86,16 +86,6 @@ def test_repeated_kernel_calls_do_not_grow_resident_memory():
     assert np.array_equal(last[1], first[1999 % 6][1])
 
 
-def _traced_peak(fn):
-    gc.collect()
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def test_fit_peak_memory_is_small_and_below_logistic_regression():
     """tracemalloc peak of one fit on 100,000 x 50 float64, K = 10.
 
@@ -110,8 +100,8 @@ def test_fit_peak_memory_is_small_and_below_logistic_regression():
     SoftmaxClassifier(max_iter=2).fit(X[:500], y[:500])  # warm-up imports
     LogisticRegression(max_iter=2).fit(X[:500], y[:500])
 
-    ours = _traced_peak(lambda: SoftmaxClassifier(max_iter=20).fit(X, y))
-    theirs = _traced_peak(lambda: LogisticRegression(max_iter=2).fit(X, y))
+    ours, _ = traced_peak(lambda: SoftmaxClassifier(max_iter=20).fit(X, y))
+    theirs, _ = traced_peak(lambda: LogisticRegression(max_iter=2).fit(X, y))
     n_by_k = n * k * 8
     assert ours < 0.10 * X.nbytes + 2 * MiB, f"peak {ours / MiB:.2f} MiB"
     assert theirs > n_by_k, f"LogisticRegression peak {theirs / MiB:.2f} MiB"
