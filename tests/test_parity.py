@@ -381,3 +381,23 @@ def test_binary_unpenalized(weighted):
     sw = np.random.default_rng(8).uniform(0.5, 2.0, size=len(y)) if weighted else None
     fs = Fitted(X, y, sample_weight=sw, C=np.inf, lr_C=np.inf).check()
     _check_binary_extras(fs)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_default_fit_follows_logistic_regression_path(seed):
+    """At default settings (tol=1e-4, stopped far from the optimum) the fit
+    starts where LogisticRegression starts and runs the same optimizer on the
+    same objective, so it stops at the same iterate: same n_iter_, and the
+    same coefficients to far better than their distance to the optimum (a
+    different starting point would stop elsewhere, ~1e-3 away here)."""
+    X, y = make_classification(n_samples=3000, n_features=30, n_informative=20,
+                               n_classes=5, n_clusters_per_class=1, random_state=seed)
+    X = StandardScaler().fit_transform(X)
+    ours = SoftmaxClassifier().fit(X, y)
+    theirs = LogisticRegression().fit(X, y)
+    optimum = LogisticRegression(tol=1e-10, max_iter=10000).fit(X, y)
+    distance_to_optimum = np.max(np.abs(theirs.coef_ - optimum.coef_))
+    assert distance_to_optimum > 1e-5  # the default fit is really stopped early
+    assert ours.n_iter_[0] == theirs.n_iter_[0]
+    assert np.max(np.abs(ours.coef_ - theirs.coef_)) < 1e-3 * distance_to_optimum
+    assert np.max(np.abs(ours.intercept_ - theirs.intercept_)) < 1e-3 * distance_to_optimum
