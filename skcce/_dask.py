@@ -446,6 +446,8 @@ class _BlockedObjective(CrossEntropyObjective):
         self.label_smoothing = float(label_smoothing)
         self.l2_reg_strength = 0.0
         self.weight_sum = float(weight_sum)
+        # Threads of the client-side passes (normalization and penalty).
+        self.n_threads = effective_n_threads(n_jobs)
         self.n_evaluations = 0
         self._spec = (self.n_classes, self.fit_intercept, self.label_smoothing, n_jobs)
 

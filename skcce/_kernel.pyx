@@ -666,6 +666,7 @@ cdef struct ChunkTiles:
     Py_ssize_t* block_counts
     double* z
     double* scratch
+    double* intercept_sum
     Py_ssize_t row_start
     Py_ssize_t row_end
     double loss
@@ -752,19 +753,25 @@ cdef void _gather_logits(
 cdef void _scatter_block(
     const ChunkTiles* tiles, Py_ssize_t n_chunks, const floating* values_type,
     Py_ssize_t b, Py_ssize_t n_blocks, int block_shift, Py_ssize_t n_features,
-    Py_ssize_t n_classes, double* grad_t,
+    Py_ssize_t n_classes, double* grad_t, bint zero_first,
 ) noexcept nogil:
     """``G[j, :] += x * R[r, :]`` for the entries in feature block b of
     ``n_chunks`` consecutive chunks, chunks in order, rows in order.
 
-    Meanwhile the gradient rows of block b + 1 (usually this thread's next
-    block) are prefetched in address order.
+    With ``zero_first`` (the first wave) the block's gradient rows are zeroed
+    first: the thread that owns the block touches its memory first, in cache,
+    instead of a separate pass over the whole gradient. Meanwhile the
+    gradient rows of block b + 1 (usually this thread's next block) are
+    prefetched in address order.
     """
     cdef Py_ssize_t c, K = n_classes, n_entries = 0, lines
     cdef Py_ssize_t block_values = (<Py_ssize_t> 1 << block_shift) * K
     cdef double* gb = grad_t + (b << block_shift) * K
     cdef double* stream = gb + block_values if b + 1 < n_blocks else NULL
     cdef const double* stream_end = grad_t + n_features * K
+    if zero_first:
+        memset(gb, 0, max(0, min(<Py_ssize_t> 1 << block_shift,
+                                 n_features - (b << block_shift))) * K * sizeof(double))
     for c in range(n_chunks):
         n_entries += tiles[c].block_start[b + 1] - tiles[c].block_start[b]
     lines = _stream_block(stream, block_values, n_entries, True)
@@ -798,9 +805,10 @@ cdef void _chunk_residuals(
                 tiles)
     _gather_logits(tiles, data, n_blocks, block_shift, weights_t, n_features,
                    n_classes)
+    memset(tiles.intercept_sum, 0, n_classes * sizeof(double))
     tiles.loss = _softmax_residual_chunk(
         tiles.z, n_classes, row_start, row_end - row_start, n_classes, intercept,
-        targets, sw_chunk, NULL, tiles.scratch)
+        targets, sw_chunk, tiles.intercept_sum, tiles.scratch)
 
 
 def _sparse_chunks(const index_t[::1] indptr, Py_ssize_t max_rows):
@@ -914,9 +922,13 @@ def csr_loss_gradient(
         if sample_weight.shape[0] != n:
             raise ValueError("sample_weight has the wrong length")
         sw = &sample_weight[0] if n > 0 else NULL
-    grad_t[:, :] = 0.0
     if n == 0 or K == 0:
+        grad_t[:, :] = 0.0
         return 0.0
+    # The gradient rows are zeroed block by block by the first wave (see
+    # _scatter_block); only the intercept row is zeroed here.
+    if fit_intercept:
+        grad_t[d, :] = 0.0
     if nnz > 0:
         dp = &data[0]
         ip = &indices[0]
@@ -949,10 +961,12 @@ def csr_loss_gradient(
             tiles[s].block_counts = <Py_ssize_t*> malloc(4 * n_blocks * sizeof(Py_ssize_t))
             tiles[s].z = <double*> malloc(chunk_rows * K * sizeof(double))
             tiles[s].scratch = <double*> malloc(chunk_rows * (K + 1) * sizeof(double))
+            tiles[s].intercept_sum = <double*> malloc(K * sizeof(double))
             if (tiles[s].keys == NULL or tiles[s].values == NULL
                     or tiles[s].block_start == NULL or tiles[s].block_next == NULL
                     or tiles[s].block_counts == NULL
-                    or tiles[s].z == NULL or tiles[s].scratch == NULL):
+                    or tiles[s].z == NULL or tiles[s].scratch == NULL
+                    or tiles[s].intercept_sum == NULL):
                 raise MemoryError()
         with nogil:
             wave = 0
@@ -967,14 +981,13 @@ def csr_loss_gradient(
                 # block is (mostly) its own, for the prefetch.
                 for b in prange(n_blocks, num_threads=T, schedule="static"):
                     _scatter_block(tiles, wave_size, dp, b, n_blocks, block_shift, d,
-                                   K, gp)
+                                   K, gp, wave == 0)
                 for s in range(wave_size):
                     tile = &tiles[s]
                     loss_total = loss_total + tile.loss
                     if fit_intercept:
-                        for i in range(tile.row_end - tile.row_start):
-                            for k in range(K):
-                                gb[k] = gb[k] + tile.z[i * K + k]
+                        for k in range(K):
+                            gb[k] = gb[k] + tile.intercept_sum[k]
                 wave = wave + wave_size
     finally:
         if tiles != NULL:
@@ -986,6 +999,7 @@ def csr_loss_gradient(
                 free(tiles[s].block_counts)
                 free(tiles[s].z)
                 free(tiles[s].scratch)
+                free(tiles[s].intercept_sum)
             free(tiles)
     return loss_total
 
@@ -1080,6 +1094,75 @@ def rows_crossentropy(
                 &y_pred[0, 0], b * METRIC_BLOCK_ROWS,
                 min((b + 1) * METRIC_BLOCK_ROWS, n), K, &targets, sw,
                 from_logits, clip_eps)
+        for b in range(n_blocks):
+            total = total + partial[b]
+    return total
+
+
+# Rows per block of the helpers below: fixed, so sums never depend on the
+# thread count.
+DEF HELPER_BLOCK_VALUES = 65536
+
+
+def divide_inplace(double[:, ::1] a, double divisor, int n_threads):
+    """``a /= divisor`` in place, in parallel over row blocks.
+
+    Parameters
+    ----------
+    a : ndarray of shape (n, m), float64, C order
+    divisor : float
+    n_threads : int
+    """
+    cdef Py_ssize_t n = a.shape[0], m = a.shape[1], i, j, b
+    cdef Py_ssize_t rows = max(1, HELPER_BLOCK_VALUES // max(m, 1))
+    cdef Py_ssize_t n_blocks = (n + rows - 1) // rows
+    if n == 0 or m == 0:
+        return
+    with nogil:
+        for b in prange(n_blocks, num_threads=max(1, min(n_threads, n_blocks)),
+                        schedule="static"):
+            for i in range(b * rows, min((b + 1) * rows, n)):
+                for j in range(m):
+                    a[i, j] = a[i, j] / divisor
+
+
+def add_penalty_gradient(double[:, ::1] grad, const double[:, ::1] weights,
+                         double strength, int n_threads):
+    """``grad += strength * weights``; return ``sum(weights ** 2)``.
+
+    In parallel over fixed row blocks; the block sums of squares are added in
+    block order, so the result does not depend on ``n_threads``. Each entry
+    is ``grad + (strength * weights)``, rounded as NumPy would.
+
+    Parameters
+    ----------
+    grad, weights : ndarray of shape (n, m), float64, C order
+    strength : float
+    n_threads : int
+
+    Returns
+    -------
+    sum_squares : float
+    """
+    cdef Py_ssize_t n = weights.shape[0], m = weights.shape[1], i, j, b
+    cdef Py_ssize_t rows = max(1, HELPER_BLOCK_VALUES // max(m, 1))
+    cdef Py_ssize_t n_blocks = (n + rows - 1) // rows
+    cdef double total = 0.0, acc, w
+    if grad.shape[0] != n or grad.shape[1] != m:
+        raise ValueError("grad and weights must have the same shape")
+    if n == 0 or m == 0:
+        return 0.0
+    cdef double[::1] partial = np.zeros(n_blocks)
+    with nogil:
+        for b in prange(n_blocks, num_threads=max(1, min(n_threads, n_blocks)),
+                        schedule="static"):
+            acc = 0.0
+            for i in range(b * rows, min((b + 1) * rows, n)):
+                for j in range(m):
+                    w = weights[i, j]
+                    acc = acc + w * w
+                    grad[i, j] = grad[i, j] + strength * w
+            partial[b] = acc
         for b in range(n_blocks):
             total = total + partial[b]
     return total

@@ -27,9 +27,6 @@ import numpy as np
 from skcce import _kernel
 from skcce._sparse import is_sparse
 
-# Values per block of the penalty's gradient update (256 KiB of float64).
-_PENALTY_BLOCK_VALUES = 32768
-
 
 class CrossEntropyObjective:
     """Loss and gradient of the regularized crossentropy on fixed data.
@@ -110,7 +107,7 @@ class CrossEntropyObjective:
         :meth:`loss_gradient`.
         """
         loss_sum, grad_t = self.loss_gradient_sum(params)
-        grad_t /= self.weight_sum
+        _kernel.divide_inplace(grad_t, self.weight_sum, self.n_threads)
         return loss_sum / self.weight_sum, grad_t.ravel()
 
     def loss_gradient_sum(self, params):
@@ -173,15 +170,9 @@ class CrossEntropyObjective:
         """
         if self.l2_reg_strength > 0:
             weights_t = params.reshape(self.n_dof, self.n_classes)[: self.n_features]
-            loss += 0.5 * self.l2_reg_strength * float(np.vdot(weights_t, weights_t))
-            grad_t = grad.reshape(self.n_dof, self.n_classes)
-            # In row blocks: a temporary as large as the coefficients would
-            # cost more (fresh pages) than the addition itself.
-            rows = max(1, _PENALTY_BLOCK_VALUES // max(self.n_classes, 1))
-            scaled = np.empty((min(rows, self.n_features), self.n_classes))
-            for start in range(0, self.n_features, rows):
-                block = slice(start, min(start + rows, self.n_features))
-                out = scaled[: block.stop - block.start]
-                np.multiply(self.l2_reg_strength, weights_t[block], out=out)
-                grad_t[block] += out
+            grad_t = grad.reshape(self.n_dof, self.n_classes)[: self.n_features]
+            # One multithreaded pass: the gradient update and ||W||^2.
+            sum_squares = _kernel.add_penalty_gradient(
+                grad_t, weights_t, self.l2_reg_strength, self.n_threads)
+            loss += 0.5 * self.l2_reg_strength * sum_squares
         return loss, grad

@@ -364,3 +364,27 @@ def test_inputs_not_modified():
     skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw, l2_reg_strength=1.0)
     for a, c in zip((coef, X, y, sw), copies):
         assert np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (1, 1), (7, 3), (100_000, 20), (3, 70_000)])
+def test_objective_helpers_match_numpy_for_any_thread_count(shape):
+    """The multithreaded passes that finish the objective (division by the
+    weight sum; penalty gradient and sum of squares) give NumPy's element-wise
+    results bitwise, a sum of squares within rounding of NumPy's, and the same
+    bits for every thread count (their row blocks are fixed)."""
+    from skcce import _kernel
+
+    rng = np.random.default_rng(3)
+    grad = rng.normal(size=shape)
+    weights = rng.normal(size=shape)
+    results = []
+    for n_threads in (1, 2, 3):
+        divided = grad.copy()
+        _kernel.divide_inplace(divided, 7.0, n_threads)
+        assert np.array_equal(divided, grad / 7.0)
+        updated = grad.copy()
+        sum_squares = _kernel.add_penalty_gradient(updated, weights, 0.3, n_threads)
+        assert np.array_equal(updated, grad + 0.3 * weights)
+        assert_allclose(sum_squares, np.sum(weights * weights), rtol=1e-12)
+        results.append(sum_squares)
+    assert results[1] == results[0] and results[2] == results[0]
