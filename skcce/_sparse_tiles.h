@@ -8,10 +8,11 @@
  * are updated with one multiply-add per class; each output value gets its
  * terms in entry order, so results do not depend on threads.
  *
- * Two kinds of prefetch: the row touched PREFETCH_AHEAD entries later, and a
- * stream of the cache lines of the next block in address order, a few lines per
- * entry, so that the next block's rows arrive as a stream and not as random
- * misses.
+ * While a block's entries are processed, the cache lines of the next block are
+ * prefetched in address order, a few lines per entry, so that its rows arrive
+ * as a stream and not as random misses. (Prefetching, in addition, the row of
+ * the entry a few entries ahead was measured slower: the rows are already in
+ * cache.)
  *
  * With GCC on x86-64 Linux the loops are compiled for three instruction sets
  * and the best one the CPU supports is chosen at load time (target_clones).
@@ -34,16 +35,6 @@
 #define SKCCE_TILE_PREFETCH(p, w) ((void)(p))
 #endif
 
-#define SKCCE_TILE_AHEAD 8
-
-/* Prefetch the cache lines of row[0:K]. */
-#define SKCCE_TILE_PREFETCH_ROW(row, K, w)                                      \
-    do {                                                                        \
-        for (ptrdiff_t o_ = 0; o_ < (K); o_ += 8)                               \
-            SKCCE_TILE_PREFETCH((row) + o_, (w));                               \
-        SKCCE_TILE_PREFETCH((row) + (K) - 1, (w));                              \
-    } while (0)
-
 /* The entry loops, with the number of classes NK a compile-time constant
  * where possible (the switches below): the row update is then a fixed
  * sequence of vector multiply-adds instead of a loop with a remainder. */
@@ -51,9 +42,6 @@
     for (ptrdiff_t e = e0; e < e1; e++) {                                                    \
         for (ptrdiff_t q = 0; q < lines && stream < stream_end; q++, stream += 8)            \
             SKCCE_TILE_PREFETCH(stream, 0);                                                  \
-        if (e + SKCCE_TILE_AHEAD < e1)                                                       \
-            SKCCE_TILE_PREFETCH_ROW(wb + (size_t)(keys[e + SKCCE_TILE_AHEAD] & mask) * (NK), \
-                                    (NK), 0);                                                \
         const uint32_t key = keys[e];                                                        \
         const double x = (double)values[e];                                                  \
         double* restrict zr = z + (size_t)(key >> 16) * (NK);                                \
@@ -66,9 +54,6 @@
     for (ptrdiff_t e = e0; e < e1; e++) {                                                    \
         for (ptrdiff_t q = 0; q < lines && stream < stream_end; q++, stream += 8)            \
             SKCCE_TILE_PREFETCH(stream, 1);                                                  \
-        if (e + SKCCE_TILE_AHEAD < e1)                                                       \
-            SKCCE_TILE_PREFETCH_ROW(gb + (size_t)(keys[e + SKCCE_TILE_AHEAD] & mask) * (NK), \
-                                    (NK), 1);                                                \
         const uint32_t key = keys[e];                                                        \
         const double x = (double)values[e];                                                  \
         const double* restrict r = residuals + (size_t)(key >> 16) * (NK);                   \
