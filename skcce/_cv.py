@@ -432,7 +432,8 @@ class _RegularizationPath:
     def fit_fold(self, fold_index, train, test, share):
         """The path of one fold: every C, in increasing order, warm-started."""
         objective = self.fold_objective(train)
-        mean_squares = weighted_column_mean_squares(objective.X, objective.sample_weight)
+        mean_squares = weighted_column_mean_squares(objective.X, objective.sample_weight,
+                                                    objective.n_threads)
         targets = objective.labels if objective.labels is not None else objective.target_proba
         params = _prior_coef(objective, targets, objective.sample_weight,
                              objective.label_smoothing).ravel(order="F")

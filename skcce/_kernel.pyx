@@ -1166,3 +1166,59 @@ def add_penalty_gradient(double[:, ::1] grad, const double[:, ::1] weights,
         for b in range(n_blocks):
             total = total + partial[b]
     return total
+
+
+# At most this many row blocks (each with its own d partial sums) in
+# dense_column_square_sums; at least this many rows per block.
+DEF COLUMN_MAX_BLOCKS = 64
+DEF COLUMN_MIN_BLOCK_ROWS = 4096
+
+
+def dense_column_square_sums(const floating[:, ::1] X,
+                             const double[::1] sample_weight, int n_threads):
+    """``sum_i s_i x_ij^2`` per column of dense X, in float64.
+
+    One pass over X, float32 read as is (no float64 copy), in parallel over
+    row blocks that depend on the shape only; the block sums are added in
+    block order, so the result does not depend on ``n_threads``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64, C order
+    sample_weight : ndarray of shape (n_samples,), float64, or None
+    n_threads : int
+
+    Returns
+    -------
+    sums : ndarray of shape (n_features,), float64
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], b, i, j
+    cdef Py_ssize_t rows = max(COLUMN_MIN_BLOCK_ROWS,
+                               (n + COLUMN_MAX_BLOCKS - 1) // COLUMN_MAX_BLOCKS)
+    cdef Py_ssize_t n_blocks = (n + rows - 1) // rows
+    cdef const double* sw = NULL
+    cdef double w, x
+    cdef double* acc
+    if sample_weight is not None:
+        if sample_weight.shape[0] != n:
+            raise ValueError("sample_weight has the wrong length")
+        if n > 0:
+            sw = &sample_weight[0]
+    sums = np.zeros(d)
+    if n == 0 or d == 0:
+        return sums
+    cdef double[:, ::1] partial = np.zeros((n_blocks, d))
+    cdef double[::1] sums_view = sums
+    with nogil:
+        for b in prange(n_blocks, num_threads=max(1, min(n_threads, n_blocks)),
+                        schedule="static"):
+            acc = &partial[b, 0]
+            for i in range(b * rows, min((b + 1) * rows, n)):
+                w = 1.0 if sw == NULL else sw[i]
+                for j in range(d):
+                    x = X[i, j]
+                    acc[j] = acc[j] + w * (x * x)
+        for b in range(n_blocks):
+            for j in range(d):
+                sums_view[j] = sums_view[j] + partial[b, j]
+    return sums

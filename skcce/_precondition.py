@@ -16,6 +16,7 @@ so ordinary data are optimized exactly as scikit-learn does.
 
 import numpy as np
 
+from skcce import _kernel
 from skcce._sparse import is_sparse
 
 # Rescale when the largest and smallest diagonal curvature differ by more
@@ -27,7 +28,7 @@ _ROWS_PER_PASS = 8192
 _DENSE_BLOCK_BYTES = 4 * 1024 * 1024
 
 
-def weighted_column_mean_squares(X, sample_weight=None):
+def weighted_column_mean_squares(X, sample_weight=None, n_threads=1):
     """``sum_i s_i x_ij^2 / sum_i s_i`` per column, in float64, in row chunks.
 
     Chunks bound the temporary memory for float32 X (converted per chunk) and
@@ -35,15 +36,22 @@ def weighted_column_mean_squares(X, sample_weight=None):
     """
     n_samples = X.shape[0]
     weight_sum = n_samples if sample_weight is None else float(np.sum(sample_weight))
-    return column_square_sums(X, sample_weight) / weight_sum
+    return column_square_sums(X, sample_weight, n_threads) / weight_sum
 
 
-def column_square_sums(X, sample_weight=None):
+def column_square_sums(X, sample_weight=None, n_threads=1):
     """``sum_i s_i x_ij^2`` per column, in float64, in row blocks.
 
-    Dense blocks are converted to float64 at most ~4 MiB at a time; sparse
-    blocks hold one block of rows' non-zeros.
+    C-ordered float32 or float64 arrays: one multithreaded pass of the
+    kernel (no float64 copy; the result does not depend on ``n_threads``).
+    Other dense arrays are converted to float64 at most ~4 MiB at a time;
+    sparse blocks hold one block of rows' non-zeros.
     """
+    if (isinstance(X, np.ndarray) and X.dtype in (np.float32, np.float64)
+            and X.ndim == 2 and X.flags.c_contiguous):
+        weights = None if sample_weight is None else np.ascontiguousarray(
+            sample_weight, dtype=np.float64)
+        return _kernel.dense_column_square_sums(X, weights, n_threads)
     n_samples, n_features = X.shape
     block_sums = _sparse_block_square_sums if is_sparse(X) else _dense_block_square_sums
     rows = _ROWS_PER_PASS if is_sparse(X) else max(1, min(
@@ -71,7 +79,7 @@ def _sparse_block_square_sums(block, weights):
 
 
 def column_multipliers(X, sample_weight, fit_intercept, l2_reg_strength, *,
-                       mean_squares=None):
+                       mean_squares=None, n_threads=1):
     """Per-column multipliers ``c`` (length n_features + fit_intercept), or None.
 
     The diagonal curvature of coefficient column j is at most
@@ -82,7 +90,7 @@ def column_multipliers(X, sample_weight, fit_intercept, l2_reg_strength, *,
     once by callers that try several penalties on the same data.
     """
     if mean_squares is None:
-        mean_squares = weighted_column_mean_squares(X, sample_weight)
+        mean_squares = weighted_column_mean_squares(X, sample_weight, n_threads)
     curvature = _LOGIT_CURVATURE * mean_squares
     curvature += l2_reg_strength
     if fit_intercept:
@@ -151,7 +159,7 @@ def rescaled(objective, X, sample_weight, *, mean_squares=None):
     """The objective in the optimizer's coordinates (rescaled only if needed)."""
     multipliers = column_multipliers(
         X, sample_weight, objective.fit_intercept, objective.l2_reg_strength,
-        mean_squares=mean_squares,
+        mean_squares=mean_squares, n_threads=getattr(objective, "n_threads", 1),
     )
     if multipliers is None:
         return IdentityRescaling(objective)

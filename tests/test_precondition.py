@@ -88,3 +88,26 @@ def test_ordinary_data_are_not_rescaled():
     X_big[:, 0] *= 1e6
     multipliers = column_multipliers(X_big, None, True, 1.0 / len(y))
     assert multipliers is not None and multipliers[0] < 1e-5 and multipliers[-1] == 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("n", [0, 1, 5000, 300_001])
+def test_column_square_sums_match_numpy(n, weighted, dtype):
+    """The per-column statistics behind the rescaling decision: one pass of
+    the kernel over dense X (float32 read as is) equals NumPy's float64
+    ``sum_i s_i x_ij^2`` within rounding, with the same bits for every thread
+    count; strided X takes the blockwise NumPy path to the same values."""
+    from skcce._precondition import column_square_sums
+
+    rng = np.random.default_rng(5)
+    X = (rng.standard_normal((n, 7)) * np.logspace(-3, 3, 7)).astype(dtype)
+    sw = rng.uniform(0.0, 2.0, size=n) if weighted else None
+    X64 = X.astype(np.float64)
+    expected = np.sum(X64 * X64 * (1.0 if sw is None else sw[:, None]), axis=0)
+    results = [column_square_sums(X, sw, n_threads) for n_threads in (1, 2, 3)]
+    assert_allclose(results[0], expected, rtol=1e-12)
+    for result in results[1:]:
+        assert np.array_equal(result, results[0])
+    strided = np.asfortranarray(X)
+    assert_allclose(column_square_sums(strided, sw), expected, rtol=1e-12)
