@@ -367,11 +367,11 @@ def test_sparse_float32_fit_is_the_float64_fit(index_dtype):
 def test_float32_input_is_never_copied_to_float64():
     """tracemalloc peak of fitting 100,000 x 50 float32 X (19 MiB).
 
-    C order is read in place: measured peak 3.9 MiB (the float64 conversion
-    of one 8192-row block for the feature-scale check, 3.1 MiB, plus the label
-    encoding), asserted below 0.3 X.nbytes; a float64 copy of X would be
-    2 X.nbytes. Fortran order is copied once to C order in float32: measured
-    ~X.nbytes + 4 MiB, asserted below 1.5 X.nbytes.
+    C order is read in place: measured peak 3.9 MiB (the label encoding,
+    ``np.unique(y, return_inverse=True)``; the feature-scale statistics read
+    the float32 data in place), asserted below 0.3 X.nbytes; a float64 copy
+    of X would be 2 X.nbytes. Fortran order is copied once to C order in
+    float32: measured ~X.nbytes + 4 MiB, asserted below 1.5 X.nbytes.
     """
     n, d, K = 100_000, 50, 10
     rng = np.random.default_rng(5)
