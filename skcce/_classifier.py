@@ -347,7 +347,7 @@ class SoftmaxClassifier(CallbackSupportMixin, _SoftmaxProbaMixin, LinearClassifi
             n_threads=effective_n_threads(self.n_jobs),
         )
         objective.l2_reg_strength = _l2_reg_strength(self.C, objective.weight_sum)
-        coef0 = self._initial_coef(objective, classes, targets, sample_weight)
+        coef0 = self._initial_coef(objective, classes)
         params0 = coef0.ravel(order="F")
         # Badly scaled features: L-BFGS works on rescaled coefficients, the
         # objective stays identical (see _precondition).
@@ -382,7 +382,7 @@ class SoftmaxClassifier(CallbackSupportMixin, _SoftmaxProbaMixin, LinearClassifi
             )
         return classes, np.ascontiguousarray(y_encoded, dtype=np.int32)
 
-    def _initial_coef(self, objective, classes, targets, sample_weight):
+    def _initial_coef(self, objective, classes):
         """Starting point, (K, n_dof) in Fortran order.
 
         A warm start reuses the previous solution. Otherwise zeros, as
@@ -602,10 +602,12 @@ def _convergence_failure(result, max_iter):
 
 
 def _prior_coef(objective, targets, sample_weight, label_smoothing):
-    """Cold start, (K, n_dof) in Fortran order: W = 0, intercepts at the prior.
+    """W = 0 and intercepts at the prior, (K, n_dof) in Fortran order.
 
     The intercepts are the centered log of the mean (weighted, smoothed)
-    target: the exact optimum for W = 0.
+    target: the exact optimum for W = 0. SoftmaxClassifierCV starts each
+    fold's regularization path here (SoftmaxClassifier starts from zeros, see
+    ``_initial_coef``).
     """
     n_classes = objective.n_classes
     coef = np.zeros((n_classes, objective.n_dof), order="F")

@@ -225,17 +225,14 @@ def _block_apply_class_weight(block, class_weight):
     return X, targets, sample_weight
 
 
-def _block_statistics(block, n_classes):
-    """(weight sum, class mass, column square sums) of a block."""
-    from skcce._classifier import _class_mass
-
-    X, targets, sample_weight = block
+def _block_statistics(block):
+    """(weight sum, column square sums) of a block."""
+    X, _, sample_weight = block
     if sample_weight is None:
         weight_sum = float(X.shape[0])
     else:
         weight_sum = float(np.sum(sample_weight))
-    return (weight_sum, _class_mass(targets, sample_weight, n_classes),
-            column_square_sums(X, sample_weight))
+    return weight_sum, column_square_sums(X, sample_weight)
 
 
 def _address_host(address):
@@ -573,7 +570,7 @@ def fit_dask(estimator, X, y, sample_weight=None):
 
         class_weight = estimator.class_weight
         if class_weight is not None:
-            # _class_weights and _prior_coef need only the class masses: hand
+            # _class_weights needs only the class masses: hand
             # them one pseudo-sample per class, weighted by its mass.
             pseudo_targets = np.arange(n_classes)
             if isinstance(class_weight, str) and class_weight == "balanced":
@@ -583,12 +580,11 @@ def fit_dask(estimator, X, y, sample_weight=None):
                 class_weight = _class_weights(class_weight, pseudo_targets, classes, None)
             store.replace(_block_apply_class_weight, class_weight)
 
-        statistics = store.map(_block_statistics, n_classes)
+        statistics = store.map(_block_statistics)
         weight_sum = statistics[0][0]
-        for block_weight_sum, _, _ in statistics[1:]:
+        for block_weight_sum, _ in statistics[1:]:
             weight_sum += block_weight_sum
-        class_mass = _ordered_sum(s[1] for s in statistics)
-        square_sums = _ordered_sum(s[2] for s in statistics)
+        square_sums = _ordered_sum(s[1] for s in statistics)
         if weighted and not weight_sum > 0:
             raise ValueError("Sample weights must contain at least one non-zero number.")
 
@@ -598,7 +594,7 @@ def fit_dask(estimator, X, y, sample_weight=None):
             label_smoothing=estimator.label_smoothing, n_jobs=estimator.n_jobs,
         )
         objective.l2_reg_strength = _l2_reg_strength(estimator.C, weight_sum)
-        coef0 = estimator._initial_coef(objective, classes, np.arange(n_classes), class_mass)
+        coef0 = estimator._initial_coef(objective, classes)
         params0 = coef0.ravel(order="F")
         problem = rescaled(objective, None, None, mean_squares=square_sums / weight_sum)
 
