@@ -34,7 +34,7 @@ cimport cython
 from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log
-from libc.stdlib cimport calloc, malloc, free
+from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree, PyMem_RawMalloc
 from libc.string cimport memset
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -526,13 +526,15 @@ def dense_loss_gradient(
     blas_float = floating is float and ldw == K and K > MICRO_MAX_CLASSES
 
     # Scratch per thread; gradient, intercept and loss sums per group.
-    z_buf = <floating*> malloc(T * chunk_rows * ldw * sizeof(floating))
-    e_buf = <double*> malloc(T * chunk_rows * (K + 1) * sizeof(double))
-    g_buf = <double*> malloc(max(n_groups * dL, 1) * sizeof(double))
-    gb_buf = <double*> malloc(n_groups * K * sizeof(double))
-    loss_buf = <double*> malloc(n_groups * sizeof(double))
+    # PyMem_Raw* (thread-safe without the GIL) so that tracemalloc counts
+    # the kernels' buffers too.
+    z_buf = <floating*> PyMem_RawMalloc(T * chunk_rows * ldw * sizeof(floating))
+    e_buf = <double*> PyMem_RawMalloc(T * chunk_rows * (K + 1) * sizeof(double))
+    g_buf = <double*> PyMem_RawMalloc(max(n_groups * dL, 1) * sizeof(double))
+    gb_buf = <double*> PyMem_RawMalloc(n_groups * K * sizeof(double))
+    loss_buf = <double*> PyMem_RawMalloc(n_groups * sizeof(double))
     if blas_float:
-        gchunk_buf = <floating*> malloc(max(dK, 1) * T * sizeof(floating))
+        gchunk_buf = <floating*> PyMem_RawMalloc(max(dK, 1) * T * sizeof(floating))
     try:
         if (z_buf == NULL or e_buf == NULL or g_buf == NULL or gb_buf == NULL
                 or loss_buf == NULL or (blas_float and gchunk_buf == NULL)):
@@ -564,12 +566,12 @@ def dense_loss_gradient(
             if fit_intercept:
                 _merge_gradient_row(gp + dK, gb_buf, K, n_groups, K)
     finally:
-        free(z_buf)
-        free(e_buf)
-        free(g_buf)
-        free(gb_buf)
-        free(loss_buf)
-        free(gchunk_buf)
+        PyMem_RawFree(z_buf)
+        PyMem_RawFree(e_buf)
+        PyMem_RawFree(g_buf)
+        PyMem_RawFree(gb_buf)
+        PyMem_RawFree(loss_buf)
+        PyMem_RawFree(gchunk_buf)
     return loss_total
 
 
@@ -949,19 +951,22 @@ def csr_loss_gradient(
     # Threads only where there is work for them (the result does not depend
     # on their number): small problems run on one.
     T = <int> max(1, min(n_threads, nnz // SPARSE_NNZ_PER_THREAD, n_chunks))
-    tiles = <ChunkTiles*> calloc(T, sizeof(ChunkTiles))
+    tiles = <ChunkTiles*> PyMem_RawCalloc(T, sizeof(ChunkTiles))
     try:
         if tiles == NULL:
             raise MemoryError()
         for s in range(T):
-            tiles[s].keys = <uint32_t*> malloc(max(largest_nnz, 1) * sizeof(uint32_t))
-            tiles[s].values = malloc(max(largest_nnz, 1) * sizeof(floating))
-            tiles[s].block_start = <Py_ssize_t*> malloc((n_blocks + 1) * sizeof(Py_ssize_t))
-            tiles[s].block_next = <Py_ssize_t*> malloc(n_blocks * sizeof(Py_ssize_t))
-            tiles[s].block_counts = <Py_ssize_t*> malloc(4 * n_blocks * sizeof(Py_ssize_t))
-            tiles[s].z = <double*> malloc(chunk_rows * K * sizeof(double))
-            tiles[s].scratch = <double*> malloc(chunk_rows * (K + 1) * sizeof(double))
-            tiles[s].intercept_sum = <double*> malloc(K * sizeof(double))
+            tiles[s].keys = <uint32_t*> PyMem_RawMalloc(
+                max(largest_nnz, 1) * sizeof(uint32_t))
+            tiles[s].values = PyMem_RawMalloc(max(largest_nnz, 1) * sizeof(floating))
+            tiles[s].block_start = <Py_ssize_t*> PyMem_RawMalloc(
+                (n_blocks + 1) * sizeof(Py_ssize_t))
+            tiles[s].block_next = <Py_ssize_t*> PyMem_RawMalloc(n_blocks * sizeof(Py_ssize_t))
+            tiles[s].block_counts = <Py_ssize_t*> PyMem_RawMalloc(
+                4 * n_blocks * sizeof(Py_ssize_t))
+            tiles[s].z = <double*> PyMem_RawMalloc(chunk_rows * K * sizeof(double))
+            tiles[s].scratch = <double*> PyMem_RawMalloc(chunk_rows * (K + 1) * sizeof(double))
+            tiles[s].intercept_sum = <double*> PyMem_RawMalloc(K * sizeof(double))
             if (tiles[s].keys == NULL or tiles[s].values == NULL
                     or tiles[s].block_start == NULL or tiles[s].block_next == NULL
                     or tiles[s].block_counts == NULL
@@ -992,20 +997,47 @@ def csr_loss_gradient(
     finally:
         if tiles != NULL:
             for s in range(T):
-                free(tiles[s].keys)
-                free(tiles[s].values)
-                free(tiles[s].block_start)
-                free(tiles[s].block_next)
-                free(tiles[s].block_counts)
-                free(tiles[s].z)
-                free(tiles[s].scratch)
-                free(tiles[s].intercept_sum)
-            free(tiles)
+                PyMem_RawFree(tiles[s].keys)
+                PyMem_RawFree(tiles[s].values)
+                PyMem_RawFree(tiles[s].block_start)
+                PyMem_RawFree(tiles[s].block_next)
+                PyMem_RawFree(tiles[s].block_counts)
+                PyMem_RawFree(tiles[s].z)
+                PyMem_RawFree(tiles[s].scratch)
+                PyMem_RawFree(tiles[s].intercept_sum)
+            PyMem_RawFree(tiles)
     return loss_total
 
 
-# Rows per block of the metric's reduction: fixed, so sums never depend on the
-# thread count.
+# The row-parallel helpers below (the metric, the objective's finishing
+# passes, the column statistics) cut rows into blocks fixed by the shape, never
+# by the thread count, and add per-block sums in block order: their results are
+# the same for every n_threads.
+cdef struct RowBlocks:
+    Py_ssize_t rows     # rows per block (the last block may have fewer)
+    Py_ssize_t count    # number of blocks
+
+
+cdef inline RowBlocks _row_blocks(Py_ssize_t n, Py_ssize_t rows) noexcept nogil:
+    """n rows in blocks of ``rows`` (at least 1) rows."""
+    cdef RowBlocks blocks
+    blocks.rows = max(rows, 1)
+    blocks.count = (n + blocks.rows - 1) // blocks.rows
+    return blocks
+
+
+cdef inline Py_ssize_t _block_end(RowBlocks blocks, Py_ssize_t b,
+                                  Py_ssize_t n) noexcept nogil:
+    """One past the last row of block b."""
+    return min((b + 1) * blocks.rows, n)
+
+
+cdef inline int _block_threads(int n_threads, RowBlocks blocks) noexcept nogil:
+    """Threads for a loop over the blocks: at most one per block."""
+    return <int> max(1, min(n_threads, blocks.count))
+
+
+# Rows per block of the metric's reduction.
 DEF METRIC_BLOCK_ROWS = 4096
 
 
@@ -1072,13 +1104,13 @@ def rows_crossentropy(
         ``sum_i s_i * CE_i``.
     """
     cdef Py_ssize_t n = y_pred.shape[0], K = y_pred.shape[1]
-    cdef Py_ssize_t n_blocks = (n + METRIC_BLOCK_ROWS - 1) // METRIC_BLOCK_ROWS
+    cdef RowBlocks blocks = _row_blocks(n, METRIC_BLOCK_ROWS)
     cdef Py_ssize_t b
     cdef Targets targets
     cdef const double* sw = NULL
     cdef double total = 0.0
     cdef double clip_eps = np.finfo(np.float32 if floating is float else np.float64).eps
-    cdef double[::1] partial = np.zeros(max(n_blocks, 1))
+    cdef double[::1] partial = np.zeros(max(blocks.count, 1))
     _set_targets(&targets, y, y_proba, label_smoothing, n, K)
     if sample_weight is not None:
         if sample_weight.shape[0] != n:
@@ -1088,19 +1120,17 @@ def rows_crossentropy(
     if n == 0:
         return 0.0
     with nogil:
-        for b in prange(n_blocks, num_threads=max(1, min(n_threads, n_blocks)),
+        for b in prange(blocks.count, num_threads=_block_threads(n_threads, blocks),
                         schedule="static"):
             partial[b] = _rows_crossentropy_block(
-                &y_pred[0, 0], b * METRIC_BLOCK_ROWS,
-                min((b + 1) * METRIC_BLOCK_ROWS, n), K, &targets, sw,
-                from_logits, clip_eps)
-        for b in range(n_blocks):
+                &y_pred[0, 0], b * blocks.rows, _block_end(blocks, b, n), K,
+                &targets, sw, from_logits, clip_eps)
+        for b in range(blocks.count):
             total = total + partial[b]
     return total
 
 
-# Rows per block of the helpers below: fixed, so sums never depend on the
-# thread count.
+# Values per row block of the objective's finishing passes.
 DEF HELPER_BLOCK_VALUES = 65536
 
 
@@ -1114,14 +1144,13 @@ def divide_inplace(double[:, ::1] a, double divisor, int n_threads):
     n_threads : int
     """
     cdef Py_ssize_t n = a.shape[0], m = a.shape[1], i, j, b
-    cdef Py_ssize_t rows = max(1, HELPER_BLOCK_VALUES // max(m, 1))
-    cdef Py_ssize_t n_blocks = (n + rows - 1) // rows
+    cdef RowBlocks blocks = _row_blocks(n, HELPER_BLOCK_VALUES // max(m, 1))
     if n == 0 or m == 0:
         return
     with nogil:
-        for b in prange(n_blocks, num_threads=max(1, min(n_threads, n_blocks)),
+        for b in prange(blocks.count, num_threads=_block_threads(n_threads, blocks),
                         schedule="static"):
-            for i in range(b * rows, min((b + 1) * rows, n)):
+            for i in range(b * blocks.rows, _block_end(blocks, b, n)):
                 for j in range(m):
                     a[i, j] = a[i, j] / divisor
 
@@ -1145,25 +1174,24 @@ def add_penalty_gradient(double[:, ::1] grad, const double[:, ::1] weights,
     sum_squares : float
     """
     cdef Py_ssize_t n = weights.shape[0], m = weights.shape[1], i, j, b
-    cdef Py_ssize_t rows = max(1, HELPER_BLOCK_VALUES // max(m, 1))
-    cdef Py_ssize_t n_blocks = (n + rows - 1) // rows
+    cdef RowBlocks blocks = _row_blocks(n, HELPER_BLOCK_VALUES // max(m, 1))
     cdef double total = 0.0, acc, w
     if grad.shape[0] != n or grad.shape[1] != m:
         raise ValueError("grad and weights must have the same shape")
     if n == 0 or m == 0:
         return 0.0
-    cdef double[::1] partial = np.zeros(n_blocks)
+    cdef double[::1] partial = np.zeros(blocks.count)
     with nogil:
-        for b in prange(n_blocks, num_threads=max(1, min(n_threads, n_blocks)),
+        for b in prange(blocks.count, num_threads=_block_threads(n_threads, blocks),
                         schedule="static"):
             acc = 0.0
-            for i in range(b * rows, min((b + 1) * rows, n)):
+            for i in range(b * blocks.rows, _block_end(blocks, b, n)):
                 for j in range(m):
                     w = weights[i, j]
                     acc = acc + w * w
                     grad[i, j] = grad[i, j] + strength * w
             partial[b] = acc
-        for b in range(n_blocks):
+        for b in range(blocks.count):
             total = total + partial[b]
     return total
 
@@ -1193,9 +1221,8 @@ def dense_column_square_sums(const floating[:, ::1] X,
     sums : ndarray of shape (n_features,), float64
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], b, i, j
-    cdef Py_ssize_t rows = max(COLUMN_MIN_BLOCK_ROWS,
-                               (n + COLUMN_MAX_BLOCKS - 1) // COLUMN_MAX_BLOCKS)
-    cdef Py_ssize_t n_blocks = (n + rows - 1) // rows
+    cdef RowBlocks blocks = _row_blocks(
+        n, max(COLUMN_MIN_BLOCK_ROWS, (n + COLUMN_MAX_BLOCKS - 1) // COLUMN_MAX_BLOCKS))
     cdef const double* sw = NULL
     cdef double w, x
     cdef double* acc
@@ -1207,18 +1234,18 @@ def dense_column_square_sums(const floating[:, ::1] X,
     sums = np.zeros(d)
     if n == 0 or d == 0:
         return sums
-    cdef double[:, ::1] partial = np.zeros((n_blocks, d))
+    cdef double[:, ::1] partial = np.zeros((blocks.count, d))
     cdef double[::1] sums_view = sums
     with nogil:
-        for b in prange(n_blocks, num_threads=max(1, min(n_threads, n_blocks)),
+        for b in prange(blocks.count, num_threads=_block_threads(n_threads, blocks),
                         schedule="static"):
             acc = &partial[b, 0]
-            for i in range(b * rows, min((b + 1) * rows, n)):
+            for i in range(b * blocks.rows, _block_end(blocks, b, n)):
                 w = 1.0 if sw == NULL else sw[i]
                 for j in range(d):
                     x = X[i, j]
                     acc[j] = acc[j] + w * (x * x)
-        for b in range(n_blocks):
+        for b in range(blocks.count):
             for j in range(d):
                 sums_view[j] = sums_view[j] + partial[b, j]
     return sums

@@ -1,7 +1,8 @@
 """Peak traced memory of a call, for the memory-bound tests.
 
-tracemalloc sees Python and NumPy allocations (not the kernel's C buffers);
-its peaks are deterministic, so bounds on them can be asserted.
+tracemalloc sees Python and NumPy allocations and the kernels' scratch
+buffers (``PyMem_RawMalloc``); its peaks are deterministic, so bounds on them
+can be asserted.
 """
 
 import gc
