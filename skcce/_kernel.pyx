@@ -76,6 +76,19 @@ cdef extern from "_sparse_tiles.h":
                                    double* stream, const double* stream_end,
                                    Py_ssize_t lines) noexcept nogil
 
+cdef extern from "_ordered_merge.h":
+    ctypedef struct skcce_ordered_merge:
+        Py_ssize_t n_groups
+        Py_ssize_t n_slots
+        Py_ssize_t merged
+        unsigned char* done
+    void skcce_wait_for_slot(skcce_ordered_merge* m, Py_ssize_t g) noexcept nogil
+    void skcce_finish_group(skcce_ordered_merge* m, Py_ssize_t g, double* grad,
+                            double* grad_intercept, double* loss,
+                            const double* grad_slots, const double* intercept_slots,
+                            const double* loss_slots, Py_ssize_t n_features,
+                            Py_ssize_t n_classes, Py_ssize_t ldw) noexcept nogil
+
 import numpy as np
 
 
@@ -85,9 +98,12 @@ DEF CHUNK_BYTES = 131072
 # Target size in bytes of one block of X: large enough that the per-wave
 # synchronisation and the merge are negligible next to the block's work.
 DEF BLOCK_BYTES = 1048576
-# Groups of rows with their own gradient buffer (see dense_partition).
+# Groups of rows summed separately, then merged in order (see dense_partition).
 DEF MAX_GROUPS = 64
 DEF GROUP_BUFFER_BYTES = 67108864
+# Group gradient buffers in use at once, per thread (see _ordered_merge.h):
+# slack for threads that run ahead while an earlier group is still computed.
+DEF MERGE_SLOTS_PER_THREAD = 4
 DEF MIN_CHUNK_ROWS = 8
 DEF MAX_CHUNK_ROWS = 2048
 # Up to this many classes the dense products run in the register-blocked
@@ -154,13 +170,16 @@ def dense_partition(Py_ssize_t n_samples, Py_ssize_t n_features, Py_ssize_t n_cl
                     Py_ssize_t itemsize):
     """How the dense kernel splits the rows: chunks, and groups of chunks.
 
-    Each group (consecutive rows) is summed sequentially into its own
-    gradient buffer; threads take groups as they come; group results are
-    merged in group order. At most MAX_GROUPS groups, of at least one block
-    (~1 MiB of X) each, and no more than fit in GROUP_BUFFER_BYTES of
-    gradient buffers (so very wide data with many classes has fewer groups,
-    hence fewer threads at work). Depends on the data shape only, never on
-    the thread count: this is what makes results bitwise reproducible.
+    Each group (consecutive rows) is summed sequentially into a gradient
+    buffer of its own (one of a few slots per thread, see
+    :func:`dense_merge_slots`); threads take groups as they come; group
+    results are merged in group order. At most MAX_GROUPS groups, of at least
+    one block (~1 MiB of X) each, and no more than GROUP_BUFFER_BYTES of
+    d x K gradients in total: each group's merge adds d x K values under a
+    lock, so very wide data with many classes has fewer groups (hence fewer
+    threads at work) rather than a merge that outweighs the work. Depends on
+    the data shape only, never on the thread count: this is what makes
+    results bitwise reproducible.
 
     Parameters
     ----------
@@ -182,6 +201,24 @@ def dense_partition(Py_ssize_t n_samples, Py_ssize_t n_features, Py_ssize_t n_cl
     cdef Py_ssize_t group_rows = blocks_per_group * block_rows
     cdef Py_ssize_t n_groups = max(1, (n_samples + group_rows - 1) // group_rows)
     return int(chunk_rows), int(group_rows), int(n_groups)
+
+
+def dense_merge_slots(Py_ssize_t n_groups, Py_ssize_t n_threads):
+    """Group gradient buffers the dense kernel holds at once.
+
+    Group g is summed into slot g % n_slots and added to the total, in group
+    order, as soon as the groups before it are in; a few slots per thread let
+    threads run ahead of a slow group. The result does not depend on it.
+
+    Parameters
+    ----------
+    n_groups, n_threads : int
+
+    Returns
+    -------
+    n_slots : int
+    """
+    return int(max(1, min(n_groups, MERGE_SLOTS_PER_THREAD * max(n_threads, 1))))
 
 
 ctypedef fused index_t:
@@ -394,20 +431,6 @@ cdef double _block_loss_gradient(
     return loss
 
 
-cdef inline void _merge_gradient_row(
-    double* total, const double* block_rows, Py_ssize_t n_classes,
-    Py_ssize_t n_blocks, Py_ssize_t block_stride,
-) noexcept nogil:
-    """``total[k] += block_rows[t * block_stride + k]`` for blocks t in order."""
-    cdef Py_ssize_t k, t
-    cdef double acc
-    for k in range(n_classes):
-        acc = total[k]
-        for t in range(n_blocks):
-            acc = acc + block_rows[t * block_stride + k]
-        total[k] = acc
-
-
 cdef int _set_targets(Targets* targets, const int32_t[::1] y,
                       const double[:, ::1] y_proba, double label_smoothing,
                       Py_ssize_t n, Py_ssize_t n_classes) except -1:
@@ -471,12 +494,13 @@ def dense_loss_gradient(
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], K = weights_t.shape[1]
     cdef bint fit_intercept = intercept is not None
     cdef Py_ssize_t dK = d * K
-    cdef Py_ssize_t chunk_rows, group_rows, n_groups
-    cdef Py_ssize_t g, t, b0, b1, ldw, dL, j
+    cdef Py_ssize_t chunk_rows, group_rows, n_groups, n_slots
+    cdef Py_ssize_t g, t, b0, b1, ldw, dL, slot
     cdef int T
     cdef double loss_total = 0.0
     cdef double* gp
-    cdef double acc
+    cdef double* gbp = NULL
+    cdef skcce_ordered_merge merge
     cdef const double* sw = NULL
     cdef const floating* Xp
     cdef const floating* wp = NULL
@@ -525,52 +549,55 @@ def dense_loss_gradient(
         wp = &padded_view[0, 0]
     blas_float = floating is float and ldw == K and K > MICRO_MAX_CLASSES
 
-    # Scratch per thread; gradient, intercept and loss sums per group.
-    # PyMem_Raw* (thread-safe without the GIL) so that tracemalloc counts
-    # the kernels' buffers too.
+    # Scratch per thread; gradient, intercept and loss sums per slot: group g
+    # uses slot g % n_slots and is added to the totals, in group order, as
+    # soon as the groups before it are in (_ordered_merge.h). PyMem_Raw*
+    # (thread-safe without the GIL) so that tracemalloc counts the kernels'
+    # buffers too.
+    n_slots = dense_merge_slots(n_groups, T)
     z_buf = <floating*> PyMem_RawMalloc(T * chunk_rows * ldw * sizeof(floating))
     e_buf = <double*> PyMem_RawMalloc(T * chunk_rows * (K + 1) * sizeof(double))
-    g_buf = <double*> PyMem_RawMalloc(max(n_groups * dL, 1) * sizeof(double))
-    gb_buf = <double*> PyMem_RawMalloc(n_groups * K * sizeof(double))
-    loss_buf = <double*> PyMem_RawMalloc(n_groups * sizeof(double))
+    g_buf = <double*> PyMem_RawMalloc(max(n_slots * dL, 1) * sizeof(double))
+    gb_buf = <double*> PyMem_RawMalloc(n_slots * K * sizeof(double))
+    loss_buf = <double*> PyMem_RawMalloc(n_slots * sizeof(double))
+    merge.done = <unsigned char*> PyMem_RawCalloc(n_groups, 1)
+    merge.n_groups = n_groups
+    merge.n_slots = n_slots
+    merge.merged = 0
     if blas_float:
         gchunk_buf = <floating*> PyMem_RawMalloc(max(dK, 1) * T * sizeof(floating))
     try:
         if (z_buf == NULL or e_buf == NULL or g_buf == NULL or gb_buf == NULL
-                or loss_buf == NULL or (blas_float and gchunk_buf == NULL)):
+                or loss_buf == NULL or merge.done == NULL
+                or (blas_float and gchunk_buf == NULL)):
             raise MemoryError()
         grad_t[:, :] = 0.0
         gp = &grad_t[0, 0]
+        if fit_intercept:
+            gbp = gp + dK
         with nogil:
             for g in prange(n_groups, num_threads=T, schedule="dynamic"):
                 t = threadid()
+                slot = g % n_slots
+                skcce_wait_for_slot(&merge, g)
                 b0 = g * group_rows
                 b1 = min(b0 + group_rows, n)
-                loss_buf[g] = _block_loss_gradient(
+                loss_buf[slot] = _block_loss_gradient(
                     Xp, d, &targets, sw, wp, ldw, bp, K,
                     b0, b1, chunk_rows,
                     z_buf + t * chunk_rows * ldw,
                     NULL if gchunk_buf == NULL else gchunk_buf + t * dK,
-                    g_buf + g * dL, gb_buf + g * K,
+                    g_buf + slot * dL, gb_buf + slot * K,
                     e_buf + t * chunk_rows * (K + 1))
-            # Ordered merge: group results are added in group order, so the
-            # sums never depend on which thread computed which group.
-            for g in range(n_groups):
-                loss_total = loss_total + loss_buf[g]
-            if dK * n_groups >= 65536 and T > 1:
-                for j in prange(d, num_threads=T, schedule="static"):
-                    _merge_gradient_row(gp + j * K, g_buf + j * ldw, K, n_groups, dL)
-            else:
-                for j in range(d):
-                    _merge_gradient_row(gp + j * K, g_buf + j * ldw, K, n_groups, dL)
-            if fit_intercept:
-                _merge_gradient_row(gp + dK, gb_buf, K, n_groups, K)
+                skcce_finish_group(&merge, g, gp, gbp, &loss_total, g_buf, gb_buf,
+                                   loss_buf, d, K, ldw)
     finally:
         PyMem_RawFree(z_buf)
         PyMem_RawFree(e_buf)
         PyMem_RawFree(g_buf)
         PyMem_RawFree(gb_buf)
         PyMem_RawFree(loss_buf)
+        PyMem_RawFree(merge.done)
         PyMem_RawFree(gchunk_buf)
     return loss_total
 

@@ -106,3 +106,34 @@ def test_repeated_calls_identical(big):
         assert np.array_equal(again[1], first[1])
     ref = sklearn_loss_gradient(coef, X, y, sw, 0.0, True)
     assert_allclose(first[0], ref[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("n_classes", [5, 40])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_group_slots_reused_bitwise_identical(n_classes, dtype):
+    """The dense kernel holds a few group buffers per thread and reuses them
+    (group g in slot g % n_slots, merged in group order as soon as the groups
+    before it are in). With more groups than slots, and more threads than
+    cores (threads then wait for slots), every evaluation is still the same
+    bits for every n_jobs, and equal to scikit-learn's loss and gradient."""
+    from skcce import _kernel
+
+    n, d = 120_000, 50
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((n, d)).astype(dtype)
+    y = rng.integers(0, n_classes, size=n)
+    sw = rng.uniform(0.2, 3.0, size=n)
+    coef = rng.normal(scale=0.3, size=(n_classes, d + 1))
+    _, _, n_groups = _kernel.dense_partition(n, d, n_classes, X.itemsize)
+    for n_threads in (1, 2, 3):
+        assert _kernel.dense_merge_slots(n_groups, n_threads) < n_groups
+    first = skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw, n_jobs=1)
+    for n_jobs in (2, 3, 5, 8, 8, 8):
+        loss, grad = skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw,
+                                                      n_jobs=n_jobs)
+        assert float(loss) == float(first[0]), n_jobs
+        assert np.array_equal(grad, first[1]), n_jobs
+    ref_loss, ref_grad = sklearn_loss_gradient(coef, X, y, sw, 0.0, True)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    assert_allclose(first[0], ref_loss, rtol=rtol)
+    assert_allclose(first[1], ref_grad, rtol=rtol, atol=rtol * np.abs(ref_grad).max())
