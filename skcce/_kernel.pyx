@@ -1041,6 +1041,7 @@ def csr_loss_gradient(
 # by the thread count, and add per-block sums in block order: their results are
 # the same for every n_threads.
 cdef struct RowBlocks:
+    Py_ssize_t n        # rows in all
     Py_ssize_t rows     # rows per block (the last block may have fewer)
     Py_ssize_t count    # number of blocks
 
@@ -1048,15 +1049,15 @@ cdef struct RowBlocks:
 cdef inline RowBlocks _row_blocks(Py_ssize_t n, Py_ssize_t rows) noexcept nogil:
     """n rows in blocks of ``rows`` (at least 1) rows."""
     cdef RowBlocks blocks
+    blocks.n = n
     blocks.rows = max(rows, 1)
     blocks.count = (n + blocks.rows - 1) // blocks.rows
     return blocks
 
 
-cdef inline Py_ssize_t _block_end(RowBlocks blocks, Py_ssize_t b,
-                                  Py_ssize_t n) noexcept nogil:
+cdef inline Py_ssize_t _block_end(RowBlocks blocks, Py_ssize_t b) noexcept nogil:
     """One past the last row of block b."""
-    return min((b + 1) * blocks.rows, n)
+    return min((b + 1) * blocks.rows, blocks.n)
 
 
 cdef inline int _block_threads(int n_threads, RowBlocks blocks) noexcept nogil:
@@ -1150,7 +1151,7 @@ def rows_crossentropy(
         for b in prange(blocks.count, num_threads=_block_threads(n_threads, blocks),
                         schedule="static"):
             partial[b] = _rows_crossentropy_block(
-                &y_pred[0, 0], b * blocks.rows, _block_end(blocks, b, n), K,
+                &y_pred[0, 0], b * blocks.rows, _block_end(blocks, b), K,
                 &targets, sw, from_logits, clip_eps)
         for b in range(blocks.count):
             total = total + partial[b]
@@ -1177,7 +1178,7 @@ def divide_inplace(double[:, ::1] a, double divisor, int n_threads):
     with nogil:
         for b in prange(blocks.count, num_threads=_block_threads(n_threads, blocks),
                         schedule="static"):
-            for i in range(b * blocks.rows, _block_end(blocks, b, n)):
+            for i in range(b * blocks.rows, _block_end(blocks, b)):
                 for j in range(m):
                     a[i, j] = a[i, j] / divisor
 
@@ -1212,7 +1213,7 @@ def add_penalty_gradient(double[:, ::1] grad, const double[:, ::1] weights,
         for b in prange(blocks.count, num_threads=_block_threads(n_threads, blocks),
                         schedule="static"):
             acc = 0.0
-            for i in range(b * blocks.rows, _block_end(blocks, b, n)):
+            for i in range(b * blocks.rows, _block_end(blocks, b)):
                 for j in range(m):
                     w = weights[i, j]
                     acc = acc + w * w
@@ -1267,7 +1268,7 @@ def dense_column_square_sums(const floating[:, ::1] X,
         for b in prange(blocks.count, num_threads=_block_threads(n_threads, blocks),
                         schedule="static"):
             acc = &partial[b, 0]
-            for i in range(b * blocks.rows, _block_end(blocks, b, n)):
+            for i in range(b * blocks.rows, _block_end(blocks, b)):
                 w = 1.0 if sw == NULL else sw[i]
                 for j in range(d):
                     x = X[i, j]
