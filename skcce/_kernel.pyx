@@ -76,6 +76,11 @@ cdef extern from "_sparse_tiles.h":
                                    double* stream, const double* stream_end,
                                    Py_ssize_t lines) noexcept nogil
 
+cdef extern from "_scratch.h":
+    size_t skcce_scratch_bytes(size_t n) noexcept nogil
+    void* skcce_scratch_alloc(size_t n) noexcept
+    void skcce_scratch_free(void* p) noexcept
+
 cdef extern from "_ordered_merge.h":
     ctypedef struct skcce_ordered_merge:
         Py_ssize_t n_groups
@@ -817,6 +822,48 @@ cdef void _scatter_block(
                 gb, K, tiles[c].z, stream, stream_end, lines)
 
 
+# Alignment of each of a thread's tile buffers within the scratch: a cache
+# line, so that no two threads write to one line.
+DEF TILE_ALIGN = 64
+
+
+cdef inline size_t _aligned(size_t n) noexcept nogil:
+    return (n + TILE_ALIGN - 1) & ~(<size_t> TILE_ALIGN - 1)
+
+
+cdef size_t _tile_bytes(Py_ssize_t largest_nnz, size_t value_size, Py_ssize_t chunk_rows,
+                        Py_ssize_t K, Py_ssize_t n_blocks) noexcept nogil:
+    """Bytes of one thread's tile buffers (see :func:`_carve_tiles`)."""
+    cdef size_t nnz = max(largest_nnz, 1)
+    return (_aligned(nnz * sizeof(uint32_t)) + _aligned(nnz * value_size)
+            + _aligned(chunk_rows * K * sizeof(double))
+            + _aligned(chunk_rows * (K + 1) * sizeof(double))
+            + _aligned((6 * n_blocks + 1) * sizeof(Py_ssize_t))
+            + _aligned(K * sizeof(double)))
+
+
+cdef void _carve_tiles(ChunkTiles* tiles, char* p, Py_ssize_t largest_nnz,
+                       size_t value_size, Py_ssize_t chunk_rows, Py_ssize_t K,
+                       Py_ssize_t n_blocks) noexcept nogil:
+    """Point a thread's tile buffers into its ``_tile_bytes`` of scratch at p:
+    the sorted keys and values of a chunk's non-zeros, its logits and
+    residuals, the block offsets and counts, the intercept sums."""
+    cdef size_t nnz = max(largest_nnz, 1)
+    tiles.keys = <uint32_t*> p
+    p += _aligned(nnz * sizeof(uint32_t))
+    tiles.values = <void*> p
+    p += _aligned(nnz * value_size)
+    tiles.z = <double*> p
+    p += _aligned(chunk_rows * K * sizeof(double))
+    tiles.scratch = <double*> p
+    p += _aligned(chunk_rows * (K + 1) * sizeof(double))
+    tiles.block_start = <Py_ssize_t*> p
+    tiles.block_next = tiles.block_start + n_blocks + 1
+    tiles.block_counts = tiles.block_next + n_blocks
+    p += _aligned((6 * n_blocks + 1) * sizeof(Py_ssize_t))
+    tiles.intercept_sum = <double*> p
+
+
 cdef void _chunk_residuals(
     const floating* data, const index_t* indices, const index_t* indptr,
     Py_ssize_t row_start, Py_ssize_t row_end, int block_shift, Py_ssize_t n_blocks,
@@ -932,6 +979,8 @@ def csr_loss_gradient(
     cdef double* gb = NULL
     cdef ChunkTiles* tiles = NULL
     cdef ChunkTiles* tile
+    cdef char* arena = NULL
+    cdef size_t tile_bytes
     cdef Targets targets
 
     if n < 0:
@@ -979,27 +1028,14 @@ def csr_loss_gradient(
     # on their number): small problems run on one.
     T = <int> max(1, min(n_threads, nnz // SPARSE_NNZ_PER_THREAD, n_chunks))
     tiles = <ChunkTiles*> PyMem_RawCalloc(T, sizeof(ChunkTiles))
+    tile_bytes = _tile_bytes(largest_nnz, sizeof(floating), chunk_rows, K, n_blocks)
+    arena = <char*> skcce_scratch_alloc(T * tile_bytes)
     try:
-        if tiles == NULL:
+        if tiles == NULL or arena == NULL:
             raise MemoryError()
         for s in range(T):
-            tiles[s].keys = <uint32_t*> PyMem_RawMalloc(
-                max(largest_nnz, 1) * sizeof(uint32_t))
-            tiles[s].values = PyMem_RawMalloc(max(largest_nnz, 1) * sizeof(floating))
-            tiles[s].block_start = <Py_ssize_t*> PyMem_RawMalloc(
-                (n_blocks + 1) * sizeof(Py_ssize_t))
-            tiles[s].block_next = <Py_ssize_t*> PyMem_RawMalloc(n_blocks * sizeof(Py_ssize_t))
-            tiles[s].block_counts = <Py_ssize_t*> PyMem_RawMalloc(
-                4 * n_blocks * sizeof(Py_ssize_t))
-            tiles[s].z = <double*> PyMem_RawMalloc(chunk_rows * K * sizeof(double))
-            tiles[s].scratch = <double*> PyMem_RawMalloc(chunk_rows * (K + 1) * sizeof(double))
-            tiles[s].intercept_sum = <double*> PyMem_RawMalloc(K * sizeof(double))
-            if (tiles[s].keys == NULL or tiles[s].values == NULL
-                    or tiles[s].block_start == NULL or tiles[s].block_next == NULL
-                    or tiles[s].block_counts == NULL
-                    or tiles[s].z == NULL or tiles[s].scratch == NULL
-                    or tiles[s].intercept_sum == NULL):
-                raise MemoryError()
+            _carve_tiles(&tiles[s], arena + s * tile_bytes, largest_nnz, sizeof(floating),
+                         chunk_rows, K, n_blocks)
         with nogil:
             wave = 0
             while wave < n_chunks:
@@ -1022,17 +1058,8 @@ def csr_loss_gradient(
                             gb[k] = gb[k] + tile.intercept_sum[k]
                 wave = wave + wave_size
     finally:
-        if tiles != NULL:
-            for s in range(T):
-                PyMem_RawFree(tiles[s].keys)
-                PyMem_RawFree(tiles[s].values)
-                PyMem_RawFree(tiles[s].block_start)
-                PyMem_RawFree(tiles[s].block_next)
-                PyMem_RawFree(tiles[s].block_counts)
-                PyMem_RawFree(tiles[s].z)
-                PyMem_RawFree(tiles[s].scratch)
-                PyMem_RawFree(tiles[s].intercept_sum)
-            PyMem_RawFree(tiles)
+        skcce_scratch_free(arena)
+        PyMem_RawFree(tiles)
     return loss_total
 
 
