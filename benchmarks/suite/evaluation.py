@@ -2,8 +2,12 @@
 
 Contenders (keys of :func:`evaluation_calls`):
 
-- ``skcce_1``: ``skcce.crossentropy_loss_gradient(..., n_jobs=1)``;
-- ``skcce_all``: the same with ``n_jobs=None`` (every usable core);
+- ``skcce_1``: the evaluation a ``SoftmaxClassifier`` fit makes at each
+  L-BFGS step (its objective's ``loss_gradient`` on the flat coefficient
+  vector, data validated beforehand), one thread;
+- ``skcce_all``: the same on every usable core;
+- ``skcce_public``: ``skcce.crossentropy_loss_gradient(..., n_jobs=None)``,
+  which also validates its inputs and transposes ``coef`` at every call;
 - ``sklearn``: scikit-learn's ``LinearModelLoss(HalfMultinomialLoss(K),
   fit_intercept=True).loss_gradient`` with coefficients in LogisticRegression's
   layout and dtype, ``n_threads`` = all cores (its BLAS uses all cores too);
@@ -16,12 +20,16 @@ from sklearn._loss.loss import HalfMultinomialLoss
 from sklearn.linear_model._linear_loss import LinearModelLoss
 
 from skcce import crossentropy_loss_gradient
+from skcce._objective import CrossEntropyObjective
+from skcce._sparse import is_sparse, kernel_csr
+from skcce._threads import effective_n_threads, single_threaded_blas
 
 from suite import torch_peer
 
 EVALUATION_LABELS = {
     "skcce_1": "skcce 1 thread",
     "skcce_all": "skcce all cores",
+    "skcce_public": "crossentropy_loss_gradient all cores",
     "sklearn": "scikit-learn",
     "torch": "PyTorch",
 }
@@ -54,6 +62,28 @@ def sklearn_loss_gradient_call(X, y, coef, l2_reg_strength, n_threads):
                                       n_threads=n_threads)[0]
 
 
+def skcce_objective_call(X, y, coef, l2_reg_strength, n_jobs):
+    """Zero-argument callable: skcce's loss and gradient as its fit evaluates
+    them, returning the loss.
+
+    Like LogisticRegression's, skcce's fit validates X and y once, then hands
+    its objective the (n_classes, n_dof) coefficients raveled in Fortran
+    order at every step (under one BLAS thread limit for the whole fit); so
+    does this call.
+    """
+    if is_sparse(X):
+        X = kernel_csr(X)
+    objective = CrossEntropyObjective(
+        X, np.asarray(y, dtype=np.int32), coef.shape[0], l2_reg_strength=l2_reg_strength,
+        n_threads=effective_n_threads(n_jobs))
+    flat_coef = np.asfortranarray(coef).ravel(order="F")
+
+    def call():
+        with single_threaded_blas():
+            return objective.loss_gradient(flat_coef)[0]
+    return call
+
+
 def evaluation_calls(X, y, coef, l2_reg_strength, n_cores, torch=None):
     """Every contender's evaluation as a zero-argument callable returning the loss.
 
@@ -73,13 +103,11 @@ def evaluation_calls(X, y, coef, l2_reg_strength, n_cores, torch=None):
     calls : dict of str to callable
         Keyed as :data:`EVALUATION_LABELS`.
     """
-    def skcce_call(n_jobs):
-        return lambda: crossentropy_loss_gradient(
-            coef, X, y, l2_reg_strength=l2_reg_strength, n_jobs=n_jobs)[0]
-
     calls = {
-        "skcce_1": skcce_call(1),
-        "skcce_all": skcce_call(None),
+        "skcce_1": skcce_objective_call(X, y, coef, l2_reg_strength, 1),
+        "skcce_all": skcce_objective_call(X, y, coef, l2_reg_strength, None),
+        "skcce_public": lambda: crossentropy_loss_gradient(
+            coef, X, y, l2_reg_strength=l2_reg_strength, n_jobs=None)[0],
         "sklearn": sklearn_loss_gradient_call(X, y, coef, l2_reg_strength, n_cores),
     }
     if torch is not None:

@@ -12,7 +12,7 @@ NOT_SUPPORTED = "not supported"
 SKIPPED = "skipped"
 NOT_RUN = "—"
 # Plot colours, one per per-evaluation contender.
-EVALUATION_COLORS = {"skcce_1": "#9ecae1", "skcce_all": "#08519c",
+EVALUATION_COLORS = {"skcce_1": "#9ecae1", "skcce_all": "#08519c", "skcce_public": "#6a51a3",
                      "sklearn": "#f16913", "torch": "#74c476"}
 # Where --docs puts the outputs, relative to the documentation's source directory.
 DOCS_INCLUDE = "_benchmark_results.inc"
