@@ -76,11 +76,6 @@ cdef extern from "_sparse_tiles.h":
                                    double* stream, const double* stream_end,
                                    Py_ssize_t lines) noexcept nogil
 
-cdef extern from "_scratch.h":
-    size_t skcce_scratch_bytes(size_t n) noexcept nogil
-    void* skcce_scratch_alloc(size_t n) noexcept
-    void skcce_scratch_free(void* p) noexcept
-
 cdef extern from "_ordered_merge.h":
     ctypedef struct skcce_ordered_merge:
         Py_ssize_t n_groups
@@ -1029,7 +1024,7 @@ def csr_loss_gradient(
     T = <int> max(1, min(n_threads, nnz // SPARSE_NNZ_PER_THREAD, n_chunks))
     tiles = <ChunkTiles*> PyMem_RawCalloc(T, sizeof(ChunkTiles))
     tile_bytes = _tile_bytes(largest_nnz, sizeof(floating), chunk_rows, K, n_blocks)
-    arena = <char*> skcce_scratch_alloc(T * tile_bytes)
+    arena = <char*> PyMem_RawMalloc(T * tile_bytes)
     try:
         if tiles == NULL or arena == NULL:
             raise MemoryError()
@@ -1058,7 +1053,7 @@ def csr_loss_gradient(
                             gb[k] = gb[k] + tile.intercept_sum[k]
                 wave = wave + wave_size
     finally:
-        skcce_scratch_free(arena)
+        PyMem_RawFree(arena)
         PyMem_RawFree(tiles)
     return loss_total
 

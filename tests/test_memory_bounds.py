@@ -8,12 +8,10 @@ peaks of a run.
 
 tracemalloc counts allocations made through Python's and NumPy's allocators
 (every NumPy array, including scipy's L-BFGS workspace) and the kernels' own
-scratch buffers (allocated with ``PyMem_RawMalloc``, or registered with
-tracemalloc): threads x chunk_rows x K values, plus the dense kernel's group
-gradients (4 slots per thread of n_features x K, padded to the vector width)
-and for the sparse kernel, per thread, chunk_rows x (2K + 1) values and 12
-bytes per non-zero of one chunk (one allocation, rounded up to whole 2 MiB
-huge pages when at least that large).
+scratch buffers (allocated with ``PyMem_RawMalloc``): threads x chunk_rows x K
+values, plus the dense kernel's group gradients (4 slots per thread of
+n_features x K, padded to the vector width) and for the sparse kernel, per
+thread, chunk_rows x (2K + 1) values and 12 bytes per non-zero of one chunk.
 
 Each test warms up (imports, the BLAS controller) with a fit on a small slice
 first, so that import-time allocations are not counted. The fits use
@@ -197,8 +195,8 @@ def test_kernel_scratch_is_traced_and_bounded():
 
     Sparse, 2 threads: CSR 20,000 x 5,000 with 50 non-zeros per row, K = 20:
     chunks of 65,536 // K = 3,276 rows (163,800 non-zeros); per thread a tile
-    of 12 bytes per non-zero and 2K + 1 float64 per row (2.9 MiB), in one
-    allocation rounded up to whole 2 MiB huge pages (6 MiB). Dense:
+    of 12 bytes per non-zero and 2K + 1 float64 per row (2.9 MiB), one
+    allocation for all threads. Dense:
     20,000 x 300, K = 100: one float64 gradient of d x K per slot, 4 slots
     per thread for the 47 groups of rows (1.8 MiB; one buffer per group, as
     before the slots, was 10.8 MiB). Outputs are preallocated, so the peak is
@@ -213,9 +211,7 @@ def test_kernel_scratch_is_traced_and_bounded():
     grad_t = np.empty((d + 1, K))
     chunk_rows = _kernel.sparse_chunk_rows(K)
     largest_nnz = np.diff(X.indptr[np.r_[0:n:chunk_rows, n]]).max()
-    tiles = T * (largest_nnz * 12 + chunk_rows * (2 * K + 1) * 8)
-    # One allocation, in whole 2 MiB huge pages when it is that large.
-    expected = -(-tiles // (2 * MiB)) * 2 * MiB
+    expected = T * (largest_nnz * 12 + chunk_rows * (2 * K + 1) * 8)
     call = lambda: _kernel.csr_loss_gradient(  # noqa: E731
         X.data, X.indices, X.indptr, d, y, None, 0.0, None, weights_t, np.zeros(K), T,
         grad_t)
