@@ -96,7 +96,7 @@ def extensions():
         sources=["skcce/_kernel.pyx"],
         include_dirs=[np.get_include(), os.path.join(here, "skcce")],
         depends=["skcce/_openmp_shim.h", "skcce/_openmp.pxd", "skcce/_microkernel.h",
-                 "skcce/_sparse_tiles.h", "skcce/_ordered_merge.h"],
+                 "skcce/_sparse_tiles.h", "skcce/_ordered_merge.h", "skcce/_prefault.h"],
         extra_compile_args=list(optimize),
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )

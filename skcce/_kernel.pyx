@@ -76,6 +76,9 @@ cdef extern from "_sparse_tiles.h":
                                    double* stream, const double* stream_end,
                                    Py_ssize_t lines) noexcept nogil
 
+cdef extern from "_prefault.h":
+    void skcce_prefault(void* p, size_t n) noexcept nogil
+
 cdef extern from "_ordered_merge.h":
     ctypedef struct skcce_ordered_merge:
         Py_ssize_t n_groups
@@ -1032,6 +1035,10 @@ def csr_loss_gradient(
             _carve_tiles(&tiles[s], arena + s * tile_bytes, largest_nnz, sizeof(floating),
                          chunk_rows, K, n_blocks)
         with nogil:
+            # Map the fresh tiles and gradient here rather than by page faults
+            # in the threads (_prefault.h).
+            skcce_prefault(arena, T * tile_bytes)
+            skcce_prefault(gp, (d + fit_intercept) * K * sizeof(double))
             wave = 0
             while wave < n_chunks:
                 wave_size = min(T, n_chunks - wave)
