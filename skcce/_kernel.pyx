@@ -35,6 +35,7 @@ from cython cimport floating
 from cython.parallel cimport prange, threadid
 from libc.math cimport exp, log
 from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree, PyMem_RawMalloc
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.string cimport memset
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -820,8 +821,8 @@ cdef void _scatter_block(
                 gb, K, tiles[c].z, stream, stream_end, lines)
 
 
-# Alignment of each of a thread's tile buffers within the scratch: a cache
-# line, so that no two threads write to one line.
+# Alignment of the tiles and of each of a thread's tile buffers within them: a
+# cache line, so that no two threads write to one line.
 DEF TILE_ALIGN = 64
 
 
@@ -978,6 +979,7 @@ def csr_loss_gradient(
     cdef ChunkTiles* tiles = NULL
     cdef ChunkTiles* tile
     cdef char* arena = NULL
+    cdef char* tiles_start
     cdef size_t tile_bytes
     cdef Targets targets
 
@@ -1027,17 +1029,23 @@ def csr_loss_gradient(
     T = <int> max(1, min(n_threads, nnz // SPARSE_NNZ_PER_THREAD, n_chunks))
     tiles = <ChunkTiles*> PyMem_RawCalloc(T, sizeof(ChunkTiles))
     tile_bytes = _tile_bytes(largest_nnz, sizeof(floating), chunk_rows, K, n_blocks)
-    arena = <char*> PyMem_RawMalloc(T * tile_bytes)
+    if tile_bytes > <size_t> ((PY_SSIZE_T_MAX - TILE_ALIGN) // T):
+        PyMem_RawFree(tiles)
+        raise MemoryError()
+    # TILE_ALIGN - 1 spare bytes: the tiles start on a cache line boundary
+    # (the allocator only promises 16 bytes).
+    arena = <char*> PyMem_RawMalloc(T * tile_bytes + TILE_ALIGN - 1)
     try:
         if tiles == NULL or arena == NULL:
             raise MemoryError()
+        tiles_start = <char*> _aligned(<size_t> arena)
         for s in range(T):
-            _carve_tiles(&tiles[s], arena + s * tile_bytes, largest_nnz, sizeof(floating),
-                         chunk_rows, K, n_blocks)
+            _carve_tiles(&tiles[s], tiles_start + s * tile_bytes, largest_nnz,
+                         sizeof(floating), chunk_rows, K, n_blocks)
         with nogil:
             # Map the fresh tiles and gradient here rather than by page faults
             # in the threads (_prefault.h).
-            skcce_prefault(arena, T * tile_bytes)
+            skcce_prefault(tiles_start, T * tile_bytes)
             skcce_prefault(gp, (d + fit_intercept) * K * sizeof(double))
             wave = 0
             while wave < n_chunks:

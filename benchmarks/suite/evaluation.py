@@ -68,8 +68,9 @@ def skcce_objective_call(X, y, coef, l2_reg_strength, n_jobs):
 
     Like LogisticRegression's, skcce's fit validates X and y once, then hands
     its objective the (n_classes, n_dof) coefficients raveled in Fortran
-    order at every step (under one BLAS thread limit for the whole fit); so
-    does this call.
+    order at every step; so does this call. The fit holds BLAS to one thread
+    for all its steps, this call for each one (setting and restoring the
+    limit takes microseconds).
     """
     if is_sparse(X):
         X = kernel_csr(X)
