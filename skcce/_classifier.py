@@ -341,10 +341,12 @@ class SoftmaxClassifier(CallbackSupportMixin, _SoftmaxProbaMixin, LinearClassifi
         sample_weight = _effective_sample_weight(
             self.class_weight, X, targets, classes, sample_weight)
 
+        # A fit evaluates the objective many times: sparse X is sorted into
+        # the kernel's tiles once.
         objective = CrossEntropyObjective(
             X, targets, n_classes, sample_weight=sample_weight,
             fit_intercept=self.fit_intercept, label_smoothing=self.label_smoothing,
-            n_threads=effective_n_threads(self.n_jobs),
+            n_threads=effective_n_threads(self.n_jobs), cache_tiles=True,
         )
         objective.l2_reg_strength = _l2_reg_strength(self.C, objective.weight_sum)
         coef0 = self._initial_coef(objective, classes)

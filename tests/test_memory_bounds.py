@@ -109,7 +109,8 @@ def test_sparse_fit_peak_memory():
     """CSR 200,000 x 10,000, ~20 non-zeros per row (data + indices + indptr:
     47 MiB), K = 50: P = K (d + 1) = 500,050 parameters.
 
-    The bound is 0.10 (data + indices + indptr bytes) + 2 MiB + 42 P doubles:
+    The bound is the fit's sorted copy of X (12 bytes per non-zero: 46 MiB)
+    + 0.10 (data + indices + indptr bytes) + 2 MiB + 42 P doubles:
 
     - scipy's L-BFGS-B (scipy 1.17) holds (2m + 5) P doubles of workspace with
       m = 10, 3P int32, its bound arrays (2.5 P), x, g and its
@@ -118,10 +119,11 @@ def test_sparse_fit_peak_memory():
     - the fit adds the gradient, the recorder's copy of the last iterate, the
       penalty's temporaries and the fitted model: 40.2 P measured in total
       (153 MiB); the bound allows 42 P (160 MiB) + 6.7 MiB;
+    - the fit sorts X into the sparse kernel's tiles once and keeps them
+      (4-byte key + 8-byte value per non-zero), so that no evaluation sorts;
     - the sparse kernel has no per-thread gradient copies; its chunk
-      buffers (1,310 rows x (2K + 1) values and 26,200 non-zeros x 12 bytes:
-      1.3 MiB on one thread) are not held at the peak, which falls inside
-      L-BFGS-B's step (the peak is the same with and without them traced).
+      buffers (1,310 rows x (2K + 1) values: 0.5 MiB on one thread) are not
+      held at the peak, which falls inside L-BFGS-B's step.
 
     LogisticRegression(max_iter=2) measured 307 MiB: its own L-BFGS state plus
     n x K float64 arrays (76 MiB each).
@@ -139,7 +141,8 @@ def test_sparse_fit_peak_memory():
     ours, clf = traced_peak(lambda: SoftmaxClassifier(max_iter=3, n_jobs=1).fit(X, y))
     theirs, _ = traced_peak(lambda: LogisticRegression(max_iter=2).fit(X, y))
     n_by_k = n * K * 8
-    bound = 0.10 * X_bytes + 2 * MiB + 42 * n_params * 8
+    tiles = X.nnz * (4 + 8)
+    bound = tiles + 0.10 * X_bytes + 2 * MiB + 42 * n_params * 8
     print(f"\nsparse fit peaks: SoftmaxClassifier {ours / MiB:.1f} MiB "
           f"= {ours / (8 * n_params):.1f} P doubles (bound {bound / MiB:.1f} MiB), "
           f"LogisticRegression {theirs / MiB:.1f} MiB, X {X_bytes / MiB:.1f} MiB")

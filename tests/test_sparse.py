@@ -416,6 +416,59 @@ def test_bitwise_identical_for_any_n_jobs(make, fit_intercept, index_dtype):
         assert_grad_close(results[0][1], ref_grad, rtol=1e-12, atol_factor=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("make", [_many_rows_problem, _heavy_rows_problem],
+                         ids=["many rows", "heavy rows"])
+def test_cached_tiles_give_bitwise_identical_results(make, index_dtype, dtype):
+    """A fit's objective sorts sparse X into the kernel's tiles once
+    (``cache_tiles=True``) and reuses them at every evaluation: loss and
+    gradient are bitwise those of the objective that sorts at each
+    evaluation, at several points, for labels + weights and soft targets +
+    smoothing and n_jobs 1 to 3, and match the dense reference."""
+    from skcce._objective import CrossEntropyObjective
+
+    X, K = make(index_dtype)
+    X = X.astype(dtype)
+    n, d = X.shape
+    rng = np.random.default_rng(31)
+    y = rng.integers(0, K, size=n).astype(np.int32)
+    Q = soft_targets(n, K, seed=32)
+    sw = rng.uniform(0.2, 2.0, size=n)
+    points = [rng.normal(scale=0.1, size=(K, d + 1)) for _ in range(3)]
+    dense = X.toarray().astype(np.float64)
+    for targets, weights, eps in ((y, sw, 0.0), (Q, None, 0.1)):
+        for n_jobs in (1, 2, 3):
+            kwargs = dict(sample_weight=weights, l2_reg_strength=0.01,
+                          label_smoothing=eps, n_threads=n_jobs)
+            sorting = CrossEntropyObjective(X, targets, K, **kwargs)
+            cached = CrossEntropyObjective(X, targets, K, cache_tiles=True, **kwargs)
+            for coef in points:
+                params = np.asfortranarray(coef).ravel(order="F")
+                loss, grad = sorting.loss_gradient(params)
+                loss_c, grad_c = cached.loss_gradient(params)
+                assert loss_c == loss
+                assert np.array_equal(grad_c, grad)
+            assert cached._tile_cache is not None
+    ref_loss, ref_grad = ref_objective(points[-1], dense, Q, None, 0.01, True, 0.1)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    assert_allclose(loss_c, ref_loss, rtol=rtol)
+    assert_grad_close(grad_c.reshape(d + 1, K).T, ref_grad, rtol=rtol, atol_factor=rtol)
+
+
+def test_tile_cache_of_another_problem_is_rejected():
+    """Tiles sorted for another number of classes (other chunks and blocks)
+    are refused, not read out of bounds."""
+    X, K = _many_rows_problem(np.int32)
+    n, d = X.shape
+    other = _kernel.csr_tile_cache(X.data, X.indices, X.indptr, d, 3, 1)
+    grad_t = np.empty((d + 1, K))
+    with pytest.raises(ValueError, match="tile_cache"):
+        _kernel.csr_loss_gradient(
+            X.data, X.indices, X.indptr, d, np.zeros(n, dtype=np.int32), None, 0.0,
+            None, np.zeros((d, K)), np.zeros(K), 1, grad_t, other)
+
+
 # ---------------------------------------------------------------------------
 # Estimator: sparse fit versus dense fit
 # ---------------------------------------------------------------------------

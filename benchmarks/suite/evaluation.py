@@ -68,7 +68,9 @@ def skcce_objective_call(X, y, coef, l2_reg_strength, n_jobs):
 
     Like LogisticRegression's, skcce's fit validates X and y once, then hands
     its objective the (n_classes, n_dof) coefficients raveled in Fortran
-    order at every step; so does this call. The fit holds BLAS to one thread
+    order at every step; so does this call. On sparse X the fit sorts X into
+    the kernel's tiles at its first evaluation and reuses them; here the
+    first (untimed, warm-up) call builds them. The fit holds BLAS to one thread
     for all its steps, this call for each one (setting and restoring the
     limit takes microseconds).
     """
@@ -76,7 +78,7 @@ def skcce_objective_call(X, y, coef, l2_reg_strength, n_jobs):
         X = kernel_csr(X)
     objective = CrossEntropyObjective(
         X, np.asarray(y, dtype=np.int32), coef.shape[0], l2_reg_strength=l2_reg_strength,
-        n_threads=effective_n_threads(n_jobs))
+        n_threads=effective_n_threads(n_jobs), cache_tiles=True)
     flat_coef = np.asfortranarray(coef).ravel(order="F")
 
     def call():
