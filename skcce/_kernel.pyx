@@ -921,6 +921,37 @@ def _sparse_chunks(const index_t[::1] indptr, Py_ssize_t max_rows):
     return np.asarray(bounds, dtype=np.intp), largest
 
 
+def _sparse_layout(const index_t[::1] indptr, Py_ssize_t n_features, Py_ssize_t n_classes):
+    """How the sparse kernel cuts X, from X's shape and K only.
+
+    Returns
+    -------
+    bounds : ndarray of intp
+        Row boundaries of the chunks (:func:`_sparse_chunks`).
+    largest_nnz : int
+        Non-zeros of the largest chunk.
+    chunk_rows : int
+        Most rows per chunk.
+    block_shift : int
+        Features per block, as a power of two (:func:`sparse_block_shift`).
+    n_blocks : int
+        Feature blocks (at least 1).
+    """
+    cdef Py_ssize_t n = max(indptr.shape[0] - 1, 0)
+    chunk_rows = min(sparse_chunk_rows(n_classes), n)
+    bounds, largest_nnz = _sparse_chunks(indptr, chunk_rows)
+    block_shift = sparse_block_shift(n_classes)
+    n_blocks = max(1, (n_features + (1 << block_shift) - 1) >> block_shift)
+    return bounds, largest_nnz, chunk_rows, block_shift, n_blocks
+
+
+cdef inline int _sparse_threads(int n_threads, Py_ssize_t nnz,
+                                Py_ssize_t n_chunks) noexcept nogil:
+    """Threads only where there is work for them (the result does not depend
+    on their number): small problems run on one."""
+    return <int> max(1, min(n_threads, nnz // SPARSE_NNZ_PER_THREAD, n_chunks))
+
+
 def csr_loss_gradient(
     const floating[::1] data,
     const index_t[::1] indices,
@@ -1041,13 +1072,10 @@ def csr_loss_gradient(
         gb = &grad_t[d, 0]
     pp = &indptr[0]
 
-    chunk_rows = min(sparse_chunk_rows(K), n)
-    bounds, largest_nnz = _sparse_chunks(indptr, chunk_rows)
+    bounds, largest_nnz, chunk_rows, block_shift, n_blocks = _sparse_layout(indptr, d, K)
     cdef const Py_ssize_t[::1] bounds_view = bounds
     bounds_p = &bounds_view[0]
     n_chunks = bounds_view.shape[0] - 1
-    block_shift = sparse_block_shift(K)
-    n_blocks = max(1, (d + (1 << block_shift) - 1) >> block_shift)
     cache.keys = NULL
     cache.values = NULL
     cache.block_start = NULL
@@ -1063,9 +1091,7 @@ def csr_loss_gradient(
             cache.block_start = <Py_ssize_t*> &cache_starts[0, 0]
             # Cached tiles need no sort buffers.
             largest_nnz = 0
-    # Threads only where there is work for them (the result does not depend
-    # on their number): small problems run on one.
-    T = <int> max(1, min(n_threads, nnz // SPARSE_NNZ_PER_THREAD, n_chunks))
+    T = _sparse_threads(n_threads, nnz, n_chunks)
     tiles = <ChunkTiles*> PyMem_RawCalloc(T, sizeof(ChunkTiles))
     tile_bytes = _tile_bytes(largest_nnz, sizeof(floating), chunk_rows, K, n_blocks)
     if tile_bytes > <size_t> ((PY_SSIZE_T_MAX - TILE_ALIGN) // T):
@@ -1146,7 +1172,7 @@ def csr_tile_cache(
         (n_chunks, n_blocks + 1).
     """
     cdef Py_ssize_t n = indptr.shape[0] - 1, nnz = data.shape[0], K = n_classes
-    cdef Py_ssize_t chunk_rows, n_chunks, n_blocks, c, first
+    cdef Py_ssize_t n_chunks, n_blocks, c, first
     cdef int T, block_shift, t
     cdef ChunkTiles* tiles = NULL
     cdef Py_ssize_t* sort_buffers = NULL
@@ -1159,10 +1185,7 @@ def csr_tile_cache(
 
     if indices.shape[0] != nnz:
         raise ValueError("data and indices must have the same length")
-    block_shift = sparse_block_shift(K)
-    n_blocks = max(1, (n_features + (1 << block_shift) - 1) >> block_shift)
-    chunk_rows = min(sparse_chunk_rows(K), max(n, 0))
-    bounds, _ = _sparse_chunks(indptr, chunk_rows)
+    bounds, _, _, block_shift, n_blocks = _sparse_layout(indptr, n_features, K)
     cdef const Py_ssize_t[::1] bounds_view = bounds
     bounds_p = &bounds_view[0]
     n_chunks = bounds_view.shape[0] - 1
@@ -1180,7 +1203,7 @@ def csr_tile_cache(
     sp = &starts_view[0, 0]
     dp = &data[0]
     ip = &indices[0]
-    T = <int> max(1, min(n_threads, nnz // SPARSE_NNZ_PER_THREAD, n_chunks))
+    T = _sparse_threads(n_threads, nnz, n_chunks)
     tiles = <ChunkTiles*> PyMem_RawCalloc(T, sizeof(ChunkTiles))
     # Per thread, the counting sort's cursors and four histograms.
     sort_buffers = <Py_ssize_t*> PyMem_RawMalloc(T * 5 * n_blocks * sizeof(Py_ssize_t))

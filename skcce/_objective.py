@@ -170,7 +170,7 @@ class CrossEntropyObjective:
             self._tile_cache = _kernel.csr_tile_cache(
                 self.X.data, self.X.indices, self.X.indptr, self.n_features,
                 self.n_classes, self.n_threads)
-        return self._tile_cache if self.cache_tiles else None
+        return self._tile_cache
 
     def add_penalty(self, params, loss, grad):
         """Add the L2 penalty at ``params`` to a data term (``grad`` in place).
