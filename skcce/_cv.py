@@ -12,43 +12,32 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral
-from types import SimpleNamespace
 
 import numpy as np
 from sklearn import config_context, get_config
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.metrics import get_scorer, get_scorer_names, make_scorer
 from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import validate_data
 
-from skcce._classifier import (
-    SoftmaxClassifier,
-    _convergence_failure,
-    _class_weights,
-    _effective_sample_weight,
-    _IterationRecorder,
-    _l2_reg_strength,
-    _minimize_lbfgs,
-    _model_attributes,
-    _prior_coef,
-    _SoftmaxProbaMixin,
-)
+from skcce._base import SoftmaxModelBase
+from skcce._classifier import SoftmaxClassifier
+from skcce._fit import run_lbfgs
+from skcce._layout import CoefLayout
 from skcce._metrics import categorical_crossentropy
-from skcce._objective import CrossEntropyObjective
-from skcce._precondition import rescaled, weighted_column_mean_squares
-from skcce._sparse import check_sparse_structure, is_sparse, kernel_csr
+from skcce._objective import CrossEntropyObjective, InMemoryData, l2_reg_strength
+from skcce._precondition import rescaled
+from skcce._sparse import is_sparse, kernel_csr
 from skcce._threads import effective_n_threads, single_threaded_blas
-from skcce._weights import check_non_negative_sample_weight
+from skcce._weights import (
+    check_non_negative_sample_weight,
+    class_mass,
+    class_weights,
+    effective_sample_weight,
+)
 
-# Attributes only a refit produces; a later fit with refit=False drops them.
-_REFIT_ONLY = ("loss_curve_", "final_gradient_norm_")
-
-
-class SoftmaxClassifierCV(_SoftmaxProbaMixin, LinearClassifierMixin, ClassifierMixin,
-                          BaseEstimator):
+class SoftmaxClassifierCV(SoftmaxModelBase):
     """Softmax regression with the inverse regularization C chosen by cross-validation.
 
     The cross-validated counterpart of :class:`SoftmaxClassifier`, with the
@@ -208,10 +197,8 @@ class SoftmaxClassifierCV(_SoftmaxProbaMixin, LinearClassifierMixin, ClassifierM
         self.n_jobs = n_jobs
         self.verbose = verbose
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        return tags
+    # Attributes only a refit produces; a later fit with refit=False drops them.
+    _fit_may_drop = ("loss_curve_", "final_gradient_norm_")
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None, groups=None):
@@ -239,29 +226,11 @@ class SoftmaxClassifierCV(_SoftmaxProbaMixin, LinearClassifierMixin, ClassifierM
         self : SoftmaxClassifierCV
             The fitted estimator.
         """
-        state_before = self.__dict__.copy()
-        try:
-            fitted = self._fit(X, y, sample_weight, groups)
-        except BaseException:
-            # validate_data sets n_features_in_/feature_names_in_ early.
-            self.__dict__.clear()
-            self.__dict__.update(state_before)
-            raise
-        for name in _REFIT_ONLY:
-            self.__dict__.pop(name, None)
-        self.__dict__.update(fitted)
-        return self
+        return self._transactional_fit(X, y, sample_weight, groups)
 
     def _fit(self, X, y, sample_weight, groups):
         """Fit without touching ``self``'s model; return the new attributes."""
-        check_sparse_structure(X)
-        X, y = validate_data(
-            self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32],
-            order="C", multi_output=True, reset=True,
-        )
-        if is_sparse(X):
-            X = kernel_csr(X, structure_checked=True)
-        classes, targets = SoftmaxClassifier._encode_targets(y)
+        X, y, classes, targets = self._validate_fit_data(X, y)
         soft = _is_soft(y)
         # What splitters and scorers see: the labels, or the soft targets.
         y_score = y if soft else classes[targets]
@@ -293,8 +262,9 @@ class SoftmaxClassifierCV(_SoftmaxProbaMixin, LinearClassifierMixin, ClassifierM
             fitted.update(self._refit(X, targets, classes, sample_weight, class_weight,
                                       fitted, full_coefs, n_threads))
         else:
+            layout = CoefLayout(classes.shape[0], X.shape[1], self.fit_intercept)
             fitted.update(_average_best(fitted["scores_"], full_coefs, Cs, classes,
-                                        self.fit_intercept, X.dtype))
+                                        layout, X.dtype))
         return fitted
 
     def _score_weight(self, scorer, sample_weight):
@@ -317,40 +287,29 @@ class SoftmaxClassifierCV(_SoftmaxProbaMixin, LinearClassifierMixin, ClassifierM
         if self.class_weight is None:
             return None
         weights = check_non_negative_sample_weight(sample_weight, X)
-        return _class_weights(self.class_weight, targets, classes, weights)
+        return class_weights(self.class_weight, targets, classes, weights)
 
     def _refit(self, X, targets, classes, sample_weight, class_weight, fitted, full_coefs,
                n_threads):
         """Fit on all the data at the best mean-score C, warm-started."""
         best = _best_index(fitted["scores_"].mean(axis=0))
         C = float(fitted["Cs_"][best])
-        objective = CrossEntropyObjective(
-            X, targets, classes.shape[0],
-            sample_weight=_effective_sample_weight(
+        data = InMemoryData(
+            X, targets, CoefLayout(classes.shape[0], X.shape[1], self.fit_intercept),
+            sample_weight=effective_sample_weight(
                 class_weight, X, targets, classes, sample_weight),
-            fit_intercept=self.fit_intercept, label_smoothing=self.label_smoothing,
-            n_threads=n_threads,
+            label_smoothing=self.label_smoothing, n_threads=n_threads,
         )
-        objective.l2_reg_strength = _l2_reg_strength(C, objective.weight_sum)
-        problem = rescaled(objective, X, objective.sample_weight)
-        recorder = _IterationRecorder(problem, verbose=max(0, self.verbose - 1))
-        params0 = np.asfortranarray(full_coefs[:, best].mean(axis=0)).ravel(order="F")
-        with single_threaded_blas():
-            result = _minimize_lbfgs(
-                recorder.loss_gradient, problem.to_internal(params0),
-                max_iter=self.max_iter, tol=self.tol, callback=recorder.callback,
-            )
-            final_gradient_norm = recorder.gradient_norm_at(result.x)
-        _, failure = _convergence_failure(result, self.max_iter)
-        if failure is not None:
-            warnings.warn(f"Refit at C={C:.6g}: {failure}", ConvergenceWarning,
-                          stacklevel=5)
-        refitted = _model_attributes(problem.from_internal(result.x), objective, classes,
-                                     X.dtype)
+        objective = CrossEntropyObjective(data, l2_reg_strength(C, data.weight_sum))
+        params0 = data.layout.flatten(full_coefs[:, best].mean(axis=0))
+        result = run_lbfgs(rescaled(objective), params0, max_iter=self.max_iter,
+                           tol=self.tol, verbose=max(0, self.verbose - 1))
+        result.warn_if_not_converged(prefix=f"Refit at C={C:.6g}: ", stacklevel=5)
+        refitted = data.layout.model_attributes(result.params, classes, X.dtype)
         refitted.update({
             "C_": C,
-            "loss_curve_": list(recorder.loss_curve),
-            "final_gradient_norm_": final_gradient_norm,
+            "loss_curve_": result.loss_curve,
+            "final_gradient_norm_": result.final_gradient_norm,
         })
         return refitted
 
@@ -391,8 +350,8 @@ class SoftmaxClassifierCV(_SoftmaxProbaMixin, LinearClassifierMixin, ClassifierM
 class _FoldPath:
     """One fold's results along the grid (arrays indexed like ``Cs``)."""
 
-    def __init__(self, n_Cs, n_classes, n_dof):
-        self.coefs = np.zeros((n_Cs, n_classes, n_dof))
+    def __init__(self, n_Cs, layout):
+        self.coefs = np.zeros((n_Cs, layout.n_classes, layout.n_dof))
         self.scores = np.zeros(n_Cs)
         self.n_iter = np.zeros(n_Cs, dtype=np.int32)
         self.failures = []  # (index in Cs, ConvergenceWarning message)
@@ -421,30 +380,27 @@ class _RegularizationPath:
         if is_sparse(X_train):
             X_train = kernel_csr(X_train)
         weights = None if self.sample_weight is None else self.sample_weight[train]
-        return _PathObjective(
-            X_train, targets_train, self.classes.shape[0],
-            sample_weight=_effective_sample_weight(
+        layout = CoefLayout(self.classes.shape[0], X_train.shape[1],
+                            self.settings["fit_intercept"])
+        return _PathObjective(InMemoryData(
+            X_train, targets_train, layout,
+            sample_weight=effective_sample_weight(
                 self.class_weight, X_train, targets_train, self.classes, weights),
-            fit_intercept=self.settings["fit_intercept"],
             label_smoothing=self.settings["label_smoothing"],
-        )
+        ))
 
     def fit_fold(self, fold_index, train, test, share):
         """The path of one fold: every C, in increasing order, warm-started."""
         objective = self.fold_objective(train)
-        mean_squares = weighted_column_mean_squares(objective.X, objective.sample_weight,
-                                                    objective.n_threads)
-        targets = objective.labels if objective.labels is not None else objective.target_proba
-        params = _prior_coef(objective, targets, objective.sample_weight,
-                             objective.label_smoothing).ravel(order="F")
-        path = _FoldPath(len(self.Cs), objective.n_classes, objective.n_dof)
+        params = _prior_params(objective.data)
+        path = _FoldPath(len(self.Cs), objective.layout)
         share.start(objective)
         try:
             previous = None  # (params, score) of the previous C
             for j in np.argsort(self.Cs, kind="stable"):
                 if self.stop.is_set():
                     break
-                params = self._fit_one(objective, mean_squares, params, j, path)
+                params = self._fit_one(objective, params, j, path)
                 if previous is not None and np.array_equal(previous[0], params):
                     path.scores[j] = previous[1]  # already optimal: the same model
                 else:
@@ -461,22 +417,16 @@ class _RegularizationPath:
             print(f"[SoftmaxClassifierCV] fold {fold_index}  C={self.Cs[j]:.4g}  "
                   f"n_iter={path.n_iter[j]}  score={path.scores[j]:.6g}", flush=True)
 
-    def _fit_one(self, objective, mean_squares, params, j, path):
+    def _fit_one(self, objective, params, j, path):
         """Fit at ``Cs[j]`` from ``params``; record the solution; return it."""
-        objective.l2_reg_strength = _l2_reg_strength(self.Cs[j], objective.weight_sum)
-        problem = rescaled(objective, objective.X, objective.sample_weight,
-                           mean_squares=mean_squares)
-        result = _minimize_lbfgs(
-            problem.loss_gradient, problem.to_internal(params),
-            max_iter=self.settings["max_iter"], tol=self.settings["tol"],
-        )
-        n_iter, failure = _convergence_failure(result, self.settings["max_iter"])
-        if failure is not None:
-            path.failures.append((j, failure))
-        path.n_iter[j] = n_iter
-        params = problem.from_internal(result.x)
-        path.coefs[j] = params.reshape(objective.n_dof, objective.n_classes).T
-        return params
+        objective.l2_reg_strength = l2_reg_strength(self.Cs[j], objective.weight_sum)
+        result = run_lbfgs(rescaled(objective), params, max_iter=self.settings["max_iter"],
+                           tol=self.settings["tol"], final_gradient_norm=False)
+        if result.failure is not None:
+            path.failures.append((j, result.failure))
+        path.n_iter[j] = result.n_iter
+        path.coefs[j] = objective.layout.matrix(result.params)
+        return result.params
 
     def _score(self, params, objective, test):
         """Score of the model ``params`` on the test fold."""
@@ -484,12 +434,27 @@ class _RegularizationPath:
         # the other folds are running at the same time.
         model = SoftmaxClassifier(n_jobs=objective.n_threads)
         model.__dict__.update(
-            _model_attributes(params, objective, self.classes, self.X.dtype))
-        model.n_features_in_ = objective.n_features
+            objective.layout.model_attributes(params, self.classes, self.X.dtype))
+        model.n_features_in_ = objective.layout.n_features
         kwargs = {}
         if self.score_weight is not None:
             kwargs["sample_weight"] = self.score_weight[test]
         return float(self.scorer(model, self.X[test], self.y_score[test], **kwargs))
+
+
+def _prior_params(data):
+    """W = 0 and intercepts at the prior: the start of each fold's path.
+
+    The intercepts are the centered log of the mean (weighted, smoothed)
+    target: the exact optimum for W = 0 (SoftmaxClassifier starts from zeros,
+    see its ``_initial_params``).
+    """
+    layout = data.layout
+    mass = class_mass(data.targets, data.sample_weight, layout.n_classes)
+    prior = mass / mass.sum()
+    eps = data.label_smoothing
+    prior = (1.0 - eps) * prior + eps / layout.n_classes
+    return layout.from_prior(prior)
 
 
 class _PathObjective(CrossEntropyObjective):
@@ -587,18 +552,14 @@ def _warn_path_convergence(fold_paths, Cs):
     )
 
 
-def _average_best(scores, full_coefs, Cs, classes, fit_intercept, dtype):
+def _average_best(scores, full_coefs, Cs, classes, layout, dtype):
     """refit=False: the mean of each fold's solution at that fold's best C.
 
     As LogisticRegressionCV(refit=False); ``C_`` is the mean of those C values.
     """
     best = [_best_index(fold_scores) for fold_scores in scores]
     coef = np.mean([full_coefs[i, j] for i, j in enumerate(best)], axis=0)
-    n_dof = coef.shape[1]
-    layout = SimpleNamespace(n_dof=n_dof, n_features=n_dof - int(fit_intercept),
-                             fit_intercept=fit_intercept)
-    fitted = _model_attributes(np.asfortranarray(coef).ravel(order="F"), layout,
-                               classes, dtype)
+    fitted = layout.model_attributes(layout.flatten(coef), classes, dtype)
     fitted["C_"] = float(np.mean(Cs[best]))
     return fitted
 

@@ -4,7 +4,7 @@
 row blocks of ``(X, targets, sample_weight)`` are validated, label-encoded and
 persisted once per fit, where they are computed. Every evaluation of the
 objective then runs the fused kernel on each block where it lives, through a
-:class:`~skcce._objective.CrossEntropyObjective` over that block, and ships
+:class:`~skcce._objective.InMemoryData` term over that block, and ships
 back only the block's unnormalized ``(loss_sum, grad)``: ``n_classes *
 (n_features + 1)`` float64 numbers. The client adds these partial sums in
 block order (never in order of completion, so the result does not depend on
@@ -32,6 +32,7 @@ dask is imported only here, and only when a Dask collection arrives, so
 ``import skcce`` never imports it.
 """
 
+import contextlib
 import copy
 import functools
 import math
@@ -46,11 +47,19 @@ from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
-from skcce._objective import CrossEntropyObjective
-from skcce._precondition import column_square_sums, rescaled
+from skcce._layout import CoefLayout
+from skcce._objective import InMemoryData
+from skcce._precondition import column_square_sums
 from skcce._sparse import is_sparse, kernel_csr
-from skcce._targets import check_soft_targets, one_hot_labels
+from skcce._targets import check_at_least_two_classes, check_soft_targets, one_hot_labels
 from skcce._threads import effective_n_threads, single_threaded_blas
+from skcce._weights import (
+    ALL_ZERO_WEIGHT_MESSAGE,
+    NEGATIVE_WEIGHT_MESSAGE,
+    apply_class_weight,
+    class_mass,
+    class_weights,
+)
 
 _INSTALL_HINT = (
     "Dask input needs dask[array] (and distributed for a cluster); install them "
@@ -184,7 +193,7 @@ def _prepare_block(X, y, sample_weight, classes):
                     f"{sample_weight.ndim}D array."
                 )
         if np.any(sample_weight < 0):
-            raise ValueError("Negative values in data passed to `sample_weight`")
+            raise ValueError(NEGATIVE_WEIGHT_MESSAGE)
     return X, targets, sample_weight
 
 
@@ -203,12 +212,10 @@ def _block_class_mass(block, n_classes):
     Unit weights are spelled out as the in-memory fit does when it resolves
     class weights, so that a single block reproduces it bitwise.
     """
-    from skcce._classifier import _class_mass
-
     X, targets, sample_weight = block
     if sample_weight is None:
         sample_weight = np.ones(X.shape[0])
-    return _class_mass(targets, sample_weight, n_classes)
+    return class_mass(targets, sample_weight, n_classes)
 
 
 def _block_apply_class_weight(block, class_weight):
@@ -218,11 +225,7 @@ def _block_apply_class_weight(block, class_weight):
         sample_weight = np.ones(X.shape[0])
     else:
         sample_weight = sample_weight.copy()
-    if targets.ndim == 1:
-        sample_weight *= class_weight[targets]
-    else:
-        sample_weight *= targets @ class_weight
-    return X, targets, sample_weight
+    return X, targets, apply_class_weight(sample_weight, targets, class_weight)
 
 
 def _block_statistics(block):
@@ -297,13 +300,13 @@ def _task_threads(n_jobs, slots):
 def _block_loss_gradient(block, params, spec, slots):
     """``sum_i s_i CE_i`` over a block and its gradient, (n_dof, K) float64."""
     X, targets, sample_weight = block
-    n_classes, fit_intercept, label_smoothing, n_jobs = spec
-    objective = CrossEntropyObjective(
-        X, targets, n_classes, sample_weight=sample_weight, fit_intercept=fit_intercept,
+    layout, label_smoothing, n_jobs = spec
+    data = InMemoryData(
+        X, targets, layout, sample_weight=sample_weight,
         label_smoothing=label_smoothing, n_threads=_task_threads(n_jobs, slots),
     )
     with single_threaded_blas():
-        return objective.loss_gradient_sum(params)
+        return data.loss_gradient_sum(params)
 
 
 def _ordered_sum(values):
@@ -422,31 +425,39 @@ def _block_store(dask, collections):
     return _LocalBlocks(dask, scheduler)
 
 
-class _BlockedObjective(CrossEntropyObjective):
-    """The crossentropy objective summed over row blocks held by a block store.
+class _BlockedData:
+    """The crossentropy data term summed over row blocks held by a block store.
 
-    Only :meth:`loss_gradient_sum` differs from
-    :class:`~skcce._objective.CrossEntropyObjective`: it maps the kernel over
-    the blocks and adds their partial sums in block order. Normalization and
-    penalty are inherited, so they are those of the in-memory objective.
+    The Dask counterpart of :class:`~skcce._objective.InMemoryData`: it maps
+    the kernel over the blocks and adds their partial sums in block order.
+    Normalization and penalty are the objective's, as for in-memory data.
+
+    Parameters
+    ----------
+    store : _ClusterBlocks or _LocalBlocks
+    layout : CoefLayout
+    weight_sum : float
+    mean_squares : ndarray of shape (n_features,)
+        Weighted column mean squares, reduced over the blocks.
+    label_smoothing : float
+    n_jobs : int or None
+        The estimator's ``n_jobs``: the client's threads, and each machine's
+        budget for its block tasks.
     """
 
-    def __init__(self, store, n_classes, n_features, weight_sum, *, fit_intercept,
-                 label_smoothing, n_jobs):
-        # No in-memory data, so the base initializer does not apply.
+    def __init__(self, store, layout, weight_sum, mean_squares, *, label_smoothing,
+                 n_jobs):
         self.store = store
-        self.X = self.labels = self.target_proba = self.sample_weight = None
-        self.n_classes = int(n_classes)
-        self.n_features = int(n_features)
-        self.fit_intercept = bool(fit_intercept)
-        self.n_dof = self.n_features + int(self.fit_intercept)
-        self.label_smoothing = float(label_smoothing)
-        self.l2_reg_strength = 0.0
+        self.layout = layout
         self.weight_sum = float(weight_sum)
+        self._mean_squares = mean_squares
         # Threads of the client-side passes (normalization and penalty).
         self.n_threads = effective_n_threads(n_jobs)
-        self.n_evaluations = 0
-        self._spec = (self.n_classes, self.fit_intercept, self.label_smoothing, n_jobs)
+        self._spec = (layout, float(label_smoothing), n_jobs)
+
+    def column_mean_squares(self):
+        """Weighted mean of ``x_j^2`` per column, over all blocks."""
+        return self._mean_squares
 
     def loss_gradient_sum(self, params):
         """Unnormalized data term over all blocks and its gradient.
@@ -465,24 +476,24 @@ class _BlockedObjective(CrossEntropyObjective):
         loss_sum = float(partials[0][0])
         for partial_loss, _ in partials[1:]:
             loss_sum += partial_loss
-        grad_t = _ordered_sum(grad for _, grad in partials)
-        self.n_evaluations += 1
-        return loss_sum, grad_t
+        return loss_sum, _ordered_sum(grad for _, grad in partials)
 
 
 # ---------------------------------------------------------------------------
 
 
-def fit_dask(estimator, X, y, sample_weight=None):
-    """Fit a :class:`~skcce.SoftmaxClassifier` to Dask arrays; return its new attributes.
+@contextlib.contextmanager
+def dask_data_term(estimator, X, y, sample_weight=None):
+    """Validate Dask input, persist its blocks, and yield the data term over them.
 
-    The estimator itself only gets ``n_features_in_`` (as
-    ``validate_data`` does); the fitted attributes are returned for the
-    caller to assign, so that a failed fit changes nothing.
+    The estimator itself only gets ``n_features_in_`` (as ``validate_data``
+    does). The blocks are released from the workers when the context exits.
 
     Parameters
     ----------
     estimator : SoftmaxClassifier
+        Supplies ``class_weight``, ``fit_intercept``, ``label_smoothing`` and
+        ``n_jobs``.
     X : dask.array.Array of shape (n_samples, n_features)
         Dense blocks, or blocks of scipy.sparse matrices (converted to CSR).
         Rows may be chunked freely; columns are rechunked into one chunk.
@@ -490,18 +501,13 @@ def fit_dask(estimator, X, y, sample_weight=None):
         Labels or soft targets; NumPy input is split like X's rows.
     sample_weight : dask.array.Array, array-like of shape (n_samples,), float or None
 
-    Returns
-    -------
-    fitted : dict
-        The fitted attributes, as returned by ``SoftmaxClassifier._fit``.
+    Yields
+    ------
+    data : _BlockedData
+    classes : ndarray of shape (n_classes,)
+    dtype : numpy dtype
+        The dtype of the fitted coefficients (X's, float64 for non-floats).
     """
-    from skcce._classifier import (
-        _class_weights,
-        _fit_lbfgs,
-        _l2_reg_strength,
-        _model_attributes,
-    )
-
     dask, da = _import_dask()
     X = _check_X(da, X)
     validate_data(estimator, X, skip_check_array=True, reset=True)
@@ -553,11 +559,7 @@ def fit_dask(estimator, X, y, sample_weight=None):
                 [dask.delayed(_block_unique, pure=True)(y_parts[i]) for i in keep])
             classes = np.unique(np.concatenate(uniques))
             check_classification_targets(classes)
-            if classes.shape[0] < 2:
-                raise ValueError(
-                    "This solver needs samples of at least 2 classes in the data, but "
-                    f"the data contains only one class: {classes[0]!r}"
-                )
+            check_at_least_two_classes(classes)
             n_classes = classes.shape[0]
 
         prepare = dask.delayed(_prepare_block, pure=False)
@@ -570,14 +572,14 @@ def fit_dask(estimator, X, y, sample_weight=None):
 
         class_weight = estimator.class_weight
         if class_weight is not None:
-            # _class_weights needs only the class masses: hand
+            # class_weights needs only the class masses: hand
             # them one pseudo-sample per class, weighted by its mass.
             pseudo_targets = np.arange(n_classes)
             if isinstance(class_weight, str) and class_weight == "balanced":
                 mass = _ordered_sum(store.map(_block_class_mass, n_classes))
-                class_weight = _class_weights("balanced", pseudo_targets, classes, mass)
+                class_weight = class_weights("balanced", pseudo_targets, classes, mass)
             else:
-                class_weight = _class_weights(class_weight, pseudo_targets, classes, None)
+                class_weight = class_weights(class_weight, pseudo_targets, classes, None)
             store.replace(_block_apply_class_weight, class_weight)
 
         statistics = store.map(_block_statistics)
@@ -586,23 +588,13 @@ def fit_dask(estimator, X, y, sample_weight=None):
             weight_sum += block_weight_sum
         square_sums = _ordered_sum(s[1] for s in statistics)
         if weighted and not weight_sum > 0:
-            raise ValueError("Sample weights must contain at least one non-zero number.")
+            raise ValueError(ALL_ZERO_WEIGHT_MESSAGE)
 
-        objective = _BlockedObjective(
-            store, n_classes, n_features, weight_sum,
-            fit_intercept=estimator.fit_intercept,
+        layout = CoefLayout(n_classes, n_features, estimator.fit_intercept)
+        yield _BlockedData(
+            store, layout, weight_sum, square_sums / weight_sum,
             label_smoothing=estimator.label_smoothing, n_jobs=estimator.n_jobs,
-        )
-        objective.l2_reg_strength = _l2_reg_strength(estimator.C, weight_sum)
-        coef0 = estimator._initial_coef(objective, classes)
-        params0 = coef0.ravel(order="F")
-        problem = rescaled(objective, None, None, mean_squares=square_sums / weight_sum)
-
-        def model_attributes(params):
-            return _model_attributes(params, objective, classes, dtype)
-
-        metadata = {"sample_weight": sample_weight} if weighted else None
-        return _fit_lbfgs(estimator, problem, params0, model_attributes, X, y, metadata)
+        ), classes, dtype
     finally:
         store.release()
 

@@ -98,21 +98,29 @@ import numpy as np
 
 # Target size in bytes of one chunk of X: small enough that the chunk is still
 # in the L2 cache when the gradient GEMM reads it again after the logits GEMM.
-DEF CHUNK_BYTES = 131072
+cdef enum:
+    CHUNK_BYTES = 131072
 # Target size in bytes of one block of X: large enough that the per-wave
 # synchronisation and the merge are negligible next to the block's work.
-DEF BLOCK_BYTES = 1048576
+cdef enum:
+    BLOCK_BYTES = 1048576
 # Groups of rows summed separately, then merged in order (see dense_partition).
-DEF MAX_GROUPS = 64
-DEF GROUP_BUFFER_BYTES = 67108864
+cdef enum:
+    MAX_GROUPS = 64
+cdef enum:
+    GROUP_BUFFER_BYTES = 67108864
 # Group gradient buffers in use at once, per thread (see _ordered_merge.h):
 # slack for threads that run ahead while an earlier group is still computed.
-DEF MERGE_SLOTS_PER_THREAD = 4
-DEF MIN_CHUNK_ROWS = 8
-DEF MAX_CHUNK_ROWS = 2048
+cdef enum:
+    MERGE_SLOTS_PER_THREAD = 4
+cdef enum:
+    MIN_CHUNK_ROWS = 8
+cdef enum:
+    MAX_CHUNK_ROWS = 2048
 # Up to this many classes the dense products run in the register-blocked
 # micro-kernels of _microkernel.h; above, BLAS GEMM is as fast.
-DEF MICRO_MAX_CLASSES = 32
+cdef enum:
+    MICRO_MAX_CLASSES = 32
 
 
 def _microkernel_width(Py_ssize_t n_classes, Py_ssize_t itemsize):
@@ -616,19 +624,26 @@ def dense_loss_gradient(
 # rows' random order made every non-zero two random cache misses (the d x K
 # coefficients and gradient do not fit in the cache together); the tiles halve
 # the time of an evaluation.
-DEF SPARSE_CHUNK_VALUES = 65536
-DEF SPARSE_MIN_CHUNK_ROWS = 64
+cdef enum:
+    SPARSE_CHUNK_VALUES = 65536
+cdef enum:
+    SPARSE_MIN_CHUNK_ROWS = 64
 # At most 2^16 rows: a tile entry stores the row within its chunk in 16 bits.
-DEF SPARSE_MAX_CHUNK_ROWS = 16384
+cdef enum:
+    SPARSE_MAX_CHUNK_ROWS = 16384
 # Non-zeros per chunk (a chunk ends earlier when it would exceed this, unless
 # it is a single row): bounds the chunk's tile entries (12 bytes each).
-DEF SPARSE_CHUNK_NNZ = 262144
-DEF SPARSE_BLOCK_BYTES = 131072
+cdef enum:
+    SPARSE_CHUNK_NNZ = 262144
+cdef enum:
+    SPARSE_BLOCK_BYTES = 131072
 # At most 2^16 features per block: an entry stores the feature within its
 # block in 16 bits.
-DEF SPARSE_MAX_BLOCK_FEATURES = 65536
+cdef enum:
+    SPARSE_MAX_BLOCK_FEATURES = 65536
 # Fewest non-zeros per thread worth starting a thread for.
-DEF SPARSE_NNZ_PER_THREAD = 32768
+cdef enum:
+    SPARSE_NNZ_PER_THREAD = 32768
 
 
 def sparse_chunk_rows(Py_ssize_t n_classes):
@@ -673,7 +688,6 @@ def sparse_block_shift(Py_ssize_t n_classes):
 
 cdef inline Py_ssize_t _stream_block(
     const double* next_block, Py_ssize_t block_values, Py_ssize_t n_entries,
-    bint for_write,
 ) noexcept nogil:
     """Cache lines of the next block to prefetch per entry of this one.
 
@@ -785,11 +799,11 @@ cdef void _gather_logits(
         if floating is double:
             skcce_tile_gather_f64(tiles.keys, <const double*> tiles.values, e0, e1,
                                   block_shift, wb, K, tiles.z, stream, stream_end,
-                                  _stream_block(stream, block_values, e1 - e0, False))
+                                  _stream_block(stream, block_values, e1 - e0))
         else:
             skcce_tile_gather_f32(tiles.keys, <const float*> tiles.values, e0, e1,
                                   block_shift, wb, K, tiles.z, stream, stream_end,
-                                  _stream_block(stream, block_values, e1 - e0, False))
+                                  _stream_block(stream, block_values, e1 - e0))
 
 
 cdef void _scatter_block(
@@ -816,7 +830,7 @@ cdef void _scatter_block(
                                  n_features - (b << block_shift))) * K * sizeof(double))
     for c in range(n_chunks):
         n_entries += tiles[c].block_start[b + 1] - tiles[c].block_start[b]
-    lines = _stream_block(stream, block_values, n_entries, True)
+    lines = _stream_block(stream, block_values, n_entries)
     for c in range(n_chunks):
         if floating is double:
             stream = skcce_tile_scatter_f64(
@@ -832,7 +846,8 @@ cdef void _scatter_block(
 
 # Alignment of the tiles and of each of a thread's tile buffers within them: a
 # cache line, so that no two threads write to one line.
-DEF TILE_ALIGN = 64
+cdef enum:
+    TILE_ALIGN = 64
 
 
 cdef inline size_t _aligned(size_t n) noexcept nogil:
@@ -1258,7 +1273,8 @@ cdef inline int _block_threads(int n_threads, RowBlocks blocks) noexcept nogil:
 
 
 # Rows per block of the metric's reduction.
-DEF METRIC_BLOCK_ROWS = 4096
+cdef enum:
+    METRIC_BLOCK_ROWS = 4096
 
 
 cdef double _rows_crossentropy_block(
@@ -1351,7 +1367,8 @@ def rows_crossentropy(
 
 
 # Values per row block of the objective's finishing passes.
-DEF HELPER_BLOCK_VALUES = 65536
+cdef enum:
+    HELPER_BLOCK_VALUES = 65536
 
 
 def divide_inplace(double[:, ::1] a, double divisor, int n_threads):
@@ -1418,8 +1435,10 @@ def add_penalty_gradient(double[:, ::1] grad, const double[:, ::1] weights,
 
 # At most this many row blocks (each with its own d partial sums) in
 # dense_column_square_sums; at least this many rows per block.
-DEF COLUMN_MAX_BLOCKS = 64
-DEF COLUMN_MIN_BLOCK_ROWS = 4096
+cdef enum:
+    COLUMN_MAX_BLOCKS = 64
+cdef enum:
+    COLUMN_MIN_BLOCK_ROWS = 4096
 
 
 def dense_column_square_sums(const floating[:, ::1] X,

@@ -101,7 +101,7 @@ def crossentropy_loss_gradient(coef, X, y, *, sample_weight=None, l2_reg_strengt
     y = check_targets_for_classes(y, n_classes)
     if sample_weight is not None:
         sample_weight = check_non_negative_sample_weight(sample_weight, X)
-    objective = CrossEntropyObjective(
+    objective = CrossEntropyObjective.in_memory(
         X, y, n_classes, sample_weight=sample_weight, fit_intercept=fit_intercept,
         l2_reg_strength=l2_reg_strength, label_smoothing=label_smoothing,
         n_threads=effective_n_threads(n_jobs),

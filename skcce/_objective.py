@@ -1,4 +1,4 @@
-"""The L2-regularized crossentropy objective over a flat parameter vector.
+"""The L2-regularized crossentropy objective: a penalty over a pluggable data term.
 
 The objective, for coefficients ``W`` (K x d) and intercepts ``b`` (K)::
 
@@ -12,67 +12,67 @@ q_i <- (1 - eps) q_i + eps / K. For labels without smoothing,
 CE_i = logsumexp(z_i) - z_{i, y_i}
 
 which is scikit-learn's ``LinearModelLoss(HalfMultinomialLoss)`` convention;
-the estimator uses ``l2_reg_strength = 1 / (C * S)``. The intercept is not
+the estimators use ``l2_reg_strength = 1 / (C * S)``. The intercept is not
 penalized.
 
-Parameter layout: the coefficient matrix ``coef`` of shape (K, n_dof), with
-``n_dof = d + fit_intercept`` and the intercepts in the last column, is stored
-in Fortran order. Its flat vector ``coef.ravel(order="F")`` (what L-BFGS sees)
-is then the C-contiguous (n_dof, K) array ``coef.T`` that the kernel takes,
-with no copy in either direction.
+A *data term* computes the unnormalized ``sum_i s_i CE_i`` and its gradient
+(``loss_gradient_sum``) and knows ``S`` (``weight_sum``): :class:`InMemoryData`
+for NumPy and CSR data, ``skcce._dask`` for row blocks on a Dask cluster.
+:class:`CrossEntropyObjective` normalizes it and adds the penalty, the same
+way for every data term. The parameter layout is :class:`~skcce._layout.CoefLayout`'s.
 """
 
 import numpy as np
 
 from skcce import _kernel
+from skcce._layout import CoefLayout
+from skcce._precondition import weighted_column_mean_squares
 from skcce._sparse import is_sparse
 
 
-class CrossEntropyObjective:
-    """Loss and gradient of the regularized crossentropy on fixed data.
+def l2_reg_strength(C, weight_sum):
+    """The penalty factor for C: ``1 / (C * S)``, 0 for C = inf."""
+    return 0.0 if np.isinf(C) else 1.0 / (C * weight_sum)
+
+
+class InMemoryData:
+    """The crossentropy data term on a NumPy array or a CSR matrix.
 
     Parameters
     ----------
     X : ndarray or CSR matrix of shape (n_samples, n_features), float32 or float64
         Dense X in C order; sparse X as returned by
         :func:`skcce._sparse.kernel_csr` (checked index structure).
-    y : ndarray of shape (n_samples,), int32, or (n_samples, n_classes), float64
+    targets : ndarray of shape (n_samples,), int32, or (n_samples, n_classes), float64
         Class indices in ``[0, n_classes)``, or target distributions (rows
         summing to 1).
-    n_classes : int
+    layout : CoefLayout
     sample_weight : ndarray of shape (n_samples,), float64, or None
         None means unit weights (the kernel then skips the multiplications).
-    fit_intercept : bool
-    l2_reg_strength : float
     label_smoothing : float
     n_threads : int
+        OpenMP threads of each evaluation; may be changed between evaluations
+        (the result does not depend on it).
     cache_tiles : bool, default=False
         For sparse X: sort X's non-zeros into the kernel's tiles at the first
         evaluation and keep them for the later ones (``_kernel.csr_tile_cache``),
         which then skip the sort. Costs as much memory as X's data and indices
-        for the objective's lifetime; worth it for the many evaluations of a
+        for the data term's lifetime; worth it for the many evaluations of a
         fit, not for one. Results are bitwise the same.
     """
 
-    # Defaults for subclasses that do not call __init__.
-    cache_tiles = False
-    _tile_cache = None
-
-    def __init__(self, X, y, n_classes, *, sample_weight=None, fit_intercept=True,
-                 l2_reg_strength=0.0, label_smoothing=0.0, n_threads=1,
-                 cache_tiles=False):
+    def __init__(self, X, targets, layout, *, sample_weight=None, label_smoothing=0.0,
+                 n_threads=1, cache_tiles=False):
         self.X = X
-        self.cache_tiles = bool(cache_tiles)
-        self.labels = y if y.ndim == 1 else None
-        self.target_proba = y if y.ndim == 2 else None
-        self.label_smoothing = float(label_smoothing)
-        self.n_classes = int(n_classes)
+        self.layout = layout
+        self.labels = targets if targets.ndim == 1 else None
+        self.target_proba = targets if targets.ndim == 2 else None
         self.sample_weight = sample_weight
-        self.fit_intercept = bool(fit_intercept)
-        self.l2_reg_strength = float(l2_reg_strength)
+        self.label_smoothing = float(label_smoothing)
         self.n_threads = int(n_threads)
-        self.n_features = X.shape[1]
-        self.n_dof = self.n_features + int(self.fit_intercept)
+        self.cache_tiles = bool(cache_tiles)
+        self._tile_cache = None
+        self._mean_squares = None
         if sample_weight is None:
             self.weight_sum = float(X.shape[0])
         else:
@@ -89,38 +89,11 @@ class CrossEntropyObjective:
             if scale != 1.0:
                 self._weight_scale = float(scale)
                 self._kernel_weight = sample_weight / scale
-        self.n_evaluations = 0
 
     @property
-    def n_params(self):
-        """Length of the flat parameter vector."""
-        return self.n_classes * self.n_dof
-
-    def loss_gradient(self, params):
-        """Objective and its gradient at the flat parameter vector ``params``.
-
-        Parameters
-        ----------
-        params : ndarray of shape (n_classes * n_dof,), float64
-            ``coef.ravel(order="F")`` for coef of shape (n_classes, n_dof).
-
-        Returns
-        -------
-        loss : float
-        grad : ndarray of shape (n_classes * n_dof,), float64
-        """
-        loss, grad = self.data_loss_gradient(params)
-        return self.add_penalty(params, loss, grad)
-
-    def data_loss_gradient(self, params):
-        """The weighted mean crossentropy and its gradient, without the penalty.
-
-        One pass of the kernel over X. Same parameters and return values as
-        :meth:`loss_gradient`.
-        """
-        loss_sum, grad_t = self.loss_gradient_sum(params)
-        _kernel.divide_inplace(grad_t, self.weight_sum, self.n_threads)
-        return loss_sum / self.weight_sum, grad_t.ravel()
+    def targets(self):
+        """The class indices or the target distributions."""
+        return self.labels if self.labels is not None else self.target_proba
 
     def loss_gradient_sum(self, params):
         """Unnormalized data term: ``sum_i s_i CE_i`` and its gradient.
@@ -140,14 +113,14 @@ class CrossEntropyObjective:
             Gradient of ``loss_sum``; ``grad_t.ravel()`` is in the layout of
             ``params``.
         """
-        coef_t = params.reshape(self.n_dof, self.n_classes)
-        weights_t = coef_t[: self.n_features]
-        intercept = coef_t[-1] if self.fit_intercept else None
-        grad_t = np.empty((self.n_dof, self.n_classes), dtype=np.float64)
+        layout = self.layout
+        weights_t = layout.weights_t(params)
+        intercept = layout.intercept(params)
+        grad_t = np.empty((layout.n_dof, layout.n_classes), dtype=np.float64)
         if is_sparse(self.X):
             # The sparse kernel gathers float64 coefficients whatever X's dtype.
             loss_sum = _kernel.csr_loss_gradient(
-                self.X.data, self.X.indices, self.X.indptr, self.n_features,
+                self.X.data, self.X.indices, self.X.indptr, layout.n_features,
                 self.labels, self.target_proba, self.label_smoothing,
                 self.sample_weight, np.ascontiguousarray(weights_t),
                 intercept, self.n_threads, grad_t, self._sparse_tiles(),
@@ -161,16 +134,91 @@ class CrossEntropyObjective:
             if self._weight_scale != 1.0:
                 loss_sum *= self._weight_scale
                 grad_t *= self._weight_scale
-        self.n_evaluations += 1
         return loss_sum, grad_t
+
+    def column_mean_squares(self):
+        """Weighted mean of ``x_j^2`` per column (for the rescaling), computed once."""
+        if self._mean_squares is None:
+            self._mean_squares = weighted_column_mean_squares(
+                self.X, self.sample_weight, self.n_threads)
+        return self._mean_squares
 
     def _sparse_tiles(self):
         """X's cached tiles when ``cache_tiles``, built at the first call; else None."""
         if self.cache_tiles and self._tile_cache is None:
             self._tile_cache = _kernel.csr_tile_cache(
-                self.X.data, self.X.indices, self.X.indptr, self.n_features,
-                self.n_classes, self.n_threads)
+                self.X.data, self.X.indices, self.X.indptr, self.layout.n_features,
+                self.layout.n_classes, self.n_threads)
         return self._tile_cache
+
+
+class CrossEntropyObjective:
+    """Loss and gradient of the regularized crossentropy over a data term.
+
+    Parameters
+    ----------
+    data : InMemoryData or another data term
+        Provides ``layout``, ``weight_sum``, ``n_threads`` and
+        ``loss_gradient_sum(params)``.
+    l2_reg_strength : float, default=0.0
+        May be changed between evaluations (a regularization path).
+    """
+
+    def __init__(self, data, l2_reg_strength=0.0):
+        self.data = data
+        self.layout = data.layout
+        self.l2_reg_strength = float(l2_reg_strength)
+
+    @classmethod
+    def in_memory(cls, X, targets, n_classes, *, sample_weight=None, fit_intercept=True,
+                  l2_reg_strength=0.0, label_smoothing=0.0, n_threads=1,
+                  cache_tiles=False):
+        """The objective on in-memory data (see :class:`InMemoryData`)."""
+        layout = CoefLayout(n_classes, X.shape[1], fit_intercept)
+        data = InMemoryData(X, targets, layout, sample_weight=sample_weight,
+                            label_smoothing=label_smoothing, n_threads=n_threads,
+                            cache_tiles=cache_tiles)
+        return cls(data, l2_reg_strength)
+
+    @property
+    def weight_sum(self):
+        """S, the sum of the sample weights."""
+        return self.data.weight_sum
+
+    @property
+    def n_threads(self):
+        """OpenMP threads of the data term and of the penalty pass."""
+        return self.data.n_threads
+
+    @n_threads.setter
+    def n_threads(self, value):
+        self.data.n_threads = int(value)
+
+    def loss_gradient(self, params):
+        """Objective and its gradient at the flat parameter vector ``params``.
+
+        Parameters
+        ----------
+        params : ndarray of shape (n_classes * n_dof,), float64
+            In the layout of :class:`~skcce._layout.CoefLayout`.
+
+        Returns
+        -------
+        loss : float
+        grad : ndarray of shape (n_classes * n_dof,), float64
+        """
+        loss, grad = self.data_loss_gradient(params)
+        return self.add_penalty(params, loss, grad)
+
+    def data_loss_gradient(self, params):
+        """The weighted mean crossentropy and its gradient, without the penalty.
+
+        One pass of the data term. Same parameters and return values as
+        :meth:`loss_gradient`.
+        """
+        loss_sum, grad_t = self.data.loss_gradient_sum(params)
+        _kernel.divide_inplace(grad_t, self.weight_sum, self.n_threads)
+        return loss_sum / self.weight_sum, grad_t.ravel()
 
     def add_penalty(self, params, loss, grad):
         """Add the L2 penalty at ``params`` to a data term (``grad`` in place).
@@ -189,10 +237,9 @@ class CrossEntropyObjective:
         grad : ndarray of shape (n_classes * n_dof,), float64
         """
         if self.l2_reg_strength > 0:
-            weights_t = params.reshape(self.n_dof, self.n_classes)[: self.n_features]
-            grad_t = grad.reshape(self.n_dof, self.n_classes)[: self.n_features]
             # One multithreaded pass: the gradient update and ||W||^2.
             sum_squares = _kernel.add_penalty_gradient(
-                grad_t, weights_t, self.l2_reg_strength, self.n_threads)
+                self.layout.weights_t(grad), self.layout.weights_t(params),
+                self.l2_reg_strength, self.n_threads)
             loss += 0.5 * self.l2_reg_strength * sum_squares
         return loss, grad

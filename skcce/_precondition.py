@@ -116,7 +116,7 @@ class RescaledObjective:
     def __init__(self, objective, multipliers):
         self.objective = objective
         # Flat layout is (n_dof, K) in C order: repeat each column's multiplier K times.
-        self._flat = np.repeat(multipliers, objective.n_classes)
+        self._flat = np.repeat(multipliers, objective.layout.n_classes)
 
     def to_internal(self, params):
         """Optimizer coordinates V of the coefficients W."""
@@ -125,10 +125,6 @@ class RescaledObjective:
     def from_internal(self, internal):
         """Coefficients W of the optimizer coordinates V."""
         return internal * self._flat
-
-    def gradient_from_internal(self, internal_grad):
-        """``grad_f`` (w.r.t. W) from the gradient w.r.t. V."""
-        return internal_grad / self._flat
 
     def loss_gradient(self, internal):
         loss, grad = self.objective.loss_gradient(internal * self._flat)
@@ -150,16 +146,23 @@ class IdentityRescaling:
     def from_internal(internal):
         return internal
 
-    @staticmethod
-    def gradient_from_internal(internal_grad):
-        return internal_grad
 
+def rescaled(objective):
+    """The objective in the optimizer's coordinates (rescaled only if needed).
 
-def rescaled(objective, X, sample_weight, *, mean_squares=None):
-    """The objective in the optimizer's coordinates (rescaled only if needed)."""
+    Parameters
+    ----------
+    objective : CrossEntropyObjective
+        Its data term supplies the column mean squares
+        (``column_mean_squares()``).
+
+    Returns
+    -------
+    problem : RescaledObjective or IdentityRescaling
+    """
     multipliers = column_multipliers(
-        X, sample_weight, objective.fit_intercept, objective.l2_reg_strength,
-        mean_squares=mean_squares, n_threads=getattr(objective, "n_threads", 1),
+        None, None, objective.layout.fit_intercept, objective.l2_reg_strength,
+        mean_squares=objective.data.column_mean_squares(),
     )
     if multipliers is None:
         return IdentityRescaling(objective)

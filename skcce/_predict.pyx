@@ -40,7 +40,7 @@ from libc.math cimport exp, log, fabs, frexp, ldexp, isfinite
 from libc.stdint cimport int32_t, int64_t
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-from skcce._openmp cimport SKCCE_OPENMP_ENABLED, omp_get_thread_num
+from skcce._openmp cimport omp_get_thread_num
 
 
 # dtype of the model and of the output (float32 only when X and the model
@@ -72,16 +72,6 @@ cdef enum:
 DECISION = MODE_DECISION
 PROBA = MODE_PROBA
 LOG_PROBA = MODE_LOG_PROBA
-
-
-def openmp_enabled():
-    """Whether this extension was built with OpenMP support.
-
-    Returns
-    -------
-    enabled : bool
-    """
-    return bool(SKCCE_OPENMP_ENABLED)
 
 
 def dense_chunk_rows(Py_ssize_t n_features, Py_ssize_t itemsize):

@@ -50,7 +50,7 @@ def kernel_csr(X, structure_checked=False):
         X.indices = X.indices.astype(index_dtype)
         X.indptr = X.indptr.astype(index_dtype)
     if not structure_checked:
-        _check_csr_structure(X)
+        check_sparse_structure(X)
     return X
 
 
@@ -112,6 +112,3 @@ def _check_compressed(fmt, indptr, indices, n_major, n_minor, n_data):
             f"Malformed {name} matrix: {minor} indices must lie in [0, {n_minor})."
         )
 
-
-def _check_csr_structure(X):
-    check_sparse_structure(X)

@@ -3,6 +3,7 @@
 import numpy as np
 from scipy import sparse
 from sklearn.utils import check_array, column_or_1d
+from sklearn.utils.multiclass import check_classification_targets
 
 
 def soft_target_tolerance(dtype):
@@ -142,3 +143,41 @@ def check_targets_for_classes(y, n_classes, input_name="y"):
     if sparse.issparse(y) or np.ndim(y) == 2 and np.shape(y)[1] != 1:
         return check_soft_targets(y, n_classes=n_classes, input_name=input_name)
     return check_class_indices(y, n_classes, input_name=input_name)
+
+
+def check_at_least_two_classes(classes):
+    """Raise scikit-learn's error when the labels hold fewer than 2 classes."""
+    if classes.shape[0] < 2:
+        raise ValueError(
+            "This solver needs samples of at least 2 classes in the data, but "
+            f"the data contains only one class: {classes[0]!r}"
+        )
+
+
+def encode_targets(y):
+    """``classes_`` and the kernel's targets: int32 indices or float64 (n, K).
+
+    Parameters
+    ----------
+    y : ndarray of shape (n_samples,) or (n_samples, K)
+        Validated labels, or soft targets when 2-D with K >= 2 columns.
+
+    Returns
+    -------
+    classes : ndarray of shape (n_classes,)
+        The sorted labels, or ``arange(K)`` for soft targets.
+    targets : ndarray
+        int32 class indices, or the float64 target distributions. Exactly
+        one-hot rows are turned into indices, so they give bitwise the model
+        of the equivalent labels.
+    """
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = column_or_1d(y, warn=True)
+    if y.ndim == 2:
+        proba = check_soft_targets(y)
+        labels = one_hot_labels(proba)
+        return np.arange(proba.shape[1]), (proba if labels is None else labels)
+    check_classification_targets(y)
+    classes, y_encoded = np.unique(y, return_inverse=True)
+    check_at_least_two_classes(classes)
+    return classes, np.ascontiguousarray(y_encoded, dtype=np.int32)

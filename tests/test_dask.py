@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
+import time
 
 import numpy as np
 import pytest
@@ -356,42 +356,94 @@ def test_cluster_thread_rule(client):
     assert client.submit(skcce_dask._task_threads, None, slots, pure=False).result() == 1
 
 
+def _evaluation_hook(monkeypatch, at, action):
+    """Run ``action()`` on the client just before the ``at``-th evaluation."""
+    evaluations = []
+    blocked_sum = skcce_dask._BlockedData.loss_gradient_sum
+
+    def hooked(self, params):
+        evaluations.append(None)
+        if len(evaluations) == at:
+            action()
+        return blocked_sum(self, params)
+
+    monkeypatch.setattr(skcce_dask._BlockedData, "loss_gradient_sum", hooked)
+    return evaluations
+
+
 @requires_distributed
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-def test_worker_death_mid_fit_gives_the_same_model_or_a_clear_error(client, monkeypatch):
+def test_fit_recovers_the_blocks_of_a_dead_worker(client, monkeypatch):
+    """A worker dies between two evaluations: its blocks are recomputed from
+    their lineage and the fit ends with exactly the undisturbed model."""
     X, y = cluster_problem(200_000, 40, 8, n_blocks=8)
     params = dict(max_iter=20, tol=1e-12)
     undisturbed = SoftmaxClassifier(**params).fit(X, y)
-
-    clf = SoftmaxClassifier(**params).fit(*make_problem(n=100, d=40, K=8))
-    before = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(clf).items()}
     victim = next(iter(client.run(os.getpid).values()))
-    evaluations = []
-    blocked_sum = skcce_dask._BlockedObjective.loss_gradient_sum
 
-    def evaluate_then_kill(self, params):
-        evaluations.append(None)
-        if len(evaluations) == 4:
-            # Lands while this evaluation's block tasks are running, and takes
-            # the blocks held by that worker with it.
-            threading.Timer(0.05, os.kill, (victim, signal.SIGKILL)).start()
-        return blocked_sum(self, params)
+    def kill_and_wait():
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while victim in client.run(os.getpid, on_error="ignore").values():
+            assert time.monotonic() < deadline, "the killed worker never left"
+            time.sleep(0.05)
 
-    monkeypatch.setattr(skcce_dask._BlockedObjective, "loss_gradient_sum", evaluate_then_kill)
-    try:
-        clf.fit(X, y)
-    except Exception as exc:  # a clear error, and nothing changed
-        print(f"worker killed mid-fit: {type(exc).__name__}: {exc}")
-        assert type(exc).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError")
-        assert vars(clf).keys() == before.keys()
-        for key, value in before.items():
-            np.testing.assert_array_equal(getattr(clf, key), value)
-    else:
-        # The lost blocks were recomputed from their lineage.
-        print("worker killed mid-fit: the fit completed with the same model")
-        np.testing.assert_array_equal(clf.coef_, undisturbed.coef_)
-        np.testing.assert_array_equal(clf.intercept_, undisturbed.intercept_)
-        assert clf.loss_curve_ == undisturbed.loss_curve_
+    evaluations = _evaluation_hook(monkeypatch, 4, kill_and_wait)
+    clf = SoftmaxClassifier(**params).fit(X, y)
     assert len(evaluations) > 4
+    np.testing.assert_array_equal(clf.coef_, undisturbed.coef_)
+    np.testing.assert_array_equal(clf.intercept_, undisturbed.intercept_)
+    assert clf.loss_curve_ == undisturbed.loss_curve_
     client.wait_for_workers(2, timeout=60)
-    assert victim not in client.run(os.getpid).values()  # it did die, and was replaced
+
+
+def _die_in_block_tasks(flag):
+    """On a worker: block tasks kill their own process once ``flag`` exists."""
+    import skcce._dask as module
+
+    original = getattr(module, "_original_block_loss_gradient", module._block_loss_gradient)
+    module._original_block_loss_gradient = original
+
+    def dying(block, params, spec, slots):
+        if os.path.exists(flag):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(block, params, spec, slots)
+
+    module._block_loss_gradient = dying
+
+
+def _restore_block_tasks():
+    import skcce._dask as module
+
+    original = getattr(module, "_original_block_loss_gradient", None)
+    if original is not None:
+        module._block_loss_gradient = original
+
+
+@requires_distributed
+def test_worker_death_inside_a_task_fails_the_fit_without_touching_the_model(
+        client, monkeypatch, tmp_path):
+    """A worker dies while running a block task and the scheduler gives up
+    (no retries): the fit raises KilledWorker and the fitted estimator is
+    exactly as it was."""
+    X, y = cluster_problem(20_000, 10, 4, n_blocks=4)
+    clf = SoftmaxClassifier(max_iter=20).fit(*make_problem(n=100, d=10, K=4))
+    before = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in vars(clf).items()}
+    flag = tmp_path / "die"
+    client.run(_die_in_block_tasks, str(flag))
+    scheduler = client.cluster.scheduler
+    allowed_failures = scheduler.allowed_failures
+    scheduler.allowed_failures = 0
+    _evaluation_hook(monkeypatch, 3, flag.touch)
+    try:
+        with pytest.raises(Exception) as info:
+            clf.fit(X, y)
+    finally:
+        scheduler.allowed_failures = allowed_failures
+        flag.unlink(missing_ok=True)
+        client.wait_for_workers(2, timeout=60)
+        client.run(_restore_block_tasks)
+    assert type(info.value).__name__ == "KilledWorker"
+    assert vars(clf).keys() == before.keys()
+    for key, value in before.items():
+        np.testing.assert_array_equal(getattr(clf, key), value)

@@ -14,6 +14,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import skcce
+from skcce._threads import effective_n_threads
 from _reference import (
     assert_grad_close,
     make_loss_problem,
@@ -44,29 +45,12 @@ def test_kernel_is_compiled_extension():
     ), kernel.__spec__.loader
 
 
-def test_no_pure_python_fallback():
-    """Importing skcce must not silently use a pure-Python implementation.
+def test_kernels_are_compiled_extensions():
+    """The loss and prediction kernels are the compiled extensions, not Python shims."""
+    import skcce._predict
 
-    Every (sub)module of skcce that is loaded after import is inspected: the
-    module providing the loss kernel is the compiled one, and no module named
-    like a fallback (``*fallback*``, ``*_py*``, ``*pure*``) was imported.
-    """
-    loaded = [m for m in sys.modules if m == "skcce" or m.startswith("skcce.")]
-    assert "skcce._kernel" in loaded
-    suspicious = [
-        m
-        for m in loaded
-        if any(tag in m.rsplit(".", 1)[-1].lower() for tag in ("fallback", "pure", "_py"))
-    ]
-    assert suspicious == [], suspicious
-    # The kernel module itself is an extension (not e.g. a .py shim re-exporting).
-    assert skcce._kernel.__file__.endswith(
-        tuple(importlib.machinery.EXTENSION_SUFFIXES)
-    )
-    # no attribute advertising a fallback is set to True
-    for attr in ("USING_FALLBACK", "_USING_FALLBACK", "_fallback", "HAS_FALLBACK"):
-        if hasattr(skcce, attr):
-            assert not getattr(skcce, attr), attr
+    for module in (skcce._kernel, skcce._predict):
+        assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
 
 
 def test_import_fails_without_compiled_kernel():
@@ -91,9 +75,28 @@ def test_import_fails_without_compiled_kernel():
     assert "IMPORT-FAILED" in res.stdout, (res.stdout, res.stderr)
 
 
-def test_openmp_enabled_returns_bool():
-    """openmp_enabled() reports the build flavour; both serial and OpenMP are legit."""
-    assert isinstance(skcce._kernel.openmp_enabled(), bool)
+def test_unbuilt_source_tree_says_so(tmp_path):
+    """Importing a copy of the sources without the extensions explains itself,
+    instead of a 'partially initialized module' circular-import error."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    package = Path(skcce.__file__).parent
+    shutil.copytree(package, tmp_path / "skcce",
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    # -S: no site packages, so no installed (or editable) skcce shadows the copy.
+    res = subprocess.run([sys.executable, "-S", "-c", "import skcce"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
+    assert "has not been built" in res.stderr, res.stderr
+    assert "partially initialized" not in res.stderr
+
+
+def test_thread_counts_follow_the_build_flavour():
+    """A serial build runs one thread whatever n_jobs; an OpenMP build honours it."""
+    expected = 3 if skcce._kernel.openmp_enabled() else 1
+    assert effective_n_threads(3) == expected
 
 
 # ---------------------------------------------------------------------------

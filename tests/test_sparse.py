@@ -441,15 +441,16 @@ def test_cached_tiles_give_bitwise_identical_results(make, index_dtype, dtype):
         for n_jobs in (1, 2, 3):
             kwargs = dict(sample_weight=weights, l2_reg_strength=0.01,
                           label_smoothing=eps, n_threads=n_jobs)
-            sorting = CrossEntropyObjective(X, targets, K, **kwargs)
-            cached = CrossEntropyObjective(X, targets, K, cache_tiles=True, **kwargs)
+            sorting = CrossEntropyObjective.in_memory(X, targets, K, **kwargs)
+            cached = CrossEntropyObjective.in_memory(X, targets, K, cache_tiles=True,
+                                                     **kwargs)
             for coef in points:
                 params = np.asfortranarray(coef).ravel(order="F")
                 loss, grad = sorting.loss_gradient(params)
                 loss_c, grad_c = cached.loss_gradient(params)
                 assert loss_c == loss
                 assert np.array_equal(grad_c, grad)
-            assert cached._tile_cache is not None
+            assert cached.data._tile_cache is not None
     ref_loss, ref_grad = ref_objective(points[-1], dense, Q, None, 0.01, True, 0.1)
     rtol = 1e-12 if dtype == np.float64 else 1e-5
     assert_allclose(loss_c, ref_loss, rtol=rtol)

@@ -76,7 +76,7 @@ def skcce_objective_call(X, y, coef, l2_reg_strength, n_jobs):
     """
     if is_sparse(X):
         X = kernel_csr(X)
-    objective = CrossEntropyObjective(
+    objective = CrossEntropyObjective.in_memory(
         X, np.asarray(y, dtype=np.int32), coef.shape[0], l2_reg_strength=l2_reg_strength,
         n_threads=effective_n_threads(n_jobs), cache_tiles=True)
     flat_coef = np.asfortranarray(coef).ravel(order="F")

@@ -1,0 +1,179 @@
+"""Save, or compare, the outputs of a fixed panel of fits and public calls.
+
+A refactor that must not change results is checked by running this script
+with a build of the old code (``--save old.pkl``) and with the new build
+(``--compare old.pkl``): every array must be bitwise equal.
+
+    python benchmarks/bitwise_panel.py --save /tmp/panel-old.pkl
+    python benchmarks/bitwise_panel.py --compare /tmp/panel-old.pkl
+"""
+
+import argparse
+import pickle
+import sys
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.datasets import make_classification
+
+import skcce
+from skcce import (SoftmaxClassifier, SoftmaxClassifierCV, categorical_crossentropy,
+                   crossentropy_loss_gradient)
+
+
+def _problems():
+    X, y = make_classification(n_samples=600, n_features=12, n_informative=6,
+                               n_classes=4, random_state=0)
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.ones(4), size=X.shape[0])
+    weights = rng.uniform(0.1, 3.0, size=X.shape[0])
+    Xs = X.copy()
+    Xs[rng.random(Xs.shape) < 0.6] = 0.0
+    X_csr = sp.csr_matrix(Xs)
+    X_bad = X * np.logspace(-4, 6, X.shape[1])  # triggers the rescaling
+    Xb, yb = make_classification(n_samples=300, n_features=6, random_state=1)
+    return dict(X=X, y=y, proba=proba, weights=weights, X_csr=X_csr, X_bad=X_bad,
+                Xb=Xb, yb=yb)
+
+
+def _model(est, X):
+    out = {}
+    for name in ("coef_", "intercept_", "n_iter_", "loss_curve_", "final_gradient_norm_",
+                 "C_", "scores_", "coefs_paths_", "classes_"):
+        if hasattr(est, name):
+            out[name] = np.asarray(getattr(est, name))
+    out["predict_proba"] = est.predict_proba(X)
+    out["decision_function"] = est.decision_function(X)
+    out["predict"] = est.predict(X)
+    return out
+
+
+def panel():
+    p = _problems()
+    X, y, proba, w = p["X"], p["y"], p["proba"], p["weights"]
+    results = {}
+    for n_jobs in (1, 2):
+        def fit(key, X_, y_, sample_weight=None, **params):
+            est = SoftmaxClassifier(n_jobs=n_jobs, **params).fit(
+                X_, y_, sample_weight=sample_weight)
+            results[f"{key}/n_jobs={n_jobs}"] = _model(est, X_)
+
+        fit("dense", X, y)
+        fit("dense_C10_tight", X, y, C=10.0, tol=1e-8, max_iter=500)
+        fit("csr", p["X_csr"], y)
+        fit("float32", X.astype(np.float32), y)
+        fit("csr_float32", p["X_csr"].astype(np.float32), y)
+        fit("soft", X, proba)
+        fit("smoothing", X, y, label_smoothing=0.1)
+        fit("soft_smoothing_f32", X.astype(np.float32), proba, label_smoothing=0.2)
+        fit("sample_weight", X, y, sample_weight=w)
+        fit("sample_weight_f32", X.astype(np.float32), y, sample_weight=w)
+        fit("class_weight", X, y, class_weight="balanced")
+        fit("class_weight_dict", X, y, sample_weight=w, class_weight={0: 2.0, 3: 0.5})
+        fit("soft_class_weight", X, proba, class_weight="balanced")
+        fit("no_intercept", X, y, fit_intercept=False)
+        fit("binary", p["Xb"], p["yb"])
+        fit("binary_no_intercept_csr", sp.csr_matrix(p["Xb"]), p["yb"], fit_intercept=False)
+        fit("badly_scaled", p["X_bad"], y)
+        fit("C_inf", X, y, C=np.inf, max_iter=30)
+
+        warm = SoftmaxClassifier(n_jobs=n_jobs, warm_start=True, max_iter=5).fit(X, y)
+        warm.set_params(C=3.0, max_iter=50).fit(X, y)
+        results[f"warm_start/n_jobs={n_jobs}"] = _model(warm, X)
+
+        for key, params in (("cv", {}), ("cv_log_loss", dict(scoring="neg_log_loss")),
+                            ("cv_norefit", dict(refit=False)),
+                            ("cv_balanced", dict(class_weight="balanced"))):
+            cv = SoftmaxClassifierCV(Cs=4, n_jobs=n_jobs, **params).fit(X, y, sample_weight=w)
+            results[f"{key}/n_jobs={n_jobs}"] = _model(cv, X)
+        cv = SoftmaxClassifierCV(Cs=3, n_jobs=n_jobs).fit(p["X_csr"], proba)
+        results[f"cv_soft_csr/n_jobs={n_jobs}"] = _model(cv, p["X_csr"])
+        cv = SoftmaxClassifierCV(Cs=3, n_jobs=n_jobs).fit(p["Xb"], p["yb"])
+        results[f"cv_binary/n_jobs={n_jobs}"] = _model(cv, p["Xb"])
+
+        try:
+            import dask
+            import dask.array as da
+        except ImportError:
+            pass
+        else:
+            with dask.config.set(scheduler="sync"):
+                Xd = da.from_array(X, chunks=(150, -1))
+                yd = da.from_array(y, chunks=150)
+                wd = da.from_array(w, chunks=150)
+                for key, kw in (("dask", {}), ("dask_weighted", dict(sample_weight=wd)),
+                                ("dask_balanced", dict(class_weight="balanced")),
+                                ("dask_one_block", dict(chunks=None))):
+                    params = {"class_weight": kw.pop("class_weight")} if "class_weight" in kw else {}
+                    if kw.pop("chunks", 1) is None:
+                        Xk, yk = da.from_array(X, chunks=-1), da.from_array(y, chunks=-1)
+                    else:
+                        Xk, yk = Xd, yd
+                    est = SoftmaxClassifier(n_jobs=n_jobs, **params).fit(Xk, yk, **kw)
+                    results[f"{key}/n_jobs={n_jobs}"] = _model(est, X)
+                est = SoftmaxClassifier(n_jobs=n_jobs).fit(
+                    da.from_array(X, chunks=(200, -1)), da.from_array(proba, chunks=(200, -1)))
+                results[f"dask_soft/n_jobs={n_jobs}"] = _model(est, X)
+
+        coef = np.random.default_rng(2).normal(size=(4, X.shape[1] + 1))
+        for key, X_ in (("dense", X), ("csr", p["X_csr"]), ("f32", X.astype(np.float32))):
+            for ls in (0.0, 0.1):
+                loss, grad = crossentropy_loss_gradient(
+                    coef, X_, y, sample_weight=w, l2_reg_strength=0.01,
+                    label_smoothing=ls, n_jobs=n_jobs)
+                results[f"loss_gradient/{key}/ls={ls}/n_jobs={n_jobs}"] = {
+                    "loss": np.float64(loss), "grad": grad}
+            loss, grad = crossentropy_loss_gradient(coef, X_, proba, n_jobs=n_jobs)
+            results[f"loss_gradient_soft/{key}/n_jobs={n_jobs}"] = {
+                "loss": np.float64(loss), "grad": grad}
+        P = SoftmaxClassifier().fit(X, y).predict_proba(X)
+        results[f"metric/n_jobs={n_jobs}"] = {
+            "labels": np.float64(categorical_crossentropy(y, P)),
+            "weighted": np.float64(categorical_crossentropy(y, P, sample_weight=w)),
+            "soft": np.float64(categorical_crossentropy(proba, P)),
+        }
+    return results
+
+
+def compare(old, new):
+    problems = []
+    for key in sorted(set(old) | set(new)):
+        if key not in old or key not in new:
+            problems.append(f"{key}: only in {'old' if key in old else 'new'}")
+            continue
+        for name in sorted(set(old[key]) | set(new[key])):
+            a, b = old[key].get(name), new[key].get(name)
+            if a is None or b is None:
+                problems.append(f"{key}.{name}: missing on one side")
+            elif a.dtype != b.dtype or a.shape != b.shape or a.tobytes() != b.tobytes():
+                problems.append(f"{key}.{name}: differs")
+    return problems
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--save")
+    group.add_argument("--compare")
+    args = parser.parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = panel()
+    n_arrays = sum(len(v) for v in results.values())
+    print(f"skcce from {skcce.__file__}: {len(results)} cases, {n_arrays} arrays")
+    if args.save:
+        with open(args.save, "wb") as f:
+            pickle.dump(results, f)
+        return 0
+    with open(args.compare, "rb") as f:
+        old = pickle.load(f)
+    problems = compare(old, results)
+    for line in problems:
+        print(line)
+    print("bitwise identical" if not problems else f"{len(problems)} differences")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
