@@ -88,28 +88,34 @@ class BuildExtWithOpenMP(build_ext):
         super().build_extensions()
 
 
+KERNELS = os.path.join("skcce", "_kernels")
+
+
 def extensions():
+    """One extension per kernel module of ``skcce/_kernels``.
+
+    Their C headers and shared ``.pxd`` files sit beside them; every module
+    depends on all of them (a change to a header rebuilds every module).
+    """
     here = os.path.dirname(os.path.abspath(__file__))
     optimize = [] if sys.platform == "win32" else ["-O3"]
-    ext = Extension(
-        "skcce._kernel",
-        sources=["skcce/_kernel.pyx"],
-        include_dirs=[np.get_include(), os.path.join(here, "skcce")],
-        depends=["skcce/_openmp_shim.h", "skcce/_openmp.pxd", "skcce/_microkernel.h",
-                 "skcce/_sparse_tiles.h", "skcce/_ordered_merge.h", "skcce/_prefault.h"],
-        extra_compile_args=list(optimize),
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    shared = sorted(
+        os.path.join(KERNELS, name) for name in os.listdir(os.path.join(here, KERNELS))
+        if name.endswith((".h", ".pxd"))
     )
-    predict_ext = Extension(
-        "skcce._predict",
-        sources=["skcce/_predict.pyx"],
-        include_dirs=[np.get_include(), os.path.join(here, "skcce")],
-        depends=["skcce/_openmp_shim.h", "skcce/_openmp.pxd"],
-        extra_compile_args=list(optimize),
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    )
+    modules = [
+        Extension(
+            f"skcce._kernels.{name}",
+            sources=[os.path.join(KERNELS, f"{name}.pyx")],
+            include_dirs=[np.get_include(), os.path.join(here, KERNELS)],
+            depends=shared,
+            extra_compile_args=list(optimize),
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        )
+        for name in ("dense", "sparse", "reductions", "predict")
+    ]
     return cythonize(
-        [ext, predict_ext],
+        modules,
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,

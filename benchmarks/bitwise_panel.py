@@ -53,7 +53,7 @@ def panel():
     p = _problems()
     X, y, proba, w = p["X"], p["y"], p["proba"], p["weights"]
     results = {}
-    for n_jobs in (1, 2):
+    for n_jobs in (1, 2, 3):
         def fit(key, X_, y_, sample_weight=None, **params):
             est = SoftmaxClassifier(n_jobs=n_jobs, **params).fit(
                 X_, y_, sample_weight=sample_weight)
@@ -127,12 +127,55 @@ def panel():
             loss, grad = crossentropy_loss_gradient(coef, X_, proba, n_jobs=n_jobs)
             results[f"loss_gradient_soft/{key}/n_jobs={n_jobs}"] = {
                 "loss": np.float64(loss), "grad": grad}
+        results.update(_kernel_cases(n_jobs))
         P = SoftmaxClassifier().fit(X, y).predict_proba(X)
         results[f"metric/n_jobs={n_jobs}"] = {
             "labels": np.float64(categorical_crossentropy(y, P)),
             "weighted": np.float64(categorical_crossentropy(y, P, sample_weight=w)),
             "soft": np.float64(categorical_crossentropy(proba, P)),
         }
+    return results
+
+
+def _kernel_cases(n_jobs):
+    """Shapes that reach every path of the kernels: many row groups, BLAS
+    GEMM (more than 32 classes), many sparse chunks and feature blocks."""
+    rng = np.random.default_rng(7)
+    results = {}
+    for key, (n, d, K) in (("micro", (60_000, 30, 7)), ("blas", (12_000, 40, 45))):
+        X = rng.normal(size=(n, d))
+        y = rng.integers(0, K, size=n)
+        w = rng.uniform(0.5, 2.0, size=n)
+        coef = rng.normal(scale=0.2, size=(K, d + 1))
+        for dtype in (np.float64, np.float32):
+            Xd = X.astype(dtype)
+            loss, grad = crossentropy_loss_gradient(coef, Xd, y, sample_weight=w,
+                                                    l2_reg_strength=0.01, n_jobs=n_jobs)
+            est = SoftmaxClassifier(max_iter=4, n_jobs=n_jobs).fit(Xd, y)
+            results[f"kernel/{key}/{np.dtype(dtype).name}/n_jobs={n_jobs}"] = {
+                "loss": np.float64(loss), "grad": grad, "coef_": est.coef_,
+                "proba": est.predict_proba(Xd[:2000]),
+                "log_proba": est.predict_log_proba(Xd[:2000])}
+    n, d, K = 40_000, 300_000, 20
+    nnz_per_row = 12
+    cols = rng.zipf(1.3, size=n * nnz_per_row) % d
+    X = sp.csr_matrix((rng.normal(size=n * nnz_per_row),
+                       (np.repeat(np.arange(n), nnz_per_row), cols)), shape=(n, d))
+    y = rng.integers(0, K, size=n)
+    Q = rng.dirichlet(np.ones(K), size=n)
+    coef = rng.normal(scale=0.2, size=(K, d + 1))
+    for dtype in (np.float64, np.float32):
+        for index in (np.int32, np.int64):
+            Xs = X.astype(dtype)
+            Xs.indices = Xs.indices.astype(index)
+            Xs.indptr = Xs.indptr.astype(index)
+            loss, grad = crossentropy_loss_gradient(coef, Xs, Q, label_smoothing=0.1,
+                                                    n_jobs=n_jobs)
+            est = SoftmaxClassifier(max_iter=3, n_jobs=n_jobs).fit(Xs, y)
+            results[f"kernel/csr/{np.dtype(dtype).name}/{np.dtype(index).name}"
+                    f"/n_jobs={n_jobs}"] = {
+                "loss": np.float64(loss), "grad": grad, "coef_": est.coef_,
+                "proba": est.predict_proba(Xs[:2000])}
     return results
 
 

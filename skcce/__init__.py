@@ -5,7 +5,7 @@ multithreaded Cython pass over the data and minimized with L-BFGS.
 """
 
 try:
-    from skcce import _kernel, _predict  # noqa: F401  (the compiled extensions)
+    from skcce._kernels import dense, predict, reductions, sparse  # noqa: F401
 except ImportError:
     raise ImportError(
         f"skcce's compiled extensions cannot be imported from {__path__[0]!r}: "

@@ -9,7 +9,7 @@ from sklearn.utils import check_array, column_or_1d
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import check_consistent_length
 
-from skcce import _kernel
+from skcce._kernels import reductions
 from skcce._targets import check_soft_targets
 from skcce._threads import effective_n_threads
 from skcce._weights import check_non_negative_sample_weight
@@ -161,7 +161,7 @@ def categorical_crossentropy(y_true, y_pred, *, from_logits=False, label_smoothi
         weight_sum = float(sample_weight.sum())
     else:
         weight_sum = float(y_pred.shape[0])
-    total = _kernel.rows_crossentropy(
+    total = reductions.rows_crossentropy(
         y_pred, y_index, y_proba, float(label_smoothing), sample_weight,
         bool(from_logits), effective_n_threads(n_jobs),
     )

@@ -24,7 +24,7 @@ way for every data term. The parameter layout is :class:`~skcce._layout.CoefLayo
 
 import numpy as np
 
-from skcce import _kernel
+from skcce._kernels import dense, reductions, sparse
 from skcce._layout import CoefLayout
 from skcce._precondition import weighted_column_mean_squares
 from skcce._sparse import is_sparse
@@ -55,7 +55,7 @@ class InMemoryData:
         (the result does not depend on it).
     cache_tiles : bool, default=False
         For sparse X: sort X's non-zeros into the kernel's tiles at the first
-        evaluation and keep them for the later ones (``_kernel.csr_tile_cache``),
+        evaluation and keep them for the later ones (``skcce._kernels.sparse.csr_tile_cache``),
         which then skip the sort. Costs as much memory as X's data and indices
         for the data term's lifetime; worth it for the many evaluations of a
         fit, not for one. Results are bitwise the same.
@@ -119,14 +119,14 @@ class InMemoryData:
         grad_t = np.empty((layout.n_dof, layout.n_classes), dtype=np.float64)
         if is_sparse(self.X):
             # The sparse kernel gathers float64 coefficients whatever X's dtype.
-            loss_sum = _kernel.csr_loss_gradient(
+            loss_sum = sparse.csr_loss_gradient(
                 self.X.data, self.X.indices, self.X.indptr, layout.n_features,
                 self.labels, self.target_proba, self.label_smoothing,
                 self.sample_weight, np.ascontiguousarray(weights_t),
                 intercept, self.n_threads, grad_t, self._sparse_tiles(),
             )
         else:
-            loss_sum = _kernel.dense_loss_gradient(
+            loss_sum = dense.dense_loss_gradient(
                 self.X, self.labels, self.target_proba, self.label_smoothing,
                 self._kernel_weight, np.ascontiguousarray(weights_t, dtype=self.X.dtype),
                 intercept, self.n_threads, grad_t,
@@ -146,7 +146,7 @@ class InMemoryData:
     def _sparse_tiles(self):
         """X's cached tiles when ``cache_tiles``, built at the first call; else None."""
         if self.cache_tiles and self._tile_cache is None:
-            self._tile_cache = _kernel.csr_tile_cache(
+            self._tile_cache = sparse.csr_tile_cache(
                 self.X.data, self.X.indices, self.X.indptr, self.layout.n_features,
                 self.layout.n_classes, self.n_threads)
         return self._tile_cache
@@ -217,7 +217,7 @@ class CrossEntropyObjective:
         :meth:`loss_gradient`.
         """
         loss_sum, grad_t = self.data.loss_gradient_sum(params)
-        _kernel.divide_inplace(grad_t, self.weight_sum, self.n_threads)
+        reductions.divide_inplace(grad_t, self.weight_sum, self.n_threads)
         return loss_sum / self.weight_sum, grad_t.ravel()
 
     def add_penalty(self, params, loss, grad):
@@ -238,7 +238,7 @@ class CrossEntropyObjective:
         """
         if self.l2_reg_strength > 0:
             # One multithreaded pass: the gradient update and ||W||^2.
-            sum_squares = _kernel.add_penalty_gradient(
+            sum_squares = reductions.add_penalty_gradient(
                 self.layout.weights_t(grad), self.layout.weights_t(params),
                 self.l2_reg_strength, self.n_threads)
             loss += 0.5 * self.l2_reg_strength * sum_squares

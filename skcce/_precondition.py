@@ -16,7 +16,7 @@ so ordinary data are optimized exactly as scikit-learn does.
 
 import numpy as np
 
-from skcce import _kernel
+from skcce._kernels import reductions
 from skcce._sparse import is_sparse
 
 # Rescale when the largest and smallest diagonal curvature differ by more
@@ -51,7 +51,7 @@ def column_square_sums(X, sample_weight=None, n_threads=1):
             and X.ndim == 2 and X.flags.c_contiguous):
         weights = None if sample_weight is None else np.ascontiguousarray(
             sample_weight, dtype=np.float64)
-        return _kernel.dense_column_square_sums(X, weights, n_threads)
+        return reductions.dense_column_square_sums(X, weights, n_threads)
     n_samples, n_features = X.shape
     block_sums = _sparse_block_square_sums if is_sparse(X) else _dense_block_square_sums
     rows = _ROWS_PER_PASS if is_sparse(X) else max(1, min(

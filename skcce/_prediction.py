@@ -3,7 +3,7 @@
 :func:`predict_linear` takes validated data (a NumPy array or a CSR matrix)
 and the model, and returns the logits, the probabilities or the
 log-probabilities, computed chunk by chunk in threads by
-:mod:`skcce._predict` into the result array: nothing else of size
+:mod:`skcce._kernels.predict` into the result array: nothing else of size
 n_samples x n_classes is allocated.
 
 Output dtype: scikit-learn's ``LinearClassifierMixin`` computes
@@ -27,12 +27,12 @@ converted to CSR once by the caller's validation.
 import numpy as np
 import scipy.sparse as sp
 
-from skcce import _predict
+from skcce._kernels import predict
 from skcce._threads import single_threaded_blas
 
-DECISION = _predict.DECISION
-PROBA = _predict.PROBA
-LOG_PROBA = _predict.LOG_PROBA
+DECISION = predict.DECISION
+PROBA = predict.PROBA
+LOG_PROBA = predict.LOG_PROBA
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _BLAS_INT_MAX = 2**31 - 1
@@ -90,14 +90,14 @@ def predict_linear(X, coef, intercept, *, mode, n_threads):
         indices, indptr = X.indices, X.indptr
         if indices.dtype != indptr.dtype or indices.dtype not in (np.int32, np.int64):
             indices, indptr = indices.astype(np.int64), indptr.astype(np.int64)
-        _predict.csr_predict(data, indices, indptr, weights_t, intercept, mode,
+        predict.csr_predict(data, indices, indptr, weights_t, intercept, mode,
                              n_threads, out)
         return out
 
     X = _dense_operand(X, dtype)
     # Each thread calls GEMM on its own chunks.
     with single_threaded_blas():
-        _predict.dense_predict(X, weights_t, intercept, mode, n_threads, out)
+        predict.dense_predict(X, weights_t, intercept, mode, n_threads, out)
     return out
 
 

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
-from skcce import _kernel
+from skcce._kernels import reductions
 
 # GNU OpenMP is not fork-safe: in a child forked after the parent ran a
 # parallel region, a new parallel region can hang. Forked children therefore
@@ -96,12 +96,12 @@ def effective_n_threads(n_jobs):
         raise ValueError(f"n_jobs must be None or an int; got {n_jobs!r}.")
     if n_jobs == 0:
         raise ValueError("n_jobs == 0 is invalid; use None, a positive or a negative int.")
-    if not _kernel.openmp_enabled() or _IN_FORKED_CHILD:
+    if not reductions.openmp_enabled() or _IN_FORKED_CHILD:
         return 1
     if os.environ.get("OMP_NUM_THREADS"):
-        max_threads = _kernel.omp_max_threads()
+        max_threads = reductions.omp_max_threads()
     else:
-        max_threads = min(_kernel.omp_max_threads(), usable_cpu_count())
+        max_threads = min(reductions.omp_max_threads(), usable_cpu_count())
     if n_jobs is None:
         return max_threads
     if n_jobs < 0:

@@ -25,7 +25,8 @@ da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
 
 import skcce._dask as skcce_dask  # noqa: E402
-from skcce import SoftmaxClassifier, _kernel  # noqa: E402
+from skcce import SoftmaxClassifier  # noqa: E402
+from skcce._kernels import reductions  # noqa: E402
 from skcce._threads import effective_n_threads  # noqa: E402
 
 requires_distributed = pytest.mark.skipif(
@@ -348,7 +349,7 @@ def test_cluster_thread_rule(client):
     slots = skcce_dask._host_task_slots(client)
     assert sum(slots.values()) == 2 and len(slots) == 1
     for n_jobs, expected in [(1, 1), (2, 1), (4, 2), (5, 2)]:
-        if not _kernel.openmp_enabled():
+        if not reductions.openmp_enabled():
             expected = 1  # a serial build runs one thread whatever n_jobs
         threads = client.submit(skcce_dask._task_threads, n_jobs, slots, pure=False)
         assert threads.result() == expected

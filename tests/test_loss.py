@@ -14,6 +14,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import skcce
+from skcce._kernels import reductions
 from skcce._threads import effective_n_threads
 from _reference import (
     assert_grad_close,
@@ -32,25 +33,15 @@ ATOL_FACTOR = {np.float64: 1e-12, np.float32: 1e-5}
 # ---------------------------------------------------------------------------
 
 
-def test_kernel_is_compiled_extension():
-    """The accelerated kernel must be a real compiled extension, not a .py file."""
-    import skcce._kernel as kernel
-
-    assert kernel is skcce._kernel
-    fname = getattr(kernel, "__file__", None)
-    assert fname is not None
-    assert fname.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), fname
-    assert isinstance(
-        kernel.__spec__.loader, importlib.machinery.ExtensionFileLoader
-    ), kernel.__spec__.loader
+KERNEL_MODULES = ("dense", "sparse", "reductions", "predict")
 
 
-def test_kernels_are_compiled_extensions():
-    """The loss and prediction kernels are the compiled extensions, not Python shims."""
-    import skcce._predict
-
-    for module in (skcce._kernel, skcce._predict):
-        assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+@pytest.mark.parametrize("name", KERNEL_MODULES)
+def test_kernels_are_compiled_extensions(name):
+    """The kernels are compiled extension modules, not Python shims."""
+    module = importlib.import_module(f"skcce._kernels.{name}")
+    assert module.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    assert isinstance(module.__spec__.loader, importlib.machinery.ExtensionFileLoader)
 
 
 def test_import_fails_without_compiled_kernel():
@@ -61,7 +52,7 @@ def test_import_fails_without_compiled_kernel():
 
     code = (
         "import sys\n"
-        "sys.modules['skcce._kernel'] = None  # makes 'import skcce._kernel' fail\n"
+        "sys.modules['skcce._kernels.dense'] = None  # makes the import fail\n"
         "try:\n"
         "    import skcce\n"
         "    skcce.crossentropy_loss_gradient\n"
@@ -95,7 +86,7 @@ def test_unbuilt_source_tree_says_so(tmp_path):
 
 def test_thread_counts_follow_the_build_flavour():
     """A serial build runs one thread whatever n_jobs; an OpenMP build honours it."""
-    expected = 3 if skcce._kernel.openmp_enabled() else 1
+    expected = 3 if reductions.openmp_enabled() else 1
     assert effective_n_threads(3) == expected
 
 
@@ -375,18 +366,16 @@ def test_objective_helpers_match_numpy_for_any_thread_count(shape):
     weight sum; penalty gradient and sum of squares) give NumPy's element-wise
     results bitwise, a sum of squares within rounding of NumPy's, and the same
     bits for every thread count (their row blocks are fixed)."""
-    from skcce import _kernel
-
     rng = np.random.default_rng(3)
     grad = rng.normal(size=shape)
     weights = rng.normal(size=shape)
     results = []
     for n_threads in (1, 2, 3):
         divided = grad.copy()
-        _kernel.divide_inplace(divided, 7.0, n_threads)
+        reductions.divide_inplace(divided, 7.0, n_threads)
         assert np.array_equal(divided, grad / 7.0)
         updated = grad.copy()
-        sum_squares = _kernel.add_penalty_gradient(updated, weights, 0.3, n_threads)
+        sum_squares = reductions.add_penalty_gradient(updated, weights, 0.3, n_threads)
         assert np.array_equal(updated, grad + 0.3 * weights)
         assert_allclose(sum_squares, np.sum(weights * weights), rtol=1e-12)
         results.append(sum_squares)

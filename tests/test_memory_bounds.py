@@ -204,7 +204,7 @@ def test_kernel_scratch_is_traced_and_bounded():
     per thread for the 47 groups of rows (1.8 MiB; one buffer per group, as
     before the slots, was 10.8 MiB). Outputs are preallocated, so the peak is
     the scratch plus small bookkeeping (chunk bounds, block offsets)."""
-    from skcce import _kernel
+    from skcce._kernels import dense, sparse
 
     rng = np.random.default_rng(3)
     n, d, K, T = 20_000, 5_000, 20, 2
@@ -212,10 +212,10 @@ def test_kernel_scratch_is_traced_and_bounded():
     y = rng.integers(0, K, size=n).astype(np.int32)
     weights_t = rng.normal(size=(d, K))
     grad_t = np.empty((d + 1, K))
-    chunk_rows = _kernel.sparse_chunk_rows(K)
+    chunk_rows = sparse.sparse_chunk_rows(K)
     largest_nnz = np.diff(X.indptr[np.r_[0:n:chunk_rows, n]]).max()
     expected = T * (largest_nnz * 12 + chunk_rows * (2 * K + 1) * 8)
-    call = lambda: _kernel.csr_loss_gradient(  # noqa: E731
+    call = lambda: sparse.csr_loss_gradient(  # noqa: E731
         X.data, X.indices, X.indptr, d, y, None, 0.0, None, weights_t, np.zeros(K), T,
         grad_t)
     _assert_traced_scratch("sparse", call, expected)
@@ -225,10 +225,10 @@ def test_kernel_scratch_is_traced_and_bounded():
     y = rng.integers(0, K, size=n).astype(np.int32)
     weights_t = rng.normal(size=(d, K))
     grad_t = np.empty((d + 1, K))
-    _, _, n_groups = _kernel.dense_partition(n, d, K, 8)
-    n_slots = _kernel.dense_merge_slots(n_groups, T)
+    _, _, n_groups = dense.dense_partition(n, d, K, 8)
+    n_slots = dense.dense_merge_slots(n_groups, T)
     assert n_slots < n_groups
-    expected = n_slots * d * _kernel._microkernel_width(K, 8) * 8
-    call = lambda: _kernel.dense_loss_gradient(  # noqa: E731
+    expected = n_slots * d * dense.microkernel_width(K, 8) * 8
+    call = lambda: dense.dense_loss_gradient(  # noqa: E731
         X, y, None, 0.0, None, weights_t, np.zeros(K), T, grad_t)
     _assert_traced_scratch("dense", call, expected)

@@ -24,7 +24,8 @@ from scipy.special import log_softmax, softmax
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
-from skcce import SoftmaxClassifier, SoftmaxClassifierCV, _prediction, _predict
+from skcce import SoftmaxClassifier, SoftmaxClassifierCV, _prediction
+from skcce._kernels import predict as predict_kernel
 
 MiB = 2**20
 METHODS = ("decision_function", "predict_proba", "predict_log_proba")
@@ -34,7 +35,7 @@ N_FEATURES = 20
 
 def _chunk_rows(dtype=np.float64, n_features=N_FEATURES):
     """Rows per dense chunk, to place sizes around chunk boundaries."""
-    return _predict.dense_chunk_rows(n_features, np.dtype(dtype).itemsize)
+    return predict_kernel.dense_chunk_rows(n_features, np.dtype(dtype).itemsize)
 
 
 def _coefs(n_features, n_classes, dtype=np.float64, seed=0):
@@ -137,7 +138,7 @@ def test_output_dtype_follows_scikit_learn(X_dtype, model_dtype):
 @pytest.mark.parametrize("model_dtype", [np.float64, np.float32])
 def test_csr_matches_numpy(monkeypatch, index_dtype, data_dtype, model_dtype):
     """CSR input, int32 and int64 indices, including empty rows, several chunks."""
-    n = 2 * _predict.sparse_chunk_rows() + 11
+    n = 2 * predict_kernel.sparse_chunk_rows() + 11
     rng = np.random.default_rng(2)
     X = sp.random(n, N_FEATURES, density=0.2, format="csr", random_state=3,
                   data_rvs=lambda k: rng.integers(-4, 5, k)).astype(data_dtype)
@@ -152,13 +153,13 @@ def test_csr_matches_numpy(monkeypatch, index_dtype, data_dtype, model_dtype):
     clf = _model(coef, intercept)
 
     seen = []
-    kernel = _predict.csr_predict
+    kernel = predict_kernel.csr_predict
 
     def spy(data, indices, indptr, *args):
         seen.append((data.dtype, indices.dtype, indptr.dtype))
         return kernel(data, indices, indptr, *args)
 
-    monkeypatch.setattr(_prediction._predict, "csr_predict", spy)
+    monkeypatch.setattr(_prediction.predict, "csr_predict", spy)
     out_dtype = np.result_type(data_dtype, model_dtype)
     _assert_matches(clf, X, coef, intercept, out_dtype)
     assert seen and all(s[1] == index_dtype and s[2] == index_dtype for s in seen)
@@ -531,6 +532,6 @@ def test_kernel_rejects_malformed_csr():
     for indices, indptr in [([0, 3], [0, 1, 2]), ([0, -1], [0, 1, 2]),
                             ([0, 1], [0, 2, 1]), ([0, 1], [0, 1, 5])]:
         with pytest.raises(ValueError, match="malformed CSR"):
-            _predict.csr_predict(data, np.array(indices, dtype=np.int32),
+            predict_kernel.csr_predict(data, np.array(indices, dtype=np.int32),
                                  np.array(indptr, dtype=np.int32), weights_t,
-                                 intercept, _predict.PROBA, 2, out)
+                                 intercept, predict_kernel.PROBA, 2, out)

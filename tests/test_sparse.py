@@ -29,7 +29,8 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
 import skcce
-from skcce import SoftmaxClassifier, SoftmaxClassifierCV, _kernel
+from skcce import SoftmaxClassifier, SoftmaxClassifierCV
+from skcce._kernels import sparse as sparse_kernel
 from _reference import assert_grad_close, central_differences, ref_objective
 
 
@@ -340,7 +341,7 @@ def test_feature_blocks_match_dense_reference(n, d, K, density):
     ``2**sparse_block_shift(K)`` features): wide data spanning many blocks,
     a last partial block, and blocks of two features give the dense NumPy
     reference at rtol 1e-12, bitwise identically for n_jobs 1, 2 and 3."""
-    shift = _kernel.sparse_block_shift(K)
+    shift = sparse_kernel.sparse_block_shift(K)
     assert 2 ** shift * K * 8 <= 131072 or shift == 0
     rng = np.random.default_rng(21)
     X = sp.random(n, d, density=density, format="csr", random_state=22)
@@ -393,7 +394,7 @@ def test_bitwise_identical_for_any_n_jobs(make, fit_intercept, index_dtype):
     value matches the dense reference."""
     X, K = make(index_dtype)
     n, d = X.shape
-    assert n > 3 * _kernel.sparse_chunk_rows(K)
+    assert n > 3 * sparse_kernel.sparse_chunk_rows(K)
     rng = np.random.default_rng(14)
     y = rng.integers(0, K, size=n)
     Q = soft_targets(n, K, seed=15)
@@ -462,10 +463,10 @@ def test_tile_cache_of_another_problem_is_rejected():
     are refused, not read out of bounds."""
     X, K = _many_rows_problem(np.int32)
     n, d = X.shape
-    other = _kernel.csr_tile_cache(X.data, X.indices, X.indptr, d, 3, 1)
+    other = sparse_kernel.csr_tile_cache(X.data, X.indices, X.indptr, d, 3, 1)
     grad_t = np.empty((d + 1, K))
     with pytest.raises(ValueError, match="tile_cache"):
-        _kernel.csr_loss_gradient(
+        sparse_kernel.csr_loss_gradient(
             X.data, X.indices, X.indptr, d, np.zeros(n, dtype=np.int32), None, 0.0,
             None, np.zeros((d, K)), np.zeros(K), 1, grad_t, other)
 

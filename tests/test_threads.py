@@ -116,7 +116,7 @@ def test_group_slots_reused_bitwise_identical(n_classes, dtype):
     before it are in). With more groups than slots, and more threads than
     cores (threads then wait for slots), every evaluation is still the same
     bits for every n_jobs, and equal to scikit-learn's loss and gradient."""
-    from skcce import _kernel
+    from skcce._kernels import dense
 
     n, d = 120_000, 50
     rng = np.random.default_rng(4)
@@ -124,9 +124,9 @@ def test_group_slots_reused_bitwise_identical(n_classes, dtype):
     y = rng.integers(0, n_classes, size=n)
     sw = rng.uniform(0.2, 3.0, size=n)
     coef = rng.normal(scale=0.3, size=(n_classes, d + 1))
-    _, _, n_groups = _kernel.dense_partition(n, d, n_classes, X.itemsize)
+    _, _, n_groups = dense.dense_partition(n, d, n_classes, X.itemsize)
     for n_threads in (1, 2, 3):
-        assert _kernel.dense_merge_slots(n_groups, n_threads) < n_groups
+        assert dense.dense_merge_slots(n_groups, n_threads) < n_groups
     first = skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw, n_jobs=1)
     for n_jobs in (2, 3, 5, 8, 8, 8):
         loss, grad = skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw,

@@ -37,21 +37,15 @@ from cython.parallel cimport prange
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport exp, log, fabs, frexp, ldexp, isfinite
-from libc.stdint cimport int32_t, int64_t
-from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-from skcce._openmp cimport omp_get_thread_num
+from skcce._kernels.common cimport gemm, index_t, omp_get_thread_num
 
 
 # dtype of the model and of the output (float32 only when X and the model
-# both are).
+# both are); ``floating`` is X's.
 ctypedef fused real_t:
     float
     double
-
-ctypedef fused index_t:
-    int32_t
-    int64_t
 
 
 cdef enum:
@@ -101,19 +95,6 @@ def sparse_chunk_rows():
     chunk_rows : int
     """
     return SPARSE_CHUNK_ROWS
-
-
-cdef inline void _gemm(char* transb, int m, int n, int k,
-                       const real_t* a, int lda, const real_t* b, int ldb,
-                       real_t* c, int ldc) noexcept nogil:
-    """Column-major ``C += A @ op(B)`` through scipy's BLAS (A not transposed)."""
-    cdef real_t one = 1.0
-    if real_t is double:
-        dgemm(b"N", transb, &m, &n, &k, &one, <double*> a, &lda,
-              <double*> b, &ldb, &one, c, &ldc)
-    else:
-        sgemm(b"N", transb, &m, &n, &k, &one, <float*> a, &lda,
-              <float*> b, &ldb, &one, c, &ldc)
 
 
 cdef inline double _power_of_two_scale(double value) noexcept nogil:
@@ -267,11 +248,11 @@ cdef void _dense_chunk(
             # Column-major view: out_c.T (K x m) += W (K x d) @ X_c.T (d x m);
             # W.T row-major is W column-major, and X_c.T is X_c read in place.
             if col_stride == 1:
-                _gemm(b"N", <int> K, <int> n_rows, <int> d, weights_t, <int> K,
-                      <const real_t*> xc, <int> row_stride, oc, <int> K)
+                gemm(b"N", b"N", <int> K, <int> n_rows, <int> d, weights_t, <int> K,
+                     <const real_t*> xc, <int> row_stride, <real_t> 1.0, oc, <int> K)
             else:
-                _gemm(b"T", <int> K, <int> n_rows, <int> d, weights_t, <int> K,
-                      <const real_t*> xc, <int> col_stride, oc, <int> K)
+                gemm(b"N", b"T", <int> K, <int> n_rows, <int> d, weights_t, <int> K,
+                     <const real_t*> xc, <int> col_stride, <real_t> 1.0, oc, <int> K)
         else:
             # X's dtype differs from the model's: convert the chunk tile by
             # tile (column blocks), so the buffer stays small for any width.
@@ -282,8 +263,8 @@ cdef void _dense_chunk(
                     for j in range(cols):
                         tile[i * cols + j] = <real_t> xc[i * row_stride
                                                          + (j0 + j) * col_stride]
-                _gemm(b"N", <int> K, <int> n_rows, <int> cols, weights_t + j0 * K,
-                      <int> K, tile, <int> cols, oc, <int> K)
+                gemm(b"N", b"N", <int> K, <int> n_rows, <int> cols, weights_t + j0 * K,
+                     <int> K, tile, <int> cols, <real_t> 1.0, oc, <int> K)
                 j0 = j0 + cols
     for i in range(n_rows):
         if _load_row(oc + i * K, z, K):

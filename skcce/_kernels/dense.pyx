@@ -1,0 +1,476 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""Fused categorical crossentropy loss and gradient for dense X.
+
+One call makes one pass over ``X``. Rows are cut into *chunks* (sized so that a
+chunk of ``X`` stays in the L2 cache between the two products that read it) and
+consecutive chunks form *groups*. For each chunk::
+
+    Z   = X_c @ Wt + b                     (product 1, logits, chunk_rows x K)
+    Z   <- s_i * (softmax(Z) - onehot(y))  (in place; loss accumulated on the way)
+    G  += Z.T @ X_c                        (product 2, gradient, d x K layout)
+
+For up to 32 classes the two products run in register-blocked micro-kernels
+(``microkernel.h``, vectorized over classes padded to the vector width);
+with more classes, through BLAS GEMM.
+
+Each group of consecutive chunks is summed sequentially into its own
+buffers; threads take groups as they come (one parallel region, one barrier)
+and the group results are merged into the totals in group order
+(``ordered_merge.h``). The partition into chunks and groups depends only on
+the data shape, never on the thread count (:func:`dense_partition`), so the
+result is bitwise identical for every ``n_threads``.
+
+Coefficients are passed transposed, ``W.T`` of shape (n_features, K), which is
+the operand layout a row-major GEMM wants, and the gradient is returned as
+(n_features + fit_intercept, K), intercepts in the last row: the C-contiguous
+view of the Fortran-ordered (K, n_dof) coefficient matrix, i.e. exactly the
+flat vector scipy's L-BFGS works on. Intercepts are float64 and added to the
+logits in float64, so a large common offset stays exact for float32 data.
+"""
+
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree, PyMem_RawMalloc
+from libc.string cimport memset
+from libc.stdint cimport int32_t
+
+from skcce._kernels.common cimport (
+    check_model_and_gradient,
+    check_sample_weight,
+    gemm,
+    weights_pointer,
+)
+from skcce._kernels.crossentropy cimport Targets, set_targets, softmax_residual_chunk
+
+cdef extern from "microkernel.h":
+    int SKCCE_LANES_F64
+    int SKCCE_LANES_F32
+    void skcce_logits_f64(const double* X, Py_ssize_t m, Py_ssize_t d,
+                          const double* Wt, Py_ssize_t Kp, double* Z) noexcept nogil
+    void skcce_logits_f32(const float* X, Py_ssize_t m, Py_ssize_t d,
+                          const float* Wt, Py_ssize_t Kp, float* Z) noexcept nogil
+    void skcce_grad_f64(const double* X, Py_ssize_t m, Py_ssize_t d,
+                        const double* R, Py_ssize_t Kp, double* G) noexcept nogil
+    void skcce_grad_f32(const float* X, Py_ssize_t m, Py_ssize_t d,
+                        const float* R, Py_ssize_t Kp, double* G) noexcept nogil
+
+cdef extern from "ordered_merge.h":
+    ctypedef struct skcce_ordered_merge:
+        Py_ssize_t n_groups
+        Py_ssize_t n_slots
+        Py_ssize_t merged
+        unsigned char* done
+    void skcce_wait_for_slot(skcce_ordered_merge* m, Py_ssize_t g) noexcept nogil
+    void skcce_finish_group(skcce_ordered_merge* m, Py_ssize_t g, double* grad,
+                            double* grad_intercept, double* loss,
+                            const double* grad_slots, const double* intercept_slots,
+                            const double* loss_slots, Py_ssize_t n_features,
+                            Py_ssize_t n_classes, Py_ssize_t ldw) noexcept nogil
+
+import numpy as np
+
+
+cdef enum:
+    # Target size in bytes of one chunk of X: small enough that the chunk is
+    # still in the L2 cache when the gradient product reads it again after
+    # the logits product.
+    CHUNK_BYTES = 131072
+    MIN_CHUNK_ROWS = 8
+    MAX_CHUNK_ROWS = 2048
+    # Target size in bytes of one block of X: large enough that the per-group
+    # synchronisation and the merge are negligible next to the block's work.
+    BLOCK_BYTES = 1048576
+    # Groups of rows summed separately, then merged in order (see
+    # dense_partition), and the most bytes of group gradients in all.
+    MAX_GROUPS = 64
+    GROUP_BUFFER_BYTES = 67108864
+    # Group gradient buffers in use at once, per thread (see ordered_merge.h):
+    # slack for threads that run ahead while an earlier group is still
+    # computed.
+    MERGE_SLOTS_PER_THREAD = 4
+    # Up to this many classes the products run in the register-blocked
+    # micro-kernels of microkernel.h; above, BLAS GEMM is as fast.
+    MICRO_MAX_CLASSES = 32
+
+
+# ---------------------------------------------------------------------------
+# Layout: how the rows are cut, from the data's shape only.
+
+def microkernel_width(Py_ssize_t n_classes, Py_ssize_t itemsize):
+    """Padded number of classes (row stride of W.T, logits and gradient).
+
+    A multiple of the micro-kernels' vector width for up to
+    MICRO_MAX_CLASSES classes, else K itself (BLAS path).
+
+    Parameters
+    ----------
+    n_classes : int
+    itemsize : int
+        Bytes per element of X (4 or 8).
+
+    Returns
+    -------
+    width : int
+    """
+    cdef Py_ssize_t lanes = SKCCE_LANES_F64 if itemsize == 8 else SKCCE_LANES_F32
+    if n_classes > MICRO_MAX_CLASSES:
+        return int(n_classes)
+    return int((n_classes + lanes - 1) // lanes * lanes)
+
+
+def row_partition(Py_ssize_t n_features, Py_ssize_t itemsize):
+    """Rows per chunk and chunks per block for data of this width and dtype.
+
+    Depends on the data shape only (never on the thread count).
+
+    Parameters
+    ----------
+    n_features : int
+    itemsize : int
+        Bytes per element of X (4 or 8).
+
+    Returns
+    -------
+    chunk_rows, chunks_per_block : int, int
+    """
+    cdef Py_ssize_t row_bytes = max(n_features, 1) * itemsize
+    cdef Py_ssize_t chunk_rows = CHUNK_BYTES // row_bytes
+    chunk_rows = min(max(chunk_rows, MIN_CHUNK_ROWS), MAX_CHUNK_ROWS)
+    cdef Py_ssize_t chunks_per_block = max(
+        BLOCK_BYTES // (chunk_rows * row_bytes), 1)
+    return int(chunk_rows), int(chunks_per_block)
+
+
+def dense_partition(Py_ssize_t n_samples, Py_ssize_t n_features, Py_ssize_t n_classes,
+                    Py_ssize_t itemsize):
+    """How the dense kernel splits the rows: chunks, and groups of chunks.
+
+    Each group (consecutive rows) is summed sequentially into a gradient
+    buffer of its own (one of a few slots per thread, see
+    :func:`dense_merge_slots`); threads take groups as they come; group
+    results are merged in group order. At most MAX_GROUPS groups, of at least
+    one block (~1 MiB of X) each, and no more than GROUP_BUFFER_BYTES of
+    d x K gradients in total: each group's merge adds d x K values under a
+    lock, so very wide data with many classes has fewer groups (hence fewer
+    threads at work) rather than a merge that outweighs the work. Depends on
+    the data shape only, never on the thread count: this is what makes
+    results bitwise reproducible.
+
+    Parameters
+    ----------
+    n_samples, n_features, n_classes : int
+    itemsize : int
+        Bytes per element of X (4 or 8).
+
+    Returns
+    -------
+    chunk_rows, group_rows, n_groups : int, int, int
+    """
+    chunk_rows, chunks_per_block = row_partition(n_features, itemsize)
+    cdef Py_ssize_t block_rows = chunk_rows * chunks_per_block
+    cdef Py_ssize_t n_blocks = max(1, (n_samples + block_rows - 1) // block_rows)
+    cdef Py_ssize_t buffer_bytes = (
+        (n_features * microkernel_width(n_classes, itemsize) + n_classes + 1) * 8)
+    cdef Py_ssize_t max_groups = max(1, min(MAX_GROUPS, GROUP_BUFFER_BYTES // buffer_bytes))
+    cdef Py_ssize_t blocks_per_group = (n_blocks + max_groups - 1) // max_groups
+    cdef Py_ssize_t group_rows = blocks_per_group * block_rows
+    cdef Py_ssize_t n_groups = max(1, (n_samples + group_rows - 1) // group_rows)
+    return int(chunk_rows), int(group_rows), int(n_groups)
+
+
+def dense_merge_slots(Py_ssize_t n_groups, Py_ssize_t n_threads):
+    """Group gradient buffers the dense kernel holds at once.
+
+    Group g is summed into slot g % n_slots and added to the total, in group
+    order, as soon as the groups before it are in; a few slots per thread let
+    threads run ahead of a slow group. The result does not depend on it.
+
+    Parameters
+    ----------
+    n_groups, n_threads : int
+
+    Returns
+    -------
+    n_slots : int
+    """
+    return int(max(1, min(n_groups, MERGE_SLOTS_PER_THREAD * max(n_threads, 1))))
+
+
+cdef struct DenseLayout:
+    Py_ssize_t n_samples
+    Py_ssize_t n_features
+    Py_ssize_t n_classes
+    Py_ssize_t ldw          # padded classes: row stride of W.T, logits, gradients
+    Py_ssize_t chunk_rows
+    Py_ssize_t group_rows
+    Py_ssize_t n_groups
+    Py_ssize_t n_slots      # group gradient buffers (see dense_merge_slots)
+    int n_threads
+    bint micro              # products in the micro-kernels (else BLAS GEMM)
+
+
+cdef DenseLayout _dense_layout(Py_ssize_t n, Py_ssize_t d, Py_ssize_t K,
+                               Py_ssize_t itemsize, int n_threads):
+    cdef DenseLayout layout
+    layout.n_samples = n
+    layout.n_features = d
+    layout.n_classes = K
+    layout.ldw = microkernel_width(K, itemsize)
+    layout.chunk_rows, layout.group_rows, layout.n_groups = dense_partition(
+        n, d, K, itemsize)
+    layout.n_threads = <int> max(1, min(n_threads, layout.n_groups))
+    layout.n_slots = dense_merge_slots(layout.n_groups, layout.n_threads)
+    layout.micro = K <= MICRO_MAX_CLASSES
+    return layout
+
+
+# ---------------------------------------------------------------------------
+# Buffers: per thread scratch, per slot group sums.
+
+cdef struct DenseScratch:
+    void* z                   # per thread: a chunk's logits, chunk_rows x ldw, X's dtype
+    double* exp               # per thread: chunk_rows x (K + 1) float64
+    void* grad_chunk          # per thread: d x K, float32 BLAS path only
+    double* grad_slots        # per slot: d x ldw
+    double* intercept_slots   # per slot: K
+    double* loss_slots        # per slot: 1
+    skcce_ordered_merge merge
+
+
+cdef int _allocate_scratch(DenseScratch* s, const DenseLayout* L,
+                           size_t itemsize) except -1:
+    """Allocate the buffers (``_free_scratch`` releases them, also on failure).
+
+    PyMem_Raw* (thread-safe without the GIL) so that tracemalloc counts the
+    kernels' buffers too.
+    """
+    cdef Py_ssize_t T = L.n_threads, d = L.n_features, K = L.n_classes
+    cdef bint blas_float = itemsize == 4 and not L.micro
+    s.z = PyMem_RawMalloc(T * L.chunk_rows * L.ldw * itemsize)
+    s.exp = <double*> PyMem_RawMalloc(T * L.chunk_rows * (K + 1) * sizeof(double))
+    s.grad_slots = <double*> PyMem_RawMalloc(max(L.n_slots * d * L.ldw, 1) * sizeof(double))
+    s.intercept_slots = <double*> PyMem_RawMalloc(L.n_slots * K * sizeof(double))
+    s.loss_slots = <double*> PyMem_RawMalloc(L.n_slots * sizeof(double))
+    s.merge.done = <unsigned char*> PyMem_RawCalloc(L.n_groups, 1)
+    s.merge.n_groups = L.n_groups
+    s.merge.n_slots = L.n_slots
+    s.merge.merged = 0
+    s.grad_chunk = NULL
+    if blas_float:
+        s.grad_chunk = PyMem_RawMalloc(max(d * K, 1) * T * itemsize)
+    if (s.z == NULL or s.exp == NULL or s.grad_slots == NULL or s.intercept_slots == NULL
+            or s.loss_slots == NULL or s.merge.done == NULL
+            or (blas_float and s.grad_chunk == NULL)):
+        raise MemoryError()
+    return 0
+
+
+cdef void _free_scratch(DenseScratch* s) noexcept:
+    PyMem_RawFree(s.z)
+    PyMem_RawFree(s.exp)
+    PyMem_RawFree(s.grad_chunk)
+    PyMem_RawFree(s.grad_slots)
+    PyMem_RawFree(s.intercept_slots)
+    PyMem_RawFree(s.loss_slots)
+    PyMem_RawFree(s.merge.done)
+
+
+# ---------------------------------------------------------------------------
+# Loop: groups in threads, chunks within a group.
+
+cdef inline void _logits_product(const floating* X, Py_ssize_t m, Py_ssize_t d,
+                                 const floating* weights_t, Py_ssize_t ldw,
+                                 floating* z) noexcept nogil:
+    """Z (m x ldw) = X_c @ W.T in the micro-kernel of X's dtype."""
+    if floating is double:
+        skcce_logits_f64(X, m, d, weights_t, ldw, z)
+    else:
+        skcce_logits_f32(X, m, d, weights_t, ldw, z)
+
+
+cdef inline void _gradient_product(const floating* X, Py_ssize_t m, Py_ssize_t d,
+                                   const floating* residuals, Py_ssize_t ldw,
+                                   double* grad) noexcept nogil:
+    """G (d x ldw, float64) += X_c.T @ R in the micro-kernel of X's dtype."""
+    if floating is double:
+        skcce_grad_f64(X, m, d, residuals, ldw, grad)
+    else:
+        skcce_grad_f32(X, m, d, residuals, ldw, grad)
+
+
+cdef double _group_loss_gradient(
+    const floating* X, const DenseLayout* L, const Targets* targets, const double* sw,
+    const floating* weights_t, const double* intercept,
+    Py_ssize_t row_start, Py_ssize_t row_end, floating* z, floating* grad_chunk,
+    double* grad, double* grad_intercept, double* scratch,
+) noexcept nogil:
+    """Loss and gradient of rows [row_start, row_end), summed sequentially.
+
+    ``weights_t`` is (n_features x ldw) with zero columns past K; ``z`` is
+    chunk_rows x ldw scratch; ``grad`` (n_features x ldw, float64) and
+    ``grad_intercept`` (K) are overwritten; ``scratch`` holds
+    chunk_rows x (K + 1) doubles. The products run in the register-blocked
+    micro-kernels, or (many classes) through BLAS GEMM, with ``grad_chunk``
+    (n_features x K) as scratch for float32 data.
+    """
+    cdef Py_ssize_t d = L.n_features, K = L.n_classes, ldw = L.ldw
+    cdef Py_ssize_t r0, m, e
+    cdef const floating* xc
+    cdef const double* sw_c
+    cdef double loss = 0.0
+    cdef bint first = True
+
+    memset(grad, 0, d * ldw * sizeof(double))
+    memset(grad_intercept, 0, K * sizeof(double))
+    r0 = row_start
+    while r0 < row_end:
+        m = min(L.chunk_rows, row_end - r0)
+        xc = X + r0 * d
+        # Logits without intercept: Z (m x ldw, row-major) = X_c @ W.T.
+        if d == 0:
+            memset(z, 0, m * ldw * sizeof(floating))
+        elif L.micro:
+            _logits_product(xc, m, d, weights_t, ldw, z)
+        else:
+            gemm(b"N", b"N", <int> K, <int> m, <int> d, weights_t, <int> K,
+                 xc, <int> d, <floating> 0.0, z, <int> K)
+        sw_c = NULL
+        if sw != NULL:
+            sw_c = sw + r0
+        loss = loss + softmax_residual_chunk(z, ldw, r0, m, K, intercept, targets,
+                                             sw_c, grad_intercept, scratch)
+        # Gradient: G (d x ldw, row-major) += X_c.T @ R.
+        if d == 0:
+            pass
+        elif L.micro:
+            _gradient_product(xc, m, d, z, ldw, grad)
+        elif floating is double:
+            gemm(b"N", b"T", <int> K, <int> d, <int> m, z, <int> K,
+                 xc, <int> d, <double> (0.0 if first else 1.0), grad, <int> K)
+        else:
+            gemm(b"N", b"T", <int> K, <int> d, <int> m, z, <int> K,
+                 xc, <int> d, <float> 0.0, grad_chunk, <int> K)
+            for e in range(d * K):
+                grad[e] = grad[e] + grad_chunk[e]
+        first = False
+        r0 = r0 + m
+    return loss
+
+
+cdef double _loss_gradient_groups(
+    const floating* X, const DenseLayout* L, const Targets* targets, const double* sw,
+    const floating* weights_t, const double* intercept, DenseScratch* s,
+    double* grad, double* grad_intercept,
+) noexcept nogil:
+    """Every group in the threads, merged into ``grad`` (d x K, zeroed) in
+    group order; returns the loss sum."""
+    cdef Py_ssize_t g, t, slot, row_start, ldw = L.ldw, K = L.n_classes
+    cdef Py_ssize_t chunk_rows = L.chunk_rows, dK = L.n_features * K
+    cdef Py_ssize_t dL = L.n_features * ldw
+    cdef double loss_total = 0.0
+    cdef floating* z = <floating*> s.z
+    cdef floating* grad_chunk = <floating*> s.grad_chunk
+    for g in prange(L.n_groups, num_threads=L.n_threads, schedule="dynamic"):
+        t = threadid()
+        slot = g % L.n_slots
+        skcce_wait_for_slot(&s.merge, g)
+        row_start = g * L.group_rows
+        s.loss_slots[slot] = _group_loss_gradient(
+            X, L, targets, sw, weights_t, intercept,
+            row_start, min(row_start + L.group_rows, L.n_samples),
+            z + t * chunk_rows * ldw,
+            NULL if grad_chunk == NULL else grad_chunk + t * dK,
+            s.grad_slots + slot * dL, s.intercept_slots + slot * K,
+            s.exp + t * chunk_rows * (K + 1))
+        skcce_finish_group(&s.merge, g, grad, grad_intercept, &loss_total,
+                           s.grad_slots, s.intercept_slots, s.loss_slots,
+                           L.n_features, K, ldw)
+    return loss_total
+
+
+# ---------------------------------------------------------------------------
+
+def dense_loss_gradient(
+    const floating[:, ::1] X,
+    const int32_t[::1] y,
+    const double[:, ::1] y_proba,
+    double label_smoothing,
+    const double[::1] sample_weight,
+    const floating[:, ::1] weights_t,
+    const double[::1] intercept,
+    int n_threads,
+    double[:, ::1] grad_t,
+):
+    """Sum of weighted crossentropies and its gradient, in one pass over X.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64, C order
+    y : ndarray of shape (n_samples,), int32, or None
+        Class indices in [0, K) (not checked here), or None with ``y_proba``.
+    y_proba : ndarray of shape (n_samples, K), float64, or None
+        Target distributions (rows summing to 1), used when ``y`` is None.
+    label_smoothing : float
+        Targets become ``(1 - label_smoothing) * q + label_smoothing / K``.
+    sample_weight : ndarray of shape (n_samples,), float64, or None
+    weights_t : ndarray of shape (n_features, K), X's dtype, C order
+        Transposed coefficient matrix ``W.T``.
+    intercept : ndarray of shape (K,), float64, or None
+        Intercepts (None: no intercept). Added to the logits in float64.
+    n_threads : int
+        OpenMP threads (>= 1). The result does not depend on it.
+    grad_t : ndarray of shape (n_features + fit_intercept, K), float64
+        Output: gradient of the *unnormalized* sum w.r.t. ``W.T`` and, in
+        the last row when ``intercept`` is given, w.r.t. the intercepts.
+
+    Returns
+    -------
+    loss_sum : float
+        ``sum_i s_i * CE_i`` (not divided by the weight sum, no penalty).
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], K = weights_t.shape[1]
+    cdef Targets targets
+    cdef DenseLayout layout
+    cdef DenseScratch scratch
+    cdef const floating* xp = NULL
+    cdef const floating* wp = NULL
+    cdef floating[:, ::1] padded
+    cdef const double* sw = weights_pointer(sample_weight)
+    cdef const double* bp = NULL
+    cdef double* gp
+    cdef double* gbp = NULL
+    cdef double loss_sum
+
+    set_targets(&targets, y, y_proba, label_smoothing, n, K)
+    check_model_and_gradient(d, K, weights_t.shape[0], intercept, grad_t)
+    check_sample_weight(sample_weight, n)
+    if n == 0:
+        grad_t[:, :] = 0.0
+        return 0.0
+
+    layout = _dense_layout(n, d, K, sizeof(floating), n_threads)
+    if intercept is not None:
+        bp = &intercept[0]
+    if d > 0:
+        xp = &X[0, 0]
+        wp = &weights_t[0, 0]
+        if layout.ldw != K:
+            # The micro-kernels read W.T with ldw >= K columns, zero padded.
+            padded = np.zeros((d, layout.ldw), dtype=np.asarray(weights_t).dtype)
+            padded[:, :K] = weights_t
+            wp = &padded[0, 0]
+
+    memset(&scratch, 0, sizeof(scratch))
+    try:
+        _allocate_scratch(&scratch, &layout, sizeof(floating))
+        grad_t[:, :] = 0.0
+        gp = &grad_t[0, 0]
+        if intercept is not None:
+            gbp = gp + d * K
+        with nogil:
+            loss_sum = _loss_gradient_groups(xp, &layout, &targets, sw, wp, bp, &scratch,
+                                             gp, gbp)
+    finally:
+        _free_scratch(&scratch)
+    return loss_sum

@@ -1,0 +1,143 @@
+/* The micro-kernels of microkernel.h for one element type. Included once per
+ * type by microkernel.h (no include guard), with
+ *   SKCCE_T       the element type of X, Wt, Z and R (double or float),
+ *   SKCCE_SUFFIX  the suffix of the function names (f64 or f32),
+ * and, with vector extensions, SKCCE_V / SKCCE_VU (aligned and unaligned
+ * vectors of SKCCE_T), SKCCE_LANES (their width) and SKCCE_SPLAT(s) (a
+ * vector with every lane s). */
+
+#define SKCCE_FN(name) SKCCE_TYPED(name, SKCCE_SUFFIX)
+
+#if SKCCE_HAVE_VECTORS
+
+/* Logits of RB rows for NV vectors of classes. */
+SKCCE_INLINE void SKCCE_FN(skcce_logits_tile)(const SKCCE_T* X, ptrdiff_t d,
+                                              const SKCCE_T* Wt, ptrdiff_t Kp,
+                                              SKCCE_T* Z, const int RB, const int NV)
+{
+    SKCCE_V acc[SKCCE_RB][SKCCE_MAX_NV];
+    for (int r = 0; r < RB; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = SKCCE_SPLAT(0);
+    for (ptrdiff_t j = 0; j < d; j++) {
+        SKCCE_V w[SKCCE_MAX_NV];
+        for (int v = 0; v < NV; v++) w[v] = *(const SKCCE_VU*)(Wt + j * Kp + SKCCE_LANES * v);
+        for (int r = 0; r < RB; r++) {
+            SKCCE_V x = SKCCE_SPLAT(X[r * d + j]);
+            for (int v = 0; v < NV; v++) acc[r][v] += x * w[v];
+        }
+    }
+    for (int r = 0; r < RB; r++)
+        for (int v = 0; v < NV; v++) *(SKCCE_VU*)(Z + r * Kp + SKCCE_LANES * v) = acc[r][v];
+}
+
+/* Logits of all m rows for NV vectors of classes, RB rows at a time. */
+SKCCE_INLINE void SKCCE_FN(skcce_logits_cols)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
+                                              const SKCCE_T* Wt, ptrdiff_t Kp, SKCCE_T* Z,
+                                              const int NV)
+{
+    ptrdiff_t i = 0;
+    for (; i + SKCCE_RB <= m; i += SKCCE_RB) {
+        /* The logits pass is the first to read X: fetch rows ahead. */
+        if (i + SKCCE_PREFETCH_ROWS + SKCCE_RB <= m)
+            for (ptrdiff_t e = 0; e < SKCCE_RB * d; e += 64 / (ptrdiff_t)sizeof(SKCCE_T))
+                __builtin_prefetch((const void*)(X + (i + SKCCE_PREFETCH_ROWS) * d + e), 0, 3);
+        SKCCE_FN(skcce_logits_tile)(X + i * d, d, Wt, Kp, Z + i * Kp, SKCCE_RB, NV);
+    }
+    for (; i < m; i++)
+        SKCCE_FN(skcce_logits_tile)(X + i * d, d, Wt, Kp, Z + i * Kp, 1, NV);
+}
+
+/* Gradient rows of JB features for NV vectors of classes, over all m rows. */
+SKCCE_INLINE void SKCCE_FN(skcce_grad_tile)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
+                                            const SKCCE_T* R, ptrdiff_t Kp, double* G,
+                                            const int JB, const int NV)
+{
+    SKCCE_V acc[SKCCE_MAX_JB][SKCCE_MAX_NV];
+    for (int jj = 0; jj < JB; jj++)
+        for (int v = 0; v < NV; v++) acc[jj][v] = SKCCE_SPLAT(0);
+    for (ptrdiff_t i = 0; i < m; i++) {
+        SKCCE_V r[SKCCE_MAX_NV];
+        for (int v = 0; v < NV; v++) r[v] = *(const SKCCE_VU*)(R + i * Kp + SKCCE_LANES * v);
+        for (int jj = 0; jj < JB; jj++) {
+            SKCCE_V x = SKCCE_SPLAT(X[i * d + jj]);
+            for (int v = 0; v < NV; v++) acc[jj][v] += x * r[v];
+        }
+    }
+    for (int jj = 0; jj < JB; jj++)
+        for (int v = 0; v < NV; v++)
+            for (int l = 0; l < SKCCE_LANES; l++)
+                G[jj * Kp + SKCCE_LANES * v + l] += (double)acc[jj][v][l];
+}
+
+/* Gradient of all d features for NV vectors of classes, JB features at a time. */
+SKCCE_INLINE void SKCCE_FN(skcce_grad_cols)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
+                                            const SKCCE_T* R, ptrdiff_t Kp, double* G,
+                                            const int NV, const int JB)
+{
+    ptrdiff_t j = 0;
+    for (; j + JB <= d; j += JB)
+        SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, JB, NV);
+    for (; j < d; j++)
+        SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 1, NV);
+}
+
+/* Column tiles of up to 4 vectors; register budgets: 4 rows x NV (logits),
+ * JB features x NV (gradient), at most 12 accumulators. The switches make NV
+ * (and JB) compile-time constants in each inlined copy. */
+SKCCE_CLONES void SKCCE_FN(skcce_logits)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
+                                         const SKCCE_T* Wt, ptrdiff_t Kp, SKCCE_T* Z)
+{
+    for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_MAX_NV * SKCCE_LANES) {
+        ptrdiff_t nv = (Kp - k0) / SKCCE_LANES;
+        if (nv > SKCCE_MAX_NV) nv = SKCCE_MAX_NV;
+        switch (nv) {
+        case 1: SKCCE_FN(skcce_logits_cols)(X, m, d, Wt + k0, Kp, Z + k0, 1); break;
+        case 2: SKCCE_FN(skcce_logits_cols)(X, m, d, Wt + k0, Kp, Z + k0, 2); break;
+        case 3: SKCCE_FN(skcce_logits_cols)(X, m, d, Wt + k0, Kp, Z + k0, 3); break;
+        default: SKCCE_FN(skcce_logits_cols)(X, m, d, Wt + k0, Kp, Z + k0, 4); break;
+        }
+    }
+}
+
+SKCCE_CLONES void SKCCE_FN(skcce_grad)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
+                                       const SKCCE_T* R, ptrdiff_t Kp, double* G)
+{
+    for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_MAX_NV * SKCCE_LANES) {
+        ptrdiff_t nv = (Kp - k0) / SKCCE_LANES;
+        if (nv > SKCCE_MAX_NV) nv = SKCCE_MAX_NV;
+        switch (nv) {
+        case 1: SKCCE_FN(skcce_grad_cols)(X, m, d, R + k0, Kp, G + k0, 1, 8); break;
+        case 2: SKCCE_FN(skcce_grad_cols)(X, m, d, R + k0, Kp, G + k0, 2, 4); break;
+        case 3: SKCCE_FN(skcce_grad_cols)(X, m, d, R + k0, Kp, G + k0, 3, 4); break;
+        default: SKCCE_FN(skcce_grad_cols)(X, m, d, R + k0, Kp, G + k0, 4, 2); break;
+        }
+    }
+}
+
+#else /* plain loops with the same semantics */
+
+static void SKCCE_FN(skcce_logits)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
+                                   const SKCCE_T* Wt, ptrdiff_t Kp, SKCCE_T* Z)
+{
+    for (ptrdiff_t i = 0; i < m; i++)
+        for (ptrdiff_t k = 0; k < Kp; k++) {
+            SKCCE_T acc = 0;
+            for (ptrdiff_t j = 0; j < d; j++) acc += X[i * d + j] * Wt[j * Kp + k];
+            Z[i * Kp + k] = acc;
+        }
+}
+
+static void SKCCE_FN(skcce_grad)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
+                                 const SKCCE_T* R, ptrdiff_t Kp, double* G)
+{
+    for (ptrdiff_t j = 0; j < d; j++)
+        for (ptrdiff_t k = 0; k < Kp; k++) {
+            SKCCE_T acc = 0;
+            for (ptrdiff_t i = 0; i < m; i++) acc += X[i * d + j] * R[i * Kp + k];
+            G[j * Kp + k] += (double)acc;
+        }
+}
+
+#endif
+
+#undef SKCCE_FN

@@ -1,0 +1,282 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""Row-parallel reductions beside the loss kernels, and the build's OpenMP.
+
+The crossentropy metric (:func:`rows_crossentropy`), the objective's
+finishing passes (:func:`divide_inplace`, :func:`add_penalty_gradient`) and
+the column statistics of the rescaling (:func:`dense_column_square_sums`).
+Each cuts rows into blocks fixed by the shape, never by the thread count, and
+adds per-block sums in block order: results are the same for every
+``n_threads``.
+"""
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport exp, log
+from libc.stdint cimport int32_t
+
+from skcce._kernels.common cimport (
+    SKCCE_OPENMP_ENABLED,
+    check_sample_weight,
+    omp_get_max_threads,
+    weights_pointer,
+)
+from skcce._kernels.crossentropy cimport (
+    Targets,
+    row_max_logit,
+    row_target_logit,
+    set_targets,
+    target,
+)
+
+import numpy as np
+
+
+cdef enum:
+    # Rows per block of the metric's reduction.
+    METRIC_BLOCK_ROWS = 4096
+    # Values per row block of the objective's finishing passes.
+    HELPER_BLOCK_VALUES = 65536
+    # At most this many row blocks (each with its own d partial sums) in
+    # dense_column_square_sums; at least this many rows per block.
+    COLUMN_MAX_BLOCKS = 64
+    COLUMN_MIN_BLOCK_ROWS = 4096
+
+
+def openmp_enabled():
+    """Whether the kernels were built with OpenMP support.
+
+    Returns
+    -------
+    enabled : bool
+    """
+    return bool(SKCCE_OPENMP_ENABLED)
+
+
+def omp_max_threads():
+    """``omp_get_max_threads()`` (1 for a serial build).
+
+    Returns
+    -------
+    n_threads : int
+    """
+    return omp_get_max_threads()
+
+
+cdef struct RowBlocks:
+    Py_ssize_t n        # rows in all
+    Py_ssize_t rows     # rows per block (the last block may have fewer)
+    Py_ssize_t count    # number of blocks
+
+
+cdef inline RowBlocks _row_blocks(Py_ssize_t n, Py_ssize_t rows) noexcept nogil:
+    """n rows in blocks of ``rows`` (at least 1) rows."""
+    cdef RowBlocks blocks
+    blocks.n = n
+    blocks.rows = max(rows, 1)
+    blocks.count = (n + blocks.rows - 1) // blocks.rows
+    return blocks
+
+
+cdef inline Py_ssize_t _block_end(RowBlocks blocks, Py_ssize_t b) noexcept nogil:
+    """One past the last row of block b."""
+    return min((b + 1) * blocks.rows, blocks.n)
+
+
+cdef inline int _block_threads(int n_threads, RowBlocks blocks) noexcept nogil:
+    """Threads for a loop over the blocks: at most one per block."""
+    return <int> max(1, min(n_threads, blocks.count))
+
+
+cdef double _rows_crossentropy_block(
+    const floating* z, Py_ssize_t row_start, Py_ssize_t row_end,
+    Py_ssize_t n_classes, const Targets* targets, const double* sw,
+    bint from_logits, double clip_eps,
+) noexcept nogil:
+    """Weighted crossentropy summed over rows [row_start, row_end).
+
+    From logits: ``log(sum_k exp(z_k - m)) - sum_k q_k (z_k - m)`` (stable).
+    From probabilities: ``-sum_k q_k log(clip(p_k, eps, 1 - eps))``, terms
+    with q_k == 0 skipped.
+    """
+    cdef Py_ssize_t i, k, K = n_classes
+    cdef const floating* row
+    cdef double total = 0.0, ce, zmax, sum_exp, q, p
+    for i in range(row_start, row_end):
+        row = z + i * K
+        if from_logits:
+            zmax = row_max_logit(row, NULL, K)
+            sum_exp = 0.0
+            for k in range(K):
+                sum_exp = sum_exp + exp(row[k] - zmax)
+            ce = log(sum_exp) - row_target_logit(targets, i, row, NULL, K, zmax)
+        else:
+            ce = 0.0
+            for k in range(K):
+                q = target(targets, i, k, K)
+                if q != 0.0:
+                    p = min(max(<double> row[k], clip_eps), 1.0 - clip_eps)
+                    ce = ce - q * log(p)
+        total = total + (ce if sw == NULL else sw[i] * ce)
+    return total
+
+
+def rows_crossentropy(
+    const floating[:, ::1] y_pred,
+    const int32_t[::1] y,
+    const double[:, ::1] y_proba,
+    double label_smoothing,
+    const double[::1] sample_weight,
+    bint from_logits,
+    int n_threads,
+):
+    """Sum over rows of the weighted crossentropy between targets and y_pred.
+
+    Parameters
+    ----------
+    y_pred : ndarray of shape (n_samples, K), float32 or float64, C order
+        Logits (``from_logits``) or probabilities (clipped to
+        ``[eps, 1 - eps]`` with eps the dtype's machine epsilon, as
+        ``sklearn.metrics.log_loss`` does).
+    y, y_proba, label_smoothing
+        Targets, as in ``skcce._kernels.dense.dense_loss_gradient``.
+    sample_weight : ndarray of shape (n_samples,), float64, or None
+    from_logits : bool
+    n_threads : int
+        The result does not depend on it.
+
+    Returns
+    -------
+    total : float
+        ``sum_i s_i * CE_i``.
+    """
+    cdef Py_ssize_t n = y_pred.shape[0], K = y_pred.shape[1]
+    cdef RowBlocks blocks = _row_blocks(n, METRIC_BLOCK_ROWS)
+    cdef Py_ssize_t b
+    cdef Targets targets
+    cdef const double* sw = NULL
+    cdef double total = 0.0
+    cdef double clip_eps = np.finfo(np.float32 if floating is float else np.float64).eps
+    cdef double[::1] partial = np.zeros(max(blocks.count, 1))
+    set_targets(&targets, y, y_proba, label_smoothing, n, K)
+    check_sample_weight(sample_weight, n)
+    sw = weights_pointer(sample_weight)
+    if n == 0:
+        return 0.0
+    with nogil:
+        for b in prange(blocks.count, num_threads=_block_threads(n_threads, blocks),
+                        schedule="static"):
+            partial[b] = _rows_crossentropy_block(
+                &y_pred[0, 0], b * blocks.rows, _block_end(blocks, b), K,
+                &targets, sw, from_logits, clip_eps)
+        for b in range(blocks.count):
+            total = total + partial[b]
+    return total
+
+
+def divide_inplace(double[:, ::1] a, double divisor, int n_threads):
+    """``a /= divisor`` in place, in parallel over row blocks.
+
+    Parameters
+    ----------
+    a : ndarray of shape (n, m), float64, C order
+    divisor : float
+    n_threads : int
+    """
+    cdef Py_ssize_t n = a.shape[0], m = a.shape[1], i, j, b
+    cdef RowBlocks blocks = _row_blocks(n, HELPER_BLOCK_VALUES // max(m, 1))
+    if n == 0 or m == 0:
+        return
+    with nogil:
+        for b in prange(blocks.count, num_threads=_block_threads(n_threads, blocks),
+                        schedule="static"):
+            for i in range(b * blocks.rows, _block_end(blocks, b)):
+                for j in range(m):
+                    a[i, j] = a[i, j] / divisor
+
+
+def add_penalty_gradient(double[:, ::1] grad, const double[:, ::1] weights,
+                         double strength, int n_threads):
+    """``grad += strength * weights``; return ``sum(weights ** 2)``.
+
+    In parallel over fixed row blocks; the block sums of squares are added in
+    block order, so the result does not depend on ``n_threads``. Each entry
+    is ``grad + (strength * weights)``, rounded as NumPy would.
+
+    Parameters
+    ----------
+    grad, weights : ndarray of shape (n, m), float64, C order
+    strength : float
+    n_threads : int
+
+    Returns
+    -------
+    sum_squares : float
+    """
+    cdef Py_ssize_t n = weights.shape[0], m = weights.shape[1], i, j, b
+    cdef RowBlocks blocks = _row_blocks(n, HELPER_BLOCK_VALUES // max(m, 1))
+    cdef double total = 0.0, acc, w
+    if grad.shape[0] != n or grad.shape[1] != m:
+        raise ValueError("grad and weights must have the same shape")
+    if n == 0 or m == 0:
+        return 0.0
+    cdef double[::1] partial = np.zeros(blocks.count)
+    with nogil:
+        for b in prange(blocks.count, num_threads=_block_threads(n_threads, blocks),
+                        schedule="static"):
+            acc = 0.0
+            for i in range(b * blocks.rows, _block_end(blocks, b)):
+                for j in range(m):
+                    w = weights[i, j]
+                    acc = acc + w * w
+                    grad[i, j] = grad[i, j] + strength * w
+            partial[b] = acc
+        for b in range(blocks.count):
+            total = total + partial[b]
+    return total
+
+
+def dense_column_square_sums(const floating[:, ::1] X,
+                             const double[::1] sample_weight, int n_threads):
+    """``sum_i s_i x_ij^2`` per column of dense X, in float64.
+
+    One pass over X, float32 read as is (no float64 copy), in parallel over
+    row blocks that depend on the shape only; the block sums are added in
+    block order, so the result does not depend on ``n_threads``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64, C order
+    sample_weight : ndarray of shape (n_samples,), float64, or None
+    n_threads : int
+
+    Returns
+    -------
+    sums : ndarray of shape (n_features,), float64
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], b, i, j
+    cdef RowBlocks blocks = _row_blocks(
+        n, max(COLUMN_MIN_BLOCK_ROWS, (n + COLUMN_MAX_BLOCKS - 1) // COLUMN_MAX_BLOCKS))
+    cdef const double* sw = NULL
+    cdef double w, x
+    cdef double* acc
+    check_sample_weight(sample_weight, n)
+    sw = weights_pointer(sample_weight)
+    sums = np.zeros(d)
+    if n == 0 or d == 0:
+        return sums
+    cdef double[:, ::1] partial = np.zeros((blocks.count, d))
+    cdef double[::1] sums_view = sums
+    with nogil:
+        for b in prange(blocks.count, num_threads=_block_threads(n_threads, blocks),
+                        schedule="static"):
+            acc = &partial[b, 0]
+            for i in range(b * blocks.rows, _block_end(blocks, b)):
+                w = 1.0 if sw == NULL else sw[i]
+                for j in range(d):
+                    x = X[i, j]
+                    acc[j] = acc[j] + w * (x * x)
+        for b in range(blocks.count):
+            for j in range(d):
+                sums_view[j] = sums_view[j] + partial[b, j]
+    return sums

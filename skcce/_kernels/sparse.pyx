@@ -1,0 +1,711 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""Fused categorical crossentropy loss and gradient for CSR X.
+
+The sparse counterpart of :mod:`skcce._kernels.dense`, on *tiles*: a chunk of
+rows keeps its logits (then residuals) in the L2 cache, chunk_rows x K float64
+(512 KiB), and the coefficient and gradient rows are visited one *feature
+block* at a time (a power of two of features whose K float64 coefficients
+take at most SPARSE_BLOCK_BYTES, 128 KiB), the next block streamed in address
+order while the current one is processed. Measured on CSR 100,000 x 100,000
+with 100 non-zeros per row, K = 20: visiting the coefficient and gradient rows
+in the rows' random order made every non-zero two random cache misses (the
+d x K coefficients and gradient do not fit in the cache together); the tiles
+halve the time of an evaluation.
+
+Chunks are processed in waves of one chunk per thread:
+
+1. each thread sorts its chunk's non-zeros by feature block (a counting sort,
+   rows kept in order within a block), computes the chunk's logits block by
+   block in float64 (the block's coefficient rows stay in cache), then the
+   stable softmax, loss and weighted residuals;
+2. the threads share out the feature blocks: for its blocks, a thread updates
+   the gradient rows ``G[j, :] += x_ij * R[i, :]`` with the wave's chunks in
+   order.
+
+Each gradient entry is thus updated by one thread, in row order; losses and
+intercept sums are added in chunk order: the result is bitwise identical for
+every thread count. No per-thread copy of the d x K gradient exists: memory
+is O(threads x (chunk_rows x K + chunk non-zeros + blocks)) whatever
+n_features. A fit sorts X into its tiles once (:func:`csr_tile_cache`) and
+every evaluation skips step 1's sort.
+"""
+
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree, PyMem_RawMalloc
+from cpython.pyport cimport PY_SSIZE_T_MAX
+from libc.string cimport memset
+from libc.stdint cimport int32_t, uint32_t
+
+from skcce._kernels.common cimport (
+    check_model_and_gradient,
+    check_sample_weight,
+    index_t,
+    weights_pointer,
+)
+from skcce._kernels.crossentropy cimport Targets, set_targets, softmax_residual_chunk
+
+cdef extern from "sparse_tiles.h":
+    void skcce_tile_gather_f64(const uint32_t* keys, const double* values,
+                               Py_ssize_t e0, Py_ssize_t e1, int shift,
+                               const double* wb, Py_ssize_t K, double* z,
+                               const double* stream, const double* stream_end,
+                               Py_ssize_t lines) noexcept nogil
+    void skcce_tile_gather_f32(const uint32_t* keys, const float* values,
+                               Py_ssize_t e0, Py_ssize_t e1, int shift,
+                               const double* wb, Py_ssize_t K, double* z,
+                               const double* stream, const double* stream_end,
+                               Py_ssize_t lines) noexcept nogil
+    double* skcce_tile_scatter_f64(const uint32_t* keys, const double* values,
+                                   Py_ssize_t e0, Py_ssize_t e1, int shift,
+                                   double* gb, Py_ssize_t K, const double* residuals,
+                                   double* stream, const double* stream_end,
+                                   Py_ssize_t lines) noexcept nogil
+    double* skcce_tile_scatter_f32(const uint32_t* keys, const float* values,
+                                   Py_ssize_t e0, Py_ssize_t e1, int shift,
+                                   double* gb, Py_ssize_t K, const double* residuals,
+                                   double* stream, const double* stream_end,
+                                   Py_ssize_t lines) noexcept nogil
+
+cdef extern from "prefault.h":
+    void skcce_prefault(void* p, size_t n) noexcept nogil
+
+import numpy as np
+
+
+cdef enum:
+    SPARSE_CHUNK_VALUES = 65536
+    SPARSE_MIN_CHUNK_ROWS = 64
+    # At most 2^16 rows: a tile entry stores the row within its chunk in 16 bits.
+    SPARSE_MAX_CHUNK_ROWS = 16384
+    # Non-zeros per chunk (a chunk ends earlier when it would exceed this,
+    # unless it is a single row): bounds the chunk's tile entries (12 bytes
+    # each).
+    SPARSE_CHUNK_NNZ = 262144
+    SPARSE_BLOCK_BYTES = 131072
+    # At most 2^16 features per block: an entry stores the feature within its
+    # block in 16 bits.
+    SPARSE_MAX_BLOCK_FEATURES = 65536
+    # Fewest non-zeros per thread worth starting a thread for.
+    SPARSE_NNZ_PER_THREAD = 32768
+    # Alignment of the tiles and of each of a thread's tile buffers within
+    # them: a cache line, so that no two threads write to one line.
+    TILE_ALIGN = 64
+
+
+# ---------------------------------------------------------------------------
+# Layout: chunks of rows and blocks of features, from X's structure and K only.
+
+def sparse_chunk_rows(Py_ssize_t n_classes):
+    """Largest number of rows per chunk of the sparse kernel for K classes.
+
+    The sparse kernel's results do not depend on the thread count: its chunks
+    and feature blocks depend on the data and K only, and every sum runs in a
+    fixed order.
+
+    Parameters
+    ----------
+    n_classes : int
+
+    Returns
+    -------
+    chunk_rows : int
+    """
+    return int(min(max(SPARSE_CHUNK_VALUES // max(n_classes, 1),
+                       SPARSE_MIN_CHUNK_ROWS), SPARSE_MAX_CHUNK_ROWS))
+
+
+def sparse_block_shift(Py_ssize_t n_classes):
+    """log2 of the number of features per block of the sparse kernel.
+
+    The largest power of two of features (at most 2^16) whose K float64
+    coefficients take at most SPARSE_BLOCK_BYTES; at least one feature.
+
+    Parameters
+    ----------
+    n_classes : int
+
+    Returns
+    -------
+    shift : int
+    """
+    cdef Py_ssize_t shift = 0, row_bytes = max(n_classes, 1) * 8
+    while ((2 << shift) <= SPARSE_MAX_BLOCK_FEATURES
+           and (2 << shift) * row_bytes <= SPARSE_BLOCK_BYTES):
+        shift += 1
+    return int(shift)
+
+
+def _sparse_chunks(const index_t[::1] indptr, Py_ssize_t max_rows):
+    """Row boundaries of the sparse kernel's chunks, and their largest nnz.
+
+    A chunk has at most ``max_rows`` rows and, unless it is a single row, at
+    most SPARSE_CHUNK_NNZ non-zeros.
+    """
+    cdef Py_ssize_t n = indptr.shape[0] - 1, start = 0, stop, largest = 0
+    bounds = [0]
+    while start < n:
+        stop = start + 1
+        while (stop < n and stop - start < max_rows
+               and indptr[stop + 1] - indptr[start] <= SPARSE_CHUNK_NNZ):
+            stop += 1
+        largest = max(largest, indptr[stop] - indptr[start])
+        bounds.append(stop)
+        start = stop
+    return np.asarray(bounds, dtype=np.intp), largest
+
+
+cdef struct SparseLayout:
+    Py_ssize_t n_features
+    Py_ssize_t n_classes
+    const Py_ssize_t* bounds   # row boundaries of the chunks (n_chunks + 1)
+    Py_ssize_t n_chunks
+    Py_ssize_t chunk_rows      # most rows per chunk
+    Py_ssize_t largest_nnz     # non-zeros of the largest chunk
+    int block_shift            # features per block, as a power of two
+    Py_ssize_t n_blocks        # feature blocks (at least 1)
+    int n_threads
+
+
+cdef SparseLayout _sparse_layout(const index_t[::1] indptr, Py_ssize_t nnz,
+                                 Py_ssize_t n_features, Py_ssize_t n_classes, int n_threads,
+                                 bounds_owner):
+    """How the sparse kernel cuts X (see the module docstring).
+
+    ``bounds_owner`` is a list that receives the array holding the chunk
+    boundaries, which ``layout.bounds`` points into: keep it alive.
+    """
+    cdef SparseLayout layout
+    cdef Py_ssize_t n = max(indptr.shape[0] - 1, 0)
+    cdef const Py_ssize_t[::1] bounds_view
+    layout.n_features = n_features
+    layout.n_classes = n_classes
+    layout.chunk_rows = min(sparse_chunk_rows(n_classes), n)
+    bounds, layout.largest_nnz = _sparse_chunks(indptr, layout.chunk_rows)
+    bounds_owner.append(bounds)
+    bounds_view = bounds
+    layout.bounds = &bounds_view[0]
+    layout.n_chunks = bounds_view.shape[0] - 1
+    layout.block_shift = sparse_block_shift(n_classes)
+    layout.n_blocks = max(1, (n_features + (1 << layout.block_shift) - 1)
+                          >> layout.block_shift)
+    # Threads only where there is work for them (the result does not depend
+    # on their number): small problems run on one.
+    layout.n_threads = <int> max(1, min(n_threads, nnz // SPARSE_NNZ_PER_THREAD,
+                                        layout.n_chunks))
+    return layout
+
+
+# ---------------------------------------------------------------------------
+# Tiles: a chunk's non-zeros sorted by feature block, and its buffers.
+
+cdef struct ChunkTiles:
+    # One chunk's non-zeros sorted by feature block (rows in order within a
+    # block), and the chunk's logits / residuals. Entry e of block b covers
+    # ``block_start[b] <= e < block_start[b + 1]``: its key is
+    # ``(row - chunk's first row) << 16 | (feature - b * block features)``,
+    # its value ``values[e]`` (X's dtype).
+    uint32_t* keys
+    void* values
+    Py_ssize_t* block_start
+    Py_ssize_t* block_next
+    Py_ssize_t* block_counts
+    double* z
+    double* scratch
+    double* intercept_sum
+    Py_ssize_t row_start
+    Py_ssize_t row_end
+    double loss
+
+
+cdef struct TileCache:
+    # Every chunk's tiles, built once by csr_tile_cache (all NULL: none).
+    # Entries of chunk c sit where its non-zeros sit in the CSR arrays; its
+    # block offsets are row c of block_start, relative to its first entry.
+    uint32_t* keys
+    const void* values
+    Py_ssize_t* block_start
+
+
+cdef inline size_t _aligned(size_t n) noexcept nogil:
+    return (n + TILE_ALIGN - 1) & ~(<size_t> TILE_ALIGN - 1)
+
+
+cdef size_t _carve_tiles(ChunkTiles* tiles, char* p, Py_ssize_t largest_nnz,
+                         size_t value_size, Py_ssize_t chunk_rows, Py_ssize_t K,
+                         Py_ssize_t n_blocks) noexcept nogil:
+    """Lay out one thread's tile buffers at ``p``; return their size in bytes.
+
+    The sorted keys and values of a chunk's non-zeros, its logits and
+    residuals, the block offsets and counts, and the intercept sums, each on
+    a cache line. With ``tiles`` NULL, only the size is computed.
+    """
+    cdef size_t nnz = max(largest_nnz, 1), offset = 0
+    cdef size_t keys_at, values_at, z_at, scratch_at, blocks_at, intercept_at
+    keys_at = offset
+    offset += _aligned(nnz * sizeof(uint32_t))
+    values_at = offset
+    offset += _aligned(nnz * value_size)
+    z_at = offset
+    offset += _aligned(chunk_rows * K * sizeof(double))
+    scratch_at = offset
+    offset += _aligned(chunk_rows * (K + 1) * sizeof(double))
+    blocks_at = offset
+    offset += _aligned((6 * n_blocks + 1) * sizeof(Py_ssize_t))
+    intercept_at = offset
+    offset += _aligned(K * sizeof(double))
+    if tiles != NULL:
+        tiles.keys = <uint32_t*> (p + keys_at)
+        tiles.values = <void*> (p + values_at)
+        tiles.z = <double*> (p + z_at)
+        tiles.scratch = <double*> (p + scratch_at)
+        tiles.block_start = <Py_ssize_t*> (p + blocks_at)
+        tiles.block_next = tiles.block_start + n_blocks + 1
+        tiles.block_counts = tiles.block_next + n_blocks
+        tiles.intercept_sum = <double*> (p + intercept_at)
+    return offset
+
+
+cdef void _tile_chunk(
+    const floating* data, const index_t* indices, const index_t* indptr,
+    Py_ssize_t row_start, Py_ssize_t row_end, int block_shift, Py_ssize_t n_blocks,
+    ChunkTiles* tiles,
+) noexcept nogil:
+    """Sort the non-zeros of rows [row_start, row_end) by feature block.
+
+    A counting sort: the order within a block is the CSR order, i.e. rows in
+    order (and, within a row, the row's stored order).
+    """
+    cdef Py_ssize_t b, e, i
+    cdef index_t p, j
+    cdef uint32_t row_key, mask = (1u << block_shift) - 1
+    cdef Py_ssize_t* start = tiles.block_start
+    cdef Py_ssize_t* next_entry = tiles.block_next
+    cdef floating* values = <floating*> tiles.values
+    cdef Py_ssize_t* counts = tiles.block_counts
+    cdef index_t p_end = indptr[row_end]
+    # Four interleaved histograms: consecutive non-zeros often fall in the
+    # same block, and one histogram would chain their increments.
+    memset(counts, 0, 4 * n_blocks * sizeof(Py_ssize_t))
+    p = indptr[row_start]
+    while p + 4 <= p_end:
+        counts[indices[p] >> block_shift] += 1
+        counts[n_blocks + (indices[p + 1] >> block_shift)] += 1
+        counts[2 * n_blocks + (indices[p + 2] >> block_shift)] += 1
+        counts[3 * n_blocks + (indices[p + 3] >> block_shift)] += 1
+        p = p + 4
+    while p < p_end:
+        counts[indices[p] >> block_shift] += 1
+        p = p + 1
+    start[0] = 0
+    for b in range(n_blocks):
+        start[b + 1] = (start[b] + counts[b] + counts[n_blocks + b]
+                        + counts[2 * n_blocks + b] + counts[3 * n_blocks + b])
+        next_entry[b] = start[b]
+    for i in range(row_start, row_end):
+        row_key = (<uint32_t> (i - row_start)) << 16
+        for p in range(indptr[i], indptr[i + 1]):
+            j = indices[p]
+            b = j >> block_shift
+            e = next_entry[b]
+            next_entry[b] = e + 1
+            tiles.keys[e] = row_key | (<uint32_t> j & mask)
+            values[e] = data[p]
+
+
+# ---------------------------------------------------------------------------
+# Loop: per chunk, logits and residuals; per feature block, the gradient.
+
+cdef inline Py_ssize_t _stream_block(
+    const double* next_block, Py_ssize_t block_values, Py_ssize_t n_entries,
+) noexcept nogil:
+    """Cache lines of the next block to prefetch per entry of this one.
+
+    While a block's entries are processed, the next block's coefficient (or
+    gradient) rows are prefetched in address order, a few lines per entry, so
+    that they arrive as a stream instead of as random misses.
+    """
+    if next_block == NULL:
+        return 0
+    return min(8, (block_values // 8) // max(n_entries, 1) + 1)
+
+
+cdef inline void _tile_gather(const ChunkTiles* tiles, const floating* values_type,
+                              Py_ssize_t e0, Py_ssize_t e1, int shift, const double* wb,
+                              Py_ssize_t K, const double* stream,
+                              const double* stream_end, Py_ssize_t lines) noexcept nogil:
+    """The gather loop of sparse_tiles.h for X's dtype (``values_type``)."""
+    if floating is double:
+        skcce_tile_gather_f64(tiles.keys, <const double*> tiles.values, e0, e1, shift,
+                              wb, K, tiles.z, stream, stream_end, lines)
+    else:
+        skcce_tile_gather_f32(tiles.keys, <const float*> tiles.values, e0, e1, shift,
+                              wb, K, tiles.z, stream, stream_end, lines)
+
+
+cdef inline double* _tile_scatter(const ChunkTiles* tiles, const floating* values_type,
+                                  Py_ssize_t b, int shift, double* gb, Py_ssize_t K,
+                                  double* stream, const double* stream_end,
+                                  Py_ssize_t lines) noexcept nogil:
+    """The scatter loop of sparse_tiles.h for block b, X's dtype."""
+    if floating is double:
+        return skcce_tile_scatter_f64(
+            tiles.keys, <const double*> tiles.values, tiles.block_start[b],
+            tiles.block_start[b + 1], shift, gb, K, tiles.z, stream, stream_end, lines)
+    else:
+        return skcce_tile_scatter_f32(
+            tiles.keys, <const float*> tiles.values, tiles.block_start[b],
+            tiles.block_start[b + 1], shift, gb, K, tiles.z, stream, stream_end, lines)
+
+
+cdef void _gather_logits(
+    const ChunkTiles* tiles, const floating* values_type, Py_ssize_t n_blocks,
+    int block_shift, const double* weights_t, Py_ssize_t n_features,
+    Py_ssize_t n_classes,
+) noexcept nogil:
+    """``z[r, :] = sum x * W.T[j, :]`` over the chunk's entries, block by block.
+
+    For a row whose indices are sorted, the terms are added in CSR order.
+    ``values_type`` only selects the fused type (X's dtype).
+    """
+    cdef Py_ssize_t b, e0, e1, K = n_classes
+    cdef Py_ssize_t block_values = (<Py_ssize_t> 1 << block_shift) * K
+    cdef const double* wb
+    cdef const double* stream
+    cdef const double* stream_end = weights_t + n_features * K
+    memset(tiles.z, 0, (tiles.row_end - tiles.row_start) * K * sizeof(double))
+    for b in range(n_blocks):
+        wb = weights_t + (b << block_shift) * K
+        e0 = tiles.block_start[b]
+        e1 = tiles.block_start[b + 1]
+        stream = wb + block_values if b + 1 < n_blocks else NULL
+        _tile_gather(tiles, values_type, e0, e1, block_shift, wb, K, stream, stream_end,
+                     _stream_block(stream, block_values, e1 - e0))
+
+
+cdef void _scatter_block(
+    const ChunkTiles* tiles, Py_ssize_t n_chunks, const floating* values_type,
+    Py_ssize_t b, Py_ssize_t n_blocks, int block_shift, Py_ssize_t n_features,
+    Py_ssize_t n_classes, double* grad_t, bint zero_first,
+) noexcept nogil:
+    """``G[j, :] += x * R[r, :]`` for the entries in feature block b of
+    ``n_chunks`` consecutive chunks, chunks in order, rows in order.
+
+    With ``zero_first`` (the first wave) the block's gradient rows are zeroed
+    first: the thread that owns the block touches its memory first, in cache,
+    instead of a separate pass over the whole gradient. Meanwhile the
+    gradient rows of block b + 1 (usually this thread's next block) are
+    prefetched in address order.
+    """
+    cdef Py_ssize_t c, K = n_classes, n_entries = 0, lines
+    cdef Py_ssize_t block_values = (<Py_ssize_t> 1 << block_shift) * K
+    cdef double* gb = grad_t + (b << block_shift) * K
+    cdef double* stream = gb + block_values if b + 1 < n_blocks else NULL
+    cdef const double* stream_end = grad_t + n_features * K
+    if zero_first:
+        memset(gb, 0, max(0, min(<Py_ssize_t> 1 << block_shift,
+                                 n_features - (b << block_shift))) * K * sizeof(double))
+    for c in range(n_chunks):
+        n_entries += tiles[c].block_start[b + 1] - tiles[c].block_start[b]
+    lines = _stream_block(stream, block_values, n_entries)
+    for c in range(n_chunks):
+        stream = _tile_scatter(&tiles[c], values_type, b, block_shift, gb, K, stream,
+                               stream_end, lines)
+
+
+cdef void _chunk_residuals(
+    const floating* data, const index_t* indices, const index_t* indptr,
+    Py_ssize_t row_start, Py_ssize_t row_end, const SparseLayout* L,
+    const double* weights_t, const double* intercept, const Targets* targets,
+    const double* sw, ChunkTiles* tiles, const TileCache* cache, Py_ssize_t chunk_index,
+) noexcept nogil:
+    """Tile one chunk (or point at its cached tiles), then its logits, loss and
+    weighted residuals."""
+    cdef const double* sw_chunk = NULL
+    cdef Py_ssize_t first = indptr[row_start], K = L.n_classes
+    if sw != NULL:
+        sw_chunk = sw + row_start
+    tiles.row_start = row_start
+    tiles.row_end = row_end
+    if cache.keys != NULL:
+        tiles.keys = cache.keys + first
+        tiles.values = <void*> (<const floating*> cache.values + first)
+        tiles.block_start = cache.block_start + chunk_index * (L.n_blocks + 1)
+    else:
+        _tile_chunk(data, indices, indptr, row_start, row_end, L.block_shift, L.n_blocks,
+                    tiles)
+    _gather_logits(tiles, data, L.n_blocks, L.block_shift, weights_t, L.n_features, K)
+    memset(tiles.intercept_sum, 0, K * sizeof(double))
+    tiles.loss = softmax_residual_chunk(
+        tiles.z, K, row_start, row_end - row_start, K, intercept,
+        targets, sw_chunk, tiles.intercept_sum, tiles.scratch)
+
+
+cdef double _loss_gradient_waves(
+    const floating* data, const index_t* indices, const index_t* indptr,
+    const SparseLayout* L, const double* weights_t, const double* intercept,
+    const Targets* targets, const double* sw, ChunkTiles* tiles, const TileCache* cache,
+    double* grad, double* grad_intercept,
+) noexcept nogil:
+    """The chunks in waves of one per thread (see the module docstring);
+    returns the loss sum. ``grad_intercept`` (K, or NULL) must be zeroed; the
+    gradient rows are zeroed block by block by the first wave."""
+    cdef Py_ssize_t s, b, k, wave = 0, wave_size, K = L.n_classes
+    cdef int T = L.n_threads
+    cdef double loss_total = 0.0
+    while wave < L.n_chunks:
+        wave_size = min(T, L.n_chunks - wave)
+        for s in prange(wave_size, num_threads=T, schedule="static", chunksize=1):
+            _chunk_residuals(data, indices, indptr, L.bounds[wave + s],
+                             L.bounds[wave + s + 1], L, weights_t, intercept, targets,
+                             sw, &tiles[s], cache, wave + s)
+        # Contiguous ranges of blocks per thread: each thread's next block is
+        # (mostly) its own, for the prefetch.
+        for b in prange(L.n_blocks, num_threads=T, schedule="static"):
+            _scatter_block(tiles, wave_size, data, b, L.n_blocks, L.block_shift,
+                           L.n_features, K, grad, wave == 0)
+        for s in range(wave_size):
+            loss_total = loss_total + tiles[s].loss
+            if grad_intercept != NULL:
+                for k in range(K):
+                    grad_intercept[k] = grad_intercept[k] + tiles[s].intercept_sum[k]
+        wave = wave + wave_size
+    return loss_total
+
+
+# ---------------------------------------------------------------------------
+
+def csr_loss_gradient(
+    const floating[::1] data,
+    const index_t[::1] indices,
+    const index_t[::1] indptr,
+    Py_ssize_t n_features,
+    const int32_t[::1] y,
+    const double[:, ::1] y_proba,
+    double label_smoothing,
+    const double[::1] sample_weight,
+    const double[:, ::1] weights_t,
+    const double[::1] intercept,
+    int n_threads,
+    double[:, ::1] grad_t,
+    tile_cache=None,
+):
+    """Sum of weighted crossentropies and its gradient for CSR X, in one pass.
+
+    The sparse counterpart of :func:`skcce._kernels.dense.dense_loss_gradient`
+    (see the module docstring for the method). Indices must lie in
+    [0, n_features) and indptr must be non-decreasing from 0 to nnz (checked
+    by the caller).
+
+    Parameters
+    ----------
+    data, indices, indptr : ndarray
+        The CSR arrays of X (n_samples = len(indptr) - 1): float32 or float64
+        values, int32 or int64 indices (both arrays of the same type).
+    n_features : int
+    y, y_proba, label_smoothing, sample_weight
+        As in ``dense_loss_gradient``.
+    weights_t : ndarray of shape (n_features, K), float64, C order
+        ``W.T``; float64 whatever the dtype of X.
+    intercept : ndarray of shape (K,), float64, or None
+    n_threads : int
+    grad_t : ndarray of shape (n_features + fit_intercept, K), float64
+        Output, as in ``dense_loss_gradient``.
+    tile_cache : tuple or None, default=None
+        X's tiles from :func:`csr_tile_cache` (same X, same K): step 1 then
+        skips the sort. The result is bitwise the same.
+
+    Returns
+    -------
+    loss_sum : float
+    """
+    cdef Py_ssize_t n = indptr.shape[0] - 1, d = n_features, K = weights_t.shape[1]
+    cdef Py_ssize_t nnz = data.shape[0], s
+    cdef Targets targets
+    cdef SparseLayout layout
+    cdef TileCache cache
+    cdef ChunkTiles* tiles = NULL
+    cdef char* arena = NULL
+    cdef char* tiles_start
+    cdef size_t tile_bytes
+    cdef const double* sw = weights_pointer(sample_weight)
+    cdef const floating* dp = NULL
+    cdef const index_t* ip = NULL
+    cdef const double* wp = NULL
+    cdef const double* bp = NULL
+    cdef double* gp
+    cdef double* gbp = NULL
+    cdef size_t grad_bytes
+    cdef double loss_sum
+
+    if n < 0:
+        raise ValueError("indptr must have n_samples + 1 entries")
+    set_targets(&targets, y, y_proba, label_smoothing, n, K)
+    check_model_and_gradient(d, K, weights_t.shape[0], intercept, grad_t)
+    check_sample_weight(sample_weight, n)
+    if indices.shape[0] != nnz:
+        raise ValueError("data and indices must have the same length")
+    if n == 0 or K == 0:
+        grad_t[:, :] = 0.0
+        return 0.0
+    bounds_owner = []
+    layout = _sparse_layout(indptr, nnz, d, K, n_threads, bounds_owner)
+    _check_tile_cache(&cache, tile_cache, &layout, data)
+    if cache.keys != NULL:
+        layout.largest_nnz = 0  # cached tiles need no sort buffers
+
+    tile_bytes = _carve_tiles(NULL, NULL, layout.largest_nnz, sizeof(floating),
+                              layout.chunk_rows, K, layout.n_blocks)
+    if tile_bytes > <size_t> ((PY_SSIZE_T_MAX - TILE_ALIGN) // layout.n_threads):
+        raise MemoryError()
+    tiles = <ChunkTiles*> PyMem_RawCalloc(layout.n_threads, sizeof(ChunkTiles))
+    # TILE_ALIGN - 1 spare bytes: the tiles start on a cache line boundary
+    # (the allocator only promises 16 bytes).
+    arena = <char*> PyMem_RawMalloc(layout.n_threads * tile_bytes + TILE_ALIGN - 1)
+    try:
+        if tiles == NULL or arena == NULL:
+            raise MemoryError()
+        tiles_start = <char*> _aligned(<size_t> arena)
+        for s in range(layout.n_threads):
+            _carve_tiles(&tiles[s], tiles_start + s * tile_bytes, layout.largest_nnz,
+                         sizeof(floating), layout.chunk_rows, K, layout.n_blocks)
+        if nnz > 0:
+            dp = &data[0]
+            ip = &indices[0]
+        if d > 0:
+            wp = &weights_t[0, 0]
+        gp = &grad_t[0, 0]
+        grad_bytes = grad_t.shape[0] * K * sizeof(double)
+        if intercept is not None:
+            bp = &intercept[0]
+            gbp = &grad_t[d, 0]
+            grad_t[d, :] = 0.0
+        with nogil:
+            # Map the fresh tiles and gradient here rather than by page faults
+            # in the threads (prefault.h).
+            skcce_prefault(tiles_start, layout.n_threads * tile_bytes)
+            skcce_prefault(gp, grad_bytes)
+            loss_sum = _loss_gradient_waves(dp, ip, &indptr[0], &layout, wp, bp, &targets,
+                                            sw, tiles, &cache, gp, gbp)
+    finally:
+        PyMem_RawFree(arena)
+        PyMem_RawFree(tiles)
+    return loss_sum
+
+
+cdef int _check_tile_cache(TileCache* cache, tile_cache, const SparseLayout* L,
+                           const floating[::1] data) except -1:
+    """Point ``cache`` at the arrays of ``tile_cache`` (all NULL for None or
+    no non-zeros); ValueError if they were not built for this X and K."""
+    cdef Py_ssize_t nnz = data.shape[0]
+    cdef const uint32_t[::1] keys
+    cdef const floating[::1] values
+    cdef const Py_ssize_t[:, ::1] block_start
+    cache.keys = NULL
+    cache.values = NULL
+    cache.block_start = NULL
+    if tile_cache is None:
+        return 0
+    keys, values, block_start = tile_cache
+    if (keys.shape[0] != nnz or values.shape[0] != nnz
+            or block_start.shape[0] != L.n_chunks
+            or block_start.shape[1] != L.n_blocks + 1):
+        raise ValueError("tile_cache was not built from this X and K")
+    if nnz > 0:
+        cache.keys = <uint32_t*> &keys[0]
+        cache.values = <const void*> &values[0]
+        cache.block_start = <Py_ssize_t*> &block_start[0, 0]
+    return 0
+
+
+def csr_tile_cache(
+    const floating[::1] data,
+    const index_t[::1] indices,
+    const index_t[::1] indptr,
+    Py_ssize_t n_features,
+    Py_ssize_t n_classes,
+    int n_threads,
+):
+    """X's tiles, sorted once for every evaluation of a fit.
+
+    The sparse kernel's first step sorts each chunk's non-zeros by feature
+    block. The order depends on X and K only, not on the coefficients, so a
+    fit can sort once and hand the tiles to every :func:`csr_loss_gradient`
+    call, which then skips the sort (about a quarter of an evaluation). The
+    tiles are sorted by the kernel's own routine: results are bitwise the same
+    with or without them. They take as much memory as X's ``data`` and
+    ``indices``: 4 bytes per non-zero for the key, plus the value.
+
+    Parameters
+    ----------
+    data, indices, indptr : ndarray
+        The CSR arrays of X, as in :func:`csr_loss_gradient`.
+    n_features, n_classes : int
+    n_threads : int
+
+    Returns
+    -------
+    tile_cache : tuple
+        ``(keys, values, block_start)``: uint32 keys and X's values in tile
+        order, both of length nnz, and intp block offsets of shape
+        (n_chunks, n_blocks + 1).
+    """
+    cdef Py_ssize_t nnz = data.shape[0], c, first
+    cdef int t
+    cdef SparseLayout layout
+    cdef ChunkTiles* tiles = NULL
+    cdef Py_ssize_t* sort_buffers = NULL
+    cdef uint32_t[::1] keys_view
+    cdef floating[::1] values_view
+    cdef Py_ssize_t[:, ::1] starts_view
+    cdef uint32_t* kp
+    cdef floating* vp
+    cdef Py_ssize_t* sp
+    cdef const floating* dp
+    cdef const index_t* ip
+    cdef const index_t* pp
+
+    if indices.shape[0] != nnz:
+        raise ValueError("data and indices must have the same length")
+    bounds_owner = []
+    layout = _sparse_layout(indptr, nnz, n_features, n_classes, n_threads, bounds_owner)
+    keys = np.empty(nnz, dtype=np.uint32)
+    values = np.empty(nnz, dtype=np.float64 if floating is double else np.float32)
+    block_start = np.empty((layout.n_chunks, layout.n_blocks + 1), dtype=np.intp)
+    if nnz == 0 or layout.n_chunks == 0:
+        block_start[:] = 0
+        return keys, values, block_start
+    keys_view = keys
+    values_view = values
+    starts_view = block_start
+    kp = &keys_view[0]
+    vp = &values_view[0]
+    sp = &starts_view[0, 0]
+    dp = &data[0]
+    ip = &indices[0]
+    pp = &indptr[0]
+    tiles = <ChunkTiles*> PyMem_RawCalloc(layout.n_threads, sizeof(ChunkTiles))
+    # Per thread, the counting sort's cursors and four histograms.
+    sort_buffers = <Py_ssize_t*> PyMem_RawMalloc(
+        layout.n_threads * 5 * layout.n_blocks * sizeof(Py_ssize_t))
+    try:
+        if tiles == NULL or sort_buffers == NULL:
+            raise MemoryError()
+        for t in range(layout.n_threads):
+            tiles[t].block_next = sort_buffers + t * 5 * layout.n_blocks
+            tiles[t].block_counts = tiles[t].block_next + layout.n_blocks
+        with nogil:
+            for c in prange(layout.n_chunks, num_threads=layout.n_threads,
+                            schedule="dynamic"):
+                t = threadid()
+                first = pp[layout.bounds[c]]
+                tiles[t].keys = kp + first
+                tiles[t].values = <void*> (vp + first)
+                tiles[t].block_start = sp + c * (layout.n_blocks + 1)
+                _tile_chunk(dp, ip, pp, layout.bounds[c], layout.bounds[c + 1],
+                            layout.block_shift, layout.n_blocks, &tiles[t])
+    finally:
+        PyMem_RawFree(sort_buffers)
+        PyMem_RawFree(tiles)
+    return keys, values, block_start

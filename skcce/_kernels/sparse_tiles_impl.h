@@ -1,0 +1,80 @@
+/* The tile loops of sparse_tiles.h for one type of X's values. Included once
+ * per type by sparse_tiles.h (no include guard), with
+ *   SKCCE_T       the type of the values (double or float),
+ *   SKCCE_SUFFIX  the suffix of the function names (f64 or f32). */
+
+#define SKCCE_FN(name) SKCCE_TYPED(name, SKCCE_SUFFIX)
+
+/* The gather loop for NK classes. Always inlined, and called below with NK a
+ * compile-time constant where possible: the row update is then a fixed
+ * sequence of vector multiply-adds instead of a loop with a remainder. */
+SKCCE_INLINE void SKCCE_FN(skcce_gather_entries)(
+    const uint32_t* keys, const SKCCE_T* values, ptrdiff_t e0, ptrdiff_t e1,
+    uint32_t mask, const double* wb, const ptrdiff_t NK, double* z,
+    const double* stream, const double* stream_end, ptrdiff_t lines)
+{
+    for (ptrdiff_t e = e0; e < e1; e++) {
+        for (ptrdiff_t q = 0; q < lines && stream < stream_end; q++, stream += 8)
+            SKCCE_TILE_PREFETCH(stream, 0);
+        const uint32_t key = keys[e];
+        const double x = (double)values[e];
+        double* restrict zr = z + (size_t)(key >> 16) * NK;
+        const double* restrict w = wb + (size_t)(key & mask) * NK;
+        for (ptrdiff_t k = 0; k < NK; k++)
+            zr[k] += x * w[k];
+    }
+}
+
+/* The scatter loop for NK classes (see the gather loop); returns how far the
+ * prefetch stream got. */
+SKCCE_INLINE double* SKCCE_FN(skcce_scatter_entries)(
+    const uint32_t* keys, const SKCCE_T* values, ptrdiff_t e0, ptrdiff_t e1,
+    uint32_t mask, double* gb, const ptrdiff_t NK, const double* residuals,
+    double* stream, const double* stream_end, ptrdiff_t lines)
+{
+    for (ptrdiff_t e = e0; e < e1; e++) {
+        for (ptrdiff_t q = 0; q < lines && stream < stream_end; q++, stream += 8)
+            SKCCE_TILE_PREFETCH(stream, 1);
+        const uint32_t key = keys[e];
+        const double x = (double)values[e];
+        const double* restrict r = residuals + (size_t)(key >> 16) * NK;
+        double* restrict g = gb + (size_t)(key & mask) * NK;
+        for (ptrdiff_t k = 0; k < NK; k++)
+            g[k] += x * r[k];
+    }
+    return stream;
+}
+
+SKCCE_CLONES
+void SKCCE_FN(skcce_tile_gather)(const uint32_t* keys, const SKCCE_T* values, ptrdiff_t e0,
+                                 ptrdiff_t e1, int shift, const double* wb, ptrdiff_t K,
+                                 double* z, const double* stream, const double* stream_end,
+                                 ptrdiff_t lines)
+{
+    const uint32_t mask = (1u << shift) - 1u;
+#define SKCCE_CASE(NK) case NK: SKCCE_FN(skcce_gather_entries)(keys, values, e0, e1, mask, wb, NK, z, stream, stream_end, lines); break;
+    switch (K) {
+    SKCCE_SPECIALIZED_K(SKCCE_CASE)
+    default: SKCCE_FN(skcce_gather_entries)(keys, values, e0, e1, mask, wb, K, z, stream,
+                                             stream_end, lines); break;
+    }
+#undef SKCCE_CASE
+}
+
+SKCCE_CLONES
+double* SKCCE_FN(skcce_tile_scatter)(const uint32_t* keys, const SKCCE_T* values, ptrdiff_t e0,
+                                     ptrdiff_t e1, int shift, double* gb, ptrdiff_t K,
+                                     const double* residuals, double* stream,
+                                     const double* stream_end, ptrdiff_t lines)
+{
+    const uint32_t mask = (1u << shift) - 1u;
+#define SKCCE_CASE(NK) case NK: return SKCCE_FN(skcce_scatter_entries)(keys, values, e0, e1, mask, gb, NK, residuals, stream, stream_end, lines);
+    switch (K) {
+    SKCCE_SPECIALIZED_K(SKCCE_CASE)
+    default: return SKCCE_FN(skcce_scatter_entries)(keys, values, e0, e1, mask, gb, K,
+                                                     residuals, stream, stream_end, lines);
+    }
+#undef SKCCE_CASE
+}
+
+#undef SKCCE_FN
