@@ -44,8 +44,8 @@ from skcce._kernels.common cimport (
 from skcce._kernels.crossentropy cimport Targets, set_targets, softmax_residual_chunk
 
 cdef extern from "microkernel.h":
-    int SKCCE_LANES_F64
-    int SKCCE_LANES_F32
+    int SKCCE_LANES_f64
+    int SKCCE_LANES_f32
     void skcce_logits_f64(const double* X, Py_ssize_t m, Py_ssize_t d,
                           const double* Wt, Py_ssize_t Kp, double* Z) noexcept nogil
     void skcce_logits_f32(const float* X, Py_ssize_t m, Py_ssize_t d,
@@ -113,7 +113,7 @@ def microkernel_width(Py_ssize_t n_classes, Py_ssize_t itemsize):
     -------
     width : int
     """
-    cdef Py_ssize_t lanes = SKCCE_LANES_F64 if itemsize == 8 else SKCCE_LANES_F32
+    cdef Py_ssize_t lanes = SKCCE_LANES_f64 if itemsize == 8 else SKCCE_LANES_f32
     if n_classes > MICRO_MAX_CLASSES:
         return int(n_classes)
     return int((n_classes + lanes - 1) // lanes * lanes)

@@ -33,13 +33,18 @@
 
 #define SKCCE_HAVE_VECTORS 1
 
-typedef double skcce_vd __attribute__((vector_size(32)));
-typedef double skcce_vd_u __attribute__((vector_size(32), aligned(8)));
-typedef float skcce_vf __attribute__((vector_size(32)));
-typedef float skcce_vf_u __attribute__((vector_size(32), aligned(4)));
-
-#define SKCCE_LANES_F64 4
-#define SKCCE_LANES_F32 8
+/* Per element type (suffix f64 or f32): aligned and unaligned vectors of 32
+ * bytes, their number of lanes, and SKCCE_BROADCAST_<suffix>(s), a vector with
+ * every lane s (one broadcast, not "zero vector + s", which costs an extra
+ * addition because s + 0 is not s for s = -0). */
+typedef double skcce_v_f64 __attribute__((vector_size(32)));
+typedef double skcce_vu_f64 __attribute__((vector_size(32), aligned(8)));
+typedef float skcce_v_f32 __attribute__((vector_size(32)));
+typedef float skcce_vu_f32 __attribute__((vector_size(32), aligned(4)));
+#define SKCCE_LANES_f64 4
+#define SKCCE_LANES_f32 8
+#define SKCCE_BROADCAST_f64(s) ((skcce_v_f64){(s), (s), (s), (s)})
+#define SKCCE_BROADCAST_f32(s) ((skcce_v_f32){(s), (s), (s), (s), (s), (s), (s), (s)})
 
 /* Up to 4 vectors of classes per tile; 4 rows per logits tile; JB features
  * per gradient tile. */
@@ -49,49 +54,20 @@ typedef float skcce_vf_u __attribute__((vector_size(32), aligned(4)));
 /* Rows of X prefetched ahead of the logits tile being computed. */
 #define SKCCE_PREFETCH_ROWS 16
 
-/* All lanes equal to s: one broadcast (not "zero vector + s", which costs an
- * extra addition because s + 0 is not s for s = -0). */
-#define SKCCE_SPLAT_F64(s) ((skcce_vd){(s), (s), (s), (s)})
-#define SKCCE_SPLAT_F32(s) ((skcce_vf){(s), (s), (s), (s), (s), (s), (s), (s)})
-
 #else /* no vector extensions: plain loops with the same semantics */
 
 #define SKCCE_HAVE_VECTORS 0
-#define SKCCE_LANES_F64 1
-#define SKCCE_LANES_F32 1
+#define SKCCE_LANES_f64 1
+#define SKCCE_LANES_f32 1
 
 #endif
 
 #define SKCCE_T double
 #define SKCCE_SUFFIX f64
-#if SKCCE_HAVE_VECTORS
-#define SKCCE_V skcce_vd
-#define SKCCE_VU skcce_vd_u
-#define SKCCE_LANES SKCCE_LANES_F64
-#define SKCCE_SPLAT SKCCE_SPLAT_F64
-#endif
 #include "microkernel_impl.h"
-#undef SKCCE_T
-#undef SKCCE_SUFFIX
-#undef SKCCE_V
-#undef SKCCE_VU
-#undef SKCCE_LANES
-#undef SKCCE_SPLAT
 
 #define SKCCE_T float
 #define SKCCE_SUFFIX f32
-#if SKCCE_HAVE_VECTORS
-#define SKCCE_V skcce_vf
-#define SKCCE_VU skcce_vf_u
-#define SKCCE_LANES SKCCE_LANES_F32
-#define SKCCE_SPLAT SKCCE_SPLAT_F32
-#endif
 #include "microkernel_impl.h"
-#undef SKCCE_T
-#undef SKCCE_SUFFIX
-#undef SKCCE_V
-#undef SKCCE_VU
-#undef SKCCE_LANES
-#undef SKCCE_SPLAT
 
 #endif

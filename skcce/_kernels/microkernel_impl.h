@@ -1,12 +1,15 @@
 /* The micro-kernels of microkernel.h for one element type. Included once per
  * type by microkernel.h (no include guard), with
  *   SKCCE_T       the element type of X, Wt, Z and R (double or float),
- *   SKCCE_SUFFIX  the suffix of the function names (f64 or f32),
- * and, with vector extensions, SKCCE_V / SKCCE_VU (aligned and unaligned
- * vectors of SKCCE_T), SKCCE_LANES (their width) and SKCCE_SPLAT(s) (a
- * vector with every lane s). */
+ *   SKCCE_SUFFIX  the suffix of the type's names (f64 or f32),
+ * which it undefines at the end. */
 
 #define SKCCE_FN(name) SKCCE_TYPED(name, SKCCE_SUFFIX)
+/* The type's vectors (aligned, unaligned), lanes and broadcast. */
+#define SKCCE_V SKCCE_FN(skcce_v)
+#define SKCCE_VU SKCCE_FN(skcce_vu)
+#define SKCCE_NLANES SKCCE_FN(SKCCE_LANES)
+#define SKCCE_SPLAT SKCCE_FN(SKCCE_BROADCAST)
 
 #if SKCCE_HAVE_VECTORS
 
@@ -20,14 +23,14 @@ SKCCE_INLINE void SKCCE_FN(skcce_logits_tile)(const SKCCE_T* X, ptrdiff_t d,
         for (int v = 0; v < NV; v++) acc[r][v] = SKCCE_SPLAT(0);
     for (ptrdiff_t j = 0; j < d; j++) {
         SKCCE_V w[SKCCE_MAX_NV];
-        for (int v = 0; v < NV; v++) w[v] = *(const SKCCE_VU*)(Wt + j * Kp + SKCCE_LANES * v);
+        for (int v = 0; v < NV; v++) w[v] = *(const SKCCE_VU*)(Wt + j * Kp + SKCCE_NLANES * v);
         for (int r = 0; r < RB; r++) {
             SKCCE_V x = SKCCE_SPLAT(X[r * d + j]);
             for (int v = 0; v < NV; v++) acc[r][v] += x * w[v];
         }
     }
     for (int r = 0; r < RB; r++)
-        for (int v = 0; v < NV; v++) *(SKCCE_VU*)(Z + r * Kp + SKCCE_LANES * v) = acc[r][v];
+        for (int v = 0; v < NV; v++) *(SKCCE_VU*)(Z + r * Kp + SKCCE_NLANES * v) = acc[r][v];
 }
 
 /* Logits of all m rows for NV vectors of classes, RB rows at a time. */
@@ -57,7 +60,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_grad_tile)(const SKCCE_T* X, ptrdiff_t m, ptrdi
         for (int v = 0; v < NV; v++) acc[jj][v] = SKCCE_SPLAT(0);
     for (ptrdiff_t i = 0; i < m; i++) {
         SKCCE_V r[SKCCE_MAX_NV];
-        for (int v = 0; v < NV; v++) r[v] = *(const SKCCE_VU*)(R + i * Kp + SKCCE_LANES * v);
+        for (int v = 0; v < NV; v++) r[v] = *(const SKCCE_VU*)(R + i * Kp + SKCCE_NLANES * v);
         for (int jj = 0; jj < JB; jj++) {
             SKCCE_V x = SKCCE_SPLAT(X[i * d + jj]);
             for (int v = 0; v < NV; v++) acc[jj][v] += x * r[v];
@@ -65,8 +68,8 @@ SKCCE_INLINE void SKCCE_FN(skcce_grad_tile)(const SKCCE_T* X, ptrdiff_t m, ptrdi
     }
     for (int jj = 0; jj < JB; jj++)
         for (int v = 0; v < NV; v++)
-            for (int l = 0; l < SKCCE_LANES; l++)
-                G[jj * Kp + SKCCE_LANES * v + l] += (double)acc[jj][v][l];
+            for (int l = 0; l < SKCCE_NLANES; l++)
+                G[jj * Kp + SKCCE_NLANES * v + l] += (double)acc[jj][v][l];
 }
 
 /* Gradient of all d features for NV vectors of classes, JB features at a time. */
@@ -87,8 +90,8 @@ SKCCE_INLINE void SKCCE_FN(skcce_grad_cols)(const SKCCE_T* X, ptrdiff_t m, ptrdi
 SKCCE_CLONES void SKCCE_FN(skcce_logits)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                          const SKCCE_T* Wt, ptrdiff_t Kp, SKCCE_T* Z)
 {
-    for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_MAX_NV * SKCCE_LANES) {
-        ptrdiff_t nv = (Kp - k0) / SKCCE_LANES;
+    for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_MAX_NV * SKCCE_NLANES) {
+        ptrdiff_t nv = (Kp - k0) / SKCCE_NLANES;
         if (nv > SKCCE_MAX_NV) nv = SKCCE_MAX_NV;
         switch (nv) {
         case 1: SKCCE_FN(skcce_logits_cols)(X, m, d, Wt + k0, Kp, Z + k0, 1); break;
@@ -102,8 +105,8 @@ SKCCE_CLONES void SKCCE_FN(skcce_logits)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_
 SKCCE_CLONES void SKCCE_FN(skcce_grad)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                        const SKCCE_T* R, ptrdiff_t Kp, double* G)
 {
-    for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_MAX_NV * SKCCE_LANES) {
-        ptrdiff_t nv = (Kp - k0) / SKCCE_LANES;
+    for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_MAX_NV * SKCCE_NLANES) {
+        ptrdiff_t nv = (Kp - k0) / SKCCE_NLANES;
         if (nv > SKCCE_MAX_NV) nv = SKCCE_MAX_NV;
         switch (nv) {
         case 1: SKCCE_FN(skcce_grad_cols)(X, m, d, R + k0, Kp, G + k0, 1, 8); break;
@@ -141,3 +144,9 @@ static void SKCCE_FN(skcce_grad)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
 #endif
 
 #undef SKCCE_FN
+#undef SKCCE_V
+#undef SKCCE_VU
+#undef SKCCE_NLANES
+#undef SKCCE_SPLAT
+#undef SKCCE_T
+#undef SKCCE_SUFFIX

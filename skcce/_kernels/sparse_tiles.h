@@ -44,13 +44,9 @@
 #define SKCCE_T double
 #define SKCCE_SUFFIX f64
 #include "sparse_tiles_impl.h"
-#undef SKCCE_T
-#undef SKCCE_SUFFIX
 
 #define SKCCE_T float
 #define SKCCE_SUFFIX f32
 #include "sparse_tiles_impl.h"
-#undef SKCCE_T
-#undef SKCCE_SUFFIX
 
 #endif

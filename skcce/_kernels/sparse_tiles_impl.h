@@ -1,7 +1,8 @@
 /* The tile loops of sparse_tiles.h for one type of X's values. Included once
  * per type by sparse_tiles.h (no include guard), with
  *   SKCCE_T       the type of the values (double or float),
- *   SKCCE_SUFFIX  the suffix of the function names (f64 or f32). */
+ *   SKCCE_SUFFIX  the suffix of the function names (f64 or f32),
+ * which it undefines at the end. */
 
 #define SKCCE_FN(name) SKCCE_TYPED(name, SKCCE_SUFFIX)
 
@@ -78,3 +79,5 @@ double* SKCCE_FN(skcce_tile_scatter)(const uint32_t* keys, const SKCCE_T* values
 }
 
 #undef SKCCE_FN
+#undef SKCCE_T
+#undef SKCCE_SUFFIX
