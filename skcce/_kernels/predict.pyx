@@ -324,6 +324,36 @@ cdef double _model_scale(const real_t[:, ::1] weights_t,
     return _power_of_two_scale(amax)
 
 
+cdef int _check_strides(Py_ssize_t row_bytes, Py_ssize_t col_bytes, Py_ssize_t itemsize,
+                        Py_ssize_t n, Py_ssize_t d) except -1:
+    """Raise ValueError unless BLAS can read dense X in place (see dense_predict)."""
+    cdef Py_ssize_t row_stride = row_bytes // itemsize, col_stride = col_bytes // itemsize
+    if row_bytes % itemsize or col_bytes % itemsize:
+        raise ValueError("X's strides must be multiples of its item size")
+    if not ((col_stride == 1 and row_stride >= d) or (row_stride == 1 and col_stride >= n)):
+        raise ValueError("X must have one unit stride, the other large enough")
+    if max(row_stride, col_stride) > 2147483647:
+        raise ValueError("X's strides exceed the range of a BLAS int")
+    return 0
+
+
+cdef bint _csr_is_malformed(const index_t* indices, const index_t* indptr, Py_ssize_t n,
+                            Py_ssize_t nnz, Py_ssize_t n_features) noexcept nogil:
+    """Whether indptr decreases or leaves [0, nnz], or an index leaves
+    [0, n_features): one cheap pass, so that a malformed matrix cannot make the
+    kernel read out of bounds."""
+    cdef Py_ssize_t i, p
+    if indptr[0] < 0 or indptr[n] > nnz:
+        return True
+    for i in range(n):
+        if indptr[i + 1] < indptr[i]:
+            return True
+    for p in range(indptr[0], indptr[n]):
+        if indices[p] < 0 or indices[p] >= n_features:
+            return True
+    return False
+
+
 cdef int _check_model(Py_ssize_t n_features, Py_ssize_t n_classes,
                       const real_t[:, ::1] weights_t,
                       const real_t[::1] intercept, int mode,
@@ -397,13 +427,7 @@ def dense_predict(
     row_stride = X.strides[0] // itemsize
     col_stride = X.strides[1] // itemsize
     if d > 0:
-        if X.strides[0] % itemsize or X.strides[1] % itemsize:
-            raise ValueError("X's strides must be multiples of its item size")
-        if not ((col_stride == 1 and row_stride >= d)
-                or (row_stride == 1 and col_stride >= n)):
-            raise ValueError("X must have one unit stride, the other large enough")
-        if max(row_stride, col_stride) > 2147483647:
-            raise ValueError("X's strides exceed the range of a BLAS int")
+        _check_strides(X.strides[0], X.strides[1], itemsize, n, d)
         Xp = &X[0, 0]
     scale_w = _model_scale(weights_t, intercept)
 
@@ -479,7 +503,7 @@ def csr_predict(
     """
     cdef Py_ssize_t n = indptr.shape[0] - 1, d = weights_t.shape[0]
     cdef Py_ssize_t K = weights_t.shape[1], nnz = indices.shape[0]
-    cdef Py_ssize_t i, p, c, n_chunks
+    cdef Py_ssize_t c, n_chunks
     cdef int T, tid
     cdef bint malformed = False
     cdef double scale_w
@@ -498,18 +522,9 @@ def csr_predict(
         raise ValueError("data and indices must have the same length")
     if n == 0:
         return
-    # One cheap pass over the structure: a malformed matrix must not make
-    # the kernel read out of bounds.
     with nogil:
-        if indptr[0] < 0 or indptr[n] > nnz:
-            malformed = True
-        for i in range(n):
-            if indptr[i + 1] < indptr[i]:
-                malformed = True
-        if not malformed:
-            for p in range(indptr[0], indptr[n]):
-                if indices[p] < 0 or indices[p] >= d:
-                    malformed = True
+        malformed = _csr_is_malformed(&indices[0] if nnz > 0 else NULL, &indptr[0], n,
+                                      nnz, d)
     if malformed:
         raise ValueError("malformed CSR matrix: bad indptr or column indices")
     scale_w = _model_scale(weights_t, intercept)
