@@ -55,8 +55,8 @@ from skcce._targets import check_at_least_two_classes, check_soft_targets, one_h
 from skcce._threads import effective_n_threads, single_threaded_blas
 from skcce._weights import (
     ALL_ZERO_WEIGHT_MESSAGE,
-    NEGATIVE_WEIGHT_MESSAGE,
     apply_class_weight,
+    check_non_negative_sample_weight,
     class_mass,
     class_weights,
 )
@@ -180,20 +180,9 @@ def _prepare_block(X, y, sample_weight, classes):
         # classes holds every label (np.unique over all blocks), sorted.
         targets = np.ascontiguousarray(np.searchsorted(classes, y), dtype=np.int32)
     if sample_weight is not None:
-        if np.ndim(sample_weight) == 0:
-            sample_weight = np.full(X.shape[0], float(sample_weight))
-        else:
-            sample_weight = check_array(
-                sample_weight, accept_sparse=False, ensure_2d=False, dtype=np.float64,
-                order="C", input_name="sample_weight",
-            )
-            if sample_weight.ndim != 1:
-                raise ValueError(
-                    "Sample weights must be 1D array or scalar, got "
-                    f"{sample_weight.ndim}D array."
-                )
-        if np.any(sample_weight < 0):
-            raise ValueError(NEGATIVE_WEIGHT_MESSAGE)
+        # All-zero weights are checked over all blocks, once they are summed.
+        sample_weight = check_non_negative_sample_weight(sample_weight, X,
+                                                         require_nonzero=False)
     return X, targets, sample_weight
 
 
@@ -530,10 +519,11 @@ def dask_data_term(estimator, X, y, sample_weight=None):
     if weighted and not isinstance(sample_weight, numbers.Number):
         sample_weight = _row_aligned(da, sample_weight, row_chunks, "sample_weight")
         if sample_weight.ndim != 1:
-            raise ValueError(
-                "Sample weights must be 1D array or scalar, got "
-                f"{sample_weight.ndim}D array."
-            )
+            # The in-memory check's error for this shape, on a stand-in of one
+            # value per dimension (the weights themselves stay on the workers).
+            check_non_negative_sample_weight(
+                np.zeros((1,) * sample_weight.ndim),
+                np.broadcast_to(0.0, (sum(row_chunks), 1)), require_nonzero=False)
 
     # Empty row chunks carry nothing; skipping them keeps every block valid.
     keep = [i for i, rows in enumerate(row_chunks) if rows > 0]

@@ -4,11 +4,10 @@ import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.validation import _check_sample_weight
 
-NEGATIVE_WEIGHT_MESSAGE = "Negative values in data passed to `sample_weight`"
 ALL_ZERO_WEIGHT_MESSAGE = "Sample weights must contain at least one non-zero number."
 
 
-def check_non_negative_sample_weight(sample_weight, X, copy=False):
+def check_non_negative_sample_weight(sample_weight, X, copy=False, require_nonzero=True):
     """Validate sample weights as a float64 array of non-negative values.
 
     Parameters
@@ -18,6 +17,9 @@ def check_non_negative_sample_weight(sample_weight, X, copy=False):
         Only its length is used.
     copy : bool, default=False
         Return a copy the caller may modify.
+    require_nonzero : bool, default=True
+        Whether all-zero weights are an error (a block of a larger data set may
+        have them; the whole may not).
 
     Returns
     -------
@@ -31,8 +33,8 @@ def check_non_negative_sample_weight(sample_weight, X, copy=False):
     """
     sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float64, copy=copy)
     if np.any(sample_weight < 0):
-        raise ValueError(NEGATIVE_WEIGHT_MESSAGE)
-    if not np.any(sample_weight > 0):
+        raise ValueError("Negative values in data passed to `sample_weight`")
+    if require_nonzero and not np.any(sample_weight > 0):
         raise ValueError(ALL_ZERO_WEIGHT_MESSAGE)
     return np.ascontiguousarray(sample_weight, dtype=np.float64)
 

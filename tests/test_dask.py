@@ -259,6 +259,38 @@ def test_failed_fits_leave_the_estimator_unchanged():
                 np.testing.assert_array_equal(getattr(clf, key), value)
 
 
+@pytest.mark.parametrize("case", ["negative weight", "all-zero weights", "2-D weights",
+                                  "NaN weight", "one class", "continuous labels"])
+def test_dask_input_errors_say_what_in_memory_errors_say(case):
+    """The Dask fit validates with the in-memory helpers: the same ValueError,
+    word for word, as the NumPy fit of the same data."""
+    X, y = make_problem(n=200, d=4, K=3)
+    w = None
+    if case == "negative weight":
+        w = np.ones(200)
+        w[170] = -1.0
+    elif case == "all-zero weights":
+        w = np.zeros(200)
+    elif case == "2-D weights":
+        w = np.ones((200, 2))
+    elif case == "NaN weight":
+        w = np.ones(200)
+        w[3] = np.nan
+    elif case == "one class":
+        y = np.zeros(200, dtype=int)
+    else:
+        y = y + 0.5
+    with pytest.raises(ValueError) as in_memory:
+        SoftmaxClassifier().fit(X, y, sample_weight=w)
+    w_dask = None if w is None or w.ndim == 2 else da.from_array(w, chunks=50)
+    if w is not None and w.ndim == 2:
+        w_dask = da.from_array(w, chunks=(50, 2))
+    with dask.config.set(scheduler="sync"), pytest.raises(ValueError) as on_dask:
+        SoftmaxClassifier().fit(da.from_array(X, chunks=(50, 4)), da.from_array(y, chunks=50),
+                                sample_weight=w_dask)
+    assert str(on_dask.value) == str(in_memory.value)
+
+
 def test_thread_rule():
     n_threads = effective_n_threads(None)
     assert skcce_dask._task_threads(None, 1) == n_threads
