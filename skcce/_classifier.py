@@ -14,9 +14,9 @@ from skcce._callbacks import (
     start_fit_callbacks,
 )
 from skcce._dask import dask_data_term, is_dask_collection
-from skcce._fit import run_lbfgs
+from skcce._fit import check_finite_attributes, run_lbfgs
 from skcce._layout import CoefLayout
-from skcce._objective import CrossEntropyObjective, InMemoryData, l2_reg_strength
+from skcce._objective import CrossEntropyObjective, InMemoryData, penalty_strength
 from skcce._precondition import rescaled
 from skcce._threads import effective_n_threads
 from skcce._weights import effective_sample_weight
@@ -205,7 +205,7 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
         ``X``, ``y`` and ``metadata`` are what the callbacks receive.
         """
         layout = data.layout
-        objective = CrossEntropyObjective(data, l2_reg_strength(self.C, data.weight_sum))
+        objective = CrossEntropyObjective(data, penalty_strength(self.C, data))
         params0 = self._initial_params(layout, classes)
         # Badly scaled features: L-BFGS works on rescaled coefficients, the
         # objective stays identical (see _precondition).
@@ -227,6 +227,7 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
             bridge.close()
         result.warn_if_not_converged(stacklevel=4)
         fitted = model_attributes(result.params)
+        check_finite_attributes(fitted)
         fitted.update({
             "n_iter_": np.array([result.n_iter], dtype=np.int32),
             "loss_curve_": result.loss_curve,

@@ -17,7 +17,15 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._linear_loss import LinearModelLoss
 
 from skcce import SoftmaxClassifier
-from skcce._precondition import column_multipliers
+from skcce._columns import column_sums
+from skcce._precondition import plan_rescaling
+
+
+def column_multipliers(X, sample_weight, fit_intercept, l2_reg_strength):
+    """The rescaling's multipliers for X (None when it does not rescale)."""
+    plan = plan_rescaling(column_sums(X, sample_weight).statistics(), fit_intercept,
+                          l2_reg_strength, X.dtype)
+    return None if plan is None else np.ldexp(1.0, plan.exponents)
 
 
 def _reference_optimum(X, y, column_scale, C=1.0):
@@ -98,7 +106,7 @@ def test_column_square_sums_match_numpy(n, weighted, dtype):
     the kernel over dense X (float32 read as is) equals NumPy's float64
     ``sum_i s_i x_ij^2`` within rounding, with the same bits for every thread
     count; strided X takes the blockwise NumPy path to the same values."""
-    from skcce._precondition import column_square_sums
+    from skcce._columns import column_square_sums
 
     rng = np.random.default_rng(5)
     X = (rng.standard_normal((n, 7)) * np.logspace(-3, 3, 7)).astype(dtype)
