@@ -34,6 +34,7 @@ from skcce._objective import (
 )
 from skcce._precondition import rescaled
 from skcce._sparse import is_sparse, kernel_csr
+from skcce._targets import is_soft_targets
 from skcce._threads import effective_n_threads, single_threaded_blas
 from skcce._weights import (
     check_non_negative_sample_weight,
@@ -75,7 +76,11 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
         probabilities matter: it is smooth in C and does not tie on small
         folds the way accuracy does. Scorers whose metric takes ``labels``
         (``neg_log_loss``, ...) receive all classes, so a test fold that lacks a
-        class is still scored, as in ``LogisticRegressionCV``.
+        class is still scored, as in ``LogisticRegressionCV``. scikit-learn's
+        named scorers take class labels: with soft targets, a string raises a
+        ValueError; use None or a callable scorer (for instance
+        ``make_scorer(categorical_crossentropy, greater_is_better=False,
+        response_method="predict_proba")``).
     refit : bool, default=True
         If True, choose the C with the best mean score over the folds and fit
         the final model with it on all the data, warm-started from the mean of
@@ -152,6 +157,13 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
 
     Notes
     -----
+    A C that cannot be fitted on a fold (``1 / (C * sum(sample_weight))`` not
+    finite, or a non-finite solution) is scored NaN there, as ``GridSearchCV``
+    does with ``error_score=np.nan``, with a ``FitFailedWarning`` naming it;
+    it is never selected, its ``coefs_paths_`` entries are NaN, and the next
+    C of the path starts from the last finite solution. If every fit fails,
+    ``fit`` raises a ValueError.
+
     Each fit of the path solves exactly the problem of
     ``SoftmaxClassifier(C=C).fit(X[train], y[train], sample_weight[train])``
     (with ``class_weight`` resolved on all the data, see above), with all
@@ -236,7 +248,7 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
     def _fit(self, X, y, sample_weight, groups):
         """Fit without touching ``self``'s model; return the new attributes."""
         X, y, classes, targets = self._validate_fit_data(X, y)
-        soft = _is_soft(y)
+        soft = is_soft_targets(y)
         # What splitters and scorers see: the labels, or the soft targets.
         y_score = y if soft else classes[targets]
         if sample_weight is not None:
@@ -260,7 +272,7 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
         n_threads = effective_n_threads(self.n_jobs)
         with single_threaded_blas():
             fold_paths = _run_folds(path, folds, n_threads)
-        _report_failed_fits(fold_paths, Cs)
+        _report_failed_fits(fold_paths, Cs, self.refit)
         _warn_path_convergence(fold_paths, Cs)
 
         full_coefs = np.stack([fold.coefs for fold in fold_paths])
@@ -361,7 +373,7 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
         score : float
             Greater is better.
         """
-        soft = _is_soft(y)
+        soft = is_soft_targets(y)
         _check_soft_scoring(self.scoring, soft)
         scorer = self._scorer(soft, n_jobs=self.n_jobs)
         kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
@@ -575,11 +587,13 @@ def _run_folds(path, folds, n_threads):
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _report_failed_fits(fold_paths, Cs):
-    """A FitFailedWarning for the (fold, C) fits that failed; ValueError if all did.
+def _report_failed_fits(fold_paths, Cs, refit):
+    """A FitFailedWarning for the (fold, C) fits that failed; ValueError if none is usable.
 
     Failed fits are scored NaN (they never win), as GridSearchCV does with
-    ``error_score=np.nan``.
+    ``error_score=np.nan``. The fit raises when every fit failed, when no C
+    was fitted in every fold (``refit=True``: nothing to refit with), or when
+    a fold has no fitted C (``refit=False``: nothing to average).
     """
     errors = [(i, j, message) for i, fold in enumerate(fold_paths)
               for j, message in fold.errors]
@@ -587,16 +601,25 @@ def _report_failed_fits(fold_paths, Cs):
         return
     n_fits = len(fold_paths) * len(Cs)
     i, j, message = errors[0]
-    if len(errors) == n_fits:
+    first = f"the first, fold {i} at C={float(Cs[j])!r}: {message}"
+    failed = np.zeros((len(fold_paths), len(Cs)), dtype=bool)
+    for fold_index, C_index, _ in errors:
+        failed[fold_index, C_index] = True
+    if failed.all():
         raise ValueError(
-            f"All the {n_fits} regularization-path fits (folds x Cs) failed; the "
-            f"first, fold {i} at C={Cs[j]:.6g}: {message}"
-        )
+            f"All the {n_fits} regularization-path fits (folds x Cs) failed; {first}")
+    if refit and failed.any(axis=0).all():
+        raise ValueError(
+            "No C of the grid was fitted in every fold, so none can be chosen and "
+            f"refitted; {len(errors)} of {n_fits} fits failed, {first}")
+    if not refit and failed.all(axis=1).any():
+        raise ValueError(
+            "A fold has no fitted C, so the folds' solutions cannot be averaged; "
+            f"{len(errors)} of {n_fits} fits failed, {first}")
     failed_Cs = sorted({float(Cs[j]) for _, j, _ in errors})
     warnings.warn(
         f"{len(errors)} of {n_fits} regularization-path fits (folds x Cs) failed and "
-        f"are scored NaN, at C in {[float(f'{C:.6g}') for C in failed_Cs]}; the first, "
-        f"fold {i} at C={Cs[j]:.6g}: {message}",
+        f"are scored NaN, at C in {failed_Cs}; {first}",
         FitFailedWarning, stacklevel=5,
     )
 
@@ -655,11 +678,6 @@ def _best_index(scores):
     """Index of the best score, the first among ties; NaN scores never win."""
     scores = np.where(np.isnan(scores), -np.inf, scores)
     return int(np.argmax(scores))
-
-
-def _is_soft(y):
-    """Whether y holds soft targets (a 2-D array with K >= 2 columns)."""
-    return np.ndim(y) == 2 and np.shape(y)[1] > 1
 
 
 def _check_Cs(Cs):

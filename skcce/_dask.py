@@ -168,16 +168,20 @@ def _block_unique(y):
     return np.unique(np.asarray(y))
 
 
-def _prepare_block(X, y, sample_weight, classes):
-    """A validated block: (X in C order, int32 labels or float64 soft targets, weights)."""
-    X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C",
-                    input_name="X")
+def _prepare_block(X, y, sample_weight, classes, row_offset=0):
+    """A validated block: (X in C order, int32 labels or float64 soft targets, weights).
+
+    ``row_offset``: the block's first row in the whole data (for error messages).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # see SoftmaxModelBase
+        X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32],
+                        order="C", input_name="X")
     if is_sparse(X):
         X = kernel_csr(X)
     y = check_array(y, accept_sparse=False, ensure_all_finite=True, ensure_2d=False,
                     dtype=None, input_name="y")
     if classes is None:
-        targets = check_soft_targets(y)
+        targets = check_soft_targets(y, row_offset=row_offset)
     else:
         # classes holds every label (np.unique over all blocks), sorted.
         targets = np.ascontiguousarray(np.searchsorted(classes, y), dtype=np.int32)
@@ -641,8 +645,10 @@ def dask_data_term(estimator, X, y, sample_weight=None):
             n_classes = classes.shape[0]
 
         prepare = dask.delayed(_prepare_block, pure=False)
+        row_offsets = np.concatenate([[0], np.cumsum(row_chunks)[:-1]])
         store.persist([prepare(X_parts[i], y_parts[i], w_parts[i],
-                               None if soft else classes) for i in keep])
+                               None if soft else classes, int(row_offsets[i]))
+                       for i in keep])
         # As in memory: soft targets that are all exactly one-hot are fitted as
         # labels (a decision over all blocks).
         if soft and all(store.map(_block_is_one_hot)):

@@ -173,11 +173,10 @@ def _convergence_failure(result, max_iter, converged=False):
     """Iteration count and a ConvergenceWarning message (None if converged).
 
     ``converged``: the iteration test of a rescaled problem stopped L-BFGS
-    (scipy then reports status 2, or 1 when that was also the last allowed
-    iteration, which warns as scipy's own test does then).
+    (scipy then reports a halt by the callback, status 99 or 2).
     """
     n_iter = min(int(result.nit), max_iter)
-    if result.status == 0 or (converged and result.status == 2):
+    if result.status == 0 or converged:
         return n_iter, None
     message = result.message
     if isinstance(message, bytes):

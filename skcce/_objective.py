@@ -59,7 +59,7 @@ def l2_reg_strength(C, weight_sum):
     strength = np.inf if product == 0.0 else 1.0 / product
     if not np.isfinite(strength):
         raise ValueError(
-            f"C * sum(sample_weight) = {float(C):.6g} * {float(weight_sum):.6g} is too "
+            f"C * sum(sample_weight) = {float(C)!r} * {float(weight_sum):.6g} is too "
             "small: the penalty 1 / (C * sum(sample_weight)) is not finite in float64. "
             "Use a larger C or larger sample weights (multiplying every weight by a "
             "factor c is the same as multiplying C by c)."
