@@ -114,10 +114,10 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
     fitted, never turn this on, so ordinary data are optimized exactly as
     ``LogisticRegression`` optimizes them. Any finite X gives a finite model:
     columns beyond ~1e±120 (~1e±19 for float32 X) are handed to the kernel
-    scaled by a power of two (a copy of X), and a column too small for any finite coefficient to
-    matter (below ~1e-300) is left at a negligible coefficient. A fit that
-    would end with a non-finite model raises a ValueError instead, leaving
-    the estimator as it was.
+    scaled by a power of two (a copy of X), and a column too small for any
+    finite coefficient to matter (below ~1e-300) is left at a negligible
+    coefficient. A fit that would end with a non-finite model raises a
+    ValueError instead, leaving the estimator as it was.
 
     **Two classes.** The full two-class softmax is fitted with the penalty on
     both rows, as ``LogisticRegression(multi_class="multinomial")`` did in

@@ -23,7 +23,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from skcce._base import SoftmaxModelBase
 from skcce._classifier import SoftmaxClassifier
-from skcce._fit import NonFiniteModelError, check_finite_attributes, run_lbfgs
+from skcce._fit import check_finite_attributes, run_lbfgs
 from skcce._layout import CoefLayout
 from skcce._metrics import categorical_crossentropy
 from skcce._objective import (

@@ -152,6 +152,22 @@ def test_iris_with_zero_column_reaches_logistic_regression_optimum(kind):
     assert abs(int(ours.n_iter_[0]) - int(ref.n_iter_[0])) <= 2
 
 
+def test_cv_with_zero_column_refits_to_the_tolerance():
+    """Along the path and in the refit, the zero column leaves the coordinates
+    alone: the refit's true gradient is below tol and reported."""
+    X, y = load_iris(return_X_y=True)
+    X = np.hstack([X, np.zeros((150, 1))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = SoftmaxClassifierCV(Cs=[10.0, 1000.0], scoring="neg_log_loss",
+                                   max_iter=1000).fit(X, y)
+    _, grad = sklearn_loss_gradient(np.column_stack([ours.coef_, ours.intercept_]), X, y,
+                                    l2_reg_strength=1.0 / (ours.C_ * X.shape[0]))
+    assert_allclose(ours.final_gradient_norm_, np.max(np.abs(grad)), rtol=1e-6)
+    assert ours.final_gradient_norm_ <= ours.tol
+    assert np.all(ours.coefs_paths_[:, :, :, -2] == 0.0)
+
+
 def test_digits_follows_logistic_regression_path():
     """Digits has constant-zero pixel columns: the fit is LogisticRegression's,
     iteration for iteration."""
