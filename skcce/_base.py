@@ -62,10 +62,13 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
     def _validate_fit_data(self, X, y):
         """Validated X (C order or kernel CSR), y, ``classes`` and the kernel's targets."""
         check_sparse_structure(X)
-        X, y = validate_data(
-            self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32],
-            order="C", multi_output=True, reset=True,
-        )
+        # scikit-learn's finiteness check sums X first, which overflows (and
+        # warns) for finite data near the largest double; see _linear_prediction.
+        with np.errstate(over="ignore", invalid="ignore"):
+            X, y = validate_data(
+                self, X, y, accept_sparse="csr", dtype=[np.float64, np.float32],
+                order="C", multi_output=True, reset=True,
+            )
         if is_sparse(X):
             X = kernel_csr(X, structure_checked=True)
         classes, targets = encode_targets(y)

@@ -14,10 +14,12 @@ from skcce._callbacks import (
     start_fit_callbacks,
 )
 from skcce._dask import dask_data_term, is_dask_collection
-from skcce._fit import run_lbfgs
+from skcce._fit import check_finite_attributes, run_lbfgs
 from skcce._layout import CoefLayout
-from skcce._objective import CrossEntropyObjective, InMemoryData, l2_reg_strength
+from skcce._metrics import categorical_crossentropy
+from skcce._objective import CrossEntropyObjective, InMemoryData, penalty_strength
 from skcce._precondition import rescaled
+from skcce._targets import is_soft_targets
 from skcce._threads import effective_n_threads
 from skcce._weights import effective_sample_weight
 
@@ -39,21 +41,30 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
     ----------
     C : float, default=1.0
         Inverse regularization strength (> 0); ``np.inf`` means no penalty.
+        ``fit`` raises a ValueError when the penalty factor
+        ``1 / (C * sum(sample_weight))`` is not finite in float64 (C below
+        ~1e-308 for unit weights).
     fit_intercept : bool, default=True
         Whether to fit an (unpenalized) intercept per class.
     tol : float, default=1e-4
-        L-BFGS stops when the largest absolute gradient entry is <= tol (see
-        ``final_gradient_norm_`` for badly scaled features), or, as in
-        scikit-learn, when an iteration decreases the objective by less than
-        64 machine epsilons relative to its value (which can happen first at
-        a very small tol).
+        L-BFGS stops when the largest absolute entry of the gradient with
+        respect to ``coef_`` and ``intercept_`` is <= tol, as in
+        ``LogisticRegression``, or when an iteration decreases the objective
+        by less than 64 machine epsilons relative to its value (which can
+        happen first at a very small tol, or for features of very large
+        magnitude, whose coefficients' gradient cannot get below tol in
+        floating point). For badly scaled features, the gradient of the
+        rescaled coefficients the optimizer works on (see Notes) must also be
+        <= tol.
     max_iter : int, default=100
         Maximum number of L-BFGS iterations.
     class_weight : dict, "balanced" or None, default=None
         Weights per class, multiplied into the sample weights, as in
-        scikit-learn (``"balanced"``: ``n_samples / (n_classes * counts)``).
-        With soft targets, a sample's weight is multiplied by its expected
-        class weight ``sum_k q_ik w_k``.
+        scikit-learn (``"balanced"``: ``n_samples / (n_classes * counts)``;
+        a class whose samples all have zero weight gets weight 0). Dict
+        values must be finite and non-negative, and not all zero. With soft
+        targets, a sample's weight is multiplied by its expected class weight
+        ``sum_k q_ik w_k``.
     label_smoothing : float, default=0.0
         ``eps`` in [0, 1): each target distribution q (one-hot for a label)
         becomes ``(1 - eps) q + eps / K``, as in PyTorch's
@@ -85,11 +96,9 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
     loss_curve_ : list of float
         Objective value after each L-BFGS iteration.
     final_gradient_norm_ : float
-        Largest absolute entry of the objective's gradient at the solution, in
-        the optimizer's coordinates: what L-BFGS compares with ``tol``. These
-        are the coefficients themselves, unless feature scales differ by
-        orders of magnitude; then L-BFGS works on coefficients rescaled per
-        feature (the objective and its optimum are unchanged).
+        Largest absolute entry of the objective's gradient with respect to
+        ``coef_`` and ``intercept_`` at the solution: what is compared with
+        ``tol``, as in ``LogisticRegression``.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -97,6 +106,19 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
 
     Notes
     -----
+    **Badly scaled features.** When the features' scales differ by orders
+    of magnitude (more than ~1e3 between the root mean squares of columns
+    that vary, the penalty included), L-BFGS works on coefficients rescaled
+    per feature by powers of two; the objective and its optimum are
+    unchanged. All-zero columns, and constant columns when an intercept is
+    fitted, never turn this on, so ordinary data are optimized exactly as
+    ``LogisticRegression`` optimizes them. Any finite X gives a finite model:
+    columns beyond ~1e±120 (~1e±19 for float32 X) are handed to the kernel
+    scaled by a power of two (a copy of X), and a column too small for any
+    finite coefficient to matter (below ~1e-300) is left at a negligible
+    coefficient. A fit that would end with a non-finite model raises a
+    ValueError instead, leaving the estimator as it was.
+
     **Two classes.** The full two-class softmax is fitted with the penalty on
     both rows, as ``LogisticRegression(multi_class="multinomial")`` did in
     scikit-learn <= 1.4. Its solution is symmetric, ``W = [-w, w]`` and
@@ -165,17 +187,30 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
             CSR once (a copy of the non-zeros).
         y : array-like of shape (n_samples,) or (n_samples, n_classes)
             Class labels, or soft targets: rows of non-negative probabilities
-            summing to 1 (within 1e-6; they are renormalized), K >= 2 columns.
+            summing to 1 (within 1e-6 for float64, 1e-4 for float32 and 4
+            machine epsilons for float16; they are renormalized), K >= 2
+            columns.
             With soft targets ``classes_`` is ``np.arange(K)`` and ``predict``
             returns column indices. Exactly one-hot rows give bitwise the model
             of the equivalent labels.
         sample_weight : array-like of shape (n_samples,), default=None
-            Non-negative weights; None means unit weights.
+            Non-negative weights; None means unit weights. Any finite
+            magnitude works (multiplying every weight by c is the same as
+            multiplying C by c), as long as their sum S (times the class
+            weights) is finite.
 
         Returns
         -------
         self : SoftmaxClassifier
             The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            Besides scikit-learn's input checks: if the sum of the sample
+            weights overflows, if ``1 / (C * sum(sample_weight))`` is not
+            finite, if ``class_weight`` holds a non-finite or negative value
+            or only zeros, or if the fit would end with a non-finite model.
         """
         return self._transactional_fit(X, y, sample_weight)
 
@@ -205,7 +240,7 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
         ``X``, ``y`` and ``metadata`` are what the callbacks receive.
         """
         layout = data.layout
-        objective = CrossEntropyObjective(data, l2_reg_strength(self.C, data.weight_sum))
+        objective = CrossEntropyObjective(data, penalty_strength(self.C, data))
         params0 = self._initial_params(layout, classes)
         # Badly scaled features: L-BFGS works on rescaled coefficients, the
         # objective stays identical (see _precondition).
@@ -227,6 +262,7 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
             bridge.close()
         result.warn_if_not_converged(stacklevel=4)
         fitted = model_attributes(result.params)
+        check_finite_attributes(fitted)
         fitted.update({
             "n_iter_": np.array([result.n_iter], dtype=np.int32),
             "loss_curve_": result.loss_curve,
@@ -234,6 +270,39 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
         })
         end_fit_callbacks(callback_context, self, X, y, metadata, fitted)
         return fitted
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy on class labels; minus the mean crossentropy on soft targets.
+
+        Greater is better in both cases, so ``cross_val_score`` and
+        ``GridSearchCV`` with their default ``scoring=None`` work for models
+        fitted to soft targets too. (scikit-learn's named scorers, such as
+        ``"neg_log_loss"``, take class labels only: for soft targets use
+        ``scoring=None`` or a scorer made from
+        :func:`skcce.categorical_crossentropy`.)
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Test samples.
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+            True labels, or soft targets: rows of probabilities over
+            ``classes_``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+            ``accuracy_score(y, self.predict(X))`` for labels;
+            ``-categorical_crossentropy(y, self.predict_proba(X))`` for soft
+            targets.
+        """
+        if is_soft_targets(y):
+            return -categorical_crossentropy(y, self.predict_proba(X),
+                                             sample_weight=sample_weight,
+                                             n_jobs=self.n_jobs)
+        return super().score(X, y, sample_weight=sample_weight)
 
     def _initial_params(self, layout, classes):
         """Starting point, in the flat layout.

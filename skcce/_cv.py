@@ -16,19 +16,25 @@ from numbers import Integral
 import numpy as np
 from sklearn import config_context, get_config
 from sklearn.base import _fit_context
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.metrics import get_scorer, get_scorer_names, make_scorer
 from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from skcce._base import SoftmaxModelBase
 from skcce._classifier import SoftmaxClassifier
-from skcce._fit import run_lbfgs
+from skcce._fit import check_finite_attributes, run_lbfgs
 from skcce._layout import CoefLayout
 from skcce._metrics import categorical_crossentropy
-from skcce._objective import CrossEntropyObjective, InMemoryData, l2_reg_strength
+from skcce._objective import (
+    CrossEntropyObjective,
+    InMemoryData,
+    check_weight_sum,
+    penalty_strength,
+)
 from skcce._precondition import rescaled
 from skcce._sparse import is_sparse, kernel_csr
+from skcce._targets import is_soft_targets
 from skcce._threads import effective_n_threads, single_threaded_blas
 from skcce._weights import (
     check_non_negative_sample_weight,
@@ -70,7 +76,11 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
         probabilities matter: it is smooth in C and does not tie on small
         folds the way accuracy does. Scorers whose metric takes ``labels``
         (``neg_log_loss``, ...) receive all classes, so a test fold that lacks a
-        class is still scored, as in ``LogisticRegressionCV``.
+        class is still scored, as in ``LogisticRegressionCV``. scikit-learn's
+        named scorers take class labels: with soft targets, a string raises a
+        ValueError; use None or a callable scorer (for instance
+        ``make_scorer(categorical_crossentropy, greater_is_better=False,
+        response_method="predict_proba")``).
     refit : bool, default=True
         If True, choose the C with the best mean score over the folds and fit
         the final model with it on all the data, warm-started from the mean of
@@ -147,6 +157,13 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
 
     Notes
     -----
+    A C that cannot be fitted on a fold (``1 / (C * sum(sample_weight))`` not
+    finite, or a non-finite solution) is scored NaN there, as ``GridSearchCV``
+    does with ``error_score=np.nan``, with a ``FitFailedWarning`` naming it;
+    it is never selected, its ``coefs_paths_`` entries are NaN, and the next
+    C of the path starts from the last finite solution. If every fit fails,
+    ``fit`` raises a ValueError.
+
     Each fit of the path solves exactly the problem of
     ``SoftmaxClassifier(C=C).fit(X[train], y[train], sample_weight[train])``
     (with ``class_weight`` resolved on all the data, see above), with all
@@ -231,13 +248,19 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
     def _fit(self, X, y, sample_weight, groups):
         """Fit without touching ``self``'s model; return the new attributes."""
         X, y, classes, targets = self._validate_fit_data(X, y)
-        soft = _is_soft(y)
+        soft = is_soft_targets(y)
         # What splitters and scorers see: the labels, or the soft targets.
         y_score = y if soft else classes[targets]
         if sample_weight is not None:
             sample_weight = check_non_negative_sample_weight(sample_weight, X)
         class_weight = self._resolve_class_weight(X, targets, classes, sample_weight)
         Cs = _check_Cs(self.Cs)
+        _check_soft_scoring(self.scoring, soft)
+        # The sum of all the weights must be finite (every fold's is then).
+        all_weights = effective_sample_weight(class_weight, X, targets, classes,
+                                              sample_weight)
+        if all_weights is not None:
+            check_weight_sum(_finite_sum(all_weights))
         folds = list(check_cv(self.cv, y_score, classifier=True).split(X, y_score, groups))
         scorer = _path_scorer(self._scorer(soft, n_jobs=1), classes, soft)
         score_weight = self._score_weight(scorer, sample_weight)
@@ -249,6 +272,7 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
         n_threads = effective_n_threads(self.n_jobs)
         with single_threaded_blas():
             fold_paths = _run_folds(path, folds, n_threads)
+        _report_failed_fits(fold_paths, Cs, self.refit)
         _warn_path_convergence(fold_paths, Cs)
 
         full_coefs = np.stack([fold.coefs for fold in fold_paths])
@@ -292,7 +316,13 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
     def _refit(self, X, targets, classes, sample_weight, class_weight, fitted, full_coefs,
                n_threads):
         """Fit on all the data at the best mean-score C, warm-started."""
-        best = _best_index(fitted["scores_"].mean(axis=0))
+        mean_scores = fitted["scores_"].mean(axis=0)
+        if np.all(np.isnan(mean_scores)):
+            raise ValueError(
+                "No C of the grid was fitted and scored in every fold (see the "
+                "FitFailedWarning): there is no C to refit with."
+            )
+        best = _best_index(mean_scores)
         C = float(fitted["Cs_"][best])
         data = InMemoryData(
             X, targets, CoefLayout(classes.shape[0], X.shape[1], self.fit_intercept),
@@ -300,12 +330,13 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
                 class_weight, X, targets, classes, sample_weight),
             label_smoothing=self.label_smoothing, n_threads=n_threads,
         )
-        objective = CrossEntropyObjective(data, l2_reg_strength(C, data.weight_sum))
+        objective = CrossEntropyObjective(data, penalty_strength(C, data))
         params0 = data.layout.flatten(full_coefs[:, best].mean(axis=0))
         result = run_lbfgs(rescaled(objective), params0, max_iter=self.max_iter,
                            tol=self.tol, verbose=max(0, self.verbose - 1))
         result.warn_if_not_converged(prefix=f"Refit at C={C:.6g}: ", stacklevel=5)
         refitted = data.layout.model_attributes(result.params, classes, X.dtype)
+        check_finite_attributes(refitted)
         refitted.update({
             "C_": C,
             "loss_curve_": result.loss_curve,
@@ -342,7 +373,9 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
         score : float
             Greater is better.
         """
-        scorer = self._scorer(_is_soft(y), n_jobs=self.n_jobs)
+        soft = is_soft_targets(y)
+        _check_soft_scoring(self.scoring, soft)
+        scorer = self._scorer(soft, n_jobs=self.n_jobs)
         kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
         return scorer(self, X, y, **kwargs)
 
@@ -355,6 +388,7 @@ class _FoldPath:
         self.scores = np.zeros(n_Cs)
         self.n_iter = np.zeros(n_Cs, dtype=np.int32)
         self.failures = []  # (index in Cs, ConvergenceWarning message)
+        self.errors = []  # (index in Cs, why the fit failed): scored NaN
 
 
 class _RegularizationPath:
@@ -396,11 +430,21 @@ class _RegularizationPath:
         path = _FoldPath(len(self.Cs), objective.layout)
         share.start(objective)
         try:
-            previous = None  # (params, score) of the previous C
+            previous = None  # (params, score) of the previous C fitted
             for j in np.argsort(self.Cs, kind="stable"):
                 if self.stop.is_set():
                     break
-                params = self._fit_one(objective, params, j, path)
+                try:
+                    fitted = self._fit_one(objective, params, j, path)
+                except ValueError as error:
+                    # This C cannot be fitted: scored NaN; the next C starts
+                    # from the last finite solution.
+                    path.errors.append((j, str(error)))
+                    path.coefs[j] = np.nan
+                    path.scores[j] = np.nan
+                    self._report(fold_index, j, path)
+                    continue
+                params = fitted
                 if previous is not None and np.array_equal(previous[0], params):
                     path.scores[j] = previous[1]  # already optimal: the same model
                 else:
@@ -418,10 +462,16 @@ class _RegularizationPath:
                   f"n_iter={path.n_iter[j]}  score={path.scores[j]:.6g}", flush=True)
 
     def _fit_one(self, objective, params, j, path):
-        """Fit at ``Cs[j]`` from ``params``; record the solution; return it."""
-        objective.l2_reg_strength = l2_reg_strength(self.Cs[j], objective.weight_sum)
+        """Fit at ``Cs[j]`` from ``params``; record the solution; return it.
+
+        Raises ValueError, recording nothing, if C is too small for the
+        fold's weights or the fit ends with a non-finite model.
+        """
+        objective.l2_reg_strength = penalty_strength(self.Cs[j], objective.data)
         result = run_lbfgs(rescaled(objective), params, max_iter=self.settings["max_iter"],
                            tol=self.settings["tol"], final_gradient_norm=False)
+        check_finite_attributes(
+            objective.layout.model_attributes(result.params, self.classes, self.X.dtype))
         if result.failure is not None:
             path.failures.append((j, result.failure))
         path.n_iter[j] = result.n_iter
@@ -537,6 +587,61 @@ def _run_folds(path, folds, n_threads):
         executor.shutdown(wait=True, cancel_futures=True)
 
 
+def _report_failed_fits(fold_paths, Cs, refit):
+    """A FitFailedWarning for the (fold, C) fits that failed; ValueError if none is usable.
+
+    Failed fits are scored NaN (they never win), as GridSearchCV does with
+    ``error_score=np.nan``. The fit raises when every fit failed, when no C
+    was fitted in every fold (``refit=True``: nothing to refit with), or when
+    a fold has no fitted C (``refit=False``: nothing to average).
+    """
+    errors = [(i, j, message) for i, fold in enumerate(fold_paths)
+              for j, message in fold.errors]
+    if not errors:
+        return
+    n_fits = len(fold_paths) * len(Cs)
+    i, j, message = errors[0]
+    first = f"the first, fold {i} at C={float(Cs[j])!r}: {message}"
+    failed = np.zeros((len(fold_paths), len(Cs)), dtype=bool)
+    for fold_index, C_index, _ in errors:
+        failed[fold_index, C_index] = True
+    if failed.all():
+        raise ValueError(
+            f"All the {n_fits} regularization-path fits (folds x Cs) failed; {first}")
+    if refit and failed.any(axis=0).all():
+        raise ValueError(
+            "No C of the grid was fitted in every fold, so none can be chosen and "
+            f"refitted; {len(errors)} of {n_fits} fits failed, {first}")
+    if not refit and failed.all(axis=1).any():
+        raise ValueError(
+            "A fold has no fitted C, so the folds' solutions cannot be averaged; "
+            f"{len(errors)} of {n_fits} fits failed, {first}")
+    failed_Cs = sorted({float(Cs[j]) for _, j, _ in errors})
+    warnings.warn(
+        f"{len(errors)} of {n_fits} regularization-path fits (folds x Cs) failed and "
+        f"are scored NaN, at C in {failed_Cs}; {first}",
+        FitFailedWarning, stacklevel=5,
+    )
+
+
+def _finite_sum(weights):
+    """The sum of non-negative weights, inf if it overflows (without a warning)."""
+    with np.errstate(over="ignore"):
+        return float(np.sum(weights))
+
+
+def _check_soft_scoring(scoring, soft):
+    """Named scorers take class labels: refuse them for soft targets, saying why."""
+    if soft and isinstance(scoring, str):
+        raise ValueError(
+            f"scoring={scoring!r} needs class labels, but y holds soft targets "
+            "(rows of probabilities). Use scoring=None (the negative mean categorical "
+            "crossentropy), or a scorer made from skcce.categorical_crossentropy: "
+            "make_scorer(categorical_crossentropy, greater_is_better=False, "
+            "response_method='predict_proba')."
+        )
+
+
 def _warn_path_convergence(fold_paths, Cs):
     """One ConvergenceWarning for all the path fits that did not converge."""
     failures = [(i, j, message) for i, fold in enumerate(fold_paths)
@@ -557,6 +662,11 @@ def _average_best(scores, full_coefs, Cs, classes, layout, dtype):
 
     As LogisticRegressionCV(refit=False); ``C_`` is the mean of those C values.
     """
+    if np.any(np.all(np.isnan(scores), axis=1)):
+        raise ValueError(
+            "A fold has no C of the grid that was fitted and scored (see the "
+            "FitFailedWarning): its solutions cannot be averaged."
+        )
     best = [_best_index(fold_scores) for fold_scores in scores]
     coef = np.mean([full_coefs[i, j] for i, j in enumerate(best)], axis=0)
     fitted = layout.model_attributes(layout.flatten(coef), classes, dtype)
@@ -568,11 +678,6 @@ def _best_index(scores):
     """Index of the best score, the first among ties; NaN scores never win."""
     scores = np.where(np.isnan(scores), -np.inf, scores)
     return int(np.argmax(scores))
-
-
-def _is_soft(y):
-    """Whether y holds soft targets (a 2-D array with K >= 2 columns)."""
-    return np.ndim(y) == 2 and np.shape(y)[1] > 1
 
 
 def _check_Cs(Cs):

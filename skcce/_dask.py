@@ -47,18 +47,20 @@ from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
+from skcce._columns import ColumnSums, column_sums, prescale_shifts, shifted
 from skcce._layout import CoefLayout
 from skcce._objective import InMemoryData
-from skcce._precondition import column_square_sums
 from skcce._sparse import is_sparse, kernel_csr
 from skcce._targets import check_at_least_two_classes, check_soft_targets, one_hot_labels
 from skcce._threads import effective_n_threads, single_threaded_blas
 from skcce._weights import (
     ALL_ZERO_WEIGHT_MESSAGE,
+    ZERO_WEIGHTED_CLASSES_MESSAGE,
     apply_class_weight,
     check_non_negative_sample_weight,
     class_mass,
     class_weights,
+    weight_scale,
 )
 
 _INSTALL_HINT = (
@@ -166,16 +168,20 @@ def _block_unique(y):
     return np.unique(np.asarray(y))
 
 
-def _prepare_block(X, y, sample_weight, classes):
-    """A validated block: (X in C order, int32 labels or float64 soft targets, weights)."""
-    X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32], order="C",
-                    input_name="X")
+def _prepare_block(X, y, sample_weight, classes, row_offset=0):
+    """A validated block: (X in C order, int32 labels or float64 soft targets, weights).
+
+    ``row_offset``: the block's first row in the whole data (for error messages).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # see SoftmaxModelBase
+        X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32],
+                        order="C", input_name="X")
     if is_sparse(X):
         X = kernel_csr(X)
     y = check_array(y, accept_sparse=False, ensure_all_finite=True, ensure_2d=False,
                     dtype=None, input_name="y")
     if classes is None:
-        targets = check_soft_targets(y)
+        targets = check_soft_targets(y, row_offset=row_offset)
     else:
         # classes holds every label (np.unique over all blocks), sorted.
         targets = np.ascontiguousarray(np.searchsorted(classes, y), dtype=np.int32)
@@ -217,14 +223,31 @@ def _block_apply_class_weight(block, class_weight):
     return X, targets, apply_class_weight(sample_weight, targets, class_weight)
 
 
-def _block_statistics(block):
-    """(weight sum, column square sums) of a block."""
+def _block_max_weight(block):
+    """The largest sample weight of a block (0 for an empty block)."""
+    sample_weight = block[2]
+    return float(np.max(sample_weight)) if sample_weight.size else 0.0
+
+
+def _block_divide_weights(block, scale):
+    """The block with its sample weights divided by ``scale`` (a power of two)."""
+    X, targets, sample_weight = block
+    return X, targets, sample_weight / scale
+
+
+def _block_column_sums(block):
+    """The :class:`~skcce._columns.ColumnSums` of a block."""
     X, _, sample_weight = block
-    if sample_weight is None:
-        weight_sum = float(X.shape[0])
-    else:
-        weight_sum = float(np.sum(sample_weight))
-    return weight_sum, column_square_sums(X, sample_weight)
+    return column_sums(X, sample_weight)
+
+
+def _block_shift_columns(block, shift):
+    """The block with X's columns multiplied by ``2**shift`` (a copy)."""
+    X, targets, sample_weight = block
+    X = shifted(X, shift)
+    if is_sparse(X):
+        X = kernel_csr(X, structure_checked=True)
+    return X, targets, sample_weight
 
 
 def _address_host(address):
@@ -295,7 +318,13 @@ def _block_loss_gradient(block, params, spec, slots):
         label_smoothing=label_smoothing, n_threads=_task_threads(n_jobs, slots),
     )
     with single_threaded_blas():
-        return data.loss_gradient_sum(params)
+        loss_sum, grad_t = data.loss_gradient_sum(params)
+    if data.weight_scale != 1.0:
+        # The block's weights, far below the largest of all blocks, were divided
+        # by a power of two of their own: back to the common units (exact).
+        loss_sum *= data.weight_scale
+        grad_t *= data.weight_scale
+    return loss_sum, grad_t
 
 
 def _ordered_sum(values):
@@ -322,6 +351,7 @@ class _ClusterBlocks:
         self.client = client
         self.blocks = []
         self.slots = {}
+        self._derived = []
 
     def compute(self, tasks):
         """Results of Dask ``tasks``, in order."""
@@ -336,6 +366,18 @@ class _ClusterBlocks:
         """Replace every block by ``func(block, *args)``, computed where it lives."""
         self.blocks = [self.client.submit(func, block, *args, pure=False)
                        for block in self.blocks]
+
+    def derive(self, func, *args):
+        """A store of the blocks ``func(block, *args)``, kept next to these.
+
+        Released with this store.
+        """
+        derived = _ClusterBlocks(self.client)
+        derived.blocks = [self.client.submit(func, block, *args, pure=False)
+                          for block in self.blocks]
+        derived.slots = self.slots
+        self._derived.append(derived)
+        return derived
 
     def map(self, func, *args):
         """``func(block, *args)`` for every block, returned in block order."""
@@ -352,7 +394,10 @@ class _ClusterBlocks:
         return arg
 
     def release(self):
-        """Drop the blocks from the cluster."""
+        """Drop the blocks (and those of derived stores) from the cluster."""
+        for derived in self._derived:
+            derived.release()
+        self._derived = []
         if self.blocks:
             self.client.cancel(self.blocks)
         self.blocks = []
@@ -376,6 +421,12 @@ class _LocalBlocks:
 
     def replace(self, func, *args):
         self.blocks = self.map(func, *args)
+
+    def derive(self, func, *args):
+        derived = _LocalBlocks(self._dask, self._scheduler)
+        derived.blocks = self.map(func, *args)
+        derived.slots = self.slots
+        return derived
 
     def map(self, func, *args):
         delayed = self._dask.delayed
@@ -425,28 +476,59 @@ class _BlockedData:
     ----------
     store : _ClusterBlocks or _LocalBlocks
     layout : CoefLayout
-    weight_sum : float
-    mean_squares : ndarray of shape (n_features,)
-        Weighted column mean squares, reduced over the blocks.
+    sums : ColumnSums
+        Column sums and weight sum, reduced over the blocks.
+    weight_scale : float
+        The power of two the blocks' sample weights were divided by (see
+        :func:`skcce._weights.weight_scale`).
+    dtype : numpy dtype
+        The blocks' dtype.
     label_smoothing : float
     n_jobs : int or None
         The estimator's ``n_jobs``: the client's threads, and each machine's
         budget for its block tasks.
     """
 
-    def __init__(self, store, layout, weight_sum, mean_squares, *, label_smoothing,
+    def __init__(self, store, layout, sums, weight_scale, dtype, *, label_smoothing,
                  n_jobs):
         self.store = store
         self.layout = layout
-        self.weight_sum = float(weight_sum)
-        self._mean_squares = mean_squares
+        self.weight_sum = float(sums.weight_sum)
+        self.weight_scale = float(weight_scale)
+        self.dtype = np.dtype(dtype)
+        self.shift = None
+        self._sums = sums
+        self._prescaled = None
+        self._label_smoothing = float(label_smoothing)
+        self._n_jobs = n_jobs
         # Threads of the client-side passes (normalization and penalty).
         self.n_threads = effective_n_threads(n_jobs)
         self._spec = (layout, float(label_smoothing), n_jobs)
 
-    def column_mean_squares(self):
-        """Weighted mean of ``x_j^2`` per column, over all blocks."""
-        return self._mean_squares
+    def column_statistics(self):
+        """Per-column statistics of X, over all blocks."""
+        return self._sums.statistics()
+
+    def prescaled(self):
+        """This data term over blocks with X's extreme columns scaled, or None.
+
+        As :meth:`skcce._objective.InMemoryData.prescaled`; the scaled blocks
+        are computed where the blocks live, once.
+        """
+        if self._prescaled is None:
+            sums = self._sums
+            shift = prescale_shifts(
+                np.maximum(np.abs(sums.minimum), np.abs(sums.maximum)), self.dtype)
+            if shift is None:
+                self._prescaled = False
+            else:
+                data = _BlockedData(
+                    self.store.derive(_block_shift_columns, shift), self.layout, sums,
+                    self.weight_scale, self.dtype,
+                    label_smoothing=self._label_smoothing, n_jobs=self._n_jobs)
+                data.shift = shift
+                self._prescaled = data
+        return self._prescaled or None
 
     def loss_gradient_sum(self, params):
         """Unnormalized data term over all blocks and its gradient.
@@ -553,8 +635,10 @@ def dask_data_term(estimator, X, y, sample_weight=None):
             n_classes = classes.shape[0]
 
         prepare = dask.delayed(_prepare_block, pure=False)
+        row_offsets = np.concatenate([[0], np.cumsum(row_chunks)[:-1]])
         store.persist([prepare(X_parts[i], y_parts[i], w_parts[i],
-                               None if soft else classes) for i in keep])
+                               None if soft else classes, int(row_offsets[i]))
+                       for i in keep])
         # As in memory: soft targets that are all exactly one-hot are fitted as
         # labels (a decision over all blocks).
         if soft and all(store.map(_block_is_one_hot)):
@@ -572,17 +656,21 @@ def dask_data_term(estimator, X, y, sample_weight=None):
                 class_weight = class_weights(class_weight, pseudo_targets, classes, None)
             store.replace(_block_apply_class_weight, class_weight)
 
-        statistics = store.map(_block_statistics)
-        weight_sum = statistics[0][0]
-        for block_weight_sum, _ in statistics[1:]:
-            weight_sum += block_weight_sum
-        square_sums = _ordered_sum(s[1] for s in statistics)
-        if weighted and not weight_sum > 0:
-            raise ValueError(ALL_ZERO_WEIGHT_MESSAGE)
+        # As in memory: weights far from 1 are divided by a power of two.
+        scale = 1.0
+        if weighted or class_weight is not None:
+            scale = weight_scale(np.array(store.map(_block_max_weight)))
+            if scale != 1.0:
+                store.replace(_block_divide_weights, scale)
+
+        sums = ColumnSums.combine(store.map(_block_column_sums))
+        if not sums.weight_sum > 0:
+            raise ValueError(ALL_ZERO_WEIGHT_MESSAGE if class_weight is None
+                             else ZERO_WEIGHTED_CLASSES_MESSAGE)
 
         layout = CoefLayout(n_classes, n_features, estimator.fit_intercept)
         yield _BlockedData(
-            store, layout, weight_sum, square_sums / weight_sum,
+            store, layout, sums, scale, dtype,
             label_smoothing=estimator.label_smoothing, n_jobs=estimator.n_jobs,
         ), classes, dtype
     finally:

@@ -64,6 +64,14 @@ def crossentropy_loss_gradient(coef, X, y, *, sample_weight=None, l2_reg_strengt
     grad : ndarray of shape (n_classes, n_features + fit_intercept), float64
         Its gradient with respect to ``coef``.
 
+    Raises
+    ------
+    ValueError
+        If the loss or the gradient is not finite: X holds NaN or infinity,
+        or the logits or the penalty overflow float64 at ``coef``. Sample
+        weights of any finite magnitude are handled exactly (the weighted
+        mean does not depend on their scale).
+
     Examples
     --------
     >>> import numpy as np
@@ -93,8 +101,10 @@ def crossentropy_loss_gradient(coef, X, y, *, sample_weight=None, l2_reg_strengt
             f"coef has {n_dof} columns; expected n_features + fit_intercept = "
             f"{n_features + int(fit_intercept)}."
         )
-    if not isinstance(l2_reg_strength, numbers.Real) or not l2_reg_strength >= 0:
-        raise ValueError(f"l2_reg_strength must be a non-negative number, got {l2_reg_strength!r}.")
+    if (not isinstance(l2_reg_strength, numbers.Real) or not l2_reg_strength >= 0
+            or not np.isfinite(l2_reg_strength)):
+        raise ValueError(
+            f"l2_reg_strength must be a finite, non-negative number, got {l2_reg_strength!r}.")
     if not isinstance(label_smoothing, numbers.Real) or not 0 <= label_smoothing < 1:
         raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}.")
     check_consistent_length(X, y)
@@ -113,4 +123,11 @@ def crossentropy_loss_gradient(coef, X, y, *, sample_weight=None, l2_reg_strengt
         # NaN or inf in X make the result non-finite: report them as
         # scikit-learn's validation would.
         check_array(X, accept_sparse="csr", dtype=None, input_name="X")
+        # Finite X: the logits or the penalty overflow at these coefficients.
+        raise ValueError(
+            "The loss or its gradient is not finite in float64 at these coefficients: "
+            "the logits X @ coef.T (plus intercepts) or the penalty "
+            "l2_reg_strength * ||W||^2 / 2 overflow. Use smaller coefficients, or "
+            "rescale X."
+        )
     return loss, grad.reshape(n_dof, n_classes).T

@@ -58,13 +58,18 @@ def _encode_true_labels(y_true, labels, n_columns):
     """Column index of each label, as ``sklearn.metrics.log_loss`` orders them."""
     y_true = column_or_1d(y_true)
     classes = unique_labels(y_true) if labels is None else unique_labels(labels)
-    if labels is None and classes.shape[0] == 1 and n_columns != 1:
-        if n_columns != 2:
+    # One label cannot be mapped to a column without guessing which it is:
+    # log_loss raises here too.
+    if classes.shape[0] == 1:
+        if labels is None:
             raise ValueError(
-                f"y_true contains only one label ({classes[0]!r}). Please provide the "
+                f"y_true contains only one label ({classes[0]}). Please provide the "
                 "list of all expected class labels explicitly through the labels argument."
             )
-    if classes.shape[0] != n_columns and not (classes.shape[0] == 1 and n_columns == 2):
+        raise ValueError(
+            f"The labels array needs to contain at least two labels, got {classes}."
+        )
+    if classes.shape[0] != n_columns:
         if labels is None:
             raise ValueError(
                 "y_true and y_pred contain different number of classes: "
@@ -80,10 +85,6 @@ def _encode_true_labels(y_true, labels, n_columns):
     if np.any(classes[index] != y_true):
         unknown = y_true[classes[index] != y_true][0]
         raise ValueError(f"y_true contains a label not in labels: {unknown!r}")
-    if classes.shape[0] == 1:
-        # A single label with binary predictions: as log_loss, the label is
-        # the positive class when it is truthy (1/True), else the negative one.
-        index = np.full(y_true.shape[0], 1 if bool(classes[0]) else 0)
     return np.ascontiguousarray(index, dtype=np.int32)
 
 
@@ -119,7 +120,8 @@ def categorical_crossentropy(y_true, y_pred, *, from_logits=False, label_smoothi
     sample_weight : array-like of shape (n_samples,), default=None
         Non-negative sample weights.
     labels : array-like, default=None
-        All class labels, when ``y_true`` does not contain every class.
+        All class labels, when ``y_true`` does not contain every class
+        (required, as in ``log_loss``, when ``y_true`` holds a single label).
     n_jobs : int, default=None
         OpenMP threads (None: all usable cores).
 

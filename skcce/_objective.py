@@ -24,15 +24,73 @@ way for every data term. The parameter layout is :class:`~skcce._layout.CoefLayo
 
 import numpy as np
 
+from skcce._columns import column_sums, prescale_shifts, shifted
 from skcce._kernels import dense, reductions, sparse
 from skcce._layout import CoefLayout
-from skcce._precondition import weighted_column_mean_squares
-from skcce._sparse import is_sparse
+from skcce._sparse import is_sparse, kernel_csr
+from skcce._weights import weight_scale
 
 
 def l2_reg_strength(C, weight_sum):
-    """The penalty factor for C: ``1 / (C * S)``, 0 for C = inf."""
-    return 0.0 if np.isinf(C) else 1.0 / (C * weight_sum)
+    """The penalty factor for C: ``1 / (C * S)``, 0 for C = inf.
+
+    Parameters
+    ----------
+    C : float
+        Inverse regularization strength, > 0.
+    weight_sum : float
+        S, the sum of the sample weights (see :func:`total_weight`).
+
+    Returns
+    -------
+    l2_reg_strength : float
+        Finite and >= 0 (0 also when ``C * S`` overflows: the penalty is then
+        below the smallest double).
+
+    Raises
+    ------
+    ValueError
+        If S is not finite, or ``1 / (C * S)`` is not (C times S too small).
+    """
+    check_weight_sum(weight_sum)
+    if np.isinf(C):
+        return 0.0
+    product = float(C) * float(weight_sum)
+    strength = np.inf if product == 0.0 else 1.0 / product
+    if not np.isfinite(strength):
+        raise ValueError(
+            f"C * sum(sample_weight) = {float(C)!r} * {float(weight_sum):.6g} is too "
+            "small: the penalty 1 / (C * sum(sample_weight)) is not finite in float64. "
+            "Use a larger C or larger sample weights (multiplying every weight by a "
+            "factor c is the same as multiplying C by c)."
+        )
+    return strength
+
+
+def check_weight_sum(weight_sum):
+    """Raise ValueError if S, the sum of the sample weights, is not finite."""
+    if not np.isfinite(weight_sum):
+        raise ValueError(
+            "The sample weights sum to infinity in float64 (sum(sample_weight) "
+            "overflows; class_weight multiplies the sample weights). Divide every "
+            "weight by a common factor c and multiply C by c: the objective, and "
+            "the model, stay the same."
+        )
+
+
+def total_weight(data):
+    """S, the sum of the sample weights of a data term, as given by the user.
+
+    A data term may hold its weights divided by a power of two
+    (``weight_scale``, see :func:`skcce._weights.weight_scale`); S is then
+    ``weight_sum * weight_scale``, exact unless it overflows.
+    """
+    return data.weight_sum * data.weight_scale
+
+
+def penalty_strength(C, data):
+    """:func:`l2_reg_strength` of C for the sample weights of ``data``."""
+    return l2_reg_strength(C, total_weight(data))
 
 
 class InMemoryData:
@@ -72,10 +130,22 @@ class InMemoryData:
         self.n_threads = int(n_threads)
         self.cache_tiles = bool(cache_tiles)
         self._tile_cache = None
-        self._mean_squares = None
+        self._sums = None
+        self._prescaled = None
+        # The shift of X's columns this data term was built with (see prescaled()).
+        self.shift = None
+        # Weights far from 1 are divided by a power of two near their largest
+        # value (exact), so that the kernel's weighted sums cannot overflow or
+        # underflow; S is then weight_sum * weight_scale (the loss divides by
+        # weight_sum, so the objective is unchanged).
+        self.weight_scale = 1.0
         if sample_weight is None:
             self.weight_sum = float(X.shape[0])
         else:
+            self.weight_scale = weight_scale(sample_weight)
+            if self.weight_scale != 1.0:
+                sample_weight = sample_weight / self.weight_scale
+                self.sample_weight = sample_weight
             self.weight_sum = float(np.sum(sample_weight))
         # Dense float32 data keeps the kernel's weighted residuals s_i (p - q)
         # in float32: weights are passed divided by a power of two near their
@@ -136,12 +206,52 @@ class InMemoryData:
                 grad_t *= self._weight_scale
         return loss_sum, grad_t
 
-    def column_mean_squares(self):
-        """Weighted mean of ``x_j^2`` per column (for the rescaling), computed once."""
-        if self._mean_squares is None:
-            self._mean_squares = weighted_column_mean_squares(
-                self.X, self.sample_weight, self.n_threads)
-        return self._mean_squares
+    @property
+    def dtype(self):
+        """X's dtype: the kernel's working precision."""
+        return self.X.dtype
+
+    def column_statistics(self):
+        """Per-column statistics of X for the rescaling, computed once.
+
+        Returns
+        -------
+        statistics : skcce._columns.ColumnStatistics
+        """
+        return self._column_sums().statistics()
+
+    def _column_sums(self):
+        if self._sums is None:
+            self._sums = column_sums(self.X, self.sample_weight, self.n_threads)
+        return self._sums
+
+    def prescaled(self):
+        """This data term over X with its extreme columns scaled, or None.
+
+        Columns outside the range the kernel sums safely
+        (:func:`skcce._columns.prescale_shifts`) are multiplied by a power of
+        two that brings them into [0.5, 1); the returned data term (built
+        once, a copy of X) takes coefficients divided by the same powers and
+        computes exactly the same logits. None if no column needs it.
+        """
+        if self._prescaled is None:
+            sums = self._column_sums()
+            shift = prescale_shifts(
+                np.maximum(np.abs(sums.minimum), np.abs(sums.maximum)), self.dtype)
+            if shift is None:
+                self._prescaled = False
+            else:
+                X = shifted(self.X, shift)
+                if is_sparse(X):
+                    X = kernel_csr(X, structure_checked=True)
+                data = InMemoryData(
+                    X, self.targets, self.layout, sample_weight=self.sample_weight,
+                    label_smoothing=self.label_smoothing, n_threads=self.n_threads,
+                    cache_tiles=self.cache_tiles)
+                data.weight_scale *= self.weight_scale
+                data.shift = shift
+                self._prescaled = data
+        return self._prescaled or None
 
     def _sparse_tiles(self):
         """X's cached tiles when ``cache_tiles``, built at the first call; else None."""

@@ -1,138 +1,179 @@
 """Diagonal rescaling of the optimizer's variables for badly scaled features.
 
-L-BFGS starts from a steepest-descent step, and its line search and stopping
-test see raw gradient entries. When feature scales differ by orders of
-magnitude (a column of 1e8 next to a column of 1e-4), the curvature of the
-objective along different coefficients differs by their squares and L-BFGS
-stalls or stops at its first iteration (as LogisticRegression does).
+L-BFGS starts from a steepest-descent step, and its line search sees raw
+gradient entries. When feature scales differ by orders of magnitude (a column
+of 1e8 next to a column of 1e-4), the curvature of the objective along
+different coefficients differs by their squares and L-BFGS stalls or stops at
+its first iteration (as LogisticRegression does).
 
 The remedy keeps the objective identical and changes only the coordinates the
 optimizer works in: ``W = V * c`` with one multiplier per coefficient column,
-chosen so that the diagonal curvature of every column matches that of the
+a power of two (so that converting between the coordinates is exact), chosen
+so that the diagonal curvature of every column is about that of the
 intercept. L-BFGS minimizes ``g(V) = f(V * c)``, whose gradient is
-``grad_f(V * c) * c``. It is applied only when the curvatures are far apart,
-so ordinary data are optimized exactly as scikit-learn does.
+``grad_f(V * c) * c``. The penalty is computed in these coordinates,
+``lambda * c_j**2 <= 1/2``, so it cannot overflow however small or large the
+multipliers are.
+
+The rescaling is applied only when the curvatures of the columns that have
+data curvature are far apart, or when a column lies outside the range the
+kernel can sum without overflow: ordinary data are optimized exactly as
+scikit-learn does. All-zero columns, and with an intercept constant columns,
+have no curvature of their own (only the penalty's, or the intercept's) and
+never turn it on. The fit core tests ``tol`` on the gradient with respect to
+``W`` (as LogisticRegression does) as well as on the rescaled one.
+
+Columns beyond the kernel's safe range (:func:`skcce._columns.prescale_shifts`)
+are handed to the kernel multiplied by a power of two: the data term then
+works on that copy of X, at coefficients scaled by the inverse factor, which
+gives exactly the same logits.
 """
+
+from dataclasses import dataclass
 
 import numpy as np
 
-from skcce._kernels import reductions
-from skcce._sparse import is_sparse
+# Rescale when the square roots of the largest and smallest diagonal
+# curvature differ by more than this (feature scales differing by more than
+# ~1e3; curvatures by 1e6).
+RATIO_LIMIT = 1e3
+# Square root of the diagonal curvature of a softmax logit, p (1 - p) <= 1/4.
+_HALF = 0.5
+# Multipliers are powers of two in this range of exponents, per dtype of X:
+# coefficients V * c stay finite in that dtype for any reasonable V.
+_EXPONENT_RANGE = {np.dtype(np.float64): (-1022, 1000), np.dtype(np.float32): (-126, 100)}
 
-# Rescale when the largest and smallest diagonal curvature differ by more
-# than this (feature scales differing by more than ~1e3).
-CURVATURE_RATIO_LIMIT = 1e6
-# Diagonal curvature of a softmax logit, bounded by p (1 - p) <= 1/4.
-_LOGIT_CURVATURE = 0.25
-_ROWS_PER_PASS = 8192
-_DENSE_BLOCK_BYTES = 4 * 1024 * 1024
 
+@dataclass
+class Rescaling:
+    """The optimizer's coordinates for one problem.
 
-def weighted_column_mean_squares(X, sample_weight=None, n_threads=1):
-    """``sum_i s_i x_ij^2 / sum_i s_i`` per column, in float64, in row chunks.
-
-    Chunks bound the temporary memory for float32 X (converted per chunk) and
-    for sparse X (one block of rows' non-zeros at a time).
+    Attributes
+    ----------
+    exponents : ndarray of shape (n_dof,), int64
+        ``W = V * 2**exponents`` per coefficient column (0 for the intercept).
+    shift : ndarray of shape (n_features,), int64, or None
+        The data term works on ``X * 2**shift`` (see
+        :func:`skcce._columns.prescale_shifts`), or on X itself if None.
     """
-    n_samples = X.shape[0]
-    weight_sum = n_samples if sample_weight is None else float(np.sum(sample_weight))
-    return column_square_sums(X, sample_weight, n_threads) / weight_sum
+
+    exponents: np.ndarray
+    shift: np.ndarray = None
 
 
-def column_square_sums(X, sample_weight=None, n_threads=1):
-    """``sum_i s_i x_ij^2`` per column, in float64, in row blocks.
-
-    C-ordered float32 or float64 arrays: one multithreaded pass of the
-    kernel (no float64 copy; the result does not depend on ``n_threads``).
-    Other dense arrays are converted to float64 at most ~4 MiB at a time;
-    sparse blocks hold one block of rows' non-zeros.
-    """
-    if (isinstance(X, np.ndarray) and X.dtype in (np.float32, np.float64)
-            and X.ndim == 2 and X.flags.c_contiguous):
-        weights = None if sample_weight is None else np.ascontiguousarray(
-            sample_weight, dtype=np.float64)
-        return reductions.dense_column_square_sums(X, weights, n_threads)
-    n_samples, n_features = X.shape
-    block_sums = _sparse_block_square_sums if is_sparse(X) else _dense_block_square_sums
-    rows = _ROWS_PER_PASS if is_sparse(X) else max(1, min(
-        _ROWS_PER_PASS, _DENSE_BLOCK_BYTES // (8 * max(n_features, 1))))
-    totals = np.zeros(n_features)
-    for start in range(0, n_samples, rows):
-        stop = start + rows
-        weights = None if sample_weight is None else sample_weight[start:stop]
-        totals += block_sums(X[start:stop], weights)
-    return totals
-
-
-def _dense_block_square_sums(block, weights):
-    block = np.asarray(block, dtype=np.float64)
-    if weights is None:
-        return np.einsum("ij,ij->j", block, block)
-    return np.einsum("i,ij,ij->j", weights, block, block)
-
-
-def _sparse_block_square_sums(block, weights):
-    squares = np.square(block.data, dtype=np.float64)
-    if weights is not None:
-        squares *= np.repeat(weights, np.diff(block.indptr))
-    return np.bincount(block.indices, weights=squares, minlength=block.shape[1])
-
-
-def column_multipliers(X, sample_weight, fit_intercept, l2_reg_strength, *,
-                       mean_squares=None, n_threads=1):
-    """Per-column multipliers ``c`` (length n_features + fit_intercept), or None.
+def plan_rescaling(statistics, fit_intercept, l2_reg_strength, dtype, shift=None):
+    """The rescaling of a problem, or None when the coefficients need none.
 
     The diagonal curvature of coefficient column j is at most
-    ``mean_s(x_j^2)/4 + l2_reg_strength``; the intercept's is 1/4. Returns
-    None (no rescaling) when all curvatures are within
-    :data:`CURVATURE_RATIO_LIMIT` of each other. ``mean_squares``, if given,
-    is :func:`weighted_column_mean_squares` of (X, sample_weight), computed
-    once by callers that try several penalties on the same data.
+    ``rms_j**2 / 4 + l2_reg_strength``, whose square root
+    ``sigma_j = hypot(rms_j / 2, sqrt(l2_reg_strength))`` is computed without
+    overflow; the intercept's is 1/2. Rescaling is needed when the ``sigma``
+    of the columns with data curvature (not all-zero; not constant when an
+    intercept is fitted) and of the intercept differ by more than
+    :data:`RATIO_LIMIT`, or when X must be prescaled (``shift``).
+
+    Parameters
+    ----------
+    statistics : ColumnStatistics
+    fit_intercept : bool
+    l2_reg_strength : float
+        Finite and >= 0.
+    dtype : numpy dtype
+        X's dtype, which bounds the multipliers.
+    shift : ndarray of shape (n_features,) or None, default=None
+        The data term's prescaling of X, if any.
+
+    Returns
+    -------
+    rescaling : Rescaling or None
     """
-    if mean_squares is None:
-        mean_squares = weighted_column_mean_squares(X, sample_weight, n_threads)
-    curvature = _LOGIT_CURVATURE * mean_squares
-    curvature += l2_reg_strength
+    rms = statistics.rms
+    sigma = np.hypot(_HALF * rms, np.sqrt(l2_reg_strength))
+    curved = rms > 0
     if fit_intercept:
-        curvature = np.append(curvature, _LOGIT_CURVATURE)
-    positive = curvature[curvature > 0]
-    if positive.size == 0 or positive.max() <= CURVATURE_RATIO_LIMIT * positive.min():
+        curved &= ~statistics.constant
+    values = sigma[curved]
+    if fit_intercept:
+        values = np.append(values, _HALF)
+    well_scaled = values.size == 0 or values.max() <= RATIO_LIMIT * values.min()
+    if well_scaled and shift is None:
         return None
-    # All-zero columns without penalty have no curvature: leave them as is.
-    safe = np.where(curvature > 0, curvature, _LOGIT_CURVATURE)
-    return np.sqrt(_LOGIT_CURVATURE / safe)
+    low, high = _EXPONENT_RANGE.get(np.dtype(dtype), _EXPONENT_RANGE[np.dtype(np.float64)])
+    exponents = np.zeros(rms.shape[0] + int(fit_intercept), dtype=np.int64)
+    positive = sigma > 0
+    # c = 2**e nearest 1 / (2 sigma): columns without any curvature keep c = 1.
+    with np.errstate(divide="ignore"):
+        nearest = -np.round(np.log2(sigma[positive]) + 1.0)
+    exponents[: rms.shape[0]][positive] = np.clip(nearest, low, high).astype(np.int64)
+    return Rescaling(exponents=exponents, shift=shift)
 
 
 class RescaledObjective:
-    """``g(V) = f(V * c)`` for an objective ``f`` over the flat parameters.
+    """``g(V) = f(V * 2**e)`` for an objective ``f`` over the flat parameters.
 
     Parameters
     ----------
     objective : CrossEntropyObjective
-    multipliers : ndarray of shape (n_dof,)
-        One multiplier per coefficient column (all classes share it).
+        The objective ``f``; its ``l2_reg_strength`` is read once, here.
+    rescaling : Rescaling
+    data_objective : CrossEntropyObjective, default=None
+        The objective whose data term is evaluated: ``objective`` itself, or
+        one over the prescaled X (``rescaling.shift``).
     """
 
-    def __init__(self, objective, multipliers):
+    rescaled = True
+
+    def __init__(self, objective, rescaling, data_objective=None):
         self.objective = objective
-        # Flat layout is (n_dof, K) in C order: repeat each column's multiplier K times.
-        self._flat = np.repeat(multipliers, objective.layout.n_classes)
+        self.data_objective = objective if data_objective is None else data_objective
+        layout = objective.layout
+        n_classes, d = layout.n_classes, layout.n_features
+        exponents = rescaling.exponents
+        # Flat layout is (n_dof, K) in C order: repeat each column's exponent K times.
+        self._exponents = np.repeat(exponents, n_classes)
+        data_exponents = exponents.copy()
+        if rescaling.shift is not None:
+            data_exponents[:d] -= rescaling.shift
+        self._data_exponents = np.repeat(data_exponents, n_classes)
+        # lambda * c_j**2 per coefficient, 0 for the intercepts: c_j is at most
+        # ~1 / sqrt(lambda) (or clipped lower), so this is at most ~1/2.
+        self._l2_reg_strength = float(objective.l2_reg_strength)
+        penalty = np.zeros(layout.n_dof)
+        if self._l2_reg_strength > 0:
+            penalty[:d] = np.ldexp(self._l2_reg_strength, 2 * exponents[:d])
+        self._penalty = np.repeat(penalty, n_classes)
 
     def to_internal(self, params):
         """Optimizer coordinates V of the coefficients W."""
-        return params / self._flat
+        return np.ldexp(params, -self._exponents)
 
     def from_internal(self, internal):
         """Coefficients W of the optimizer coordinates V."""
-        return internal * self._flat
+        return np.ldexp(internal, self._exponents)
+
+    def model_gradient(self, grad):
+        """The gradient with respect to W of a gradient with respect to V."""
+        return np.ldexp(grad, -self._exponents)
 
     def loss_gradient(self, internal):
-        loss, grad = self.objective.loss_gradient(internal * self._flat)
-        return loss, grad * self._flat
+        """Objective and gradient at the optimizer coordinates ``internal``."""
+        if self.data_objective is not self.objective:
+            # Follow the thread share the estimator gives the objective.
+            self.data_objective.n_threads = self.objective.n_threads
+        loss, grad = self.data_objective.data_loss_gradient(
+            np.ldexp(internal, self._data_exponents))
+        grad = np.ldexp(grad, self._data_exponents)
+        if self._l2_reg_strength > 0:
+            penalty_grad = self._penalty * internal
+            loss += 0.5 * float(penalty_grad @ internal)
+            grad += penalty_grad
+        return loss, grad
 
 
 class IdentityRescaling:
     """The no-op counterpart of :class:`RescaledObjective`."""
+
+    rescaled = False
 
     def __init__(self, objective):
         self.objective = objective
@@ -146,6 +187,10 @@ class IdentityRescaling:
     def from_internal(internal):
         return internal
 
+    @staticmethod
+    def model_gradient(grad):
+        return grad
+
 
 def rescaled(objective):
     """The objective in the optimizer's coordinates (rescaled only if needed).
@@ -153,17 +198,23 @@ def rescaled(objective):
     Parameters
     ----------
     objective : CrossEntropyObjective
-        Its data term supplies the column mean squares
-        (``column_mean_squares()``).
+        Its data term supplies ``column_statistics()``, ``dtype`` and
+        ``prescaled()`` (the data term over X times powers of two, or None).
 
     Returns
     -------
     problem : RescaledObjective or IdentityRescaling
     """
-    multipliers = column_multipliers(
-        None, None, objective.layout.fit_intercept, objective.l2_reg_strength,
-        mean_squares=objective.data.column_mean_squares(),
+    data = objective.data
+    prescaled = data.prescaled()
+    plan = plan_rescaling(
+        data.column_statistics(), objective.layout.fit_intercept,
+        objective.l2_reg_strength, data.dtype,
+        shift=None if prescaled is None else prescaled.shift,
     )
-    if multipliers is None:
+    if plan is None:
         return IdentityRescaling(objective)
-    return RescaledObjective(objective, multipliers)
+    data_objective = None
+    if prescaled is not None:
+        data_objective = type(objective)(prescaled, objective.l2_reg_strength)
+    return RescaledObjective(objective, plan, data_objective)

@@ -7,11 +7,25 @@ from sklearn.utils.multiclass import check_classification_targets
 
 
 def soft_target_tolerance(dtype):
-    """How far from 1 a row of soft targets may sum (then it is renormalized)."""
-    return 1e-6 if np.dtype(dtype) == np.float64 else 1e-4
+    """How far from 1 a row of soft targets may sum (then it is renormalized).
+
+    1e-6 for float64, 1e-4 for float32, and at least 4 machine epsilons of
+    the dtype: rounding each probability of a row to float16 alone moves the
+    row's sum by up to half an epsilon (4.9e-4).
+    """
+    dtype = np.dtype(dtype)
+    tolerance = 1e-6 if dtype == np.float64 else 1e-4
+    if dtype.kind == "f":
+        tolerance = max(tolerance, 4 * float(np.finfo(dtype).eps))
+    return tolerance
 
 
-def check_soft_targets(Y, n_classes=None, input_name="y"):
+def is_soft_targets(y):
+    """Whether y holds soft targets (a 2-D array with K >= 2 columns)."""
+    return np.ndim(y) == 2 and np.shape(y)[1] > 1
+
+
+def check_soft_targets(Y, n_classes=None, input_name="y", row_offset=0):
     """Validate an (n_samples, K) matrix of target distributions.
 
     Parameters
@@ -22,6 +36,9 @@ def check_soft_targets(Y, n_classes=None, input_name="y"):
         Required number of columns, if known.
     input_name : str, default="y"
         Name used in error messages.
+    row_offset : int, default=0
+        Index of Y's first row in the whole target matrix (for the rows named
+        in error messages, when Y is a block of it).
 
     Returns
     -------
@@ -62,8 +79,8 @@ def check_soft_targets(Y, n_classes=None, input_name="y"):
     if np.any(Y < 0):
         row = int(np.nonzero(np.any(Y < 0, axis=1))[0][0])
         raise ValueError(
-            f"Soft targets {input_name} must be non-negative probabilities; row {row} "
-            f"has a negative entry."
+            f"Soft targets {input_name} must be non-negative probabilities; row "
+            f"{row + row_offset} has a negative entry."
         )
     row_sums = Y.sum(axis=1)
     bad = np.abs(row_sums - 1.0) > tolerance
@@ -71,8 +88,9 @@ def check_soft_targets(Y, n_classes=None, input_name="y"):
         row = int(np.nonzero(bad)[0][0])
         raise ValueError(
             f"Each row of a 2-D {input_name} must be a probability distribution "
-            f"summing to 1 (soft targets); row {row} sums to {row_sums[row]:.6g}. "
-            "Multilabel indicator matrices are not supported."
+            f"summing to 1 (soft targets); row {row + row_offset} sums to "
+            f"{row_sums[row]:.6g}, more than {tolerance:.2g} (for {Y_in.dtype}) away "
+            "from 1. Multilabel indicator matrices are not supported."
         )
     not_exact = row_sums != 1.0
     if np.any(not_exact):

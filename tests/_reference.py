@@ -143,3 +143,58 @@ def central_differences(loss, coef, h=1e-6):
         cm[idx] -= h
         fd[idx] = (loss(cp) - loss(cm)) / (2 * h)
     return fd
+
+
+def scaled_columns_optimum(Xn, y, exponents, n_classes, C=np.inf, sample_weight=None,
+                           fit_intercept=True):
+    """The optimum of the softmax objective on ``X = Xn * 2**exponents``, solved on ``Xn``.
+
+    Fitting X with coefficients ``W`` is fitting ``Xn`` with ``V = W * 2**exponents``
+    and the penalty ``sum_j 4**(-e_j) ||V_j||^2 / (2 C S)``, so columns of any
+    magnitude are handled without forming X. Columns whose penalty weight
+    overflows float64 can only hold coefficients that change no logit; they are
+    left out. Solved with scikit-learn's LinearModelLoss and SciPy's L-BFGS-B
+    (tight tolerances) in coordinates ``V_j = U_j / sqrt(max(1, weight_j))``,
+    where every direction is well conditioned.
+
+    Returns
+    -------
+    proba : ndarray of shape (n_samples, n_classes)
+        The optimum's probabilities on the training data.
+    objective : float
+    """
+    from scipy import optimize
+    from scipy.special import softmax
+    from sklearn._loss.loss import HalfMultinomialLoss
+    from sklearn.linear_model._linear_loss import LinearModelLoss
+
+    n, _ = Xn.shape
+    S = n if sample_weight is None else float(np.sum(sample_weight))
+    lam = 0.0 if np.isinf(C) else 1.0 / (C * S)
+    with np.errstate(over="ignore"):
+        weight = np.ldexp(lam, -2 * np.asarray(exponents))
+    active = np.isfinite(weight)
+    Xa, weight = np.ascontiguousarray(Xn[:, active]), weight[active]
+    d = Xa.shape[1]
+    K = n_classes
+    loss = LinearModelLoss(HalfMultinomialLoss(n_classes=K), fit_intercept=fit_intercept)
+    to_v = 1.0 / np.sqrt(np.maximum(1.0, weight))
+    if fit_intercept:
+        to_v = np.append(to_v, 1.0)
+    flat = np.tile(to_v, K)
+    sw = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+
+    def fun(u):
+        coef = (u * flat).reshape(K, -1)
+        f, g = loss.loss_gradient(coef, Xa, np.asarray(y, np.float64), sw, 0.0)
+        V = coef[:, :d]
+        f += 0.5 * np.sum(weight * V**2)
+        g = g.copy()
+        g[:, :d] += weight * V
+        return f, g.ravel() * flat
+
+    result = optimize.minimize(fun, np.zeros(flat.shape[0]), jac=True, method="L-BFGS-B",
+                               options={"maxiter": 20000, "gtol": 1e-12, "ftol": 1e-16})
+    coef = (result.x * flat).reshape(K, -1)
+    logits = Xa @ coef[:, :d].T + (coef[:, d] if fit_intercept else 0.0)
+    return softmax(logits, axis=1), float(result.fun)

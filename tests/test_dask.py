@@ -259,6 +259,20 @@ def test_failed_fits_leave_the_estimator_unchanged():
                 np.testing.assert_array_equal(getattr(clf, key), value)
 
 
+def test_a_block_of_zero_weights_is_allowed():
+    """Only the whole data must have a non-zero weight: a block whose weights
+    are all zero fits like the NumPy fit of the same weights."""
+    X, y = make_problem(n=200, d=4, K=3)
+    w = np.ones(200)
+    w[50:100] = 0.0
+    expected = SoftmaxClassifier(**TIGHT).fit(X, y, sample_weight=w)
+    with dask.config.set(scheduler="sync"):
+        clf = SoftmaxClassifier(**TIGHT).fit(
+            da.from_array(X, chunks=(50, 4)), da.from_array(y, chunks=50),
+            sample_weight=da.from_array(w, chunks=50))
+    np.testing.assert_allclose(clf.coef_, expected.coef_, rtol=1e-7, atol=1e-9)
+
+
 @pytest.mark.parametrize("case", ["negative weight", "all-zero weights", "2-D weights",
                                   "NaN weight", "one class", "continuous labels"])
 def test_dask_input_errors_say_what_in_memory_errors_say(case):

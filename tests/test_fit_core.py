@@ -33,6 +33,8 @@ class _Quadratic:
         return (0.5 * r @ self.A @ r + np.sum(np.log(np.cosh(x))),
                 self.A @ r + np.tanh(x))
 
+    rescaled = False
+
     @staticmethod
     def to_internal(x):
         return x
@@ -40,6 +42,10 @@ class _Quadratic:
     @staticmethod
     def from_internal(x):
         return x
+
+    @staticmethod
+    def model_gradient(grad):
+        return grad
 
 
 SKLEARN_OPTIONS = {"maxls": 50, "ftol": 64 * np.finfo(float).eps}
@@ -81,11 +87,14 @@ def test_run_lbfgs_reports_non_convergence_as_scikit_learn_does():
 
 
 def test_run_lbfgs_rescaled_coordinates():
-    """The problem is solved in its own coordinates; the result, the hook and
-    the start are in the model's (here: x = 4 v)."""
+    """The problem is solved in its own coordinates (here x = 4 v); the result,
+    the hook and the start are in the model's, and ``tol`` holds for the
+    gradient in both coordinates at the solution."""
     base = _Quadratic(6, seed=1)
 
     class Rescaled:
+        rescaled = True
+
         def loss_gradient(self, v):
             loss, grad = base.loss_gradient(4.0 * v)
             return loss, 4.0 * grad
@@ -98,14 +107,22 @@ def test_run_lbfgs_rescaled_coordinates():
         def from_internal(v):
             return 4.0 * v
 
-    x0 = np.full(6, 0.5)
-    reference = optimize.minimize(
-        Rescaled().loss_gradient, x0 / 4.0, method="L-BFGS-B", jac=True,
-        options={"maxiter": 100, "gtol": 1e-8, **SKLEARN_OPTIONS})
+        @staticmethod
+        def model_gradient(grad):
+            return grad / 4.0
+
+    tol = 1e-6
     seen = []
-    result = run_lbfgs(Rescaled(), x0, max_iter=100, tol=1e-8, on_iteration=seen.append)
-    assert_array_equal(result.params, 4.0 * reference.x)
-    assert_array_equal(seen[-1], 4.0 * reference.x)
+    result = run_lbfgs(Rescaled(), np.full(6, 0.5), max_iter=100, tol=tol,
+                       on_iteration=seen.append)
+    assert result.failure is None
+    assert_array_equal(seen[-1], result.params)
+    _, grad = base.loss_gradient(result.params)
+    assert np.max(np.abs(grad)) <= tol and np.max(np.abs(4.0 * grad)) <= tol
+    assert result.final_gradient_norm == np.max(np.abs(grad))
+    reference = optimize.minimize(base.loss_gradient, np.zeros(6), method="L-BFGS-B",
+                                  jac=True, options={"gtol": 1e-12, "ftol": 1e-15})
+    np.testing.assert_allclose(result.params, reference.x, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("n_classes, n_features, fit_intercept",

@@ -17,7 +17,15 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._linear_loss import LinearModelLoss
 
 from skcce import SoftmaxClassifier
-from skcce._precondition import column_multipliers
+from skcce._columns import column_sums
+from skcce._precondition import plan_rescaling
+
+
+def column_multipliers(X, sample_weight, fit_intercept, l2_reg_strength):
+    """The rescaling's multipliers for X (None when it does not rescale)."""
+    plan = plan_rescaling(column_sums(X, sample_weight).statistics(), fit_intercept,
+                          l2_reg_strength, X.dtype)
+    return None if plan is None else np.ldexp(1.0, plan.exponents)
 
 
 def _reference_optimum(X, y, column_scale, C=1.0):
@@ -98,7 +106,7 @@ def test_column_square_sums_match_numpy(n, weighted, dtype):
     the kernel over dense X (float32 read as is) equals NumPy's float64
     ``sum_i s_i x_ij^2`` within rounding, with the same bits for every thread
     count; strided X takes the blockwise NumPy path to the same values."""
-    from skcce._precondition import column_square_sums
+    from skcce._columns import column_square_sums
 
     rng = np.random.default_rng(5)
     X = (rng.standard_normal((n, 7)) * np.logspace(-3, 3, 7)).astype(dtype)
@@ -111,3 +119,48 @@ def test_column_square_sums_match_numpy(n, weighted, dtype):
         assert np.array_equal(result, results[0])
     strided = np.asfortranarray(X)
     assert_allclose(column_square_sums(strided, sw), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["dense", "strided", "csr", "blocks"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_column_statistics_over_the_whole_double_range(kind, weighted):
+    """Root mean squares of columns from the smallest subnormal to the largest
+    double, against exact decimal arithmetic; maxima and constant columns."""
+    import decimal
+
+    import scipy.sparse as sp
+
+    from skcce._columns import ColumnSums
+
+    rng = np.random.default_rng(3)
+    n = 50
+    exponents = np.array([-1074, -1040, -600, -1, 0, 300, 700, 1023])
+    X = np.ldexp(rng.uniform(-1.0, 1.0, size=(n, exponents.shape[0])), exponents)
+    X[:, 3] = 0.0  # all zero
+    X[:, 4] = -2.5  # constant
+    X[rng.random(X.shape) < 0.3] = 0.0
+    X[:, 4] = -2.5
+    weights = rng.uniform(0.0, 2.0, size=n) if weighted else None
+    if kind == "dense":
+        sums = column_sums(X, weights)
+    elif kind == "strided":
+        sums = column_sums(np.asfortranarray(X), weights)
+    elif kind == "csr":
+        sums = column_sums(sp.csr_matrix(X), weights)
+    else:
+        cuts = [0, 7, 30, n]
+        sums = ColumnSums.combine(
+            column_sums(X[a:b], None if weights is None else weights[a:b])
+            for a, b in zip(cuts[:-1], cuts[1:]))
+    stats = sums.statistics()
+
+    decimal.getcontext().prec = 60
+    w = np.ones(n) if weights is None else weights
+    total = sum(decimal.Decimal(float(v)) for v in w)
+    for j in range(X.shape[1]):
+        mean_square = sum(decimal.Decimal(float(s)) * decimal.Decimal(float(x)) ** 2
+                          for s, x in zip(w, X[:, j])) / total
+        expected = float(mean_square.sqrt())
+        assert_allclose(stats.rms[j], expected, rtol=1e-13, atol=0)
+    assert_allclose(stats.max_abs, np.abs(X).max(axis=0), rtol=0)
+    np.testing.assert_array_equal(stats.constant, [False] * 3 + [True, True] + [False] * 3)
