@@ -61,6 +61,44 @@ def compiler_runs_openmp(compiler):
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
+# Instruction sets beyond the baseline that simd_loops.c is compiled for, with
+# each compiler family's flags (on x86-64; elsewhere the flags are refused).
+SIMD_FLAGS = {
+    "unix": [
+        ("avx2", ["-mavx2", "-mfma"]),
+        ("avx512", ["-mavx512f", "-mavx512cd", "-mavx512bw", "-mavx512dq", "-mavx512vl",
+                    "-mavx2", "-mfma"]),
+    ],
+    "msvc": [("avx2", ["/arch:AVX2"]), ("avx512", ["/arch:AVX512"])],
+}
+# Kernel modules that call the hot loops.
+SIMD_MODULES = ("dense", "sparse")
+
+X86_PROBE = textwrap.dedent(
+    """
+    #if !(defined(__x86_64__) || defined(_M_X64))
+    #error "not x86-64"
+    #endif
+    int main(void) { return 0; }
+    """
+)
+
+
+def compiler_accepts(compiler, flags):
+    """Whether ``compiler`` compiles x86-64 code with ``flags`` (no error)."""
+    tmpdir = tempfile.mkdtemp(prefix="skcce_simd_probe_")
+    try:
+        source = os.path.join(tmpdir, "probe.c")
+        with open(source, "w") as f:
+            f.write(X86_PROBE)
+        compiler.compile([source], output_dir=tmpdir, extra_postargs=flags)
+        return True
+    except Exception:  # any compile failure means "not for this target"
+        return False
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
 class BuildExtWithOpenMP(build_ext):
     """build_ext that adds OpenMP flags when they work, else builds serially."""
 
@@ -85,10 +123,51 @@ class BuildExtWithOpenMP(build_ext):
             elif self.compiler.compiler_type != "msvc":
                 ext.extra_compile_args += ["-Wno-unknown-pragmas"]
         print(f"skcce: OpenMP {'enabled' if use_openmp else 'disabled'}.")
+        self._add_simd_loops()
         super().build_extensions()
+
+    def _add_simd_loops(self):
+        """Compile simd_loops.c once per instruction set; link them where used.
+
+        The baseline always; on x86-64 also AVX2 + FMA and AVX-512, each with
+        its own flags, when the compiler accepts them. simd_dispatch.c, part
+        of each module that uses the loops, picks one set at import.
+        """
+        msvc = self.compiler.compiler_type == "msvc"
+        optimize = ["/O2"] if msvc else ["-O3"]
+        targets = [("base", [])] + [
+            (name, flags) for name, flags in SIMD_FLAGS["msvc" if msvc else "unix"]
+            if compiler_accepts(self.compiler, flags)
+        ]
+        print("skcce: hot loops compiled for " + ", ".join(name for name, _ in targets) + ".")
+        objects = []
+        for name, flags in targets:
+            objects += self.compiler.compile(
+                [os.path.join(KERNELS, "simd_loops.c")],
+                output_dir=os.path.join(self.build_temp, "simd", name),
+                macros=[("SKCCE_TARGET", name)],
+                include_dirs=[KERNELS],
+                extra_postargs=optimize + flags,
+                depends=kernel_headers(),
+            )
+        for ext in self.extensions:
+            if ext.name.rsplit(".", 1)[-1] in SIMD_MODULES:
+                ext.extra_objects += objects
+                ext.define_macros += [(f"SKCCE_HAVE_{name.upper()}", "1")
+                                      for name, _ in targets[1:]]
 
 
 KERNELS = os.path.join("skcce", "_kernels")
+
+
+def kernel_headers():
+    """The kernels' C headers, C sources and shared .pxd files (a change to one
+    rebuilds every module)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return sorted(
+        os.path.join(KERNELS, name) for name in os.listdir(os.path.join(here, KERNELS))
+        if name.endswith((".h", ".pxd")) or name.startswith("simd_") and name.endswith(".c")
+    )
 
 
 def extensions():
@@ -99,16 +178,13 @@ def extensions():
     """
     here = os.path.dirname(os.path.abspath(__file__))
     optimize = [] if sys.platform == "win32" else ["-O3"]
-    shared = sorted(
-        os.path.join(KERNELS, name) for name in os.listdir(os.path.join(here, KERNELS))
-        if name.endswith((".h", ".pxd"))
-    )
     modules = [
         Extension(
             f"skcce._kernels.{name}",
-            sources=[os.path.join(KERNELS, f"{name}.pyx")],
+            sources=[os.path.join(KERNELS, f"{name}.pyx")]
+            + ([os.path.join(KERNELS, "simd_dispatch.c")] if name in SIMD_MODULES else []),
             include_dirs=[np.get_include(), os.path.join(here, KERNELS)],
-            depends=shared,
+            depends=kernel_headers(),
             extra_compile_args=list(optimize),
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )

@@ -41,19 +41,14 @@ from skcce._kernels.common cimport (
     gemm,
     weights_pointer,
 )
-from skcce._kernels.crossentropy cimport Targets, set_targets, softmax_residual_chunk
+from skcce._kernels.crossentropy cimport Targets, set_targets
+from skcce._kernels.residuals cimport softmax_residual_chunk
+
+from skcce._kernels.simd cimport select_simd_loops, skcce_simd
 
 cdef extern from "microkernel.h":
     int SKCCE_LANES_f64
     int SKCCE_LANES_f32
-    void skcce_logits_f64(const double* X, Py_ssize_t m, Py_ssize_t d,
-                          const double* Wt, Py_ssize_t Kp, double* Z) noexcept nogil
-    void skcce_logits_f32(const float* X, Py_ssize_t m, Py_ssize_t d,
-                          const float* Wt, Py_ssize_t Kp, float* Z) noexcept nogil
-    void skcce_grad_f64(const double* X, Py_ssize_t m, Py_ssize_t d,
-                        const double* R, Py_ssize_t Kp, double* G) noexcept nogil
-    void skcce_grad_f32(const float* X, Py_ssize_t m, Py_ssize_t d,
-                        const float* R, Py_ssize_t Kp, double* G) noexcept nogil
 
 cdef extern from "ordered_merge.h":
     ctypedef struct skcce_ordered_merge:
@@ -69,6 +64,21 @@ cdef extern from "ordered_merge.h":
                             Py_ssize_t n_classes, Py_ssize_t ldw) noexcept nogil
 
 import numpy as np
+
+_SIMD_LOOPS = select_simd_loops()
+
+
+def simd_loops():
+    """The instruction set of the hot loops in use: "base", "avx2" or "avx512".
+
+    The best one the CPU supports among those the build compiled, at most the
+    one named by the environment variable ``SKCCE_SIMD`` at import.
+
+    Returns
+    -------
+    name : str
+    """
+    return _SIMD_LOOPS
 
 
 cdef enum:
@@ -284,9 +294,9 @@ cdef inline void _logits_product(const floating* X, Py_ssize_t m, Py_ssize_t d,
                                  floating* z) noexcept nogil:
     """Z (m x ldw) = X_c @ W.T in the micro-kernel of X's dtype."""
     if floating is double:
-        skcce_logits_f64(X, m, d, weights_t, ldw, z)
+        skcce_simd.logits_f64(X, m, d, weights_t, ldw, z)
     else:
-        skcce_logits_f32(X, m, d, weights_t, ldw, z)
+        skcce_simd.logits_f32(X, m, d, weights_t, ldw, z)
 
 
 cdef inline void _gradient_product(const floating* X, Py_ssize_t m, Py_ssize_t d,
@@ -294,9 +304,9 @@ cdef inline void _gradient_product(const floating* X, Py_ssize_t m, Py_ssize_t d
                                    double* grad) noexcept nogil:
     """G (d x ldw, float64) += X_c.T @ R in the micro-kernel of X's dtype."""
     if floating is double:
-        skcce_grad_f64(X, m, d, residuals, ldw, grad)
+        skcce_simd.grad_f64(X, m, d, residuals, ldw, grad)
     else:
-        skcce_grad_f32(X, m, d, residuals, ldw, grad)
+        skcce_simd.grad_f32(X, m, d, residuals, ldw, grad)
 
 
 cdef double _group_loss_gradient(

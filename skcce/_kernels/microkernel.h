@@ -15,12 +15,11 @@
  * depend on threads. float32 data accumulates a chunk's gradient in float32
  * registers (as SGEMM would) and adds it to the float64 G.
  *
- * The functions are written once, in microkernel_impl.h, and compiled for
- * each element type by including that file twice below: skcce_logits_f64,
- * skcce_grad_f64, skcce_logits_f32 and skcce_grad_f32.
- *
- * The entry points are compiled per instruction set where the compiler
- * allows it (SKCCE_CLONES, portability.h).
+ * This header holds the constants and vector types; the functions are
+ * written once, in microkernel_impl.h, which simd_loops.c includes once per
+ * element type (and compiles once per instruction set): skcce_logits_f64,
+ * skcce_grad_f64, skcce_logits_f32 and skcce_grad_f32, each with the
+ * instruction set's suffix (see simd.h).
  */
 #ifndef SKCCE_MICROKERNEL_H
 #define SKCCE_MICROKERNEL_H
@@ -61,13 +60,5 @@ typedef float skcce_vu_f32 __attribute__((vector_size(32), aligned(4)));
 #define SKCCE_LANES_f32 1
 
 #endif
-
-#define SKCCE_T double
-#define SKCCE_SUFFIX f64
-#include "microkernel_impl.h"
-
-#define SKCCE_T float
-#define SKCCE_SUFFIX f32
-#include "microkernel_impl.h"
 
 #endif

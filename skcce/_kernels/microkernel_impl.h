@@ -1,5 +1,5 @@
 /* The micro-kernels of microkernel.h for one element type. Included once per
- * type by microkernel.h (no include guard), with
+ * type by simd_loops.c (no include guard), after microkernel.h, with
  *   SKCCE_T       the element type of X, Wt, Z and R (double or float),
  *   SKCCE_SUFFIX  the suffix of the type's names (f64 or f32),
  * which it undefines at the end. */
@@ -87,7 +87,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_grad_cols)(const SKCCE_T* X, ptrdiff_t m, ptrdi
 /* Column tiles of up to 4 vectors; register budgets: 4 rows x NV (logits),
  * JB features x NV (gradient), at most 12 accumulators. The switches make NV
  * (and JB) compile-time constants in each inlined copy. */
-SKCCE_CLONES void SKCCE_FN(skcce_logits)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
+void SKCCE_EXPORT(SKCCE_FN(skcce_logits))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                          const SKCCE_T* Wt, ptrdiff_t Kp, SKCCE_T* Z)
 {
     for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_MAX_NV * SKCCE_NLANES) {
@@ -102,7 +102,7 @@ SKCCE_CLONES void SKCCE_FN(skcce_logits)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_
     }
 }
 
-SKCCE_CLONES void SKCCE_FN(skcce_grad)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
+void SKCCE_EXPORT(SKCCE_FN(skcce_grad))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                        const SKCCE_T* R, ptrdiff_t Kp, double* G)
 {
     for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_MAX_NV * SKCCE_NLANES) {
@@ -119,7 +119,7 @@ SKCCE_CLONES void SKCCE_FN(skcce_grad)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t 
 
 #else /* plain loops with the same semantics */
 
-static void SKCCE_FN(skcce_logits)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
+void SKCCE_EXPORT(SKCCE_FN(skcce_logits))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                    const SKCCE_T* Wt, ptrdiff_t Kp, SKCCE_T* Z)
 {
     for (ptrdiff_t i = 0; i < m; i++)
@@ -130,7 +130,7 @@ static void SKCCE_FN(skcce_logits)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
         }
 }
 
-static void SKCCE_FN(skcce_grad)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
+void SKCCE_EXPORT(SKCCE_FN(skcce_grad))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                  const SKCCE_T* R, ptrdiff_t Kp, double* G)
 {
     for (ptrdiff_t j = 0; j < d; j++)

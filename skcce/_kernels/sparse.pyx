@@ -44,34 +44,18 @@ from skcce._kernels.common cimport (
     index_t,
     weights_pointer,
 )
-from skcce._kernels.crossentropy cimport Targets, set_targets, softmax_residual_chunk
+from skcce._kernels.crossentropy cimport Targets, set_targets
+from skcce._kernels.residuals cimport softmax_residual_chunk
 
-cdef extern from "sparse_tiles.h":
-    void skcce_tile_gather_f64(const uint32_t* keys, const double* values,
-                               Py_ssize_t e0, Py_ssize_t e1, int shift,
-                               const double* wb, Py_ssize_t K, double* z,
-                               const double* stream, const double* stream_end,
-                               Py_ssize_t lines) noexcept nogil
-    void skcce_tile_gather_f32(const uint32_t* keys, const float* values,
-                               Py_ssize_t e0, Py_ssize_t e1, int shift,
-                               const double* wb, Py_ssize_t K, double* z,
-                               const double* stream, const double* stream_end,
-                               Py_ssize_t lines) noexcept nogil
-    double* skcce_tile_scatter_f64(const uint32_t* keys, const double* values,
-                                   Py_ssize_t e0, Py_ssize_t e1, int shift,
-                                   double* gb, Py_ssize_t K, const double* residuals,
-                                   double* stream, const double* stream_end,
-                                   Py_ssize_t lines) noexcept nogil
-    double* skcce_tile_scatter_f32(const uint32_t* keys, const float* values,
-                                   Py_ssize_t e0, Py_ssize_t e1, int shift,
-                                   double* gb, Py_ssize_t K, const double* residuals,
-                                   double* stream, const double* stream_end,
-                                   Py_ssize_t lines) noexcept nogil
+from skcce._kernels.simd cimport select_simd_loops, skcce_simd
 
 cdef extern from "prefault.h":
     void skcce_prefault(void* p, size_t n) noexcept nogil
 
 import numpy as np
+
+# The tile loops' instruction set (see skcce._kernels.dense.simd_loops).
+_SIMD_LOOPS = select_simd_loops()
 
 
 cdef enum:
@@ -337,10 +321,10 @@ cdef inline void _tile_gather(const ChunkTiles* tiles, const floating* values_ty
                               const double* stream_end, Py_ssize_t lines) noexcept nogil:
     """The gather loop of sparse_tiles.h for X's dtype (``values_type``)."""
     if floating is double:
-        skcce_tile_gather_f64(tiles.keys, <const double*> tiles.values, e0, e1, shift,
+        skcce_simd.tile_gather_f64(tiles.keys, <const double*> tiles.values, e0, e1, shift,
                               wb, K, tiles.z, stream, stream_end, lines)
     else:
-        skcce_tile_gather_f32(tiles.keys, <const float*> tiles.values, e0, e1, shift,
+        skcce_simd.tile_gather_f32(tiles.keys, <const float*> tiles.values, e0, e1, shift,
                               wb, K, tiles.z, stream, stream_end, lines)
 
 
@@ -350,11 +334,11 @@ cdef inline double* _tile_scatter(const ChunkTiles* tiles, const floating* value
                                   Py_ssize_t lines) noexcept nogil:
     """The scatter loop of sparse_tiles.h for block b, X's dtype."""
     if floating is double:
-        return skcce_tile_scatter_f64(
+        return skcce_simd.tile_scatter_f64(
             tiles.keys, <const double*> tiles.values, tiles.block_start[b],
             tiles.block_start[b + 1], shift, gb, K, tiles.z, stream, stream_end, lines)
     else:
-        return skcce_tile_scatter_f32(
+        return skcce_simd.tile_scatter_f32(
             tiles.keys, <const float*> tiles.values, tiles.block_start[b],
             tiles.block_start[b + 1], shift, gb, K, tiles.z, stream, stream_end, lines)
 

@@ -14,11 +14,10 @@
  * the entry a few entries ahead was measured slower: the rows are already in
  * cache.)
  *
- * The loops are written once, in sparse_tiles_impl.h, and compiled for each
- * type of X's values by including that file twice below:
- * skcce_tile_gather_f64, skcce_tile_scatter_f64 and their _f32 counterparts.
- * They are compiled per instruction set where the compiler allows it
- * (SKCCE_CLONES, portability.h).
+ * The loops are written once, in sparse_tiles_impl.h, which simd_loops.c
+ * includes once per type of X's values (and compiles once per instruction
+ * set): skcce_tile_gather_f64, skcce_tile_scatter_f64 and their _f32
+ * counterparts, each with the instruction set's suffix (see simd.h).
  */
 #ifndef SKCCE_SPARSE_TILES_H
 #define SKCCE_SPARSE_TILES_H
@@ -40,13 +39,5 @@
     CASE(11) CASE(12) CASE(13) CASE(14) CASE(15) CASE(16) CASE(17) CASE(18) CASE(19) \
     CASE(20) CASE(21) CASE(22) CASE(23) CASE(24) CASE(25) CASE(26) CASE(27) CASE(28) \
     CASE(29) CASE(30) CASE(31) CASE(32)
-
-#define SKCCE_T double
-#define SKCCE_SUFFIX f64
-#include "sparse_tiles_impl.h"
-
-#define SKCCE_T float
-#define SKCCE_SUFFIX f32
-#include "sparse_tiles_impl.h"
 
 #endif

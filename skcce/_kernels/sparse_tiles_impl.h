@@ -1,5 +1,5 @@
 /* The tile loops of sparse_tiles.h for one type of X's values. Included once
- * per type by sparse_tiles.h (no include guard), with
+ * per type by simd_loops.c (no include guard), after sparse_tiles.h, with
  *   SKCCE_T       the type of the values (double or float),
  *   SKCCE_SUFFIX  the suffix of the function names (f64 or f32),
  * which it undefines at the end. */
@@ -46,8 +46,7 @@ SKCCE_INLINE double* SKCCE_FN(skcce_scatter_entries)(
     return stream;
 }
 
-SKCCE_CLONES
-void SKCCE_FN(skcce_tile_gather)(const uint32_t* keys, const SKCCE_T* values, ptrdiff_t e0,
+void SKCCE_EXPORT(SKCCE_FN(skcce_tile_gather))(const uint32_t* keys, const SKCCE_T* values, ptrdiff_t e0,
                                  ptrdiff_t e1, int shift, const double* wb, ptrdiff_t K,
                                  double* z, const double* stream, const double* stream_end,
                                  ptrdiff_t lines)
@@ -62,8 +61,7 @@ void SKCCE_FN(skcce_tile_gather)(const uint32_t* keys, const SKCCE_T* values, pt
 #undef SKCCE_CASE
 }
 
-SKCCE_CLONES
-double* SKCCE_FN(skcce_tile_scatter)(const uint32_t* keys, const SKCCE_T* values, ptrdiff_t e0,
+double* SKCCE_EXPORT(SKCCE_FN(skcce_tile_scatter))(const uint32_t* keys, const SKCCE_T* values, ptrdiff_t e0,
                                      ptrdiff_t e1, int shift, double* gb, ptrdiff_t K,
                                      const double* residuals, double* stream,
                                      const double* stream_end, ptrdiff_t lines)

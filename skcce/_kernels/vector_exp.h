@@ -1,4 +1,5 @@
-/* exp of a chunk's shifted logits, in place, vectorizable.
+/* exp of a chunk's shifted logits, vectorizable (simd_loops.c applies it in
+ * place to a chunk's values, once per instruction set).
  *
  * For v[i] <= 0 (logits minus their row maximum), with no calls and no
  * branches: exp(x) = 2^k exp(r), k = round(x / ln 2), r = x - k ln 2 (ln 2
@@ -12,8 +13,6 @@
 
 #include <stddef.h>
 #include <string.h>
-
-#include "portability.h"
 
 static inline double skcce_exp_nonpositive(double x) {
     const double log2e = 1.4426950408889634;
@@ -47,10 +46,6 @@ static inline double skcce_exp_nonpositive(double x) {
     double y = p * scale;
     y = x < -708.0 ? 0.0 : y;
     return x != x ? x : y;
-}
-
-SKCCE_CLONES void skcce_exp_nonpositive_inplace(double* v, ptrdiff_t n) {
-    for (ptrdiff_t i = 0; i < n; i++) v[i] = skcce_exp_nonpositive(v[i]);
 }
 
 #endif

@@ -1,0 +1,64 @@
+/* The kernels' hot loops, chosen at import for the CPU.
+ *
+ * simd_loops.c holds the loops that decide the kernels' speed: the dense
+ * micro-kernels (microkernel.h), the sparse tile loops (sparse_tiles.h) and
+ * the vectorized exp (vector_exp.h). setup.py compiles it once per
+ * instruction set the compiler can target: always the baseline ("base"), and
+ * on x86-64 also AVX2 + FMA ("avx2") and AVX-512 ("avx512"), each with its
+ * own flags (NumPy's approach: no compiler-specific attribute, so GCC, clang
+ * and MSVC all get the fast paths). Every compiled set defines the same
+ * functions with its name as suffix (skcce_logits_f64_avx2, ...).
+ *
+ * skcce_simd_select() checks the CPU (CPUID, and the operating system's
+ * support for the wider registers) and fills skcce_simd with the best set it
+ * supports, at most the one named by its argument (SKCCE_SIMD in the
+ * environment, for tests and benchmarks). The Cython modules call the loops
+ * through skcce_simd.
+ *
+ * Results are bitwise identical for every thread count with any set; the
+ * sets may differ from one another in the last bits (FMA rounds once where
+ * the baseline rounds twice).
+ */
+#ifndef SKCCE_SIMD_H
+#define SKCCE_SIMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char* name;
+    void (*logits_f64)(const double* X, ptrdiff_t m, ptrdiff_t d, const double* Wt,
+                       ptrdiff_t Kp, double* Z);
+    void (*logits_f32)(const float* X, ptrdiff_t m, ptrdiff_t d, const float* Wt,
+                       ptrdiff_t Kp, float* Z);
+    void (*grad_f64)(const double* X, ptrdiff_t m, ptrdiff_t d, const double* R,
+                     ptrdiff_t Kp, double* G);
+    void (*grad_f32)(const float* X, ptrdiff_t m, ptrdiff_t d, const float* R,
+                     ptrdiff_t Kp, double* G);
+    void (*exp_nonpositive_inplace)(double* v, ptrdiff_t n);
+    void (*tile_gather_f64)(const uint32_t* keys, const double* values, ptrdiff_t e0,
+                            ptrdiff_t e1, int shift, const double* wb, ptrdiff_t K,
+                            double* z, const double* stream, const double* stream_end,
+                            ptrdiff_t lines);
+    void (*tile_gather_f32)(const uint32_t* keys, const float* values, ptrdiff_t e0,
+                            ptrdiff_t e1, int shift, const double* wb, ptrdiff_t K,
+                            double* z, const double* stream, const double* stream_end,
+                            ptrdiff_t lines);
+    double* (*tile_scatter_f64)(const uint32_t* keys, const double* values, ptrdiff_t e0,
+                                ptrdiff_t e1, int shift, double* gb, ptrdiff_t K,
+                                const double* residuals, double* stream,
+                                const double* stream_end, ptrdiff_t lines);
+    double* (*tile_scatter_f32)(const uint32_t* keys, const float* values, ptrdiff_t e0,
+                                ptrdiff_t e1, int shift, double* gb, ptrdiff_t K,
+                                const double* residuals, double* stream,
+                                const double* stream_end, ptrdiff_t lines);
+} skcce_simd_loops;
+
+/* The selected loops (all NULL until skcce_simd_select). */
+extern skcce_simd_loops skcce_simd;
+
+/* Select the best set of loops for this CPU, at most ``cap`` ("base", "avx2",
+ * "avx512"; NULL or "" for no cap); returns the selected set's name. */
+const char* skcce_simd_select(const char* cap);
+
+#endif

@@ -1,0 +1,46 @@
+# The hot loops chosen at import for the CPU (simd.h): dense and sparse call
+# them through ``skcce_simd``.
+
+from libc.stdint cimport uint32_t
+
+
+cdef extern from "simd.h":
+    ctypedef struct skcce_simd_loops:
+        const char* name
+        void (*logits_f64)(const double* X, Py_ssize_t m, Py_ssize_t d, const double* Wt,
+                           Py_ssize_t Kp, double* Z) noexcept nogil
+        void (*logits_f32)(const float* X, Py_ssize_t m, Py_ssize_t d, const float* Wt,
+                           Py_ssize_t Kp, float* Z) noexcept nogil
+        void (*grad_f64)(const double* X, Py_ssize_t m, Py_ssize_t d, const double* R,
+                         Py_ssize_t Kp, double* G) noexcept nogil
+        void (*grad_f32)(const float* X, Py_ssize_t m, Py_ssize_t d, const float* R,
+                         Py_ssize_t Kp, double* G) noexcept nogil
+        void (*exp_nonpositive_inplace)(double* v, Py_ssize_t n) noexcept nogil
+        void (*tile_gather_f64)(const uint32_t* keys, const double* values, Py_ssize_t e0,
+                                Py_ssize_t e1, int shift, const double* wb, Py_ssize_t K,
+                                double* z, const double* stream, const double* stream_end,
+                                Py_ssize_t lines) noexcept nogil
+        void (*tile_gather_f32)(const uint32_t* keys, const float* values, Py_ssize_t e0,
+                                Py_ssize_t e1, int shift, const double* wb, Py_ssize_t K,
+                                double* z, const double* stream, const double* stream_end,
+                                Py_ssize_t lines) noexcept nogil
+        double* (*tile_scatter_f64)(const uint32_t* keys, const double* values,
+                                    Py_ssize_t e0, Py_ssize_t e1, int shift, double* gb,
+                                    Py_ssize_t K, const double* residuals, double* stream,
+                                    const double* stream_end, Py_ssize_t lines) noexcept nogil
+        double* (*tile_scatter_f32)(const uint32_t* keys, const float* values,
+                                    Py_ssize_t e0, Py_ssize_t e1, int shift, double* gb,
+                                    Py_ssize_t K, const double* residuals, double* stream,
+                                    const double* stream_end, Py_ssize_t lines) noexcept nogil
+
+    skcce_simd_loops skcce_simd
+    const char* skcce_simd_select(const char* cap)
+
+
+cdef inline str select_simd_loops():
+    """Fill ``skcce_simd`` for this CPU, capped by the environment variable
+    SKCCE_SIMD ("base", "avx2"); return the name of the selected set."""
+    import os
+
+    cap = os.environ.get("SKCCE_SIMD", "").encode()
+    return skcce_simd_select(cap).decode()

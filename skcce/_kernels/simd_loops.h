@@ -1,0 +1,44 @@
+/* Declarations of one instruction set's loops (see simd.h), and the table
+ * that points at them. Included once per set by simd_dispatch.c (no include
+ * guard) with SKCCE_TARGET defined (base, avx2 or avx512), and by
+ * simd_loops.c for its own set. */
+
+#define SKCCE_EXPORT(name) SKCCE_TYPED(name, SKCCE_TARGET)
+#define SKCCE_STRING(target) SKCCE_STRING_OF(target)
+#define SKCCE_STRING_OF(target) #target
+
+void SKCCE_EXPORT(skcce_logits_f64)(const double*, ptrdiff_t, ptrdiff_t, const double*,
+                                    ptrdiff_t, double*);
+void SKCCE_EXPORT(skcce_logits_f32)(const float*, ptrdiff_t, ptrdiff_t, const float*,
+                                    ptrdiff_t, float*);
+void SKCCE_EXPORT(skcce_grad_f64)(const double*, ptrdiff_t, ptrdiff_t, const double*,
+                                  ptrdiff_t, double*);
+void SKCCE_EXPORT(skcce_grad_f32)(const float*, ptrdiff_t, ptrdiff_t, const float*,
+                                  ptrdiff_t, double*);
+void SKCCE_EXPORT(skcce_exp_nonpositive_inplace)(double*, ptrdiff_t);
+void SKCCE_EXPORT(skcce_tile_gather_f64)(const uint32_t*, const double*, ptrdiff_t, ptrdiff_t,
+                                         int, const double*, ptrdiff_t, double*,
+                                         const double*, const double*, ptrdiff_t);
+void SKCCE_EXPORT(skcce_tile_gather_f32)(const uint32_t*, const float*, ptrdiff_t, ptrdiff_t,
+                                         int, const double*, ptrdiff_t, double*,
+                                         const double*, const double*, ptrdiff_t);
+double* SKCCE_EXPORT(skcce_tile_scatter_f64)(const uint32_t*, const double*, ptrdiff_t,
+                                             ptrdiff_t, int, double*, ptrdiff_t,
+                                             const double*, double*, const double*,
+                                             ptrdiff_t);
+double* SKCCE_EXPORT(skcce_tile_scatter_f32)(const uint32_t*, const float*, ptrdiff_t,
+                                             ptrdiff_t, int, double*, ptrdiff_t,
+                                             const double*, double*, const double*,
+                                             ptrdiff_t);
+
+#ifdef SKCCE_DISPATCH
+static const skcce_simd_loops SKCCE_EXPORT(skcce_loops) = {
+    SKCCE_STRING(SKCCE_TARGET),
+    SKCCE_EXPORT(skcce_logits_f64), SKCCE_EXPORT(skcce_logits_f32),
+    SKCCE_EXPORT(skcce_grad_f64), SKCCE_EXPORT(skcce_grad_f32),
+    SKCCE_EXPORT(skcce_exp_nonpositive_inplace),
+    SKCCE_EXPORT(skcce_tile_gather_f64), SKCCE_EXPORT(skcce_tile_gather_f32),
+    SKCCE_EXPORT(skcce_tile_scatter_f64), SKCCE_EXPORT(skcce_tile_scatter_f32),
+};
+#undef SKCCE_EXPORT
+#endif
