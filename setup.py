@@ -33,16 +33,24 @@ OPENMP_TEST_PROGRAM = textwrap.dedent(
 )
 
 
-def openmp_flags(compiler_type):
-    """Compile and link flags that enable OpenMP for this compiler family."""
+def openmp_flag_candidates(compiler_type):
+    """(compile flags, link flags) that may enable OpenMP, in order of preference.
+
+    GCC and clang take ``-fopenmp``; Apple's clang needs ``-Xpreprocessor
+    -fopenmp`` and libomp (its include and library directories in CPPFLAGS /
+    CFLAGS and LDFLAGS, e.g. from Homebrew's ``libomp``); MSVC takes
+    ``/openmp``.
+    """
     if compiler_type == "msvc":
-        return ["/openmp"], []
-    return ["-fopenmp"], ["-fopenmp"]
+        return [(["/openmp"], [])]
+    candidates = [(["-fopenmp"], ["-fopenmp"])]
+    if sys.platform == "darwin":
+        candidates.append((["-Xpreprocessor", "-fopenmp"], ["-lomp"]))
+    return candidates
 
 
-def compiler_runs_openmp(compiler):
+def compiler_runs_openmp(compiler, compile_flags, link_flags):
     """Whether ``compiler`` can compile, link and run an OpenMP program."""
-    compile_flags, link_flags = openmp_flags(compiler.compiler_type)
     tmpdir = tempfile.mkdtemp(prefix="skcce_openmp_probe_")
     try:
         source = os.path.join(tmpdir, "probe.c")
@@ -103,26 +111,26 @@ class BuildExtWithOpenMP(build_ext):
     """build_ext that adds OpenMP flags when they work, else builds serially."""
 
     def build_extensions(self):
-        forced_serial = os.environ.get("SKCCE_NO_OPENMP", "0") not in ("", "0")
-        if forced_serial:
-            use_openmp = False
+        flags = None  # (compile, link) flags that enable OpenMP
+        if os.environ.get("SKCCE_NO_OPENMP", "0") not in ("", "0"):
             print("skcce: SKCCE_NO_OPENMP is set; building without OpenMP.")
         else:
-            use_openmp = compiler_runs_openmp(self.compiler)
-            if not use_openmp:
+            flags = next((candidate for candidate
+                          in openmp_flag_candidates(self.compiler.compiler_type)
+                          if compiler_runs_openmp(self.compiler, *candidate)), None)
+            if flags is None:
                 warnings.warn(
                     "skcce: the compiler cannot build and run an OpenMP program; "
                     "building the kernels without OpenMP (single-threaded).",
                     stacklevel=1,
                 )
-        compile_flags, link_flags = openmp_flags(self.compiler.compiler_type)
         for ext in self.extensions:
-            if use_openmp:
-                ext.extra_compile_args += compile_flags
-                ext.extra_link_args += link_flags
+            if flags is not None:
+                ext.extra_compile_args += flags[0]
+                ext.extra_link_args += flags[1]
             elif self.compiler.compiler_type != "msvc":
                 ext.extra_compile_args += ["-Wno-unknown-pragmas"]
-        print(f"skcce: OpenMP {'enabled' if use_openmp else 'disabled'}.")
+        print(f"skcce: OpenMP {'enabled' if flags is not None else 'disabled'}.")
         self._add_simd_loops()
         super().build_extensions()
 
