@@ -54,6 +54,20 @@ def _labels(scores, rng):
     return np.argmax(scores, axis=1)
 
 
+def _assert_fit_peaks(X, y, bound, n_by_k, label):
+    """A 3-iteration fit peaks below ``bound``; LogisticRegression's 2-iteration
+    fit holds more than two n x K float64 arrays, and more than ours."""
+    ours, clf = traced_peak(lambda: SoftmaxClassifier(max_iter=3, n_jobs=1).fit(X, y))
+    theirs, _ = traced_peak(lambda: LogisticRegression(max_iter=2).fit(X, y))
+    print(f"\n{label} fit peaks: SoftmaxClassifier {ours / MiB:.1f} MiB "
+          f"(bound {bound / MiB:.1f}), LogisticRegression {theirs / MiB:.1f} MiB "
+          f"(n x K x 8 = {n_by_k / MiB:.1f} MiB)")
+    assert clf.n_iter_[0] == 3
+    assert ours < bound, f"peak {ours / MiB:.1f} MiB"
+    assert theirs > 2 * n_by_k, f"LogisticRegression peak {theirs / MiB:.1f} MiB"
+    assert ours < theirs
+
+
 def test_dense_fit_peak_memory():
     """Dense 200,000 x 100 float64 (X: 153 MiB), K = 50, a few L-BFGS iterations.
 
@@ -73,17 +87,8 @@ def test_dense_fit_peak_memory():
     SoftmaxClassifier(max_iter=2, n_jobs=1).fit(X[:2000], y[:2000])  # warm-up
     LogisticRegression(max_iter=2).fit(X[:2000], y[:2000])
 
-    ours, clf = traced_peak(lambda: SoftmaxClassifier(max_iter=3, n_jobs=1).fit(X, y))
-    theirs, _ = traced_peak(lambda: LogisticRegression(max_iter=2).fit(X, y))
-    n_by_k = n * K * 8
-    bound = 0.10 * X.nbytes + 2 * MiB
-    print(f"\ndense fit peaks: SoftmaxClassifier {ours / MiB:.1f} MiB "
-          f"(bound {bound / MiB:.1f}), LogisticRegression {theirs / MiB:.1f} MiB "
-          f"(n x K x 8 = {n_by_k / MiB:.1f} MiB)")
-    assert clf.n_iter_[0] == 3
-    assert ours < bound, f"peak {ours / MiB:.1f} MiB"
-    assert theirs > 2 * n_by_k, f"LogisticRegression peak {theirs / MiB:.1f} MiB"
-    assert ours < theirs
+    _assert_fit_peaks(X, y, bound=0.10 * X.nbytes + 2 * MiB, n_by_k=n * K * 8,
+                      label="dense")
 
 
 def test_wide_float32_fit_peak_memory():
@@ -148,18 +153,9 @@ def test_sparse_fit_peak_memory():
     SoftmaxClassifier(max_iter=2, n_jobs=1).fit(X[:2000], y[:2000])  # warm-up
     LogisticRegression(max_iter=2).fit(X[:2000], y[:2000])
 
-    ours, clf = traced_peak(lambda: SoftmaxClassifier(max_iter=3, n_jobs=1).fit(X, y))
-    theirs, _ = traced_peak(lambda: LogisticRegression(max_iter=2).fit(X, y))
-    n_by_k = n * K * 8
     tiles = X.nnz * (4 + 8)
-    bound = tiles + 0.10 * X_bytes + 2 * MiB + 42 * n_params * 8
-    print(f"\nsparse fit peaks: SoftmaxClassifier {ours / MiB:.1f} MiB "
-          f"= {ours / (8 * n_params):.1f} P doubles (bound {bound / MiB:.1f} MiB), "
-          f"LogisticRegression {theirs / MiB:.1f} MiB, X {X_bytes / MiB:.1f} MiB")
-    assert clf.n_iter_[0] == 3
-    assert ours < bound, f"peak {ours / MiB:.1f} MiB"
-    assert theirs > 2 * n_by_k, f"LogisticRegression peak {theirs / MiB:.1f} MiB"
-    assert ours < theirs
+    _assert_fit_peaks(X, y, bound=tiles + 0.10 * X_bytes + 2 * MiB + 42 * n_params * 8,
+                      n_by_k=n * K * 8, label="sparse")
 
 
 def test_dense_predict_proba_peak_memory():

@@ -55,7 +55,7 @@ cdef extern from "prefault.h":
 import numpy as np
 
 # The tile loops' instruction set (see skcce._kernels.dense.simd_loops).
-_SIMD_LOOPS = select_simd_loops()
+select_simd_loops()
 
 
 cdef enum:
