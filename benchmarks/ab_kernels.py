@@ -17,7 +17,7 @@ Builds from before the kernels moved to ``skcce/_kernels`` (one module,
 """
 
 import argparse
-import glob
+import importlib.machinery
 import importlib.util
 import os
 import statistics
@@ -42,18 +42,27 @@ def _load(path, name):
     return module
 
 
+def _extension(folder, name):
+    """The compiled module ``name`` in ``folder``, or None."""
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = os.path.join(folder, name + suffix)
+        if os.path.exists(path):
+            return path
+    return None
+
+
 def other_kernels(site):
     """(dense module, sparse module) of the build installed in ``site``."""
-    merged = glob.glob(os.path.join(site, "skcce", "_kernel.*"))
+    merged = _extension(os.path.join(site, "skcce"), "_kernel")
     if merged:
-        module = _load(merged[0], "skcce._kernel")
+        module = _load(merged, "skcce._kernel")
         return module, module
-    paths = [glob.glob(os.path.join(site, "skcce", "_kernels", f"{name}.*[so|pyd]"))
+    paths = [_extension(os.path.join(site, "skcce", "_kernels"), name)
              for name in ("dense", "sparse")]
     if not all(paths):
         raise SystemExit(f"no skcce kernels under {site}")
-    return (_load(paths[0][0], "skcce._kernels.dense"),
-            _load(paths[1][0], "skcce._kernels.sparse"))
+    return (_load(paths[0], "skcce._kernels.dense"),
+            _load(paths[1], "skcce._kernels.sparse"))
 
 
 def evaluation(module, sparse_module, problem, X, y, coef, n_threads):
