@@ -25,6 +25,7 @@
 #define SKCCE_MICROKERNEL_H
 
 #include <stddef.h>
+#include <string.h>
 
 #include "portability.h"
 
@@ -33,13 +34,14 @@
 #define SKCCE_HAVE_VECTORS 1
 
 /* Per element type (suffix f64 or f32): aligned and unaligned vectors of 32
- * bytes, their number of lanes, and SKCCE_BROADCAST_<suffix>(s), a vector with
+ * bytes (and half a float vector), their number of lanes, and SKCCE_BROADCAST_<suffix>(s), a vector with
  * every lane s (one broadcast, not "zero vector + s", which costs an extra
  * addition because s + 0 is not s for s = -0). */
 typedef double skcce_v_f64 __attribute__((vector_size(32)));
 typedef double skcce_vu_f64 __attribute__((vector_size(32), aligned(8)));
 typedef float skcce_v_f32 __attribute__((vector_size(32)));
 typedef float skcce_vu_f32 __attribute__((vector_size(32), aligned(4)));
+typedef float skcce_half_f32 __attribute__((vector_size(16)));
 #define SKCCE_LANES_f64 4
 #define SKCCE_LANES_f32 8
 #define SKCCE_BROADCAST_f64(s) ((skcce_v_f64){(s), (s), (s), (s)})

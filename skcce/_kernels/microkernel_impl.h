@@ -2,6 +2,7 @@
  * type by simd_loops.c (no include guard), after microkernel.h, with
  *   SKCCE_T       the element type of X, Wt, Z and R (double or float),
  *   SKCCE_SUFFIX  the suffix of the type's names (f64 or f32),
+ *   SKCCE_FLOAT64 1 for double, 0 for float,
  * which it undefines at the end. */
 
 #define SKCCE_FN(name) SKCCE_TYPED(name, SKCCE_SUFFIX)
@@ -66,10 +67,22 @@ SKCCE_INLINE void SKCCE_FN(skcce_grad_tile)(const SKCCE_T* X, ptrdiff_t m, ptrdi
             for (int v = 0; v < NV; v++) acc[jj][v] += x * r[v];
         }
     }
+    /* G += (double) acc lane by lane, as vector loads, additions and stores
+     * (clang does not merge the lanes' scalar additions itself). */
     for (int jj = 0; jj < JB; jj++)
-        for (int v = 0; v < NV; v++)
-            for (int l = 0; l < SKCCE_NLANES; l++)
-                G[jj * Kp + SKCCE_NLANES * v + l] += (double)acc[jj][v][l];
+        for (int v = 0; v < NV; v++) {
+            double* g = G + jj * Kp + SKCCE_NLANES * v;
+#if SKCCE_FLOAT64
+            *(skcce_vu_f64*)g = *(const skcce_vu_f64*)g + acc[jj][v];
+#else
+            /* Each half of the 8 floats converted to 4 doubles. */
+            skcce_half_f32 half[2];
+            memcpy(half, &acc[jj][v], sizeof half);
+            for (int h = 0; h < 2; h++)
+                *(skcce_vu_f64*)(g + 4 * h) = *(const skcce_vu_f64*)(g + 4 * h)
+                                              + __builtin_convertvector(half[h], skcce_v_f64);
+#endif
+        }
 }
 
 /* Gradient of all d features for NV vectors of classes, JB features at a time. */
@@ -150,3 +163,4 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_grad))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t
 #undef SKCCE_SPLAT
 #undef SKCCE_T
 #undef SKCCE_SUFFIX
+#undef SKCCE_FLOAT64

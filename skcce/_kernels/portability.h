@@ -3,6 +3,8 @@
  * SKCCE_INLINE: a function the compiler must inline (its constant arguments
  * then specialize the copy, as the micro-kernels' tile sizes do).
  *
+ * SKCCE_RESTRICT: restrict, for the compilers that spell it otherwise.
+ *
  * SKCCE_TYPED(name, suffix): name_suffix, for the functions that an
  * implementation header defines once per element type (name_f64, name_f32)
  * and that simd_loops.c compiles once per instruction set (name_f64_avx2).
@@ -14,6 +16,13 @@
 #define SKCCE_INLINE static inline __attribute__((always_inline))
 #else
 #define SKCCE_INLINE static inline
+#endif
+
+/* C99's restrict; MSVC's C compiler spells it __restrict. */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define SKCCE_RESTRICT __restrict
+#else
+#define SKCCE_RESTRICT restrict
 #endif
 
 #define SKCCE_PASTE(name, suffix) name##_##suffix

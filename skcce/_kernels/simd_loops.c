@@ -20,10 +20,12 @@
 
 #define SKCCE_T double
 #define SKCCE_SUFFIX f64
+#define SKCCE_FLOAT64 1
 #include "microkernel_impl.h"
 
 #define SKCCE_T float
 #define SKCCE_SUFFIX f32
+#define SKCCE_FLOAT64 0
 #include "microkernel_impl.h"
 
 #define SKCCE_T double

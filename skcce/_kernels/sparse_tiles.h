@@ -33,6 +33,16 @@
 #define SKCCE_TILE_PREFETCH(p, w) ((void)(p))
 #endif
 
+/* out[k] += x * in[k] for k < NK: one row of an entry's update. restrict on
+ * the parameters (not on local pointers, which clang ignores) lets every
+ * compiler vectorize it. */
+SKCCE_INLINE void skcce_row_update(double* SKCCE_RESTRICT out, const double* SKCCE_RESTRICT in,
+                                   double x, const ptrdiff_t NK)
+{
+    for (ptrdiff_t k = 0; k < NK; k++)
+        out[k] += x * in[k];
+}
+
 /* CASE(NK) for each class count with a loop of its own (a switch's cases). */
 #define SKCCE_SPECIALIZED_K(CASE) \
     CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9) CASE(10) \

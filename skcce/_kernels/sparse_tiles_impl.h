@@ -18,11 +18,8 @@ SKCCE_INLINE void SKCCE_FN(skcce_gather_entries)(
         for (ptrdiff_t q = 0; q < lines && stream < stream_end; q++, stream += 8)
             SKCCE_TILE_PREFETCH(stream, 0);
         const uint32_t key = keys[e];
-        const double x = (double)values[e];
-        double* restrict zr = z + (size_t)(key >> 16) * NK;
-        const double* restrict w = wb + (size_t)(key & mask) * NK;
-        for (ptrdiff_t k = 0; k < NK; k++)
-            zr[k] += x * w[k];
+        skcce_row_update(z + (size_t)(key >> 16) * NK, wb + (size_t)(key & mask) * NK,
+                         (double)values[e], NK);
     }
 }
 
@@ -37,11 +34,8 @@ SKCCE_INLINE double* SKCCE_FN(skcce_scatter_entries)(
         for (ptrdiff_t q = 0; q < lines && stream < stream_end; q++, stream += 8)
             SKCCE_TILE_PREFETCH(stream, 1);
         const uint32_t key = keys[e];
-        const double x = (double)values[e];
-        const double* restrict r = residuals + (size_t)(key >> 16) * NK;
-        double* restrict g = gb + (size_t)(key & mask) * NK;
-        for (ptrdiff_t k = 0; k < NK; k++)
-            g[k] += x * r[k];
+        skcce_row_update(gb + (size_t)(key & mask) * NK, residuals + (size_t)(key >> 16) * NK,
+                         (double)values[e], NK);
     }
     return stream;
 }
