@@ -1,7 +1,12 @@
 """The estimators' shared base: transactional fit, validation, tags and predictions."""
 
+import warnings
+
 import numpy as np
+import scipy.sparse as sp
+from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import Hidden, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from skcce._dask import dask_blockwise
@@ -13,6 +18,87 @@ from skcce._threads import effective_n_threads
 # Attributes the callback machinery sets on the estimator during fit and
 # removes after it; a rolled-back fit keeps them for that cleanup.
 _CALLBACK_STATE = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
+
+# Where the API reference lives: the HTML repr links each estimator and each
+# of its parameters there, as scikit-learn's estimators do.
+DOC_LINK_TEMPLATE = (
+    "https://skcce.readthedocs.io/en/stable/generated/{estimator_module}.{estimator_name}.html"
+)
+
+# LogisticRegression's solvers. They all minimize the same objective; skcce
+# has one, and names the others only to say so.
+LOGISTIC_REGRESSION_SOLVERS = {"lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga"}
+
+# LogisticRegression's ``penalty`` (deprecated in scikit-learn 1.8) in terms of
+# its replacement, the mixing parameter l1_ratio (None: the l1_ratio
+# parameter's own value). skcce fits the penalties in SUPPORTED_PENALTIES.
+PENALTY_L1_RATIO = {"l2": 0.0, None: 0.0, "l1": 1.0, "elasticnet": None}
+SUPPORTED_PENALTIES = {"l2", None}
+
+# The ``_parameter_constraints`` entries of the arguments code written for
+# LogisticRegression passes.
+COMPATIBILITY_CONSTRAINTS = {
+    "penalty": [
+        StrOptions({"l1", "l2", "elasticnet"}),
+        None,
+        Hidden(StrOptions({"deprecated"})),
+    ],
+    "solver": [StrOptions(LOGISTIC_REGRESSION_SOLVERS)],
+    "random_state": ["random_state"],
+}
+
+
+def check_solver(estimator):
+    """Raise a ValueError for a solver other than "lbfgs", saying why."""
+    if estimator.solver != "lbfgs":
+        raise ValueError(
+            f"{type(estimator).__name__} has one solver, 'lbfgs'; got "
+            f"solver={estimator.solver!r}. LogisticRegression's solvers all minimize "
+            "the same objective, so solver='lbfgs' (the default) fits the same model."
+        )
+
+
+def resolve_penalty(estimator, C):
+    """The C that ``penalty`` means, with LogisticRegression's warnings.
+
+    As ``LogisticRegression`` in scikit-learn >= 1.8: an explicit ``penalty``
+    is deprecated in favour of ``C`` (and ``l1_ratio``) and warns;
+    ``penalty=None`` means no penalty (``C=np.inf``) and warns if C was set
+    too; the L1 penalties raise a ValueError (not available).
+
+    Parameters
+    ----------
+    estimator : SoftmaxClassifier or SoftmaxClassifierCV
+        Its ``penalty``, and ``solver`` for the error message.
+    C : float or None
+        The estimator's C (None for an estimator without one).
+
+    Returns
+    -------
+    C : float or None
+        ``np.inf`` for ``penalty=None``, else ``C`` unchanged.
+    """
+    penalty = estimator.penalty
+    if isinstance(penalty, str) and penalty == "deprecated":
+        return C
+    warnings.warn(
+        "'penalty' is accepted for code written for LogisticRegression, where it "
+        "was deprecated in scikit-learn 1.8 (and is removed in 1.10). To avoid this "
+        "warning, leave 'penalty' unset: the penalty is L2, and C=np.inf instead of "
+        "penalty=None means no penalty.",
+        FutureWarning, stacklevel=4,
+    )
+    if penalty not in SUPPORTED_PENALTIES:
+        raise ValueError(
+            f"{type(estimator).__name__} fits the L2 penalty only (penalty='l2', or "
+            f"None for no penalty); got penalty={penalty!r}."
+        )
+    if penalty is None:
+        if C is not None and C != 1.0:
+            warnings.warn("Setting penalty=None will ignore the C parameter",
+                          UserWarning, stacklevel=4)
+        return np.inf
+    return C
 
 
 class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
@@ -31,6 +117,10 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
 
     # Attributes only some fits produce: a fit that does not drops stale ones.
     _fit_may_drop = ()
+
+    # The HTML repr's link to the API reference, and its parameter tooltips.
+    _doc_link_module = "skcce"
+    _doc_link_template = DOC_LINK_TEMPLATE
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -168,12 +258,54 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         check_sparse_structure(X)
         with np.errstate(over="ignore", invalid="ignore"):
             X = validate_data(self, X, accept_sparse="csr", reset=False)
-        coef, intercept = self.coef_, np.ravel(self.intercept_)
+        coef, intercept = self._dense_coef(), np.ravel(self.intercept_)
         if full and coef.shape[0] == 1:
             coef = np.concatenate([-coef, coef])
             intercept = np.concatenate([-intercept, intercept])
         return predict_linear(X, coef, intercept, mode=mode,
                               n_threads=effective_n_threads(self.n_jobs))
+
+
+    def _dense_coef(self):
+        """``coef_`` as an ndarray, also after :meth:`sparsify` (O(K d), small)."""
+        return self.coef_.toarray() if sp.issparse(self.coef_) else self.coef_
+
+    def densify(self):
+        """Convert the coefficient matrix to a dense array, as ``LogisticRegression``.
+
+        Converts ``coef_`` (back) to a numpy.ndarray, its format after a
+        fit; a no-op unless :meth:`sparsify` was called.
+
+        Returns
+        -------
+        self
+            Fitted estimator.
+        """
+        check_is_fitted(self, msg="Estimator, %(name)s, must be fitted before densifying.")
+        if sp.issparse(self.coef_):
+            self.coef_ = self.coef_.toarray()
+        return self
+
+    def sparsify(self):
+        """Convert the coefficient matrix to a sparse CSR matrix, as ``LogisticRegression``.
+
+        ``coef_`` becomes a scipy.sparse CSR matrix (a ``csr_array`` when
+        scikit-learn's ``sparse_interface`` is ``"sparray"``); ``intercept_``
+        stays dense. Predictions are unchanged, and a warm-started fit starts
+        from the same coefficients. Worth it only when most coefficients are
+        zero: the L2 penalty does not make them so.
+
+        Returns
+        -------
+        self
+            Fitted estimator.
+        """
+        check_is_fitted(self, msg="Estimator, %(name)s, must be fitted before sparsifying.")
+        if get_config().get("sparse_interface") == "sparray":
+            self.coef_ = sp.csr_array(self.coef_)
+        else:
+            self.coef_ = sp.csr_matrix(self.coef_)
+        return self
 
 
 def _take_rows(X, rows):
