@@ -23,7 +23,7 @@ LAYERS = [
     {"skcce._objective"},
     {"skcce._fit", "skcce._dask", "skcce._loss", "skcce._metrics"},
     {"skcce._base", "skcce._classifier", "skcce._cv"},
-    {"skcce", "skcce.demo"},
+    {"skcce", "skcce.demo", "skcce.onnx"},
 ]
 
 
