@@ -9,6 +9,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import Hidden, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from skcce._array_api import array_namespace, predict_linear_xp, to_numpy
 from skcce._dask import dask_blockwise
 from skcce._prediction import DECISION, LOG_PROBA, PROBA, predict_linear
 from skcce._sparse import check_sparse_structure, is_sparse, kernel_csr
@@ -181,6 +182,11 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             dtype (several classes at +inf) take the class ``predict_proba``
             ranks first, which the kernel computes from the exact logits.
         """
+        check_is_fitted(self)
+        _check_same_namespace(X, self, attribute="coef_", method="predict")
+        namespace = array_namespace(X)
+        if namespace is not None:
+            return self._predict_array_api(X, *namespace)
         scores = self.decision_function(X)
         if scores.ndim == 1:
             return self.classes_[(scores > 0).astype(int)]
@@ -210,7 +216,10 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             linear models.
         """
         scores = self._linear_prediction(X, DECISION, full=False)
-        return scores.reshape(-1) if scores.shape[1] == 1 else scores
+        if scores.shape[1] != 1:
+            return scores
+        namespace = array_namespace(scores)
+        return scores.reshape(-1) if namespace is None else namespace[0].reshape(scores, (-1,))
 
     @dask_blockwise
     def predict_proba(self, X):
@@ -252,6 +261,10 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         ``W = [-w, w], b = [-c, c]`` instead of the stored class-1 row.
         """
         check_is_fitted(self)
+        _check_same_namespace(X, self, attribute="coef_", method=_PREDICTION_METHODS[mode])
+        namespace = array_namespace(X)
+        if namespace is not None:
+            return self._linear_prediction_array_api(X, mode, full, *namespace)
         # scikit-learn's finiteness check first sums X; for finite data near
         # the float64 limit that sum overflows and warns, although the
         # element-wise check it falls back to passes.
@@ -267,8 +280,35 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
 
 
     def _dense_coef(self):
-        """``coef_`` as an ndarray, also after :meth:`sparsify` (O(K d), small)."""
-        return self.coef_.toarray() if sp.issparse(self.coef_) else self.coef_
+        """``coef_`` as an ndarray, also after :meth:`sparsify` or an array API fit."""
+        if sp.issparse(self.coef_):
+            return self.coef_.toarray()
+        return _as_numpy(self.coef_)
+
+    def _linear_prediction_array_api(self, X, mode, full, xp, device):
+        """:meth:`_linear_prediction` of an array API X, computed in its namespace."""
+        X = validate_data(self, X, reset=False)
+        coef, intercept = self.coef_, self.intercept_
+        if sp.issparse(coef):
+            coef = coef.toarray()
+        dtype = X.dtype if X.dtype in (xp.float32, xp.float64) else xp.float64
+        coef = xp.asarray(_as_numpy(coef), dtype=dtype, device=device)
+        intercept = xp.asarray(np.ravel(_as_numpy(intercept)), dtype=dtype, device=device)
+        if full and coef.shape[0] == 1:
+            coef = xp.concat([-coef, coef])
+            intercept = xp.concat([-intercept, intercept])
+        return predict_linear_xp(X, coef, intercept, mode, xp, device)
+
+    def _predict_array_api(self, X, xp, device):
+        """Labels of an array API X: in its namespace (or NumPy, for NumPy classes_)."""
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            indices = xp.astype(scores > 0, xp.int64)
+        else:
+            indices = xp.argmax(scores, axis=1)
+        if isinstance(self.classes_, np.ndarray):
+            return self.classes_[to_numpy(indices, xp)]
+        return xp.take(self.classes_, indices)
 
     def densify(self):
         """Convert the coefficient matrix to a dense array, as ``LogisticRegression``.
@@ -306,6 +346,31 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         else:
             self.coef_ = sp.csr_matrix(self.coef_)
         return self
+
+
+def _as_numpy(array):
+    """A NumPy array of an array of any namespace (array-likes, None: unchanged)."""
+    if array is None or isinstance(array, np.ndarray) or array_namespace(array) is None:
+        return array
+    from sklearn.utils._array_api import get_namespace
+
+    return to_numpy(array, get_namespace(array)[0])
+
+
+_PREDICTION_METHODS = {DECISION: "decision_function", PROBA: "predict_proba",
+                       LOG_PROBA: "predict_log_proba"}
+
+
+def _check_same_namespace(X, estimator, *, attribute, method):
+    """scikit-learn's check that X and a fitted attribute share namespace and device.
+
+    A no-op with scikit-learn < 1.9, which has no such check.
+    """
+    try:
+        from sklearn.utils._array_api import check_same_namespace
+    except ImportError:
+        return
+    check_same_namespace(X, estimator, attribute=attribute, method=method)
 
 
 def _take_rows(X, rows):

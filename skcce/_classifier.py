@@ -6,10 +6,13 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import validate_data
 
+from skcce._array_api import ArrayAPIData, array_namespace, to_numpy
 from skcce._base import (
     COMPATIBILITY_CONSTRAINTS,
     SoftmaxModelBase,
+    _as_numpy,
     check_solver,
     resolve_penalty,
 )
@@ -25,7 +28,7 @@ from skcce._layout import CoefLayout
 from skcce._metrics import categorical_crossentropy
 from skcce._objective import CrossEntropyObjective, InMemoryData, penalty_strength
 from skcce._precondition import rescaled
-from skcce._targets import is_soft_targets
+from skcce._targets import encode_targets, is_soft_targets
 from skcce._threads import effective_n_threads
 from skcce._weights import effective_sample_weight
 
@@ -242,8 +245,16 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
         check_solver(self)
         return self._transactional_fit(X, y, sample_weight, C)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = True
+        return tags
+
     def _fit(self, X, y, sample_weight, C):
         """Fit without touching ``self``'s model; return the new attributes."""
+        namespace = array_namespace(X)
+        if namespace is not None:
+            return self._fit_array_api(X, y, sample_weight, C, *namespace)
         if is_dask_collection(X):
             # The row blocks stay on the Dask workers; L-BFGS runs here.
             with dask_data_term(self, X, y, sample_weight) as (data, classes, dtype):
@@ -261,6 +272,37 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
         )
         metadata = None if sample_weight is None else {"sample_weight": sample_weight}
         return self._fit_data(data, classes, X.dtype, X, y, metadata, C)
+
+    def _fit_array_api(self, X, y, sample_weight, C, xp, device):
+        """Fit an array of another namespace: loss and gradient computed there.
+
+        L-BFGS runs on NumPy copies of the parameters; ``coef_`` and
+        ``intercept_`` are returned in X's namespace and on its device,
+        ``classes_`` in y's namespace (NumPy for NumPy labels), as
+        ``LogisticRegression`` does.
+        """
+        X, y = validate_data(self, X, y, dtype=[xp.float64, xp.float32],
+                             multi_output=True, reset=True)
+        # y and the weights may come in another namespace: labels are encoded,
+        # and weights combined, in NumPy (n-vectors), then moved to X's device.
+        y_is_array_api = array_namespace(y) is not None
+        classes, targets = encode_targets(_as_numpy(y))
+        sample_weight = _as_numpy(sample_weight)
+        n_samples = X.shape[0]
+        # The weights are n-vectors: computed in NumPy (X only gives their number).
+        sample_weight = effective_sample_weight(
+            self.class_weight, np.empty((n_samples, 0)), targets, classes, sample_weight)
+        data = ArrayAPIData(
+            X, targets, CoefLayout(classes.shape[0], X.shape[1], self.fit_intercept), xp,
+            device, sample_weight=sample_weight, label_smoothing=self.label_smoothing,
+        )
+        metadata = None if sample_weight is None else {"sample_weight": sample_weight}
+        fitted = self._fit_data(data, classes, data.dtype, X, y, metadata, C)
+        for name in ("coef_", "intercept_", "n_iter_"):
+            fitted[name] = xp.asarray(fitted[name], device=device)
+        if y_is_array_api:  # numeric labels: classes_ follows X, as LogisticRegression's
+            fitted["classes_"] = xp.asarray(classes, device=device)
+        return fitted
 
     def _fit_data(self, data, classes, dtype, X, y, metadata, C):
         """Minimize the objective over a data term; the fitted attributes.
@@ -349,7 +391,7 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
         if self.warm_start and hasattr(self, "coef_") and hasattr(self, "classes_"):
             change = self._warm_start_change(classes, layout.n_features)
             if change is None:
-                return layout.from_model(self._dense_coef(), self.intercept_)
+                return layout.from_model(self._dense_coef(), _as_numpy(self.intercept_))
             warnings.warn(
                 f"warm_start=True cannot reuse the previous solution: {change}. "
                 "The fit starts from zeros.", UserWarning, stacklevel=7)
@@ -357,8 +399,9 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
 
     def _warm_start_change(self, classes, n_features):
         """What makes the previous fit unusable as a start, or None."""
-        if not np.array_equal(self.classes_, classes):
-            return (f"the classes changed (previous fit: {_summary(self.classes_)}; "
+        previous = _as_numpy(self.classes_)
+        if not np.array_equal(previous, classes):
+            return (f"the classes changed (previous fit: {_summary(previous)}; "
                     f"this fit: {_summary(classes)})")
         if self.coef_.shape[1] != n_features:
             return (f"the number of features changed (previous fit: "
