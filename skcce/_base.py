@@ -60,7 +60,7 @@ def check_solver(estimator):
 
 
 def resolve_penalty(estimator, C):
-    """The C that ``penalty`` means, with LogisticRegression's warnings.
+    """The C and l1_ratio that ``penalty`` means, with LogisticRegression's warnings.
 
     As ``LogisticRegression`` in scikit-learn >= 1.8: an explicit ``penalty``
     is deprecated in favour of ``C`` (and ``l1_ratio``) and warns;
@@ -78,10 +78,14 @@ def resolve_penalty(estimator, C):
     -------
     C : float or None
         ``np.inf`` for ``penalty=None``, else ``C`` unchanged.
+    l1_ratio : float or None
+        What the penalty means as LogisticRegression's ``l1_ratio``
+        (:data:`PENALTY_L1_RATIO`); None: the estimator's own (unset penalty,
+        or ``"elasticnet"``).
     """
     penalty = estimator.penalty
     if isinstance(penalty, str) and penalty == "deprecated":
-        return C
+        return C, None
     warnings.warn(
         "'penalty' is accepted for code written for LogisticRegression, where it "
         "was deprecated in scikit-learn 1.8 (and is removed in 1.10). To avoid this "
@@ -98,8 +102,8 @@ def resolve_penalty(estimator, C):
         if C is not None and C != 1.0:
             warnings.warn("Setting penalty=None will ignore the C parameter",
                           UserWarning, stacklevel=4)
-        return np.inf
-    return C
+        return np.inf, PENALTY_L1_RATIO[penalty]
+    return C, PENALTY_L1_RATIO[penalty]
 
 
 class SoftmaxModelBase(ClassifierMixin, BaseEstimator):

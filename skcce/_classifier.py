@@ -241,7 +241,7 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
             for ``penalty='l1'`` or ``'elasticnet'``, and for a solver other
             than ``'lbfgs'``.
         """
-        C = resolve_penalty(self, self.C)
+        C, _ = resolve_penalty(self, self.C)  # (l1_ratio: 0 for the supported penalties)
         check_solver(self)
         return self._transactional_fit(X, y, sample_weight, C)
 
@@ -370,8 +370,9 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
             targets.
         """
         if is_soft_targets(y):
-            return -categorical_crossentropy(y, self.predict_proba(X),
-                                             sample_weight=sample_weight,
+            # (computed in NumPy for array API inputs: a mean over n values)
+            return -categorical_crossentropy(_as_numpy(y), _as_numpy(self.predict_proba(X)),
+                                             sample_weight=_as_numpy(sample_weight),
                                              n_jobs=self.n_jobs)
         return super().score(X, y, sample_weight=sample_weight)
 

@@ -21,6 +21,9 @@ largest logit), with its options (``zipmap``, ``nocl``, ``raw_scores``,
 which is exactly skcce's ``P(class 1) = sigmoid(2 d)``.
 """
 
+from contextlib import contextmanager
+
+import numpy as np
 import scipy.sparse as sp
 
 from skcce._classifier import SoftmaxClassifier
@@ -71,10 +74,14 @@ def register():
             "ONNX export needs skl2onnx: pip install \"skcce[onnx]\" "
             "(onnxruntime runs the exported models)."
         ) from error
+    def calculate_shapes(operator):
+        with _numpy_attributes(operator.raw_operator):
+            calculate_linear_classifier_output_shapes(operator)
+
     for model, alias in _ALIASES.items():
         update_registered_converter(
-            model, alias, calculate_linear_classifier_output_shapes,
-            convert_softmax_classifier, options=dict(_OPTIONS),
+            model, alias, calculate_shapes, convert_softmax_classifier,
+            options=dict(_OPTIONS),
         )
     return dict(_ALIASES)
 
@@ -82,8 +89,10 @@ def register():
 def convert_softmax_classifier(scope, operator, container):
     """skl2onnx converter of a fitted softmax model: skl2onnx's linear classifier.
 
-    A ``coef_`` made sparse by ``sparsify()`` is handed to skl2onnx dense for the
-    conversion (it reads ``coef_`` as an array) and restored afterwards.
+    skl2onnx reads ``coef_``, ``intercept_`` and ``classes_`` as NumPy arrays: a
+    ``coef_`` made sparse by ``sparsify()``, and the arrays of a model fitted on
+    array API inputs (PyTorch, CuPy, ...), are handed to it as NumPy arrays for
+    the conversion and restored afterwards.
 
     Parameters
     ----------
@@ -94,13 +103,31 @@ def convert_softmax_classifier(scope, operator, container):
         convert_sklearn_linear_classifier,
     )
 
-    model = operator.raw_operator
-    coef = model.coef_
-    if not sp.issparse(coef):
+    with _numpy_attributes(operator.raw_operator):
         convert_sklearn_linear_classifier(scope, operator, container)
-        return
-    model.coef_ = coef.toarray()
+
+
+@contextmanager
+def _numpy_attributes(model):
+    """``coef_``, ``intercept_`` and ``classes_`` as NumPy arrays while in the block."""
+    saved = {name: getattr(model, name) for name in ("coef_", "intercept_", "classes_")}
+    replaced = {name: _numpy(value) for name, value in saved.items()}
+    replaced = {name: value for name, value in replaced.items() if value is not saved[name]}
+    model.__dict__.update(replaced)
     try:
-        convert_sklearn_linear_classifier(scope, operator, container)
+        yield
     finally:
-        model.coef_ = coef
+        model.__dict__.update({name: saved[name] for name in replaced})
+
+
+def _numpy(value):
+    """A NumPy array of a sparse matrix or an array API array; NumPy arrays unchanged."""
+    if sp.issparse(value):
+        return value.toarray()
+    if isinstance(value, np.ndarray):
+        return value
+    from sklearn.externals import array_api_compat
+    from sklearn.utils._array_api import _convert_to_numpy
+
+    # The array's own namespace, whether or not array API dispatch is enabled.
+    return _convert_to_numpy(value, array_api_compat.array_namespace(value))

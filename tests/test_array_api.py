@@ -189,3 +189,30 @@ def test_warm_start_and_mixed_namespaces(problem):
         assert int(clf.n_iter_[0]) < n_iter
         with pytest.raises(ValueError, match="same namespace"):
             clf.predict(X)  # fitted on tensors, NumPy data
+
+
+def test_soft_target_score_and_onnx_export_of_a_tensor_fit(problem):
+    torch = pytest.importorskip("torch")
+    X, y = problem
+    rng = np.random.default_rng(1)
+    soft = rng.dirichlet(np.ones(3), size=y.shape[0])
+    numpy_fit = SoftmaxClassifier(**TIGHT).fit(X, soft)
+    with config_context(array_api_dispatch=True):
+        clf = SoftmaxClassifier(**TIGHT).fit(torch.asarray(X), torch.asarray(soft))
+        score = clf.score(torch.asarray(X), torch.asarray(soft))
+        labels_fit = SoftmaxClassifier(**TIGHT).fit(torch.asarray(X), torch.asarray(y))
+    assert_allclose(score, numpy_fit.score(X, soft), rtol=1e-7)
+    skl2onnx = pytest.importorskip("skl2onnx")
+    rt = pytest.importorskip("onnxruntime")
+    import skcce.onnx
+
+    skcce.onnx.register()
+    onx = skl2onnx.to_onnx(labels_fit, X[:1], options={id(labels_fit): {"zipmap": False}})
+    session = rt.InferenceSession(onx.SerializeToString(), providers=["CPUExecutionProvider"])
+    onnx_labels, onnx_proba = session.run(None, {session.get_inputs()[0].name: X})
+    with config_context(array_api_dispatch=True):
+        proba = _numpy(labels_fit.predict_proba(torch.asarray(X)))
+        labels = _numpy(labels_fit.predict(torch.asarray(X)))
+    assert_array_equal(onnx_labels, labels)
+    assert_allclose(onnx_proba, proba, atol=1e-6)
+    assert isinstance(labels_fit.coef_, torch.Tensor)  # restored after the conversion
