@@ -28,6 +28,7 @@ from sklearn.utils.metadata_routing import (
     process_routing,
 )
 
+from skcce._array_api import array_namespace
 from skcce._base import (
     COMPATIBILITY_CONSTRAINTS,
     SoftmaxModelBase,
@@ -297,6 +298,13 @@ class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
 
     def _fit(self, X, y, sample_weight, groups, params):
         """Fit without touching ``self``'s model; return the new attributes."""
+        if array_namespace(X) is not None:
+            raise TypeError(
+                "SoftmaxClassifierCV takes NumPy arrays and sparse matrices, not arrays of "
+                "another array API namespace (neither does LogisticRegressionCV). Convert "
+                "X to NumPy, or search C with GridSearchCV over SoftmaxClassifier, which "
+                "fits such arrays on their device."
+            )
         X, y, classes, targets = self._validate_fit_data(X, y)
         soft = is_soft_targets(y)
         # What splitters and scorers see: the labels, or the soft targets.

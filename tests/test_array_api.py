@@ -216,3 +216,14 @@ def test_soft_target_score_and_onnx_export_of_a_tensor_fit(problem):
     assert_array_equal(onnx_labels, labels)
     assert_allclose(onnx_proba, proba, atol=1e-6)
     assert isinstance(labels_fit.coef_, torch.Tensor)  # restored after the conversion
+
+
+def test_cv_estimator_refuses_array_api_inputs_clearly(problem):
+    """LogisticRegressionCV has no array API support either (it fails inside)."""
+    torch = pytest.importorskip("torch")
+    from skcce import SoftmaxClassifierCV
+
+    X, y = problem
+    with config_context(array_api_dispatch=True):
+        with pytest.raises(TypeError, match="SoftmaxClassifierCV takes NumPy arrays"):
+            SoftmaxClassifierCV(Cs=2).fit(torch.asarray(X), torch.asarray(y))
