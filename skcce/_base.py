@@ -1,9 +1,15 @@
 """The estimators' shared base: transactional fit, validation, tags and predictions."""
 
+import warnings
+
 import numpy as np
+import scipy.sparse as sp
+from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import Hidden, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from skcce._array_api import array_namespace, predict_linear_xp, to_numpy
 from skcce._dask import dask_blockwise
 from skcce._prediction import DECISION, LOG_PROBA, PROBA, predict_linear
 from skcce._sparse import check_sparse_structure, is_sparse, kernel_csr
@@ -13,6 +19,91 @@ from skcce._threads import effective_n_threads
 # Attributes the callback machinery sets on the estimator during fit and
 # removes after it; a rolled-back fit keeps them for that cleanup.
 _CALLBACK_STATE = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
+
+# Where the API reference lives: the HTML repr links each estimator and each
+# of its parameters there, as scikit-learn's estimators do.
+DOC_LINK_TEMPLATE = (
+    "https://skcce.readthedocs.io/en/stable/generated/{estimator_module}.{estimator_name}.html"
+)
+
+# LogisticRegression's solvers. They all minimize the same objective; skcce
+# has one, and names the others only to say so.
+LOGISTIC_REGRESSION_SOLVERS = {"lbfgs", "liblinear", "newton-cg", "newton-cholesky", "sag", "saga"}
+
+# LogisticRegression's ``penalty`` (deprecated in scikit-learn 1.8) in terms of
+# its replacement, the mixing parameter l1_ratio (None: the l1_ratio
+# parameter's own value). skcce fits the penalties in SUPPORTED_PENALTIES.
+PENALTY_L1_RATIO = {"l2": 0.0, None: 0.0, "l1": 1.0, "elasticnet": None}
+SUPPORTED_PENALTIES = {"l2", None}
+
+# The ``_parameter_constraints`` entries of the arguments code written for
+# LogisticRegression passes.
+COMPATIBILITY_CONSTRAINTS = {
+    "penalty": [
+        StrOptions({"l1", "l2", "elasticnet"}),
+        None,
+        Hidden(StrOptions({"deprecated"})),
+    ],
+    "solver": [StrOptions(LOGISTIC_REGRESSION_SOLVERS)],
+    "random_state": ["random_state"],
+}
+
+
+def check_solver(estimator):
+    """Raise a ValueError for a solver other than "lbfgs", saying why."""
+    if estimator.solver != "lbfgs":
+        raise ValueError(
+            f"{type(estimator).__name__} has one solver, 'lbfgs'; got "
+            f"solver={estimator.solver!r}. LogisticRegression's solvers all minimize "
+            "the same objective, so solver='lbfgs' (the default) fits the same model."
+        )
+
+
+def resolve_penalty(estimator, C):
+    """The C and l1_ratio that ``penalty`` means, with LogisticRegression's warnings.
+
+    As ``LogisticRegression`` in scikit-learn >= 1.8: an explicit ``penalty``
+    is deprecated in favour of ``C`` (and ``l1_ratio``) and warns;
+    ``penalty=None`` means no penalty (``C=np.inf``) and warns if C was set
+    too; the L1 penalties raise a ValueError (not available).
+
+    Parameters
+    ----------
+    estimator : SoftmaxClassifier or SoftmaxClassifierCV
+        Its ``penalty``, and ``solver`` for the error message.
+    C : float or None
+        The estimator's C (None for an estimator without one).
+
+    Returns
+    -------
+    C : float or None
+        ``np.inf`` for ``penalty=None``, else ``C`` unchanged.
+    l1_ratio : float or None
+        What the penalty means as LogisticRegression's ``l1_ratio``
+        (:data:`PENALTY_L1_RATIO`); None: the estimator's own (unset penalty,
+        or ``"elasticnet"``).
+    """
+    penalty = estimator.penalty
+    if isinstance(penalty, str) and penalty == "deprecated":
+        return C, None
+    warnings.warn(
+        "'penalty' is accepted for code written for LogisticRegression, where it "
+        "was deprecated in scikit-learn 1.8 (and is removed in 1.10). To avoid this "
+        "warning, leave 'penalty' unset: the penalty is L2, and C=np.inf instead of "
+        "penalty=None means no penalty.",
+        FutureWarning, stacklevel=4,
+    )
+    if penalty not in SUPPORTED_PENALTIES:
+        raise ValueError(
+            f"{type(estimator).__name__} fits the L2 penalty only (penalty='l2', or "
+            f"None for no penalty); got penalty={penalty!r}."
+        )
+    if penalty is None:
+        if C is not None and C != 1.0:
+            warnings.warn("Setting penalty=None will ignore the C parameter",
+                          UserWarning, stacklevel=4)
+        return np.inf, PENALTY_L1_RATIO[penalty]
+    return C, PENALTY_L1_RATIO[penalty]
 
 
 class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
@@ -31,6 +122,10 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
 
     # Attributes only some fits produce: a fit that does not drops stale ones.
     _fit_may_drop = ()
+
+    # The HTML repr's link to the API reference, and its parameter tooltips.
+    _doc_link_module = "skcce"
+    _doc_link_template = DOC_LINK_TEMPLATE
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -91,6 +186,11 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             dtype (several classes at +inf) take the class ``predict_proba``
             ranks first, which the kernel computes from the exact logits.
         """
+        check_is_fitted(self)
+        _check_same_namespace(X, self, attribute="coef_", method="predict")
+        namespace = array_namespace(X)
+        if namespace is not None:
+            return self._predict_array_api(X, *namespace)
         scores = self.decision_function(X)
         if scores.ndim == 1:
             return self.classes_[(scores > 0).astype(int)]
@@ -120,7 +220,10 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             linear models.
         """
         scores = self._linear_prediction(X, DECISION, full=False)
-        return scores.reshape(-1) if scores.shape[1] == 1 else scores
+        if scores.shape[1] != 1:
+            return scores
+        namespace = array_namespace(scores)
+        return scores.reshape(-1) if namespace is None else namespace[0].reshape(scores, (-1,))
 
     @dask_blockwise
     def predict_proba(self, X):
@@ -162,18 +265,116 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         ``W = [-w, w], b = [-c, c]`` instead of the stored class-1 row.
         """
         check_is_fitted(self)
+        _check_same_namespace(X, self, attribute="coef_", method=_PREDICTION_METHODS[mode])
+        namespace = array_namespace(X)
+        if namespace is not None:
+            return self._linear_prediction_array_api(X, mode, full, *namespace)
         # scikit-learn's finiteness check first sums X; for finite data near
         # the float64 limit that sum overflows and warns, although the
         # element-wise check it falls back to passes.
         check_sparse_structure(X)
         with np.errstate(over="ignore", invalid="ignore"):
             X = validate_data(self, X, accept_sparse="csr", reset=False)
-        coef, intercept = self.coef_, np.ravel(self.intercept_)
+        coef, intercept = self._dense_coef(), np.ravel(self.intercept_)
         if full and coef.shape[0] == 1:
             coef = np.concatenate([-coef, coef])
             intercept = np.concatenate([-intercept, intercept])
         return predict_linear(X, coef, intercept, mode=mode,
                               n_threads=effective_n_threads(self.n_jobs))
+
+
+    def _dense_coef(self):
+        """``coef_`` as an ndarray, also after :meth:`sparsify` or an array API fit."""
+        if sp.issparse(self.coef_):
+            return self.coef_.toarray()
+        return _as_numpy(self.coef_)
+
+    def _linear_prediction_array_api(self, X, mode, full, xp, device):
+        """:meth:`_linear_prediction` of an array API X, computed in its namespace."""
+        X = validate_data(self, X, reset=False)
+        coef, intercept = self.coef_, self.intercept_
+        if sp.issparse(coef):
+            coef = coef.toarray()
+        dtype = X.dtype if X.dtype in (xp.float32, xp.float64) else xp.float64
+        coef = xp.asarray(_as_numpy(coef), dtype=dtype, device=device)
+        intercept = xp.asarray(np.ravel(_as_numpy(intercept)), dtype=dtype, device=device)
+        if full and coef.shape[0] == 1:
+            coef = xp.concat([-coef, coef])
+            intercept = xp.concat([-intercept, intercept])
+        return predict_linear_xp(X, coef, intercept, mode, xp, device)
+
+    def _predict_array_api(self, X, xp, device):
+        """Labels of an array API X: in its namespace (or NumPy, for NumPy classes_)."""
+        scores = self.decision_function(X)
+        if scores.ndim == 1:
+            indices = xp.astype(scores > 0, xp.int64)
+        else:
+            indices = xp.argmax(scores, axis=1)
+        if isinstance(self.classes_, np.ndarray):
+            return self.classes_[to_numpy(indices, xp)]
+        return xp.take(self.classes_, indices)
+
+    def densify(self):
+        """Convert the coefficient matrix to a dense array, as ``LogisticRegression``.
+
+        Converts ``coef_`` (back) to a numpy.ndarray, its format after a
+        fit; a no-op unless :meth:`sparsify` was called.
+
+        Returns
+        -------
+        self
+            Fitted estimator.
+        """
+        check_is_fitted(self, msg="Estimator, %(name)s, must be fitted before densifying.")
+        if sp.issparse(self.coef_):
+            self.coef_ = self.coef_.toarray()
+        return self
+
+    def sparsify(self):
+        """Convert the coefficient matrix to a sparse CSR matrix, as ``LogisticRegression``.
+
+        ``coef_`` becomes a scipy.sparse CSR matrix (a ``csr_array`` when
+        scikit-learn's ``sparse_interface`` is ``"sparray"``); ``intercept_``
+        stays dense. Predictions are unchanged, and a warm-started fit starts
+        from the same coefficients. Worth it only when most coefficients are
+        zero: the L2 penalty does not make them so.
+
+        Returns
+        -------
+        self
+            Fitted estimator.
+        """
+        check_is_fitted(self, msg="Estimator, %(name)s, must be fitted before sparsifying.")
+        if get_config().get("sparse_interface") == "sparray":
+            self.coef_ = sp.csr_array(self.coef_)
+        else:
+            self.coef_ = sp.csr_matrix(self.coef_)
+        return self
+
+
+def _as_numpy(array):
+    """A NumPy array of an array of any namespace (array-likes, None: unchanged)."""
+    if array is None or isinstance(array, np.ndarray) or array_namespace(array) is None:
+        return array
+    from sklearn.utils._array_api import get_namespace
+
+    return to_numpy(array, get_namespace(array)[0])
+
+
+_PREDICTION_METHODS = {DECISION: "decision_function", PROBA: "predict_proba",
+                       LOG_PROBA: "predict_log_proba"}
+
+
+def _check_same_namespace(X, estimator, *, attribute, method):
+    """scikit-learn's check that X and a fitted attribute share namespace and device.
+
+    A no-op with scikit-learn < 1.9, which has no such check.
+    """
+    try:
+        from sklearn.utils._array_api import check_same_namespace
+    except ImportError:
+        return
+    check_same_namespace(X, estimator, attribute=attribute, method=method)
 
 
 def _take_rows(X, rows):

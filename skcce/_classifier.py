@@ -1,12 +1,21 @@
 """SoftmaxClassifier: multinomial logistic regression fitted by L-BFGS."""
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import validate_data
 
-from skcce._base import SoftmaxModelBase
+from skcce._array_api import ArrayAPIData, array_namespace, to_numpy
+from skcce._base import (
+    COMPATIBILITY_CONSTRAINTS,
+    SoftmaxModelBase,
+    _as_numpy,
+    check_solver,
+    resolve_penalty,
+)
 from skcce._callbacks import (
     CallbackSupportMixin,
     LbfgsCallbackBridge,
@@ -19,7 +28,7 @@ from skcce._layout import CoefLayout
 from skcce._metrics import categorical_crossentropy
 from skcce._objective import CrossEntropyObjective, InMemoryData, penalty_strength
 from skcce._precondition import rescaled
-from skcce._targets import is_soft_targets
+from skcce._targets import encode_targets, is_soft_targets
 from skcce._threads import effective_n_threads
 from skcce._weights import effective_sample_weight
 
@@ -82,6 +91,20 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
     verbose : int, default=0
         If > 0, print one line per iteration: iteration, objective, largest
         absolute gradient entry, elapsed time.
+    penalty : {'l2', None}, default='l2'
+        Accepted for code written for ``LogisticRegression``, with its
+        meaning and its deprecation (scikit-learn 1.8): setting it warns
+        (FutureWarning). ``'l2'`` is the penalty skcce fits; ``None`` means no
+        penalty, as ``C=np.inf`` (and warns if C was set too). ``'l1'`` and
+        ``'elasticnet'`` raise a ValueError.
+    solver : {'lbfgs'}, default='lbfgs'
+        Accepted for code written for ``LogisticRegression``. L-BFGS is the
+        only solver; LogisticRegression's other solver names raise a
+        ValueError (they minimize the same objective).
+    random_state : int, RandomState instance or None, default=None
+        Accepted for code written for ``LogisticRegression`` and unused: the
+        solver is deterministic (as ``LogisticRegression``'s lbfgs, which
+        ignores it too).
 
     Attributes
     ----------
@@ -155,11 +178,12 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
             None,
         ],
         "verbose": ["verbose"],
+        **COMPATIBILITY_CONSTRAINTS,
     }
 
     def __init__(self, C=1.0, *, fit_intercept=True, tol=1e-4, max_iter=100,
                  class_weight=None, label_smoothing=0.0, warm_start=False, n_jobs=None,
-                 verbose=0):
+                 verbose=0, penalty="deprecated", solver="lbfgs", random_state=None):
         self.C = C
         self.fit_intercept = fit_intercept
         self.tol = tol
@@ -169,6 +193,9 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
         self.warm_start = warm_start
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.penalty = penalty
+        self.solver = solver
+        self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -210,17 +237,29 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
             Besides scikit-learn's input checks: if the sum of the sample
             weights overflows, if ``1 / (C * sum(sample_weight))`` is not
             finite, if ``class_weight`` holds a non-finite or negative value
-            or only zeros, or if the fit would end with a non-finite model.
+            or only zeros, or if the fit would end with a non-finite model;
+            for ``penalty='l1'`` or ``'elasticnet'``, and for a solver other
+            than ``'lbfgs'``.
         """
-        return self._transactional_fit(X, y, sample_weight)
+        C, _ = resolve_penalty(self, self.C)  # (l1_ratio: 0 for the supported penalties)
+        check_solver(self)
+        return self._transactional_fit(X, y, sample_weight, C)
 
-    def _fit(self, X, y, sample_weight):
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = True
+        return tags
+
+    def _fit(self, X, y, sample_weight, C):
         """Fit without touching ``self``'s model; return the new attributes."""
+        namespace = array_namespace(X)
+        if namespace is not None:
+            return self._fit_array_api(X, y, sample_weight, C, *namespace)
         if is_dask_collection(X):
             # The row blocks stay on the Dask workers; L-BFGS runs here.
             with dask_data_term(self, X, y, sample_weight) as (data, classes, dtype):
                 metadata = None if sample_weight is None else {"sample_weight": sample_weight}
-                return self._fit_data(data, classes, dtype, X, y, metadata)
+                return self._fit_data(data, classes, dtype, X, y, metadata, C)
         X, y, classes, targets = self._validate_fit_data(X, y)
         sample_weight = effective_sample_weight(
             self.class_weight, X, targets, classes, sample_weight)
@@ -232,15 +271,47 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
             n_threads=effective_n_threads(self.n_jobs), cache_tiles=True,
         )
         metadata = None if sample_weight is None else {"sample_weight": sample_weight}
-        return self._fit_data(data, classes, X.dtype, X, y, metadata)
+        return self._fit_data(data, classes, X.dtype, X, y, metadata, C)
 
-    def _fit_data(self, data, classes, dtype, X, y, metadata):
+    def _fit_array_api(self, X, y, sample_weight, C, xp, device):
+        """Fit an array of another namespace: loss and gradient computed there.
+
+        L-BFGS runs on NumPy copies of the parameters; ``coef_`` and
+        ``intercept_`` are returned in X's namespace and on its device,
+        ``classes_`` in y's namespace (NumPy for NumPy labels), as
+        ``LogisticRegression`` does.
+        """
+        X, y = validate_data(self, X, y, dtype=[xp.float64, xp.float32],
+                             multi_output=True, reset=True)
+        # y and the weights may come in another namespace: labels are encoded,
+        # and weights combined, in NumPy (n-vectors), then moved to X's device.
+        y_is_array_api = array_namespace(y) is not None
+        classes, targets = encode_targets(_as_numpy(y))
+        sample_weight = _as_numpy(sample_weight)
+        n_samples = X.shape[0]
+        # The weights are n-vectors: computed in NumPy (X only gives their number).
+        sample_weight = effective_sample_weight(
+            self.class_weight, np.empty((n_samples, 0)), targets, classes, sample_weight)
+        data = ArrayAPIData(
+            X, targets, CoefLayout(classes.shape[0], X.shape[1], self.fit_intercept), xp,
+            device, sample_weight=sample_weight, label_smoothing=self.label_smoothing,
+        )
+        metadata = None if sample_weight is None else {"sample_weight": sample_weight}
+        fitted = self._fit_data(data, classes, data.dtype, X, y, metadata, C)
+        for name in ("coef_", "intercept_", "n_iter_"):
+            fitted[name] = xp.asarray(fitted[name], device=device)
+        if y_is_array_api:  # numeric labels: classes_ follows X, as LogisticRegression's
+            fitted["classes_"] = xp.asarray(classes, device=device)
+        return fitted
+
+    def _fit_data(self, data, classes, dtype, X, y, metadata, C):
         """Minimize the objective over a data term; the fitted attributes.
 
-        ``X``, ``y`` and ``metadata`` are what the callbacks receive.
+        ``X``, ``y`` and ``metadata`` are what the callbacks receive; ``C`` is
+        the inverse penalty strength that ``penalty`` resolved to.
         """
         layout = data.layout
-        objective = CrossEntropyObjective(data, penalty_strength(self.C, data))
+        objective = CrossEntropyObjective(data, penalty_strength(C, data))
         params0 = self._initial_params(layout, classes)
         # Badly scaled features: L-BFGS works on rescaled coefficients, the
         # objective stays identical (see _precondition).
@@ -299,8 +370,9 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
             targets.
         """
         if is_soft_targets(y):
-            return -categorical_crossentropy(y, self.predict_proba(X),
-                                             sample_weight=sample_weight,
+            # (computed in NumPy for array API inputs: a mean over n values)
+            return -categorical_crossentropy(_as_numpy(y), _as_numpy(self.predict_proba(X)),
+                                             sample_weight=_as_numpy(sample_weight),
                                              n_jobs=self.n_jobs)
         return super().score(X, y, sample_weight=sample_weight)
 
@@ -317,14 +389,30 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
         preserves it (every gradient sums to zero over classes), so two-class
         solutions are exactly symmetric.
         """
-        if self.warm_start and self._warm_start_compatible(classes, layout.n_features):
-            return layout.from_model(self.coef_, self.intercept_)
+        if self.warm_start and hasattr(self, "coef_") and hasattr(self, "classes_"):
+            change = self._warm_start_change(classes, layout.n_features)
+            if change is None:
+                return layout.from_model(self._dense_coef(), _as_numpy(self.intercept_))
+            warnings.warn(
+                f"warm_start=True cannot reuse the previous solution: {change}. "
+                "The fit starts from zeros.", UserWarning, stacklevel=7)
         return layout.zeros()
 
-    def _warm_start_compatible(self, classes, n_features):
-        return (
-            hasattr(self, "coef_")
-            and hasattr(self, "classes_")
-            and np.array_equal(self.classes_, classes)
-            and self.coef_.shape[1] == n_features
-        )
+    def _warm_start_change(self, classes, n_features):
+        """What makes the previous fit unusable as a start, or None."""
+        previous = _as_numpy(self.classes_)
+        if not np.array_equal(previous, classes):
+            return (f"the classes changed (previous fit: {_summary(previous)}; "
+                    f"this fit: {_summary(classes)})")
+        if self.coef_.shape[1] != n_features:
+            return (f"the number of features changed (previous fit: "
+                    f"{self.coef_.shape[1]}; this fit: {n_features})")
+        return None
+
+
+def _summary(values, limit=6):
+    """A short text of an array of labels."""
+    values = np.asarray(values)
+    shown = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in values[:limit])
+    more = f", ... ({values.shape[0]} in all)" if values.shape[0] > limit else ""
+    return f"[{shown}{more}]"

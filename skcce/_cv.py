@@ -19,9 +19,23 @@ from sklearn.base import _fit_context
 from sklearn.exceptions import ConvergenceWarning, FitFailedWarning
 from sklearn.metrics import get_scorer, get_scorer_names, make_scorer
 from sklearn.model_selection import check_cv
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions
+from sklearn.utils.metadata_routing import (
+    MetadataRouter,
+    MethodMapping,
+    _raise_for_params,
+    _routing_enabled,
+    process_routing,
+)
 
-from skcce._base import SoftmaxModelBase
+from skcce._array_api import array_namespace
+from skcce._base import (
+    COMPATIBILITY_CONSTRAINTS,
+    SoftmaxModelBase,
+    check_solver,
+    resolve_penalty,
+)
+from skcce._callbacks import CallbackSupportMixin, start_path_callbacks
 from skcce._classifier import SoftmaxClassifier
 from skcce._fit import check_finite_attributes, run_lbfgs
 from skcce._layout import CoefLayout
@@ -43,7 +57,7 @@ from skcce._weights import (
     effective_sample_weight,
 )
 
-class SoftmaxClassifierCV(SoftmaxModelBase):
+class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
     """Softmax regression with the inverse regularization C chosen by cross-validation.
 
     The cross-validated counterpart of :class:`SoftmaxClassifier`, with the
@@ -115,6 +129,17 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
     verbose : int, default=0
         If > 0, print one line per fitted (fold, C); if > 1, also the refit's
         L-BFGS iterations.
+    penalty : {'l2'}, default='l2'
+        Accepted for code written for ``LogisticRegressionCV``, with its
+        deprecation (scikit-learn 1.8): setting it warns (FutureWarning).
+        ``'l1'`` and ``'elasticnet'`` raise a ValueError.
+    solver : {'lbfgs'}, default='lbfgs'
+        Accepted for code written for ``LogisticRegressionCV``; other solver
+        names raise a ValueError (see :class:`SoftmaxClassifier`).
+    random_state : int, RandomState instance or None, default=None
+        Accepted for code written for ``LogisticRegressionCV`` and unused:
+        the solver is deterministic. (To shuffle the folds, pass a splitter
+        with its own ``random_state`` as ``cv``.)
 
     Attributes
     ----------
@@ -164,6 +189,19 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
     C of the path starts from the last finite solution. If every fit fails,
     ``fit`` raises a ValueError.
 
+    **Callbacks** (scikit-learn >= 1.9, :meth:`set_callbacks`): the fit task
+    has one sub-task per fold, whose sub-tasks are the fits of its path (one
+    per C, in increasing C, each ending with that model; their ``X`` and
+    ``y`` are the fold's training data), and a ``"refit"`` sub-task whose
+    sub-tasks are the refit's L-BFGS iterations.
+
+    **Metadata routing** (``sklearn.set_config(enable_metadata_routing=True)``):
+    ``fit`` routes its metadata to the splitter (``groups``, ...) and to the
+    scorer, as ``LogisticRegressionCV`` does; the scorer receives only what
+    it requests (for instance ``make_scorer(...).set_score_request(sample_weight=True)``),
+    sliced to each test fold. Without routing, ``groups`` goes to the splitter
+    and ``sample_weight`` to the scorer when its metric accepts it.
+
     Each fit of the path solves exactly the problem of
     ``SoftmaxClassifier(C=C).fit(X[train], y[train], sample_weight[train])``
     (with ``class_weight`` resolved on all the data, see above), with all
@@ -197,11 +235,15 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
             for name in ("fit_intercept", "tol", "max_iter", "class_weight",
                          "label_smoothing", "n_jobs", "verbose")
         },
+        **COMPATIBILITY_CONSTRAINTS,
+        # As LogisticRegressionCV: no penalty=None (C is what is chosen).
+        "penalty": [StrOptions({"l1", "l2", "elasticnet"}), Hidden(StrOptions({"deprecated"}))],
     }
 
     def __init__(self, Cs=10, *, cv=None, scoring=None, refit=True, fit_intercept=True,
                  tol=1e-4, max_iter=100, class_weight=None, label_smoothing=0.0,
-                 n_jobs=None, verbose=0):
+                 n_jobs=None, verbose=0, penalty="deprecated", solver="lbfgs",
+                 random_state=None):
         self.Cs = Cs
         self.cv = cv
         self.scoring = scoring
@@ -213,12 +255,15 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
         self.label_smoothing = label_smoothing
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.penalty = penalty
+        self.solver = solver
+        self.random_state = random_state
 
     # Attributes only a refit produces; a later fit with refit=False drops them.
     _fit_may_drop = ("loss_curve_", "final_gradient_norm_")
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None, groups=None):
+    def fit(self, X, y, sample_weight=None, groups=None, **params):
         """Cross-validate every C, choose one, and fit the final model.
 
         The fit is transactional: if it fails or is interrupted, the estimator
@@ -237,16 +282,29 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
             scorer accepts ``sample_weight``.
         groups : array-like of shape (n_samples,), default=None
             Group labels for group-aware splitters (``GroupKFold``, ...).
+        **params : dict
+            With metadata routing enabled, metadata for the splitter and the
+            scorer, routed to them as they request it (see Notes).
 
         Returns
         -------
         self : SoftmaxClassifierCV
             The fitted estimator.
         """
-        return self._transactional_fit(X, y, sample_weight, groups)
+        _raise_for_params(params, self, "fit")
+        resolve_penalty(self, None)
+        check_solver(self)
+        return self._transactional_fit(X, y, sample_weight, groups, params)
 
-    def _fit(self, X, y, sample_weight, groups):
+    def _fit(self, X, y, sample_weight, groups, params):
         """Fit without touching ``self``'s model; return the new attributes."""
+        if array_namespace(X) is not None:
+            raise TypeError(
+                "SoftmaxClassifierCV takes NumPy arrays and sparse matrices, not arrays of "
+                "another array API namespace (neither does LogisticRegressionCV). Convert "
+                "X to NumPy, or search C with GridSearchCV over SoftmaxClassifier, which "
+                "fits such arrays on their device."
+            )
         X, y, classes, targets = self._validate_fit_data(X, y)
         soft = is_soft_targets(y)
         # What splitters and scorers see: the labels, or the soft targets.
@@ -261,13 +319,26 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
                                               sample_weight)
         if all_weights is not None:
             check_weight_sum(_finite_sum(all_weights))
-        folds = list(check_cv(self.cv, y_score, classifier=True).split(X, y_score, groups))
         scorer = _path_scorer(self._scorer(soft, n_jobs=1), classes, soft)
-        score_weight = self._score_weight(scorer, sample_weight)
+        if _routing_enabled():
+            metadata = {key: value for key, value in
+                        dict(params, sample_weight=sample_weight, groups=groups).items()
+                        if value is not None}
+            routed = process_routing(self, "fit", **metadata)
+            split_params, score_params = routed.splitter.split, routed.scorer.score
+        else:
+            split_params = {"groups": groups}
+            score_weight = self._score_weight(scorer, sample_weight)
+            score_params = {} if score_weight is None else {"sample_weight": score_weight}
+        folds = list(check_cv(self.cv, y_score, classifier=True).split(
+            X, y_score, **split_params))
 
+        callbacks = start_path_callbacks(
+            self, len(folds), len(Cs), self.refit, self.max_iter, X, y,
+            None if sample_weight is None else {"sample_weight": sample_weight})
         path = _RegularizationPath(
-            X, targets, y_score, classes, sample_weight, class_weight, score_weight, Cs,
-            scorer, self,
+            X, targets, y_score, classes, sample_weight, class_weight, score_params, Cs,
+            scorer, self, callbacks,
         )
         n_threads = effective_n_threads(self.n_jobs)
         with single_threaded_blas():
@@ -283,12 +354,14 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
             "n_iter_": np.stack([fold.n_iter for fold in fold_paths]),
         }
         if self.refit:
-            fitted.update(self._refit(X, targets, classes, sample_weight, class_weight,
-                                      fitted, full_coefs, n_threads))
+            fitted.update(self._refit(X, y, targets, classes, sample_weight, class_weight,
+                                      fitted, full_coefs, n_threads, callbacks))
         else:
             layout = CoefLayout(classes.shape[0], X.shape[1], self.fit_intercept)
             fitted.update(_average_best(fitted["scores_"], full_coefs, Cs, classes,
                                         layout, X.dtype))
+        if callbacks is not None:
+            callbacks.end(fitted)
         return fitted
 
     def _score_weight(self, scorer, sample_weight):
@@ -313,8 +386,8 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
         weights = check_non_negative_sample_weight(sample_weight, X)
         return class_weights(self.class_weight, targets, classes, weights)
 
-    def _refit(self, X, targets, classes, sample_weight, class_weight, fitted, full_coefs,
-               n_threads):
+    def _refit(self, X, y, targets, classes, sample_weight, class_weight, fitted,
+               full_coefs, n_threads, callbacks):
         """Fit on all the data at the best mean-score C, warm-started."""
         mean_scores = fitted["scores_"].mean(axis=0)
         if np.all(np.isnan(mean_scores)):
@@ -332,8 +405,19 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
         )
         objective = CrossEntropyObjective(data, penalty_strength(C, data))
         params0 = data.layout.flatten(full_coefs[:, best].mean(axis=0))
+        bridge = None
+        if callbacks is not None:
+            metadata = None if sample_weight is None else {"sample_weight": sample_weight}
+
+            def model_attributes(params):
+                return data.layout.model_attributes(params, classes, X.dtype)
+
+            bridge = callbacks.refit_bridge(X, y, metadata, model_attributes, params0)
         result = run_lbfgs(rescaled(objective), params0, max_iter=self.max_iter,
-                           tol=self.tol, verbose=max(0, self.verbose - 1))
+                           tol=self.tol, verbose=max(0, self.verbose - 1),
+                           on_iteration=None if bridge is None else bridge.iteration_done)
+        if bridge is not None:
+            bridge.close()
         result.warn_if_not_converged(prefix=f"Refit at C={C:.6g}: ", stacklevel=5)
         refitted = data.layout.model_attributes(result.params, classes, X.dtype)
         check_finite_attributes(refitted)
@@ -342,6 +426,8 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
             "loss_curve_": result.loss_curve,
             "final_gradient_norm_": result.final_gradient_norm,
         })
+        if bridge is not None:
+            callbacks.refit_end(X, y, metadata, refitted)
         return refitted
 
     def _scorer(self, soft, n_jobs):
@@ -353,7 +439,7 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
                                response_method="predict_proba", n_jobs=n_jobs)
         return get_scorer("accuracy")
 
-    def score(self, X, y, sample_weight=None):
+    def score(self, X, y, sample_weight=None, **score_params):
         """Score of the final model on the given data, with the ``scoring`` option.
 
         As in ``LogisticRegressionCV``: accuracy when ``scoring`` is None (the
@@ -367,17 +453,49 @@ class SoftmaxClassifierCV(SoftmaxModelBase):
             True labels, or soft targets.
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights, passed to the scorer.
+        **score_params : dict
+            With metadata routing enabled, metadata routed to the scorer as it
+            requests it.
 
         Returns
         -------
         score : float
             Greater is better.
         """
+        _raise_for_params(score_params, self, "score")
         soft = is_soft_targets(y)
         _check_soft_scoring(self.scoring, soft)
         scorer = self._scorer(soft, n_jobs=self.n_jobs)
-        kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
+        if _routing_enabled():
+            if sample_weight is not None:
+                score_params["sample_weight"] = sample_weight
+            kwargs = process_routing(self, "score", **score_params).scorer.score
+        else:
+            kwargs = {} if sample_weight is None else {"sample_weight": sample_weight}
         return scorer(self, X, y, **kwargs)
+
+    def get_metadata_routing(self):
+        """Get the metadata routing of this object, as ``LogisticRegressionCV``'s.
+
+        ``fit`` routes to the splitter's ``split`` and the scorer's
+        ``score``; ``score`` routes to the scorer.
+
+        Returns
+        -------
+        routing : MetadataRouter
+            A :class:`~sklearn.utils.metadata_routing.MetadataRouter`
+            encapsulating the routing information.
+        """
+        return (
+            MetadataRouter(owner=type(self).__name__)
+            .add_self_request(self)
+            .add(splitter=self.cv,
+                 method_mapping=MethodMapping().add(caller="fit", callee="split"))
+            .add(scorer=self._scorer(soft=False, n_jobs=1),
+                 method_mapping=MethodMapping()
+                 .add(caller="score", callee="score")
+                 .add(caller="fit", callee="score"))
+        )
 
 
 class _FoldPath:
@@ -399,10 +517,13 @@ class _RegularizationPath:
     """
 
     def __init__(self, X, targets, y_score, classes, sample_weight, class_weight,
-                 score_weight, Cs, scorer, estimator):
+                 score_params, Cs, scorer, estimator, callbacks=None):
         self.X, self.targets, self.y_score = X, targets, y_score
         self.classes = classes
-        self.sample_weight, self.score_weight = sample_weight, score_weight
+        self.sample_weight = sample_weight
+        # Metadata for the scorer, over all the samples (sliced per test fold).
+        self.score_params = score_params
+        self.callbacks = callbacks
         self.class_weight = class_weight  # per class, resolved on all the data
         self.Cs, self.scorer = Cs, scorer
         self.settings = estimator.get_params()
@@ -429,22 +550,35 @@ class _RegularizationPath:
         params = _prior_params(objective.data)
         path = _FoldPath(len(self.Cs), objective.layout)
         share.start(objective)
+        callback_data = None
+        if self.callbacks is not None:
+            callback_data = self._callback_data(train)
+            self.callbacks.fold_begin(fold_index, **callback_data)
         try:
             previous = None  # (params, score) of the previous C fitted
             for j in np.argsort(self.Cs, kind="stable"):
                 if self.stop.is_set():
                     break
+                if callback_data is not None:
+                    context = self.callbacks.path_fit_begin(fold_index, **callback_data)
                 try:
                     fitted = self._fit_one(objective, params, j, path)
                 except ValueError as error:
                     # This C cannot be fitted: scored NaN; the next C starts
                     # from the last finite solution.
                     path.errors.append((j, str(error)))
+                    if callback_data is not None:
+                        self.callbacks.path_fit_end(context, **callback_data,
+                                                    model_attributes=None)
                     path.coefs[j] = np.nan
                     path.scores[j] = np.nan
                     self._report(fold_index, j, path)
                     continue
                 params = fitted
+                if callback_data is not None:
+                    self.callbacks.path_fit_end(
+                        context, **callback_data,
+                        model_attributes=self._model_attributes(params, objective))
                 if previous is not None and np.array_equal(previous[0], params):
                     path.scores[j] = previous[1]  # already optimal: the same model
                 else:
@@ -453,7 +587,22 @@ class _RegularizationPath:
                 self._report(fold_index, j, path)
         finally:
             share.finish(objective)
+        if callback_data is not None:
+            self.callbacks.fold_end(fold_index, **callback_data)
         return path
+
+    def _callback_data(self, train):
+        """X, y and metadata of a training fold, as the callbacks receive them."""
+        metadata = None
+        if self.sample_weight is not None:
+            metadata = {"sample_weight": self.sample_weight[train]}
+        return {"X": self.X[train], "y": self.y_score[train], "metadata": metadata}
+
+    def _model_attributes(self, params, objective):
+        """The fitted attributes of the path's model at ``params``, built when called."""
+        def build():
+            return objective.layout.model_attributes(params, self.classes, self.X.dtype)
+        return build
 
     def _report(self, fold_index, j, path):
         """With verbose > 0, one line per fitted (fold, C)."""
@@ -486,10 +635,18 @@ class _RegularizationPath:
         model.__dict__.update(
             objective.layout.model_attributes(params, self.classes, self.X.dtype))
         model.n_features_in_ = objective.layout.n_features
-        kwargs = {}
-        if self.score_weight is not None:
-            kwargs["sample_weight"] = self.score_weight[test]
+        kwargs = {key: _fold_values(value, test, self.X.shape[0])
+                  for key, value in self.score_params.items()}
         return float(self.scorer(model, self.X[test], self.y_score[test], **kwargs))
+
+
+def _fold_values(value, indices, n_samples):
+    """A metadata value for the rows ``indices``: sliced when it has one entry per sample."""
+    if hasattr(value, "shape") and len(value.shape) >= 1 and value.shape[0] == n_samples:
+        return value[indices]
+    if isinstance(value, (list, tuple)) and len(value) == n_samples:
+        return np.asarray(value)[indices]
+    return value
 
 
 def _prior_params(data):

@@ -198,3 +198,18 @@ def scaled_columns_optimum(Xn, y, exponents, n_classes, C=np.inf, sample_weight=
     coef = (result.x * flat).reshape(K, -1)
     logits = Xa @ coef[:, :d].T + (coef[:, d] if fit_intercept else 0.0)
     return softmax(logits, axis=1), float(result.fun)
+
+
+# The scikit-learn whose behaviour the references follow. Older releases (down
+# to the oldest supported) differ in some of LogisticRegression's and
+# log_loss's behaviours and wordings; the tests compare with them only where
+# they agree, and check skcce's own behaviour on every release.
+def sklearn_at_least(version):
+    """Whether the installed scikit-learn is ``version`` (e.g. "1.9") or newer."""
+    import sklearn
+    from sklearn.utils.fixes import parse_version
+
+    return parse_version(sklearn.__version__).release >= parse_version(version).release
+
+
+REFERENCE_SKLEARN = "1.9"

@@ -21,9 +21,9 @@ LAYERS = [
      "skcce._callbacks", "skcce._threads", "skcce._prediction", "skcce._precondition",
      "skcce._columns"},
     {"skcce._objective"},
-    {"skcce._fit", "skcce._dask", "skcce._loss", "skcce._metrics"},
+    {"skcce._fit", "skcce._dask", "skcce._array_api", "skcce._loss", "skcce._metrics"},
     {"skcce._base", "skcce._classifier", "skcce._cv"},
-    {"skcce", "skcce.demo"},
+    {"skcce", "skcce.demo", "skcce.onnx"},
 ]
 
 

@@ -244,7 +244,8 @@ def test_get_set_params():
     p = clf.get_params()
     assert p == dict(C=3.0, fit_intercept=True, tol=1e-4, max_iter=100,
                      class_weight="balanced", label_smoothing=0.0,
-                     warm_start=False, n_jobs=None, verbose=0)
+                     warm_start=False, n_jobs=None, verbose=0,
+                     penalty="deprecated", solver="lbfgs", random_state=None)
     clf.set_params(C=0.5, max_iter=7)
     assert clf.C == 0.5 and clf.max_iter == 7
 

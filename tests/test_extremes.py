@@ -24,7 +24,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 
-from _reference import scaled_columns_optimum, sklearn_loss_gradient
+from _reference import (
+    REFERENCE_SKLEARN,
+    scaled_columns_optimum,
+    sklearn_at_least,
+    sklearn_loss_gradient,
+)
 from skcce import (
     SoftmaxClassifier,
     SoftmaxClassifierCV,
@@ -437,7 +442,9 @@ def test_cv_C_that_cannot_be_fitted_is_reported_others_unaffected(scoring):
     assert np.all(np.isfinite(ours.coefs_paths_[:, 1]))
     assert ours.C_ == 1.0
     ref = LogisticRegression(C=1.0, tol=1e-12, max_iter=10000).fit(X, y)
-    assert_allclose(ours.predict_proba(X), ref.predict_proba(X), rtol=0, atol=1e-6)
+    # (older scikit-learn and SciPy stop LogisticRegression within 2e-6)
+    atol = 1e-6 if sklearn_at_least(REFERENCE_SKLEARN) else 2e-6
+    assert_allclose(ours.predict_proba(X), ref.predict_proba(X), rtol=0, atol=atol)
     # The fold scores at C = 1 are those of LogisticRegression on the folds.
     for i, (train, test) in enumerate(cv.split(X, y)):
         fold = LogisticRegression(C=1.0, tol=1e-12, max_iter=10000).fit(X[train], y[train])
@@ -493,7 +500,8 @@ def test_metric_raises_like_log_loss_for_a_single_label(y_true, y_pred):
         log_loss(y_true, y_pred)
     with pytest.raises(ValueError) as got:
         categorical_crossentropy(y_true, y_pred)
-    assert str(got.value) == str(expected.value)
+    if sklearn_at_least(REFERENCE_SKLEARN):  # log_loss's wording of that release
+        assert str(got.value) == str(expected.value)
     labels = sorted({y_true[0], not y_true[0]} if isinstance(y_true[0], bool)
                     else {y_true[0], "b" if isinstance(y_true[0], str) else 5})
     assert_allclose(categorical_crossentropy(y_true, y_pred, labels=labels),
@@ -502,7 +510,8 @@ def test_metric_raises_like_log_loss_for_a_single_label(y_true, y_pred):
         log_loss(y_true, y_pred, labels=[y_true[0]])
     with pytest.raises(ValueError) as got:
         categorical_crossentropy(y_true, y_pred, labels=[y_true[0]])
-    assert str(got.value) == str(expected.value)
+    if sklearn_at_least(REFERENCE_SKLEARN):
+        assert str(got.value) == str(expected.value)
 
 
 def _soft_problem():

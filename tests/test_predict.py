@@ -286,7 +286,8 @@ def test_bitwise_identical_for_any_n_jobs(kind):
         results = [getattr(_model(coef, intercept, n_jobs=n_jobs), method)(X)
                    for n_jobs in (1, 2, 3)]
         for other in results[1:]:
-            assert_array_equal(other, results[0], strict=True)
+            assert other.dtype == results[0].dtype
+            assert_array_equal(other, results[0])
         assert_allclose(results[0], _reference(X, coef, intercept)[method],
                         **_tolerance(results[0].dtype))
 

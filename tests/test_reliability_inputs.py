@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 import skcce
 from skcce import SoftmaxClassifier
 from skcce import _objective
+from _reference import REFERENCE_SKLEARN, sklearn_at_least
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
@@ -155,6 +156,8 @@ def test_bad_input_raises_value_error_like_logistic_regression(case):
         clf.fit(X, y, sample_weight=sw)
     _assert_fresh(clf)
     ref = LogisticRegression()
+    if not sklearn_at_least(REFERENCE_SKLEARN) and case == "sample_weight all zero":
+        return  # older LogisticRegression fits all-zero weights
     if lr == "same" or lr.startswith("same "):
         with pytest.raises(ValueError, match=match):
             ref.fit(X, y, sample_weight=sw)
@@ -237,6 +240,8 @@ def test_invalid_hyper_parameter_wording(params, name, lr):
                        match=f"The '{name}' parameter of SoftmaxClassifier must be"):
         clf.fit(X, y)
     _assert_fresh(clf)
+    if not sklearn_at_least(REFERENCE_SKLEARN):
+        return  # older LogisticRegression validates differently (n_jobs=0 in joblib)
     if lr == "same":
         with pytest.raises(InvalidParameterError,
                            match=f"The '{name}' parameter of LogisticRegression must be"):
@@ -338,7 +343,7 @@ def test_categorical_crossentropy_rejects(case):
     y_true, y_pred, kwargs, match, log_loss_match = METRIC_CASES[case]
     with pytest.raises(ValueError, match=match):
         skcce.categorical_crossentropy(y_true, y_pred, **kwargs)
-    if log_loss_match is not None:
+    if log_loss_match is not None and sklearn_at_least(REFERENCE_SKLEARN):
         with pytest.raises(ValueError, match=log_loss_match):
             log_loss(y_true, y_pred, **kwargs)
 
