@@ -1,4 +1,4 @@
-"""SoftmaxClassifier: multinomial logistic regression fitted by L-BFGS."""
+"""SoftmaxClassifier: multinomial logistic regression fitted by L-BFGS (OWL-QN with L1)."""
 
 from numbers import Integral, Real
 
@@ -14,9 +14,9 @@ from skcce._callbacks import (
     start_fit_callbacks,
 )
 from skcce._dask import dask_data_term, is_dask_collection
-from skcce._fit import run_lbfgs
+from skcce._fit import run_solver
 from skcce._layout import CoefLayout
-from skcce._objective import CrossEntropyObjective, InMemoryData, l2_reg_strength
+from skcce._objective import CrossEntropyObjective, InMemoryData, penalty_strengths
 from skcce._precondition import rescaled
 from skcce._threads import effective_n_threads
 from skcce._weights import effective_sample_weight
@@ -25,30 +25,43 @@ from skcce._weights import effective_sample_weight
 class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
     """Multinomial logistic (softmax) regression with a fused Cython kernel.
 
-    Minimizes the L2-regularized mean categorical crossentropy::
+    Minimizes the regularized mean categorical crossentropy::
 
         (1/S) sum_i s_i (logsumexp(W x_i + b) - (W x_i + b)_{y_i})
-            + ||W||_F^2 / (2 C S),           S = sum_i s_i
+            + (l1_ratio ||W||_1 + (1 - l1_ratio) ||W||_F^2 / 2) / (C S),
+                                             S = sum_i s_i
 
-    with L-BFGS, where the loss and its gradient are computed together in one
-    multithreaded pass over ``X``. This is the objective of scikit-learn's
-    ``LogisticRegression(solver="lbfgs")`` on multiclass problems, so both fit
-    the same model.
+    where the loss and its gradient are computed together in one
+    multithreaded pass over ``X``: with L-BFGS for the default L2 penalty
+    (``l1_ratio=0``), with OWL-QN, its orthant-wise variant, for L1 and
+    elastic-net penalties (``l1_ratio > 0``). This is the objective of
+    scikit-learn's ``LogisticRegression(l1_ratio=l1_ratio)`` on multiclass
+    problems (fitted there by ``solver="lbfgs"`` for ``l1_ratio=0`` and
+    ``solver="saga"`` otherwise), so both fit the same model.
 
     Parameters
     ----------
     C : float, default=1.0
-        Inverse regularization strength (> 0); ``np.inf`` means no penalty.
+        Inverse regularization strength (> 0); ``np.inf`` means no penalty
+        (then ``l1_ratio`` has no effect, as in ``LogisticRegression``).
+    l1_ratio : float, default=0.0
+        The elastic-net mixing parameter, in [0, 1], as in
+        ``LogisticRegression``: 0 is the L2 penalty ``||W||_F^2 / 2``, 1 the
+        L1 penalty ``||W||_1``, and values between mix them. Any
+        ``l1_ratio > 0`` gives sparse coefficients (exact zeros) and is fitted
+        by OWL-QN.
     fit_intercept : bool, default=True
         Whether to fit an (unpenalized) intercept per class.
     tol : float, default=1e-4
-        L-BFGS stops when the largest absolute gradient entry is <= tol (see
+        The optimizer stops when the largest absolute gradient entry is <= tol
+        (with ``l1_ratio > 0``: of the pseudo-gradient, the smallest
+        subgradient of the objective, zero exactly at the optimum; see
         ``final_gradient_norm_`` for badly scaled features), or, as in
         scikit-learn, when an iteration decreases the objective by less than
         64 machine epsilons relative to its value (which can happen first at
         a very small tol).
     max_iter : int, default=100
-        Maximum number of L-BFGS iterations.
+        Maximum number of L-BFGS (OWL-QN) iterations.
     class_weight : dict, "balanced" or None, default=None
         Weights per class, multiplied into the sample weights, as in
         scikit-learn (``"balanced"``: ``n_samples / (n_classes * counts)``).
@@ -81,14 +94,15 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
     intercept_ : ndarray of shape (n_classes,) or (1,)
         Intercepts; for two classes, that of class ``classes_[1]``.
     n_iter_ : ndarray of shape (1,)
-        Number of L-BFGS iterations.
+        Number of L-BFGS (OWL-QN) iterations.
     loss_curve_ : list of float
-        Objective value after each L-BFGS iteration.
+        Objective value (penalties included) after each iteration.
     final_gradient_norm_ : float
-        Largest absolute entry of the objective's gradient at the solution, in
-        the optimizer's coordinates: what L-BFGS compares with ``tol``. These
-        are the coefficients themselves, unless feature scales differ by
-        orders of magnitude; then L-BFGS works on coefficients rescaled per
+        Largest absolute entry of the objective's gradient at the solution
+        (with ``l1_ratio > 0``: of its pseudo-gradient), in the optimizer's
+        coordinates: what the optimizer compares with ``tol``. These are the
+        coefficients themselves, unless feature scales differ by orders of
+        magnitude; then the optimizer works on coefficients rescaled per
         feature (the objective and its optimum are unchanged).
     n_features_in_ : int
         Number of features seen during fit.
@@ -106,6 +120,16 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
     ``v = 2 w`` the objective becomes the binary logistic loss plus
     ``||v||^2 / (4 C S)``, so the probabilities equal those of today's
     binary ``LogisticRegression(C=2 * C)``, whose coefficients are ``2 w``.
+    The L1 penalty on both rows is ``2 ||w||_1 = ||v||_1``: with
+    ``l1_ratio=1`` the probabilities equal those of the binary
+    ``LogisticRegression(C=C, l1_ratio=1)``.
+
+    **Sparsity.** With ``l1_ratio > 0``, OWL-QN keeps every coefficient in an
+    orthant (sign pattern) during each line search and sets to exactly 0 the
+    coefficients whose step would change sign, so coefficients that are zero
+    at the optimum are exact zeros in ``coef_``. A feature is unused by the
+    model when its column of ``coef_`` is zero for every class. See the user
+    guide's section on sparse models.
 
     Examples
     --------
@@ -121,6 +145,7 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
 
     _parameter_constraints: dict = {
         "C": [Interval(Real, 0, None, closed="right")],
+        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
         "fit_intercept": ["boolean"],
         "tol": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
@@ -135,10 +160,11 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
         "verbose": ["verbose"],
     }
 
-    def __init__(self, C=1.0, *, fit_intercept=True, tol=1e-4, max_iter=100,
+    def __init__(self, C=1.0, *, l1_ratio=0.0, fit_intercept=True, tol=1e-4, max_iter=100,
                  class_weight=None, label_smoothing=0.0, warm_start=False, n_jobs=None,
                  verbose=0):
         self.C = C
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
@@ -205,10 +231,11 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
         ``X``, ``y`` and ``metadata`` are what the callbacks receive.
         """
         layout = data.layout
-        objective = CrossEntropyObjective(data, l2_reg_strength(self.C, data.weight_sum))
+        objective = CrossEntropyObjective(
+            data, *penalty_strengths(self.C, self.l1_ratio, data.weight_sum))
         params0 = self._initial_params(layout, classes)
-        # Badly scaled features: L-BFGS works on rescaled coefficients, the
-        # objective stays identical (see _precondition).
+        # Badly scaled features: the optimizer works on rescaled coefficients,
+        # the objective stays identical (see _precondition).
         problem = rescaled(objective)
 
         def model_attributes(params):
@@ -219,8 +246,9 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
         if callback_context is not None:
             bridge = LbfgsCallbackBridge(
                 callback_context, self, X, y, metadata, model_attributes, params0)
-        result = run_lbfgs(
-            problem, params0, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose,
+        result = run_solver(
+            problem, params0, l1_weights=objective.l1_weights(), max_iter=self.max_iter,
+            tol=self.tol, verbose=self.verbose,
             on_iteration=None if bridge is None else bridge.iteration_done,
         )
         if bridge is not None:

@@ -1,8 +1,9 @@
-"""The L2-regularized crossentropy objective: a penalty over a pluggable data term.
+"""The regularized crossentropy objective: a penalty over a pluggable data term.
 
 The objective, for coefficients ``W`` (K x d) and intercepts ``b`` (K)::
 
     f(W, b) = (1/S) sum_i s_i CE_i + l2_reg_strength/2 * ||W||_F^2
+                                   + l1_reg_strength * ||W||_1
     CE_i    = -sum_k q_ik log softmax(z_i)_k = logsumexp(z_i) - sum_k q_ik z_ik
     z_i     = W x_i + b,   S = sum_i s_i
 
@@ -12,8 +13,17 @@ q_i <- (1 - eps) q_i + eps / K. For labels without smoothing,
 CE_i = logsumexp(z_i) - z_{i, y_i}
 
 which is scikit-learn's ``LinearModelLoss(HalfMultinomialLoss)`` convention;
-the estimators use ``l2_reg_strength = 1 / (C * S)``. The intercept is not
+the estimators use ``l2_reg_strength = (1 - l1_ratio) / (C * S)`` and
+``l1_reg_strength = l1_ratio / (C * S)`` (:func:`penalty_strengths`), the
+elastic net of ``LogisticRegression(l1_ratio=...)``. The intercept is not
 penalized.
+
+The L1 term is not differentiable where a coefficient is zero, so the
+objective splits in two: :meth:`CrossEntropyObjective.loss_gradient` is the
+smooth part (data term and L2 penalty) with its gradient, and
+:meth:`CrossEntropyObjective.l1_weights` the weight of ``|w|`` per
+coefficient, which the orthant-wise optimizer (``skcce._fit.run_owlqn``)
+adds itself.
 
 A *data term* computes the unnormalized ``sum_i s_i CE_i`` and its gradient
 (``loss_gradient_sum``) and knows ``S`` (``weight_sum``): :class:`InMemoryData`
@@ -33,6 +43,20 @@ from skcce._sparse import is_sparse
 def l2_reg_strength(C, weight_sum):
     """The penalty factor for C: ``1 / (C * S)``, 0 for C = inf."""
     return 0.0 if np.isinf(C) else 1.0 / (C * weight_sum)
+
+
+def penalty_strengths(C, l1_ratio, weight_sum):
+    """The elastic-net factors ``(l2_reg_strength, l1_reg_strength)`` for (C, l1_ratio).
+
+    ``((1 - l1_ratio) / (C * S), l1_ratio / (C * S))``, as
+    ``LogisticRegression(C=C, l1_ratio=l1_ratio)``; for ``l1_ratio = 0``, the
+    L2 factor is bitwise :func:`l2_reg_strength`'s. ``C = inf`` means no
+    penalty at all, whatever ``l1_ratio`` (``LogisticRegression`` also drops
+    the penalty then).
+    """
+    if np.isinf(C):
+        return 0.0, 0.0
+    return (1.0 - l1_ratio) / (C * weight_sum), l1_ratio / (C * weight_sum)
 
 
 class InMemoryData:
@@ -162,12 +186,16 @@ class CrossEntropyObjective:
         ``loss_gradient_sum(params)``.
     l2_reg_strength : float, default=0.0
         May be changed between evaluations (a regularization path).
+    l1_reg_strength : float, default=0.0
+        Weight of ``||W||_1``; may be changed between runs of the optimizer.
+        Not part of :meth:`loss_gradient` (see :meth:`l1_weights`).
     """
 
-    def __init__(self, data, l2_reg_strength=0.0):
+    def __init__(self, data, l2_reg_strength=0.0, l1_reg_strength=0.0):
         self.data = data
         self.layout = data.layout
         self.l2_reg_strength = float(l2_reg_strength)
+        self.l1_reg_strength = float(l1_reg_strength)
 
     @classmethod
     def in_memory(cls, X, targets, n_classes, *, sample_weight=None, fit_intercept=True,
@@ -194,8 +222,26 @@ class CrossEntropyObjective:
     def n_threads(self, value):
         self.data.n_threads = int(value)
 
+    def l1_weights(self):
+        """Weight of ``|w|`` per entry of the flat parameters, or None without L1.
+
+        Returns
+        -------
+        weights : ndarray of shape (n_classes * n_dof,), float64, or None
+            ``l1_reg_strength`` for the coefficients, 0 for the intercepts;
+            None when ``l1_reg_strength`` is 0 (a smooth objective).
+        """
+        if self.l1_reg_strength == 0:
+            return None
+        weights = np.zeros(self.layout.n_params)
+        self.layout.weights_t(weights)[...] = self.l1_reg_strength
+        return weights
+
     def loss_gradient(self, params):
-        """Objective and its gradient at the flat parameter vector ``params``.
+        """Smooth part of the objective and its gradient at ``params``.
+
+        The data term and the L2 penalty: the whole objective unless
+        ``l1_reg_strength`` > 0 (see :meth:`l1_weights`).
 
         Parameters
         ----------
