@@ -145,14 +145,14 @@ def run_owlqn(problem, params0, l1_weights, *, max_iter, tol, verbose=0,
     """
     # The rescaling is diagonal and positive, W = V * c, so the L1 term
     # sum(l * |W|) is sum((l * c) * |V|): the optimizer's weights are l * c,
-    # which is what from_internal makes of l.
+    # which is what from_internal makes of l (gradients map the same way).
     weights = problem.from_internal(np.asarray(l1_weights, dtype=np.float64))
     recorder = _IterationRecorder(problem, verbose=verbose, on_iteration=on_iteration)
     with single_threaded_blas():
         result = minimize_owlqn(
             problem.loss_gradient, problem.to_internal(params0), weights,
             max_iter=max_iter, tol=tol, ftol=64 * np.finfo(float).eps, max_linesearch=50,
-            callback=recorder.record,
+            callback=recorder.record, exact_step=_class_shift_step(problem),
         )
     pg_norm = float(np.max(np.abs(result.pseudo_grad))) if result.pseudo_grad.size else 0.0
     n_iter, failure = _failure_message("OWL-QN", result.nit, result.status,
@@ -163,6 +163,21 @@ def run_owlqn(problem, params0, l1_weights, *, max_iter, tol, verbose=0,
         final_gradient_norm=pg_norm if final_gradient_norm else None,
         failure=failure,
     )
+
+
+def _class_shift_step(problem):
+    """OWL-QN's exact step: the objective's ``class_shift``, in the optimizer's coordinates."""
+    objective = problem.objective
+
+    def step(internal, loss, grad):
+        shift, loss_change, grad_change = objective.class_shift(
+            problem.from_internal(internal))
+        if shift is None:
+            return internal, loss, grad
+        return (internal + problem.to_internal(shift), loss + loss_change,
+                grad + problem.from_internal(grad_change))
+
+    return step
 
 
 def run_solver(problem, params0, *, l1_weights=None, **options):

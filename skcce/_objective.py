@@ -25,6 +25,15 @@ smooth part (data term and L2 penalty) with its gradient, and
 coefficient, which the orthant-wise optimizer (``skcce._fit.run_owlqn``)
 adds itself.
 
+The crossentropy does not change when the same number is added to every
+class's coefficient of one feature (the softmax of ``z + t x_j`` is that of
+``z``): only the penalty sees such a shift. With an L2 penalty alone the
+optimum has zero-sum columns and L-BFGS finds them. With an L1 term, the
+penalty along this direction is piecewise linear with curvature only from
+the (small) L2 part, a valley a quasi-Newton method crosses in many small
+steps; :meth:`CrossEntropyObjective.class_shift` solves it exactly instead,
+for every feature at once and without a pass over the data.
+
 A *data term* computes the unnormalized ``sum_i s_i CE_i`` and its gradient
 (``loss_gradient_sum``) and knows ``S`` (``weight_sum``): :class:`InMemoryData`
 for NumPy and CSR data, ``skcce._dask`` for row blocks on a Dask cluster.
@@ -237,6 +246,48 @@ class CrossEntropyObjective:
         self.layout.weights_t(weights)[...] = self.l1_reg_strength
         return weights
 
+    def class_shift(self, params):
+        """The penalty-minimizing shift of every feature's coefficients across classes.
+
+        For each feature j, the ``t_j`` that minimizes the penalty of
+        ``W[:, j] + t_j``,
+        ``sum_k l1_reg_strength |W_kj + t_j| + l2_reg_strength / 2 (W_kj + t_j)^2``,
+        which lowers the objective by as much as it lowers the penalty: the
+        crossentropy is invariant to the shift. Without L2 part the minimizers
+        form an interval (a median interval); the one nearest 0 is taken.
+
+        Parameters
+        ----------
+        params : ndarray of shape (n_classes * n_dof,)
+
+        Returns
+        -------
+        shift : ndarray of shape (n_classes * n_dof,) or None
+            ``t_j`` at every class's coefficient of feature j, 0 at the
+            intercepts; None if no feature moves (also without L1 term).
+        loss_change : float
+            Change of the smooth part (the L2 term) ``loss_gradient`` sees.
+        grad_change : ndarray of shape (n_classes * n_dof,) or None
+            Change of its gradient.
+        """
+        if self.l1_reg_strength == 0:
+            return None, 0.0, None
+        layout = self.layout
+        weights_t = layout.weights_t(params)
+        shifts = penalty_minimizing_shifts(weights_t, self.l1_reg_strength,
+                                           self.l2_reg_strength)
+        if not np.any(shifts):
+            return None, 0.0, None
+        shift = np.zeros(layout.n_params)
+        shift_t = layout.weights_t(shift)
+        shift_t[...] = shifts[:, None]
+        l2 = self.l2_reg_strength
+        # ||W + T||^2 - ||W||^2 = 2 W.T + ||T||^2, per column.
+        column_sums = weights_t.sum(axis=1)
+        loss_change = l2 * float(np.dot(shifts, column_sums)
+                                 + 0.5 * layout.n_classes * np.dot(shifts, shifts))
+        return shift, loss_change, l2 * shift
+
     def loss_gradient(self, params):
         """Smooth part of the objective and its gradient at ``params``.
 
@@ -289,3 +340,52 @@ class CrossEntropyObjective:
                 self.l2_reg_strength, self.n_threads)
             loss += 0.5 * self.l2_reg_strength * sum_squares
         return loss, grad
+
+
+def penalty_minimizing_shifts(values, l1, l2):
+    """Per row of ``values``, the ``t`` minimizing ``sum_k l1 |v_k + t| + l2/2 (v_k + t)^2``.
+
+    The function of ``t`` is convex and piecewise quadratic with kinks at
+    ``t = -v_k``; its right derivative at the m-th smallest kink ``b_m``
+    (1-based) is ``l1 (2m - K) + l2 (S + K b_m)``, ``S = sum_k v_k``. The
+    minimizer is the first kink where that is >= 0, if the left derivative
+    there is <= 0, else the zero of the linear derivative on the segment below
+    it. Without L2 (``l2 = 0``) the minimizers are the median of the kinks
+    (odd K) or the interval between the two middle ones (even K); the point of
+    it nearest 0 is returned. Ties are handled by the same formulas.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_rows, K)
+    l1 : float
+        > 0.
+    l2 : float
+        >= 0.
+
+    Returns
+    -------
+    shifts : ndarray of shape (n_rows,)
+    """
+    n_rows, K = values.shape
+    kinks = np.sort(-values, axis=1)
+    if l2 == 0:
+        if K % 2:
+            return kinks[:, K // 2].copy()
+        return np.clip(0.0, kinks[:, K // 2 - 1], kinks[:, K // 2])
+    total = values.sum(axis=1)
+    m = np.arange(1, K + 1)
+    slope_at_kink = l2 * (total[:, None] + K * kinks)
+    right = l1 * (2 * m - K) + slope_at_kink
+    left = l1 * (2 * (m - 1) - K) + slope_at_kink
+    rising = right >= 0
+    first = np.argmax(rising, axis=1)  # 0-based: ``first`` kinks lie below
+    rows = np.arange(n_rows)
+    # The zero of l1 (2 first - K) + l2 (S + K t) on the segment below the kink.
+    shifts = -(l1 * (2 * first - K) / l2 + total) / K
+    at_kink = rising[rows, first] & (left[rows, first] <= 0)
+    shifts[at_kink] = kinks[rows, first][at_kink]
+    # Past the last kink (every derivative negative): all K terms positive.
+    beyond = ~rising[:, -1]
+    shifts[beyond] = -(l1 * K / l2 + total[beyond]) / K
+    return shifts
+
