@@ -20,14 +20,6 @@ intercept). Each iteration:
    coefficients across classes that minimizes the penalty, see
    ``CrossEntropyObjective.class_shift``).
 
-Step 2 departs from the paper in one place: the paper zeroes every entry of
-``d`` that disagrees in sign with ``-pg``; here only entries at ``x_i = 0``
-are (their orthant is chosen by ``-pg``). An entry away from 0 may move
-towards 0 against its pseudo-gradient, as the quasi-Newton step says, and is
-stopped at 0 by the projection if it would cross. Zeroing those entries
-throws away much of the quasi-Newton step (on a weakly penalized softmax
-problem, three times as many iterations).
-
 It stops as scipy's L-BFGS-B does in ``LogisticRegression``: when
 ``max |pg| <= tol`` (for ``w = 0`` the gradient's ``max`` norm, L-BFGS-B's
 ``gtol`` test), or when an iteration reduces the objective by at most
@@ -158,7 +150,7 @@ def minimize_owlqn(fun, x0, weights, *, max_iter, tol, ftol, memory=10,
     while True:
         if nit >= max_iter:
             return OwlqnResult(x, objective, grad, pg, nit, 1, STOPPED_MAX_ITER)
-        direction = _direction(pg, pairs, penalized & (x == 0))
+        direction = _direction(pg, pairs, penalized)
         slope = float(np.dot(pg, direction))
         if not slope < 0:  # not a descent direction: restart from steepest descent
             pairs.clear()
