@@ -56,7 +56,7 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
         The optimizer stops when the largest absolute gradient entry is <= tol
         (with ``l1_ratio > 0``: of the pseudo-gradient, the smallest
         subgradient of the objective, zero exactly at the optimum; see
-        ``final_gradient_norm_`` for badly scaled features), or, as in
+        ``final_gradient_norm_`` for the coordinates), or, as in
         scikit-learn, when an iteration decreases the objective by less than
         64 machine epsilons relative to its value (which can happen first at
         a very small tol).
@@ -103,7 +103,11 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
         coordinates: what the optimizer compares with ``tol``. These are the
         coefficients themselves, unless feature scales differ by orders of
         magnitude; then the optimizer works on coefficients rescaled per
-        feature (the objective and its optimum are unchanged).
+        feature (the objective and its optimum are unchanged). With
+        ``l1_ratio > 0`` it always works on rescaled coefficients, feature j's
+        multiplied by ``sqrt(1 / (mean(x_j^2) + 4 l2))`` (``l2`` the L2
+        factor ``(1 - l1_ratio) / (C S)``), which are the coefficients of
+        standardized features when the features are centered.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)

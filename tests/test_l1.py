@@ -122,7 +122,10 @@ def test_optimum_matches_reference_solver(name, l1_ratio, reference_solutions):
     f_skcce = elastic_net_objective(coef, X.toarray() if sp.issparse(X) else X, y, l1, l2)
     f_ref = elastic_net_objective(reference, X.toarray() if sp.issparse(X) else X, y, l1, l2)
     assert f_skcce <= f_ref * (1 + 1e-9)
-    _assert_kkt(coef, X, y, l1, l2, atol=1e-6)
+    # The optimizer's stopping test is on coefficients rescaled per feature
+    # (to unit curvature): in the raw coefficients the residuals are a
+    # feature's scale larger.
+    _assert_kkt(coef, X, y, l1, l2, atol=1e-5)
     zero, clear = _clear_pattern(coef, X, y, l1, l2)
     zero_ref, clear_ref = _clear_pattern(reference, X, y, l1, l2)
     both = clear & clear_ref
@@ -290,16 +293,20 @@ def test_loss_curve_is_the_objective():
 
 
 def test_final_gradient_norm_is_the_pseudo_gradient():
-    """final_gradient_norm_ is max |minimum-norm subgradient| at the solution,
-    computed here with NumPy; at the default tol it is <= tol unless the
-    relative-decrease test stopped the run."""
-    X, y = _standardized(load_wine)
+    """final_gradient_norm_ is max |minimum-norm subgradient| at the solution, in
+    the optimizer's coordinates: with an L1 term, coefficients rescaled per
+    feature j by c_j = sqrt(0.25 / (0.25 mean(x_j^2) + l2)) (the intercepts by
+    1), where the subgradient is c_j times the raw one. Computed here with NumPy."""
+    X, y = load_wine(return_X_y=True)
     l1, l2 = _strengths(1.0, 0.5, X.shape[0])
-    clf = SoftmaxClassifier(l1_ratio=0.5, tol=1e-6, max_iter=1000).fit(X, y)
-    r = elastic_net_kkt(full_coef(clf), X, y, l1, l2)
-    expected = max(r["zero_excess"].max(initial=0), r["nonzero_stationarity"].max(initial=0),
-                   r["intercept"].max())
-    assert_allclose(clf.final_gradient_norm_, expected, rtol=1e-6, atol=1e-15)
+    clf = SoftmaxClassifier(l1_ratio=0.5, tol=1e-6, max_iter=5000).fit(X, y)
+    coef = full_coef(clf)
+    _, grad = ref_objective(coef, X, y, l2=l2)
+    W, G = coef[:, :-1], grad[:, :-1]
+    pg = np.where(W != 0, G + l1 * np.sign(W), np.sign(G) * np.maximum(np.abs(G) - l1, 0))
+    c = np.sqrt(0.25 / (0.25 * np.mean(X ** 2, axis=0) + l2))
+    expected = max(np.max(np.abs(pg) * c), np.max(np.abs(grad[:, -1])))
+    assert_allclose(clf.final_gradient_norm_, expected, rtol=1e-6)
     assert clf.final_gradient_norm_ <= 1e-6
 
 
