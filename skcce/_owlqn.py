@@ -58,14 +58,10 @@ def pseudo_gradient(x, grad, weights):
     -------
     pg : ndarray of shape (n,)
     """
-    pg = grad + weights * np.sign(x)
-    at_zero = x == 0
-    if np.any(at_zero):
-        g, w = grad[at_zero], weights[at_zero]
-        right, left = g + w, g - w
-        # Descending to the right (x_i > 0) or to the left, or neither: 0.
-        pg[at_zero] = np.where(right < 0, right, np.where(left > 0, left, 0.0))
-    return pg
+    # At 0 the subdifferential is [g - w, g + w]; its element of least
+    # magnitude is g soft-thresholded by w (0 when neither side descends).
+    at_zero = grad - np.clip(grad, -weights, weights)
+    return np.where(x == 0, at_zero, grad + weights * np.sign(x))
 
 
 def l1_norm(weights, x):
