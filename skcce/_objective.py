@@ -46,7 +46,7 @@ import numpy as np
 from skcce import _kernel
 from skcce._layout import CoefLayout
 from skcce._precondition import weighted_column_mean_squares
-from skcce._sparse import is_sparse
+from skcce._sparse import is_sparse, kernel_csr
 
 
 def l2_reg_strength(C, weight_sum):
@@ -106,6 +106,7 @@ class InMemoryData:
         self.cache_tiles = bool(cache_tiles)
         self._tile_cache = None
         self._mean_squares = None
+        self._column_costs = None
         if sample_weight is None:
             self.weight_sum = float(X.shape[0])
         else:
@@ -169,6 +170,45 @@ class InMemoryData:
                 grad_t *= self._weight_scale
         return loss_sum, grad_t
 
+    def column_costs(self):
+        """Stored entries per column of X: the share of an evaluation each column costs."""
+        if self._column_costs is None:
+            if is_sparse(self.X):
+                self._column_costs = np.bincount(self.X.indices,
+                                                 minlength=self.layout.n_features)
+            else:
+                self._column_costs = np.full(self.layout.n_features, self.X.shape[0])
+        return self._column_costs
+
+    def restricted(self, features):
+        """The data term on the columns ``features`` of X (a copy of those columns).
+
+        Same rows, targets, weights, smoothing and threads; the layout has
+        ``len(features)`` features. Its value and gradient at coefficients
+        that are zero outside ``features`` are those of this data term.
+
+        Parameters
+        ----------
+        features : ndarray of int, increasing
+
+        Returns
+        -------
+        data : InMemoryData
+        """
+        X = self.X[:, features]
+        if is_sparse(X):
+            X = kernel_csr(X, structure_checked=True)
+            X.sort_indices()
+        else:
+            X = np.ascontiguousarray(X)
+        layout = CoefLayout(self.layout.n_classes, len(features), self.layout.fit_intercept)
+        data = InMemoryData(X, self.targets, layout, sample_weight=self.sample_weight,
+                            label_smoothing=self.label_smoothing, n_threads=self.n_threads,
+                            cache_tiles=self.cache_tiles)
+        if self._mean_squares is not None:
+            data._mean_squares = self._mean_squares[features]
+        return data
+
     def column_mean_squares(self):
         """Weighted mean of ``x_j^2`` per column (for the rescaling), computed once."""
         if self._mean_squares is None:
@@ -221,6 +261,26 @@ class CrossEntropyObjective:
     def weight_sum(self):
         """S, the sum of the sample weights."""
         return self.data.weight_sum
+
+    @property
+    def can_restrict(self):
+        """Whether :meth:`restricted` is available (the data term can select columns)."""
+        return hasattr(self.data, "restricted")
+
+    def restricted(self, features):
+        """The same objective on the columns ``features`` of X only.
+
+        Equal to this objective at coefficients that are zero outside
+        ``features`` (the data term of those columns, the same penalties).
+        """
+        return CrossEntropyObjective(self.data.restricted(features), self.l2_reg_strength,
+                                     self.l1_reg_strength)
+
+    def restriction_cost(self, features):
+        """The cost of an evaluation of :meth:`restricted` over that of this objective."""
+        costs = self.data.column_costs()
+        total = costs.sum()
+        return float(costs[features].sum() / total) if total else 1.0
 
     @property
     def n_threads(self):

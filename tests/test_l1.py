@@ -346,6 +346,24 @@ def test_reproducible_across_n_jobs():
         assert other.loss_curve_ == fits[0].loss_curve_
 
 
+def test_callbacks_see_every_iteration():
+    """scikit-learn callbacks (>= 1.9): one sub-task per OWL-QN iteration, each
+    with its intermediate model."""
+    callback = pytest.importorskip("sklearn.callback")
+    X, y = _standardized(load_wine)
+    monitor = callback.ScoringMonitor(scoring="neg_log_loss")
+    clf = SoftmaxClassifier(l1_ratio=1.0, C=1e6, max_iter=200).set_callbacks(monitor)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    rows = [row for row in monitor.get_logs().data if row["task_name"] == "lbfgs-iter"]
+    assert len(rows) == clf.n_iter_[0]
+    # The scored models are the iterates whose objective loss_curve_ records:
+    # the two differ by the penalty, below 1e-6 at C=1e6.
+    assert_allclose([-row["neg_log_loss"] for row in rows], clf.loss_curve_, rtol=0, atol=1e-6)
+    assert np.all(np.array(clf.loss_curve_) >= [-row["neg_log_loss"] for row in rows])
+
+
 def test_verbose_prints_pseudo_gradient(capsys):
     X, y = load_iris(return_X_y=True)
     clf = SoftmaxClassifier(l1_ratio=0.5, verbose=1, max_iter=500).fit(X, y)
@@ -362,6 +380,75 @@ def test_dask_input_reaches_the_reference_optimum():
     clf = SoftmaxClassifier(l1_ratio=0.5, **TIGHT).fit(
         da.from_array(X, chunks=(100, -1)), da.from_array(y, chunks=100))
     _assert_kkt(full_coef(clf), X, y, l1, l2, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------
+# Working sets: many features, few of them in the model
+
+
+def _wide_sparse(n_samples=300, n_features=1500, n_classes=3, seed=7):
+    """Sparse data where a few dozen of thousands of features carry the classes."""
+    rng = np.random.default_rng(seed)
+    X = sp.random(n_samples, n_features, density=0.02, format="csr", random_state=seed,
+                  data_rvs=lambda n: rng.uniform(0.5, 1.5, size=n))
+    W = np.zeros((n_classes, n_features))
+    informative = rng.choice(n_features, size=40, replace=False)
+    W[:, informative] = rng.normal(size=(n_classes, 40)) * 6
+    logits = X @ W.T
+    y = np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)
+    return X, y
+
+
+@pytest.mark.parametrize("l1_ratio", [0.5, 1.0])
+def test_working_sets_reach_the_reference_optimum(l1_ratio, monkeypatch):
+    """With thousands of features OWL-QN runs on sets of features, each solution
+    checked on all of them: the result is the whole problem's optimum (reference
+    solver, KKT conditions), and the sets were used."""
+    from skcce._objective import CrossEntropyObjective
+
+    X, y = _wide_sparse()
+    l1, l2 = _strengths(0.5, l1_ratio, X.shape[0])
+    sizes = []
+    restricted = CrossEntropyObjective.restricted
+
+    def spy(self, features):
+        sizes.append(len(features))
+        return restricted(self, features)
+
+    monkeypatch.setattr(CrossEntropyObjective, "restricted", spy)
+    clf = SoftmaxClassifier(C=0.5, l1_ratio=l1_ratio, **TIGHT).fit(X, y)
+    assert sizes and max(sizes) < X.shape[1] / 2
+    coef = full_coef(clf)
+    _assert_kkt(coef, X, y, l1, l2, atol=1e-5)
+    reference = elastic_net_reference(X, y, 3, l1, l2)
+    dense = X.toarray()
+    assert elastic_net_objective(coef, dense, y, l1, l2) <= (
+        elastic_net_objective(reference, dense, y, l1, l2) * (1 + 1e-9))
+    assert_allclose(clf.loss_curve_[-1], elastic_net_objective(coef, dense, y, l1, l2),
+                    rtol=1e-12)
+    assert len(clf.loss_curve_) == clf.n_iter_[0]
+
+
+def test_working_sets_reproducible_and_warm_started():
+    """Bitwise the same model for every n_jobs; a warm start from the solution
+    starts at the optimum."""
+    X, y = _wide_sparse(seed=8)
+    fits = [SoftmaxClassifier(l1_ratio=1.0, n_jobs=n_jobs, tol=1e-8, max_iter=1000).fit(X, y)
+            for n_jobs in (1, 2)]
+    assert_array_equal(fits[0].coef_, fits[1].coef_)
+    assert fits[0].loss_curve_ == fits[1].loss_curve_
+    cold_iterations, cold_objective = fits[0].n_iter_[0], fits[0].loss_curve_[-1]
+    clf = fits[0].set_params(warm_start=True).fit(X, y)
+    # Continuing from the solution: a few iterations, no higher objective.
+    assert clf.n_iter_[0] <= cold_iterations / 10
+    assert cold_objective * (1 - 1e-12) <= clf.loss_curve_[-1] <= cold_objective
+
+
+def test_working_sets_respect_max_iter():
+    X, y = _wide_sparse(seed=9)
+    with pytest.warns(ConvergenceWarning, match="OWL-QN failed to converge after 4 "):
+        clf = SoftmaxClassifier(l1_ratio=1.0, max_iter=4, tol=1e-12).fit(X, y)
+    assert clf.n_iter_[0] == 4 and len(clf.loss_curve_) == 4
 
 
 # ----------------------------------------------------------------------------
