@@ -30,8 +30,9 @@ from suite.machine import blas_summary
 from suite.report import NOT_RUN, Table, rst_escape, significant
 
 C = 1.0
-# skcce's settings: the default tolerance and two tighter ones.
-SKCCE_TOLS = {"tol=1e-4 (default)": 1e-4, "tol=1e-6": 1e-6, "tol=1e-8": 1e-8}
+# skcce's settings: the default tolerance and tighter ones.
+SKCCE_TOLS = {"tol=1e-4 (default)": 1e-4, "tol=1e-5": 1e-5, "tol=1e-6": 1e-6,
+              "tol=1e-8": 1e-8}
 # saga's settings: a loose tolerance and its default.
 SAGA_TOLS = {"tol=1e-3": 1e-3, "tol=1e-4 (default)": 1e-4}
 MAX_ITER = 10_000
