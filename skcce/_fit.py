@@ -133,7 +133,10 @@ def run_owlqn(problem, params0, l1_weights, *, max_iter, tol, verbose=0,
     The counterpart of :func:`run_lbfgs` for ``f(W) + sum(l1_weights * |W|)``,
     with the same options, hook and result; the stopping quantity is the
     pseudo-gradient (the minimum-norm subgradient), in the optimizer's
-    coordinates.
+    coordinates. After each step the objective's ``class_shift`` is applied
+    exactly; with :data:`WORKING_SET_MIN_FEATURES` features or more (and a
+    data term that can select columns), OWL-QN runs on working sets of
+    features (:func:`_owlqn_working_sets`).
 
     Parameters
     ----------
