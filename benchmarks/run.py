@@ -6,6 +6,9 @@ Usage::
                              [--problems dense-200k,sparse] [--dtypes float64,float32]
                              [--peers torch,sklearnex | none]
                              [--repeats 7] [--fit-repeats 5] [--tight-fit-repeats 3]
+    python benchmarks/run.py --l1 [--quick] [--out DIR] [--docs]
+                             [--problems dense-200k,text-100k] [--l1-ratios 0.5,1]
+                             [--fit-repeats 5]
 
 For each problem (``benchmarks/suite/problems.py``) and dtype, in one process:
 
@@ -23,9 +26,17 @@ Writes ``results.md``, ``results.json`` and ``results.png`` to ``--out``
 (default ``benchmarks/results``); ``--docs`` also writes them into the
 documentation (``docs/_benchmark_results.inc`` and ``docs/_static/``).
 ``--quick`` runs tiny versions of the problems once each, as CI does.
+
+``--l1`` runs the sparse-model benchmark instead (``suite/sparse_models.py``):
+L1 and elastic-net fits of ``SoftmaxClassifier(l1_ratio=...)`` (OWL-QN) and
+``LogisticRegression(solver="saga")`` on ``dense-200k`` and ``text-100k``
+(TF-IDF of generated documents), their objective gaps, and saga's wall time
+over skcce's at an equal or smaller gap. It writes ``sparse_models.md`` and
+``sparse_models.json`` (``--docs``: ``docs/_sparse_models_results.inc``).
 """
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -34,9 +45,9 @@ from pathlib import Path
 
 from sklearn.exceptions import ConvergenceWarning
 
-from suite import evaluation, fitting, machine, report, timing
-from suite.problems import (PROBLEMS, count_nonzeros, make_data, select_problems,
-                            storage_bytes, with_dtype)
+from suite import evaluation, fitting, machine, report, sparse_models, timing
+from suite.problems import (L1_PROBLEMS, PROBLEMS, count_nonzeros, make_data,
+                            select_problems, storage_bytes, with_dtype)
 from suite.torch_peer import import_torch
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -76,6 +87,10 @@ def parse_arguments(argv):
                         help="timed fits at default settings (default 5; quick 1)")
     parser.add_argument("--tight-fit-repeats", type=int, default=None,
                         help="timed fits at the tight setting (default 3; quick 1)")
+    parser.add_argument("--l1", action="store_true",
+                        help="run the sparse-model benchmark (OWL-QN against saga) instead")
+    parser.add_argument("--l1-ratios", type=_float_list, default=[0.5, 1.0],
+                        help="l1_ratio values of --l1 (default: 0.5,1)")
     args = parser.parse_args(argv)
     quick_defaults = {"repeats": 1, "fit_repeats": 1, "tight_fit_repeats": 1}
     full_defaults = {"repeats": 7, "fit_repeats": 5, "tight_fit_repeats": 3}
@@ -91,6 +106,11 @@ def parse_arguments(argv):
 def _comma_list(text):
     """``"a,b"`` -> ``["a", "b"]``."""
     return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _float_list(text):
+    """``"0.5,1"`` -> ``[0.5, 1.0]``."""
+    return [float(item) for item in _comma_list(text)]
 
 
 def pause_seconds(args):
@@ -330,10 +350,50 @@ def load_peers(requested, n_cores):
     return torch, sklearnex_class
 
 
+def run_sparse_models(args, argv):
+    """The sparse-model benchmark (``--l1``): OWL-QN against saga; writes its reports."""
+    problems = select_problems(args.problems, quick=args.quick, problems=L1_PROBLEMS)
+    started = time.perf_counter()
+    info = machine.machine_info()
+    info["threads"] = {"all_cores": machine.usable_cores()}
+    log(f"machine: {machine.machine_summary(info)}")
+    run = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python", "benchmarks/run.py", *(argv or sys.argv[1:])]),
+        "quick": args.quick,
+        "counts": {"fit_repeats": args.fit_repeats},
+        "machine": info,
+        "results": [],
+    }
+    for problem in problems:
+        X, y = make_data(problem)
+        log(f"{problem.name}: {problem.label}")
+        for l1_ratio in args.l1_ratios:
+            result = sparse_models.measure(X, y, l1_ratio, args.fit_repeats,
+                                           pause_seconds(args), log)
+            result.update({"problem": problem.name, "label": problem.label})
+            run["results"].append(result)
+    run["machine"]["load_average_after"] = machine.load_average()
+    run["seconds"] = time.perf_counter() - started
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "sparse_models.md", out / "sparse_models.json"]
+    written[0].write_text(sparse_models.render_markdown(run), encoding="utf-8")
+    written[1].write_text(json.dumps(run, indent=1), encoding="utf-8")
+    if args.docs:
+        include = REPOSITORY / "docs" / "_sparse_models_results.inc"
+        include.write_text(sparse_models.render_rst(run), encoding="utf-8")
+        written.append(include)
+    log(f"done in {run['seconds']:.0f} s; wrote {', '.join(str(path) for path in written)}")
+
+
 def main(argv=None):
     """Run the selected benchmarks and write the reports."""
     args = parse_arguments(argv)
     warnings.simplefilter("ignore", ConvergenceWarning)  # default settings stop early on purpose
+    if args.l1:
+        run_sparse_models(args, argv)
+        return
     problems = select_problems(args.problems, quick=args.quick)
     started = time.perf_counter()
     n_cores = machine.usable_cores()

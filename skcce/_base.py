@@ -34,7 +34,7 @@ LOGISTIC_REGRESSION_SOLVERS = {"lbfgs", "liblinear", "newton-cg", "newton-choles
 # its replacement, the mixing parameter l1_ratio (None: the l1_ratio
 # parameter's own value). skcce fits the penalties in SUPPORTED_PENALTIES.
 PENALTY_L1_RATIO = {"l2": 0.0, None: 0.0, "l1": 1.0, "elasticnet": None}
-SUPPORTED_PENALTIES = {"l2", None}
+SUPPORTED_PENALTIES = set(PENALTY_L1_RATIO)
 
 # The ``_parameter_constraints`` entries of the arguments code written for
 # LogisticRegression passes.
@@ -65,7 +65,8 @@ def resolve_penalty(estimator, C):
     As ``LogisticRegression`` in scikit-learn >= 1.8: an explicit ``penalty``
     is deprecated in favour of ``C`` (and ``l1_ratio``) and warns;
     ``penalty=None`` means no penalty (``C=np.inf``) and warns if C was set
-    too; the L1 penalties raise a ValueError (not available).
+    too; ``"l1"`` means ``l1_ratio=1`` and ``"elasticnet"`` the estimator's
+    own ``l1_ratio``.
 
     Parameters
     ----------
@@ -89,8 +90,8 @@ def resolve_penalty(estimator, C):
     warnings.warn(
         "'penalty' is accepted for code written for LogisticRegression, where it "
         "was deprecated in scikit-learn 1.8 (and is removed in 1.10). To avoid this "
-        "warning, leave 'penalty' unset: the penalty is L2, and C=np.inf instead of "
-        "penalty=None means no penalty.",
+        "warning, leave 'penalty' unset: l1_ratio chooses the penalty (0: L2, 1: L1, "
+        "between: elastic net), and C=np.inf instead of penalty=None means no penalty.",
         FutureWarning, stacklevel=4,
     )
     if penalty not in SUPPORTED_PENALTIES:

@@ -1,4 +1,4 @@
-"""SoftmaxClassifier: multinomial logistic regression fitted by L-BFGS."""
+"""SoftmaxClassifier: multinomial logistic regression fitted by L-BFGS (OWL-QN with L1)."""
 
 import warnings
 from numbers import Integral, Real
@@ -23,10 +23,10 @@ from skcce._callbacks import (
     start_fit_callbacks,
 )
 from skcce._dask import dask_data_term, is_dask_collection
-from skcce._fit import check_finite_attributes, run_lbfgs
+from skcce._fit import check_finite_attributes, run_solver
 from skcce._layout import CoefLayout
 from skcce._metrics import categorical_crossentropy
-from skcce._objective import CrossEntropyObjective, InMemoryData, penalty_strength
+from skcce._objective import CrossEntropyObjective, InMemoryData, penalty_strengths
 from skcce._precondition import rescaled
 from skcce._targets import encode_targets, is_soft_targets
 from skcce._threads import effective_n_threads
@@ -36,29 +36,42 @@ from skcce._weights import effective_sample_weight
 class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
     """Multinomial logistic (softmax) regression with a fused Cython kernel.
 
-    Minimizes the L2-regularized mean categorical crossentropy::
+    Minimizes the regularized mean categorical crossentropy::
 
         (1/S) sum_i s_i (logsumexp(W x_i + b) - (W x_i + b)_{y_i})
-            + ||W||_F^2 / (2 C S),           S = sum_i s_i
+            + (l1_ratio ||W||_1 + (1 - l1_ratio) ||W||_F^2 / 2) / (C S),
+                                             S = sum_i s_i
 
-    with L-BFGS, where the loss and its gradient are computed together in one
-    multithreaded pass over ``X``. This is the objective of scikit-learn's
-    ``LogisticRegression(solver="lbfgs")`` on multiclass problems, so both fit
-    the same model.
+    where the loss and its gradient are computed together in one
+    multithreaded pass over ``X``: with L-BFGS for the default L2 penalty
+    (``l1_ratio=0``), with OWL-QN, its orthant-wise variant, for L1 and
+    elastic-net penalties (``l1_ratio > 0``). This is the objective of
+    scikit-learn's ``LogisticRegression(l1_ratio=l1_ratio)`` on multiclass
+    problems (fitted there by ``solver="lbfgs"`` for ``l1_ratio=0`` and
+    ``solver="saga"`` otherwise), so both fit the same model.
 
     Parameters
     ----------
     C : float, default=1.0
-        Inverse regularization strength (> 0); ``np.inf`` means no penalty.
+        Inverse regularization strength (> 0); ``np.inf`` means no penalty
+        (then ``l1_ratio`` has no effect, as in ``LogisticRegression``).
         ``fit`` raises a ValueError when the penalty factor
         ``1 / (C * sum(sample_weight))`` is not finite in float64 (C below
         ~1e-308 for unit weights).
+    l1_ratio : float, default=0.0
+        The elastic-net mixing parameter, in [0, 1], as in
+        ``LogisticRegression``: 0 is the L2 penalty ``||W||_F^2 / 2``, 1 the
+        L1 penalty ``||W||_1``, and values between mix them. Any
+        ``l1_ratio > 0`` gives sparse coefficients (exact zeros) and is fitted
+        by OWL-QN.
     fit_intercept : bool, default=True
         Whether to fit an (unpenalized) intercept per class.
     tol : float, default=1e-4
-        L-BFGS stops when the largest absolute entry of the gradient with
-        respect to ``coef_`` and ``intercept_`` is <= tol, as in
-        ``LogisticRegression``, or when an iteration decreases the objective
+        The optimizer stops when the largest absolute entry of the gradient
+        with respect to ``coef_`` and ``intercept_`` is <= tol, as in
+        ``LogisticRegression`` (with ``l1_ratio > 0``: of the pseudo-gradient,
+        the smallest subgradient of the objective, zero exactly at the
+        optimum, in the optimizer's coordinates), or when an iteration decreases the objective
         by less than 64 machine epsilons relative to its value (which can
         happen first at a very small tol, or for features of very large
         magnitude, whose coefficients' gradient cannot get below tol in
@@ -66,7 +79,7 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
         rescaled coefficients the optimizer works on (see Notes) must also be
         <= tol.
     max_iter : int, default=100
-        Maximum number of L-BFGS iterations.
+        Maximum number of L-BFGS (OWL-QN) iterations.
     class_weight : dict, "balanced" or None, default=None
         Weights per class, multiplied into the sample weights, as in
         scikit-learn (``"balanced"``: ``n_samples / (n_classes * counts)``;
@@ -91,12 +104,12 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
     verbose : int, default=0
         If > 0, print one line per iteration: iteration, objective, largest
         absolute gradient entry, elapsed time.
-    penalty : {'l2', None}, default='l2'
+    penalty : {'l1', 'l2', 'elasticnet', None}, default='l2'
         Accepted for code written for ``LogisticRegression``, with its
         meaning and its deprecation (scikit-learn 1.8): setting it warns
-        (FutureWarning). ``'l2'`` is the penalty skcce fits; ``None`` means no
-        penalty, as ``C=np.inf`` (and warns if C was set too). ``'l1'`` and
-        ``'elasticnet'`` raise a ValueError.
+        (FutureWarning). ``'l2'`` means ``l1_ratio=0``, ``'l1'`` means
+        ``l1_ratio=1``, ``'elasticnet'`` the given ``l1_ratio``; ``None``
+        means no penalty, as ``C=np.inf`` (and warns if C was set too).
     solver : {'lbfgs'}, default='lbfgs'
         Accepted for code written for ``LogisticRegression``. L-BFGS is the
         only solver; LogisticRegression's other solver names raise a
@@ -115,13 +128,18 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
     intercept_ : ndarray of shape (n_classes,) or (1,)
         Intercepts; for two classes, that of class ``classes_[1]``.
     n_iter_ : ndarray of shape (1,)
-        Number of L-BFGS iterations.
+        Number of L-BFGS (OWL-QN) iterations.
     loss_curve_ : list of float
-        Objective value after each L-BFGS iteration.
+        Objective value (penalties included) after each iteration.
     final_gradient_norm_ : float
         Largest absolute entry of the objective's gradient with respect to
         ``coef_`` and ``intercept_`` at the solution: what is compared with
-        ``tol``, as in ``LogisticRegression``.
+        ``tol``, as in ``LogisticRegression``. With ``l1_ratio > 0``, of its
+        pseudo-gradient in the optimizer's coordinates: OWL-QN always works on
+        coefficients rescaled per feature by a power of two near
+        ``1 / sqrt(mean(x_j^2) + 4 l2)`` (``l2`` the L2 factor
+        ``(1 - l1_ratio) / (C S)``), about the coefficients of standardized
+        features when the features are centered.
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (`n_features_in_`,)
@@ -151,6 +169,16 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
     ``v = 2 w`` the objective becomes the binary logistic loss plus
     ``||v||^2 / (4 C S)``, so the probabilities equal those of today's
     binary ``LogisticRegression(C=2 * C)``, whose coefficients are ``2 w``.
+    The L1 penalty on both rows is ``2 ||w||_1 = ||v||_1``: with
+    ``l1_ratio=1`` the probabilities equal those of the binary
+    ``LogisticRegression(C=C, l1_ratio=1)``.
+
+    **Sparsity.** With ``l1_ratio > 0``, OWL-QN keeps every coefficient in an
+    orthant (sign pattern) during each line search and sets to exactly 0 the
+    coefficients whose step would change sign, so coefficients that are zero
+    at the optimum are exact zeros in ``coef_``. A feature is unused by the
+    model when its column of ``coef_`` is zero for every class. See the user
+    guide's section on sparse models.
 
     Examples
     --------
@@ -166,6 +194,7 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
 
     _parameter_constraints: dict = {
         "C": [Interval(Real, 0, None, closed="right")],
+        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
         "fit_intercept": ["boolean"],
         "tol": [Interval(Real, 0, None, closed="left")],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
@@ -181,10 +210,11 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
         **COMPATIBILITY_CONSTRAINTS,
     }
 
-    def __init__(self, C=1.0, *, fit_intercept=True, tol=1e-4, max_iter=100,
+    def __init__(self, C=1.0, *, l1_ratio=0.0, fit_intercept=True, tol=1e-4, max_iter=100,
                  class_weight=None, label_smoothing=0.0, warm_start=False, n_jobs=None,
                  verbose=0, penalty="deprecated", solver="lbfgs", random_state=None):
         self.C = C
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
         self.tol = tol
         self.max_iter = max_iter
@@ -238,28 +268,29 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
             weights overflows, if ``1 / (C * sum(sample_weight))`` is not
             finite, if ``class_weight`` holds a non-finite or negative value
             or only zeros, or if the fit would end with a non-finite model;
-            for ``penalty='l1'`` or ``'elasticnet'``, and for a solver other
-            than ``'lbfgs'``.
+            for a solver other than ``'lbfgs'``.
         """
-        C, _ = resolve_penalty(self, self.C)  # (l1_ratio: 0 for the supported penalties)
+        C, l1_ratio = resolve_penalty(self, self.C)
+        if l1_ratio is None:
+            l1_ratio = self.l1_ratio
         check_solver(self)
-        return self._transactional_fit(X, y, sample_weight, C)
+        return self._transactional_fit(X, y, sample_weight, C, l1_ratio)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.array_api_support = True
         return tags
 
-    def _fit(self, X, y, sample_weight, C):
+    def _fit(self, X, y, sample_weight, C, l1_ratio):
         """Fit without touching ``self``'s model; return the new attributes."""
         namespace = array_namespace(X)
         if namespace is not None:
-            return self._fit_array_api(X, y, sample_weight, C, *namespace)
+            return self._fit_array_api(X, y, sample_weight, C, l1_ratio, *namespace)
         if is_dask_collection(X):
             # The row blocks stay on the Dask workers; L-BFGS runs here.
             with dask_data_term(self, X, y, sample_weight) as (data, classes, dtype):
                 metadata = None if sample_weight is None else {"sample_weight": sample_weight}
-                return self._fit_data(data, classes, dtype, X, y, metadata, C)
+                return self._fit_data(data, classes, dtype, X, y, metadata, C, l1_ratio)
         X, y, classes, targets = self._validate_fit_data(X, y)
         sample_weight = effective_sample_weight(
             self.class_weight, X, targets, classes, sample_weight)
@@ -271,9 +302,9 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
             n_threads=effective_n_threads(self.n_jobs), cache_tiles=True,
         )
         metadata = None if sample_weight is None else {"sample_weight": sample_weight}
-        return self._fit_data(data, classes, X.dtype, X, y, metadata, C)
+        return self._fit_data(data, classes, X.dtype, X, y, metadata, C, l1_ratio)
 
-    def _fit_array_api(self, X, y, sample_weight, C, xp, device):
+    def _fit_array_api(self, X, y, sample_weight, C, l1_ratio, xp, device):
         """Fit an array of another namespace: loss and gradient computed there.
 
         L-BFGS runs on NumPy copies of the parameters; ``coef_`` and
@@ -297,24 +328,24 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
             device, sample_weight=sample_weight, label_smoothing=self.label_smoothing,
         )
         metadata = None if sample_weight is None else {"sample_weight": sample_weight}
-        fitted = self._fit_data(data, classes, data.dtype, X, y, metadata, C)
+        fitted = self._fit_data(data, classes, data.dtype, X, y, metadata, C, l1_ratio)
         for name in ("coef_", "intercept_", "n_iter_"):
             fitted[name] = xp.asarray(fitted[name], device=device)
         if y_is_array_api:  # numeric labels: classes_ follows X, as LogisticRegression's
             fitted["classes_"] = xp.asarray(classes, device=device)
         return fitted
 
-    def _fit_data(self, data, classes, dtype, X, y, metadata, C):
+    def _fit_data(self, data, classes, dtype, X, y, metadata, C, l1_ratio):
         """Minimize the objective over a data term; the fitted attributes.
 
-        ``X``, ``y`` and ``metadata`` are what the callbacks receive; ``C`` is
-        the inverse penalty strength that ``penalty`` resolved to.
+        ``X``, ``y`` and ``metadata`` are what the callbacks receive; ``C`` and
+        ``l1_ratio`` are the penalty that ``penalty`` resolved to.
         """
         layout = data.layout
-        objective = CrossEntropyObjective(data, penalty_strength(C, data))
+        objective = CrossEntropyObjective(data, *penalty_strengths(C, l1_ratio, data))
         params0 = self._initial_params(layout, classes)
-        # Badly scaled features: L-BFGS works on rescaled coefficients, the
-        # objective stays identical (see _precondition).
+        # Badly scaled features: the optimizer works on rescaled coefficients,
+        # the objective stays identical (see _precondition).
         problem = rescaled(objective)
 
         def model_attributes(params):
@@ -325,8 +356,9 @@ class SoftmaxClassifier(CallbackSupportMixin, SoftmaxModelBase):
         if callback_context is not None:
             bridge = LbfgsCallbackBridge(
                 callback_context, self, X, y, metadata, model_attributes, params0)
-        result = run_lbfgs(
-            problem, params0, max_iter=self.max_iter, tol=self.tol, verbose=self.verbose,
+        result = run_solver(
+            problem, params0, l1_weights=objective.l1_weights(), max_iter=self.max_iter,
+            tol=self.tol, verbose=self.verbose,
             on_iteration=None if bridge is None else bridge.iteration_done,
         )
         if bridge is not None:

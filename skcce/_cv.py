@@ -1,10 +1,11 @@
-"""SoftmaxClassifierCV: softmax regression with C chosen by cross-validation.
+"""SoftmaxClassifierCV: softmax regression with C (and l1_ratio) chosen by cross-validation.
 
 Each fold's training data is copied once and wrapped in one objective; the
 whole grid of C values is then fitted along a regularization path, in
-increasing C, each L-BFGS run warm-started from the previous solution. Only the
-penalty factor ``1 / (C * S)`` changes between runs. Folds run concurrently
-in Python threads (the kernel releases the GIL) and share the OpenMP threads.
+increasing C, each run warm-started from the previous solution; with
+``l1_ratios``, one such path per l1_ratio. Only the penalty factors change
+between runs. Folds run concurrently in Python threads (the kernel releases
+the GIL) and share the OpenMP threads.
 """
 
 import inspect
@@ -37,14 +38,14 @@ from skcce._base import (
 )
 from skcce._callbacks import CallbackSupportMixin, start_path_callbacks
 from skcce._classifier import SoftmaxClassifier
-from skcce._fit import check_finite_attributes, run_lbfgs
+from skcce._fit import check_finite_attributes, run_solver
 from skcce._layout import CoefLayout
 from skcce._metrics import categorical_crossentropy
 from skcce._objective import (
     CrossEntropyObjective,
     InMemoryData,
     check_weight_sum,
-    penalty_strength,
+    penalty_strengths,
 )
 from skcce._precondition import rescaled
 from skcce._sparse import is_sparse, kernel_csr
@@ -64,10 +65,12 @@ class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
     API of scikit-learn's ``LogisticRegressionCV`` where it applies. For every
     fold, the grid ``Cs`` is fitted as a regularization path: the fold's
     training data is copied once, and the C values are fitted in increasing
-    order, each L-BFGS run started from the previous solution. Folds run
-    concurrently in threads that share the cores. This selects the same C as
-    ``GridSearchCV(SoftmaxClassifier(), {"C": Cs})`` with the same splits and
-    scoring, several times faster.
+    order, each run started from the previous solution. With ``l1_ratios``,
+    the grid is (C, l1_ratio): one path over ``Cs`` per l1_ratio, fitted by
+    OWL-QN where ``l1_ratio > 0``. Folds run concurrently in threads that
+    share the cores. This selects the same C (and l1_ratio) as
+    ``GridSearchCV(SoftmaxClassifier(), {"C": Cs, "l1_ratio": l1_ratios})``
+    with the same splits and scoring, several times faster.
 
     Parameters
     ----------
@@ -75,6 +78,13 @@ class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
         The grid of C values (inverse regularization strengths, > 0;
         ``np.inf`` means no penalty). An int n means
         ``np.logspace(-4, 4, n)``, as in ``LogisticRegressionCV``.
+    l1_ratios : array-like of float or None, default=None
+        The grid of elastic-net mixing parameters, each in [0, 1], as
+        ``l1_ratio`` of :class:`SoftmaxClassifier` (0: L2 penalty, 1: L1
+        penalty). None means the L2 penalty only, and the attributes have no
+        l1_ratio axis; an array-like (even ``[0.0]``) adds that axis to
+        ``scores_``, ``coefs_paths_`` and ``n_iter_``, as in
+        ``LogisticRegressionCV(use_legacy_attributes=False)``.
     cv : int, cross-validation generator or iterable, default=None
         Determines the splits, through
         :func:`sklearn.model_selection.check_cv` with ``classifier=True``:
@@ -107,9 +117,11 @@ class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
     fit_intercept : bool, default=True
         Whether to fit an (unpenalized) intercept per class.
     tol : float, default=1e-4
-        L-BFGS stops when the largest absolute gradient entry is <= tol.
+        The optimizer stops when the largest absolute gradient entry (of the
+        pseudo-gradient where ``l1_ratio > 0``) is <= tol.
     max_iter : int, default=100
-        Maximum number of L-BFGS iterations per fit (per C and fold).
+        Maximum number of L-BFGS (OWL-QN) iterations per fit (per C,
+        l1_ratio and fold).
     class_weight : dict, "balanced" or None, default=None
         Weights per class, as in :class:`SoftmaxClassifier`. As in
         ``LogisticRegressionCV``, "balanced" weights are computed once, on all
@@ -127,12 +139,13 @@ class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
         the idle threads go to the running folds. All results are bitwise
         identical for every value.
     verbose : int, default=0
-        If > 0, print one line per fitted (fold, C); if > 1, also the refit's
-        L-BFGS iterations.
-    penalty : {'l2'}, default='l2'
+        If > 0, print one line per fitted (fold, l1_ratio, C); if > 1, also
+        the refit's iterations.
+    penalty : {'l1', 'l2', 'elasticnet'}, default='l2'
         Accepted for code written for ``LogisticRegressionCV``, with its
         deprecation (scikit-learn 1.8): setting it warns (FutureWarning).
-        ``'l1'`` and ``'elasticnet'`` raise a ValueError.
+        ``'l2'`` means ``l1_ratios=[0]``, ``'l1'`` means ``l1_ratios=[1]``,
+        and ``'elasticnet'`` the given ``l1_ratios``.
     solver : {'lbfgs'}, default='lbfgs'
         Accepted for code written for ``LogisticRegressionCV``; other solver
         names raise a ValueError (see :class:`SoftmaxClassifier`).
@@ -150,15 +163,25 @@ class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
     Cs_ : ndarray of shape (n_Cs,)
         The grid of C values, in the order given (the path is fitted in
         increasing C whatever that order).
-    scores_ : ndarray of shape (n_folds, n_Cs)
-        The score of each fold's test set for each C (``LogisticRegressionCV``
-        keeps one copy of this array per class in a dict).
-    coefs_paths_ : ndarray of shape (n_folds, n_Cs, n_classes_or_1, n_features + fit_intercept)
-        The fitted coefficients of each fold and C, with the intercept in the
-        last column. For two classes, only the row of ``classes_[1]``, as in
-        ``coef_`` (the multinomial solution is ``[-w, w]``).
-    n_iter_ : ndarray of shape (n_folds, n_Cs)
-        L-BFGS iterations of each fold and C.
+    l1_ratio_ : float
+        The selected l1_ratio (0.0 when ``l1_ratios`` is None). With
+        ``refit=False``, the mean of the folds' best l1_ratio values.
+    l1_ratios_ : ndarray of shape (n_l1_ratios,)
+        The grid of l1_ratio values, in the order given (``[0.0]`` when
+        ``l1_ratios`` is None).
+    scores_ : ndarray of shape (n_folds, n_Cs) or (n_folds, n_l1_ratios, n_Cs)
+        The score of each fold's test set for each C (and l1_ratio, when
+        ``l1_ratios`` is given). ``LogisticRegressionCV`` keeps one copy of
+        this array per class in a dict, unless
+        ``use_legacy_attributes=False``.
+    coefs_paths_ : ndarray of shape (n_folds, n_Cs, n_classes_or_1, n_features + fit_intercept) \
+            or (n_folds, n_l1_ratios, n_Cs, n_classes_or_1, n_features + fit_intercept)
+        The fitted coefficients of each fold and C (and l1_ratio), with the
+        intercept in the last column. For two classes, only the row of
+        ``classes_[1]``, as in ``coef_`` (the multinomial solution is
+        ``[-w, w]``).
+    n_iter_ : ndarray of shape (n_folds, n_Cs) or (n_folds, n_l1_ratios, n_Cs)
+        Iterations of each fold and C (and l1_ratio).
     classes_ : ndarray of shape (n_classes,)
         Class labels (``arange(K)`` for soft targets).
     coef_ : ndarray of shape (n_classes, n_features) or (1, n_features)
@@ -203,7 +226,8 @@ class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
     and ``sample_weight`` to the scorer when its metric accepts it.
 
     Each fit of the path solves exactly the problem of
-    ``SoftmaxClassifier(C=C).fit(X[train], y[train], sample_weight[train])``
+    ``SoftmaxClassifier(C=C, l1_ratio=l1_ratio).fit(X[train], y[train],
+    sample_weight[train])``
     (with ``class_weight`` resolved on all the data, see above), with all
     classes of ``y`` (a class missing from a training fold gets coefficients
     too). Test scores receive ``sample_weight[test]`` when the
@@ -227,6 +251,7 @@ class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
 
     _parameter_constraints: dict = {
         "Cs": [Interval(Integral, 1, None, closed="left"), "array-like"],
+        "l1_ratios": ["array-like", None],
         "cv": ["cv_object"],
         "scoring": [StrOptions(set(get_scorer_names())), callable, None],
         "refit": ["boolean"],
@@ -240,11 +265,12 @@ class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
         "penalty": [StrOptions({"l1", "l2", "elasticnet"}), Hidden(StrOptions({"deprecated"}))],
     }
 
-    def __init__(self, Cs=10, *, cv=None, scoring=None, refit=True, fit_intercept=True,
-                 tol=1e-4, max_iter=100, class_weight=None, label_smoothing=0.0,
-                 n_jobs=None, verbose=0, penalty="deprecated", solver="lbfgs",
-                 random_state=None):
+    def __init__(self, Cs=10, *, l1_ratios=None, cv=None, scoring=None, refit=True,
+                 fit_intercept=True, tol=1e-4, max_iter=100, class_weight=None,
+                 label_smoothing=0.0, n_jobs=None, verbose=0, penalty="deprecated",
+                 solver="lbfgs", random_state=None):
         self.Cs = Cs
+        self.l1_ratios = l1_ratios
         self.cv = cv
         self.scoring = scoring
         self.refit = refit
@@ -264,7 +290,7 @@ class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None, groups=None, **params):
-        """Cross-validate every C, choose one, and fit the final model.
+        """Cross-validate every C (and l1_ratio), choose one, and fit the final model.
 
         The fit is transactional: if it fails or is interrupted, the estimator
         is left exactly as it was before the call.
@@ -292,11 +318,11 @@ class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
             The fitted estimator.
         """
         _raise_for_params(params, self, "fit")
-        resolve_penalty(self, None)
+        _, penalty_l1_ratio = resolve_penalty(self, None)
         check_solver(self)
-        return self._transactional_fit(X, y, sample_weight, groups, params)
+        return self._transactional_fit(X, y, sample_weight, groups, params, penalty_l1_ratio)
 
-    def _fit(self, X, y, sample_weight, groups, params):
+    def _fit(self, X, y, sample_weight, groups, params, penalty_l1_ratio):
         """Fit without touching ``self``'s model; return the new attributes."""
         if array_namespace(X) is not None:
             raise TypeError(
@@ -319,6 +345,8 @@ class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
                                               sample_weight)
         if all_weights is not None:
             check_weight_sum(_finite_sum(all_weights))
+        l1_ratios = _check_l1_ratios(self.l1_ratios if penalty_l1_ratio is None
+                                     else [penalty_l1_ratio])
         scorer = _path_scorer(self._scorer(soft, n_jobs=1), classes, soft)
         if _routing_enabled():
             metadata = {key: value for key, value in
@@ -334,32 +362,39 @@ class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
             X, y_score, **split_params))
 
         callbacks = start_path_callbacks(
-            self, len(folds), len(Cs), self.refit, self.max_iter, X, y,
+            self, len(folds), len(l1_ratios) * len(Cs), self.refit, self.max_iter, X, y,
             None if sample_weight is None else {"sample_weight": sample_weight})
         path = _RegularizationPath(
             X, targets, y_score, classes, sample_weight, class_weight, score_params, Cs,
-            scorer, self, callbacks,
+            l1_ratios, scorer, self, callbacks,
         )
         n_threads = effective_n_threads(self.n_jobs)
         with single_threaded_blas():
             fold_paths = _run_folds(path, folds, n_threads)
-        _report_failed_fits(fold_paths, Cs, self.refit)
-        _warn_path_convergence(fold_paths, Cs)
+        _report_failed_fits(fold_paths, Cs, l1_ratios, self.refit)
+        _warn_path_convergence(fold_paths, Cs, l1_ratios, self.l1_ratios is not None)
 
+        # Internally the grid always has an l1_ratio axis (axis 1 here).
         full_coefs = np.stack([fold.coefs for fold in fold_paths])
-        fitted = {
-            "Cs_": Cs,
-            "scores_": np.stack([fold.scores for fold in fold_paths]),
-            "coefs_paths_": full_coefs[:, :, 1:] if classes.shape[0] == 2 else full_coefs,
-            "n_iter_": np.stack([fold.n_iter for fold in fold_paths]),
-        }
+        scores = np.stack([fold.scores for fold in fold_paths])
+        n_iter = np.stack([fold.n_iter for fold in fold_paths])
         if self.refit:
-            fitted.update(self._refit(X, y, targets, classes, sample_weight, class_weight,
-                                      fitted, full_coefs, n_threads, callbacks))
+            fitted = self._refit(X, y, targets, classes, sample_weight, class_weight, Cs,
+                                 l1_ratios, scores, full_coefs, n_threads, callbacks)
         else:
             layout = CoefLayout(classes.shape[0], X.shape[1], self.fit_intercept)
-            fitted.update(_average_best(fitted["scores_"], full_coefs, Cs, classes,
-                                        layout, X.dtype))
+            fitted = _average_best(scores, full_coefs, Cs, l1_ratios, classes, layout,
+                                   X.dtype)
+        coefs_paths = full_coefs[..., 1:, :] if classes.shape[0] == 2 else full_coefs
+        if self.l1_ratios is None:  # no l1_ratio axis, as without elastic net
+            coefs_paths, scores, n_iter = coefs_paths[:, 0], scores[:, 0], n_iter[:, 0]
+        fitted.update({
+            "Cs_": Cs,
+            "l1_ratios_": l1_ratios,
+            "scores_": scores,
+            "coefs_paths_": coefs_paths,
+            "n_iter_": n_iter,
+        })
         if callbacks is not None:
             callbacks.end(fitted)
         return fitted
@@ -386,25 +421,25 @@ class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
         weights = check_non_negative_sample_weight(sample_weight, X)
         return class_weights(self.class_weight, targets, classes, weights)
 
-    def _refit(self, X, y, targets, classes, sample_weight, class_weight, fitted,
-               full_coefs, n_threads, callbacks):
-        """Fit on all the data at the best mean-score C, warm-started."""
-        mean_scores = fitted["scores_"].mean(axis=0)
+    def _refit(self, X, y, targets, classes, sample_weight, class_weight, Cs, l1_ratios,
+               scores, full_coefs, n_threads, callbacks):
+        """Fit on all the data at the best mean-score (C, l1_ratio), warm-started."""
+        mean_scores = scores.mean(axis=0)
         if np.all(np.isnan(mean_scores)):
             raise ValueError(
                 "No C of the grid was fitted and scored in every fold (see the "
                 "FitFailedWarning): there is no C to refit with."
             )
-        best = _best_index(mean_scores)
-        C = float(fitted["Cs_"][best])
+        best_l1, best_C = _best_grid_index(mean_scores)
+        C, l1_ratio = float(Cs[best_C]), float(l1_ratios[best_l1])
         data = InMemoryData(
             X, targets, CoefLayout(classes.shape[0], X.shape[1], self.fit_intercept),
             sample_weight=effective_sample_weight(
                 class_weight, X, targets, classes, sample_weight),
             label_smoothing=self.label_smoothing, n_threads=n_threads,
         )
-        objective = CrossEntropyObjective(data, penalty_strength(C, data))
-        params0 = data.layout.flatten(full_coefs[:, best].mean(axis=0))
+        objective = CrossEntropyObjective(data, *penalty_strengths(C, l1_ratio, data))
+        params0 = data.layout.flatten(full_coefs[:, best_l1, best_C].mean(axis=0))
         bridge = None
         if callbacks is not None:
             metadata = None if sample_weight is None else {"sample_weight": sample_weight}
@@ -413,16 +448,19 @@ class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
                 return data.layout.model_attributes(params, classes, X.dtype)
 
             bridge = callbacks.refit_bridge(X, y, metadata, model_attributes, params0)
-        result = run_lbfgs(rescaled(objective), params0, max_iter=self.max_iter,
-                           tol=self.tol, verbose=max(0, self.verbose - 1),
-                           on_iteration=None if bridge is None else bridge.iteration_done)
+        result = run_solver(rescaled(objective), params0, l1_weights=objective.l1_weights(),
+                            max_iter=self.max_iter, tol=self.tol,
+                            verbose=max(0, self.verbose - 1),
+                            on_iteration=None if bridge is None else bridge.iteration_done)
         if bridge is not None:
             bridge.close()
-        result.warn_if_not_converged(prefix=f"Refit at C={C:.6g}: ", stacklevel=5)
+        where = f"C={C:.6g}" if self.l1_ratios is None else f"C={C:.6g}, l1_ratio={l1_ratio:.6g}"
+        result.warn_if_not_converged(prefix=f"Refit at {where}: ", stacklevel=5)
         refitted = data.layout.model_attributes(result.params, classes, X.dtype)
         check_finite_attributes(refitted)
         refitted.update({
             "C_": C,
+            "l1_ratio_": l1_ratio,
             "loss_curve_": result.loss_curve,
             "final_gradient_norm_": result.final_gradient_norm,
         })
@@ -499,25 +537,26 @@ class SoftmaxClassifierCV(CallbackSupportMixin, SoftmaxModelBase):
 
 
 class _FoldPath:
-    """One fold's results along the grid (arrays indexed like ``Cs``)."""
+    """One fold's results along the grid (arrays indexed like ``(l1_ratios, Cs)``)."""
 
-    def __init__(self, n_Cs, layout):
-        self.coefs = np.zeros((n_Cs, layout.n_classes, layout.n_dof))
-        self.scores = np.zeros(n_Cs)
-        self.n_iter = np.zeros(n_Cs, dtype=np.int32)
-        self.failures = []  # (index in Cs, ConvergenceWarning message)
-        self.errors = []  # (index in Cs, why the fit failed): scored NaN
+    def __init__(self, n_l1_ratios, n_Cs, layout):
+        self.coefs = np.zeros((n_l1_ratios, n_Cs, layout.n_classes, layout.n_dof))
+        self.scores = np.zeros((n_l1_ratios, n_Cs))
+        self.n_iter = np.zeros((n_l1_ratios, n_Cs), dtype=np.int32)
+        # (index in l1_ratios, index in Cs, ConvergenceWarning message)
+        self.failures = []
+        self.errors = []  # (index in l1_ratios, index in Cs, why the fit failed): NaN
 
 
 class _RegularizationPath:
-    """Fits the grid of C values on one fold's training data; scores on its test data.
+    """Fits the grid of (l1_ratio, C) values on one fold's training data; scores on its test data.
 
     Holds the full validated data and the estimator's settings; the threads
     only read them.
     """
 
     def __init__(self, X, targets, y_score, classes, sample_weight, class_weight,
-                 score_params, Cs, scorer, estimator, callbacks=None):
+                 score_params, Cs, l1_ratios, scorer, estimator, callbacks=None):
         self.X, self.targets, self.y_score = X, targets, y_score
         self.classes = classes
         self.sample_weight = sample_weight
@@ -525,7 +564,7 @@ class _RegularizationPath:
         self.score_params = score_params
         self.callbacks = callbacks
         self.class_weight = class_weight  # per class, resolved on all the data
-        self.Cs, self.scorer = Cs, scorer
+        self.Cs, self.l1_ratios, self.scorer = Cs, l1_ratios, scorer
         self.settings = estimator.get_params()
         self.stop = threading.Event()
 
@@ -545,46 +584,48 @@ class _RegularizationPath:
         ))
 
     def fit_fold(self, fold_index, train, test, share):
-        """The path of one fold: every C, in increasing order, warm-started."""
+        """The paths of one fold: per l1_ratio, every C in increasing order, warm-started."""
         objective = self.fold_objective(train)
-        params = _prior_params(objective.data)
-        path = _FoldPath(len(self.Cs), objective.layout)
+        prior = _prior_params(objective.data)
+        path = _FoldPath(len(self.l1_ratios), len(self.Cs), objective.layout)
         share.start(objective)
         callback_data = None
         if self.callbacks is not None:
             callback_data = self._callback_data(train)
             self.callbacks.fold_begin(fold_index, **callback_data)
         try:
-            previous = None  # (params, score) of the previous C fitted
-            for j in np.argsort(self.Cs, kind="stable"):
-                if self.stop.is_set():
-                    break
-                if callback_data is not None:
-                    context = self.callbacks.path_fit_begin(fold_index, **callback_data)
-                try:
-                    fitted = self._fit_one(objective, params, j, path)
-                except ValueError as error:
-                    # This C cannot be fitted: scored NaN; the next C starts
-                    # from the last finite solution.
-                    path.errors.append((j, str(error)))
+            for i in range(len(self.l1_ratios)):
+                params = prior
+                previous = None  # (params, score) of the previous C fitted
+                for j in np.argsort(self.Cs, kind="stable"):
+                    if self.stop.is_set():
+                        return path
                     if callback_data is not None:
-                        self.callbacks.path_fit_end(context, **callback_data,
-                                                    model_attributes=None)
-                    path.coefs[j] = np.nan
-                    path.scores[j] = np.nan
-                    self._report(fold_index, j, path)
-                    continue
-                params = fitted
-                if callback_data is not None:
-                    self.callbacks.path_fit_end(
-                        context, **callback_data,
-                        model_attributes=self._model_attributes(params, objective))
-                if previous is not None and np.array_equal(previous[0], params):
-                    path.scores[j] = previous[1]  # already optimal: the same model
-                else:
-                    path.scores[j] = self._score(params, objective, test)
-                previous = (params, path.scores[j])
-                self._report(fold_index, j, path)
+                        context = self.callbacks.path_fit_begin(fold_index, **callback_data)
+                    try:
+                        fitted = self._fit_one(objective, params, i, j, path)
+                    except ValueError as error:
+                        # This C cannot be fitted: scored NaN; the next C starts
+                        # from the last finite solution.
+                        path.errors.append((i, j, str(error)))
+                        if callback_data is not None:
+                            self.callbacks.path_fit_end(context, **callback_data,
+                                                        model_attributes=None)
+                        path.coefs[i, j] = np.nan
+                        path.scores[i, j] = np.nan
+                        self._report(fold_index, i, j, path)
+                        continue
+                    params = fitted
+                    if callback_data is not None:
+                        self.callbacks.path_fit_end(
+                            context, **callback_data,
+                            model_attributes=self._model_attributes(params, objective))
+                    if previous is not None and np.array_equal(previous[0], params):
+                        path.scores[i, j] = previous[1]  # already optimal: the same model
+                    else:
+                        path.scores[i, j] = self._score(params, objective, test)
+                    previous = (params, path.scores[i, j])
+                    self._report(fold_index, i, j, path)
         finally:
             share.finish(objective)
         if callback_data is not None:
@@ -604,27 +645,31 @@ class _RegularizationPath:
             return objective.layout.model_attributes(params, self.classes, self.X.dtype)
         return build
 
-    def _report(self, fold_index, j, path):
-        """With verbose > 0, one line per fitted (fold, C)."""
+    def _report(self, fold_index, i, j, path):
+        """With verbose > 0, one line per fitted (fold, l1_ratio, C)."""
         if self.settings["verbose"] > 0:
-            print(f"[SoftmaxClassifierCV] fold {fold_index}  C={self.Cs[j]:.4g}  "
-                  f"n_iter={path.n_iter[j]}  score={path.scores[j]:.6g}", flush=True)
+            l1_ratio = ("" if self.settings["l1_ratios"] is None
+                        else f"l1_ratio={self.l1_ratios[i]:.4g}  ")
+            print(f"[SoftmaxClassifierCV] fold {fold_index}  {l1_ratio}C={self.Cs[j]:.4g}  "
+                  f"n_iter={path.n_iter[i, j]}  score={path.scores[i, j]:.6g}", flush=True)
 
-    def _fit_one(self, objective, params, j, path):
-        """Fit at ``Cs[j]`` from ``params``; record the solution; return it.
+    def _fit_one(self, objective, params, i, j, path):
+        """Fit at ``(l1_ratios[i], Cs[j])`` from ``params``; record the solution; return it.
 
         Raises ValueError, recording nothing, if C is too small for the
         fold's weights or the fit ends with a non-finite model.
         """
-        objective.l2_reg_strength = penalty_strength(self.Cs[j], objective.data)
-        result = run_lbfgs(rescaled(objective), params, max_iter=self.settings["max_iter"],
-                           tol=self.settings["tol"], final_gradient_norm=False)
+        objective.l2_reg_strength, objective.l1_reg_strength = penalty_strengths(
+            self.Cs[j], self.l1_ratios[i], objective.data)
+        result = run_solver(rescaled(objective), params, l1_weights=objective.l1_weights(),
+                            max_iter=self.settings["max_iter"], tol=self.settings["tol"],
+                            final_gradient_norm=False)
         check_finite_attributes(
             objective.layout.model_attributes(result.params, self.classes, self.X.dtype))
         if result.failure is not None:
-            path.failures.append((j, result.failure))
-        path.n_iter[j] = result.n_iter
-        path.coefs[j] = objective.layout.matrix(result.params)
+            path.failures.append((i, j, result.failure))
+        path.n_iter[i, j] = result.n_iter
+        path.coefs[i, j] = objective.layout.matrix(result.params)
         return result.params
 
     def _score(self, params, objective, test):
@@ -744,24 +789,27 @@ def _run_folds(path, folds, n_threads):
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _report_failed_fits(fold_paths, Cs, refit):
+def _report_failed_fits(fold_paths, Cs, l1_ratios, refit):
     """A FitFailedWarning for the (fold, C) fits that failed; ValueError if none is usable.
 
     Failed fits are scored NaN (they never win), as GridSearchCV does with
-    ``error_score=np.nan``. The fit raises when every fit failed, when no C
-    was fitted in every fold (``refit=True``: nothing to refit with), or when
-    a fold has no fitted C (``refit=False``: nothing to average).
+    ``error_score=np.nan``. The fit raises when every fit failed, when no
+    point of the grid (C, or (l1_ratio, C)) was fitted in every fold
+    (``refit=True``: nothing to refit with), or when a fold has no fitted
+    point (``refit=False``: nothing to average).
     """
-    errors = [(i, j, message) for i, fold in enumerate(fold_paths)
-              for j, message in fold.errors]
+    errors = [(f, i, j, message) for f, fold in enumerate(fold_paths)
+              for i, j, message in fold.errors]
     if not errors:
         return
-    n_fits = len(fold_paths) * len(Cs)
-    i, j, message = errors[0]
-    first = f"the first, fold {i} at C={float(Cs[j])!r}: {message}"
-    failed = np.zeros((len(fold_paths), len(Cs)), dtype=bool)
-    for fold_index, C_index, _ in errors:
-        failed[fold_index, C_index] = True
+    n_fits = len(fold_paths) * len(l1_ratios) * len(Cs)
+    f, i, j, message = errors[0]
+    at = f"C={float(Cs[j])!r}" if len(l1_ratios) == 1 else \
+        f"l1_ratio={float(l1_ratios[i])!r}, C={float(Cs[j])!r}"
+    first = f"the first, fold {f} at {at}: {message}"
+    failed = np.zeros((len(fold_paths), len(l1_ratios), len(Cs)), dtype=bool)
+    for fold_index, l1_index, C_index, _ in errors:
+        failed[fold_index, l1_index, C_index] = True
     if failed.all():
         raise ValueError(
             f"All the {n_fits} regularization-path fits (folds x Cs) failed; {first}")
@@ -769,11 +817,11 @@ def _report_failed_fits(fold_paths, Cs, refit):
         raise ValueError(
             "No C of the grid was fitted in every fold, so none can be chosen and "
             f"refitted; {len(errors)} of {n_fits} fits failed, {first}")
-    if not refit and failed.all(axis=1).any():
+    if not refit and failed.reshape(len(fold_paths), -1).all(axis=1).any():
         raise ValueError(
             "A fold has no fitted C, so the folds' solutions cannot be averaged; "
             f"{len(errors)} of {n_fits} fits failed, {first}")
-    failed_Cs = sorted({float(Cs[j]) for _, j, _ in errors})
+    failed_Cs = sorted({float(Cs[j]) for _, _, j, _ in errors})
     warnings.warn(
         f"{len(errors)} of {n_fits} regularization-path fits (folds x Cs) failed and "
         f"are scored NaN, at C in {failed_Cs}; {first}",
@@ -799,36 +847,50 @@ def _check_soft_scoring(scoring, soft):
         )
 
 
-def _warn_path_convergence(fold_paths, Cs):
+def _warn_path_convergence(fold_paths, Cs, l1_ratios, with_l1_ratios):
     """One ConvergenceWarning for all the path fits that did not converge."""
-    failures = [(i, j, message) for i, fold in enumerate(fold_paths)
-                for j, message in fold.failures]
+    failures = [(f, i, j, message) for f, fold in enumerate(fold_paths)
+                for i, j, message in fold.failures]
     if not failures:
         return
-    i, j, message = failures[0]
-    n_fits = len(fold_paths) * len(Cs)
+    f, i, j, message = failures[0]
+    n_fits = len(fold_paths) * len(l1_ratios) * len(Cs)
+    grid = "folds x l1_ratios x Cs" if with_l1_ratios else "folds x Cs"
+    where = f"C={Cs[j]:.6g}" + (f", l1_ratio={l1_ratios[i]:.6g}" if with_l1_ratios else "")
     warnings.warn(
-        f"{len(failures)} of {n_fits} regularization-path fits (folds x Cs) did not "
-        f"converge; the first, fold {i} at C={Cs[j]:.6g}: {message}",
+        f"{len(failures)} of {n_fits} regularization-path fits ({grid}) did not "
+        f"converge; the first, fold {f} at {where}: {message}",
         ConvergenceWarning, stacklevel=5,
     )
 
 
-def _average_best(scores, full_coefs, Cs, classes, layout, dtype):
-    """refit=False: the mean of each fold's solution at that fold's best C.
+def _average_best(scores, full_coefs, Cs, l1_ratios, classes, layout, dtype):
+    """refit=False: the mean of each fold's solution at that fold's best (l1_ratio, C).
 
-    As LogisticRegressionCV(refit=False); ``C_`` is the mean of those C values.
+    As LogisticRegressionCV(refit=False); ``C_`` and ``l1_ratio_`` are the
+    means of those values.
     """
-    if np.any(np.all(np.isnan(scores), axis=1)):
+    if np.any(np.all(np.isnan(scores.reshape(scores.shape[0], -1)), axis=1)):
         raise ValueError(
             "A fold has no C of the grid that was fitted and scored (see the "
             "FitFailedWarning): its solutions cannot be averaged."
         )
-    best = [_best_index(fold_scores) for fold_scores in scores]
-    coef = np.mean([full_coefs[i, j] for i, j in enumerate(best)], axis=0)
+    best = [_best_grid_index(fold_scores) for fold_scores in scores]
+    coef = np.mean([full_coefs[f, i, j] for f, (i, j) in enumerate(best)], axis=0)
     fitted = layout.model_attributes(layout.flatten(coef), classes, dtype)
-    fitted["C_"] = float(np.mean(Cs[best]))
+    fitted["C_"] = float(np.mean(Cs[[j for _, j in best]]))
+    fitted["l1_ratio_"] = float(np.mean(l1_ratios[[i for i, _ in best]]))
     return fitted
+
+
+def _best_grid_index(scores):
+    """``(l1_ratio index, C index)`` of the best of (n_l1_ratios, n_Cs) scores.
+
+    Ties go to the first C, then the first l1_ratio (LogisticRegressionCV's
+    order); NaN scores never win.
+    """
+    i_C, i_l1 = np.unravel_index(_best_index(scores.T.ravel()), scores.T.shape)
+    return int(i_l1), int(i_C)
 
 
 def _best_index(scores):
@@ -848,6 +910,22 @@ def _check_Cs(Cs):
             f"floats; got {Cs!r}."
         )
     return grid
+
+
+def _check_l1_ratios(l1_ratios):
+    """The grid of l1_ratio values as a float64 array; ``[0.0]`` for None."""
+    if l1_ratios is None:
+        return np.zeros(1)
+    grid = np.asarray(l1_ratios)
+    valid = (grid.ndim == 1 and grid.size > 0
+             and (np.issubdtype(grid.dtype, np.integer) or np.issubdtype(grid.dtype, np.floating))
+             and np.all((grid >= 0) & (grid <= 1)))
+    if not valid:
+        raise ValueError(
+            "l1_ratios must be an array-like of numbers between 0 and 1; "
+            f"got (l1_ratios={l1_ratios!r})"
+        )
+    return grid.astype(np.float64)
 
 
 def _path_scorer(scorer, classes, soft):

@@ -1,8 +1,9 @@
-"""The L2-regularized crossentropy objective: a penalty over a pluggable data term.
+"""The regularized crossentropy objective: a penalty over a pluggable data term.
 
 The objective, for coefficients ``W`` (K x d) and intercepts ``b`` (K)::
 
     f(W, b) = (1/S) sum_i s_i CE_i + l2_reg_strength/2 * ||W||_F^2
+                                   + l1_reg_strength * ||W||_1
     CE_i    = -sum_k q_ik log softmax(z_i)_k = logsumexp(z_i) - sum_k q_ik z_ik
     z_i     = W x_i + b,   S = sum_i s_i
 
@@ -12,8 +13,26 @@ q_i <- (1 - eps) q_i + eps / K. For labels without smoothing,
 CE_i = logsumexp(z_i) - z_{i, y_i}
 
 which is scikit-learn's ``LinearModelLoss(HalfMultinomialLoss)`` convention;
-the estimators use ``l2_reg_strength = 1 / (C * S)``. The intercept is not
+the estimators use ``l2_reg_strength = (1 - l1_ratio) / (C * S)`` and
+``l1_reg_strength = l1_ratio / (C * S)`` (:func:`penalty_strengths`), the
+elastic net of ``LogisticRegression(l1_ratio=...)``. The intercept is not
 penalized.
+
+The L1 term is not differentiable where a coefficient is zero, so the
+objective splits in two: :meth:`CrossEntropyObjective.loss_gradient` is the
+smooth part (data term and L2 penalty) with its gradient, and
+:meth:`CrossEntropyObjective.l1_weights` the weight of ``|w|`` per
+coefficient, which the orthant-wise optimizer (``skcce._fit.run_owlqn``)
+adds itself.
+
+The crossentropy does not change when the same number is added to every
+class's coefficient of one feature (the softmax of ``z + t x_j`` is that of
+``z``): only the penalty sees such a shift. With an L2 penalty alone the
+optimum has zero-sum columns and L-BFGS finds them. With an L1 term, the
+penalty along this direction is piecewise linear with curvature only from
+the (small) L2 part, a valley a quasi-Newton method crosses in many small
+steps; :meth:`CrossEntropyObjective.class_shift` solves it exactly instead,
+for every feature at once and without a pass over the data.
 
 A *data term* computes the unnormalized ``sum_i s_i CE_i`` and its gradient
 (``loss_gradient_sum``) and knows ``S`` (``weight_sum``): :class:`InMemoryData`
@@ -24,7 +43,7 @@ way for every data term. The parameter layout is :class:`~skcce._layout.CoefLayo
 
 import numpy as np
 
-from skcce._columns import column_sums, prescale_shifts, shifted
+from skcce._columns import ColumnSums, column_sums, prescale_shifts, shifted
 from skcce._kernels import dense, reductions, sparse
 from skcce._layout import CoefLayout
 from skcce._sparse import is_sparse, kernel_csr
@@ -93,6 +112,21 @@ def penalty_strength(C, data):
     return l2_reg_strength(C, total_weight(data))
 
 
+def penalty_strengths(C, l1_ratio, data):
+    """The elastic-net factors ``(l2_reg_strength, l1_reg_strength)`` for (C, l1_ratio).
+
+    ``((1 - l1_ratio) / (C * S), l1_ratio / (C * S))``, as
+    ``LogisticRegression(C=C, l1_ratio=l1_ratio)``, from :func:`penalty_strength`
+    (same checks); for ``l1_ratio = 0`` the L2 factor is bitwise
+    :func:`penalty_strength`'s. ``C = inf`` means no penalty at all, whatever
+    ``l1_ratio`` (``LogisticRegression`` also drops the penalty then).
+    """
+    strength = penalty_strength(C, data)
+    if l1_ratio == 0:
+        return strength, 0.0
+    return (1.0 - l1_ratio) * strength, l1_ratio * strength
+
+
 class InMemoryData:
     """The crossentropy data term on a NumPy array or a CSR matrix.
 
@@ -132,6 +166,7 @@ class InMemoryData:
         self._tile_cache = None
         self._sums = None
         self._prescaled = None
+        self._column_costs = None
         # The shift of X's columns this data term was built with (see prescaled()).
         self.shift = None
         # Weights far from 1 are divided by a power of two near their largest
@@ -253,6 +288,50 @@ class InMemoryData:
                 self._prescaled = data
         return self._prescaled or None
 
+    def column_costs(self):
+        """Stored entries per column of X: the share of an evaluation each column costs."""
+        if self._column_costs is None:
+            if is_sparse(self.X):
+                self._column_costs = np.bincount(self.X.indices,
+                                                 minlength=self.layout.n_features)
+            else:
+                self._column_costs = np.full(self.layout.n_features, self.X.shape[0])
+        return self._column_costs
+
+    def restricted(self, features):
+        """The data term on the columns ``features`` of X (a copy of those columns).
+
+        Same rows, targets, weights (and weight scale), smoothing and threads;
+        the column statistics are those of this data term. The layout has
+        ``len(features)`` features. Its value and gradient at coefficients
+        that are zero outside ``features`` are those of this data term.
+
+        Parameters
+        ----------
+        features : ndarray of int, increasing
+
+        Returns
+        -------
+        data : InMemoryData
+        """
+        X = self.X[:, features]
+        if is_sparse(X):
+            X = kernel_csr(X, structure_checked=True)
+            X.sort_indices()
+        else:
+            X = np.ascontiguousarray(X)
+        layout = CoefLayout(self.layout.n_classes, len(features), self.layout.fit_intercept)
+        data = InMemoryData(X, self.targets, layout, sample_weight=self.sample_weight,
+                            label_smoothing=self.label_smoothing, n_threads=self.n_threads,
+                            cache_tiles=self.cache_tiles)
+        data.weight_scale *= self.weight_scale
+        if self._sums is not None:
+            sums = self._sums
+            data._sums = ColumnSums(sums.weight_sum, sums.minimum[features],
+                                    sums.maximum[features], sums.square_sums[features],
+                                    sums.shift[features])
+        return data
+
     def _sparse_tiles(self):
         """X's cached tiles when ``cache_tiles``, built at the first call; else None."""
         if self.cache_tiles and self._tile_cache is None:
@@ -272,12 +351,16 @@ class CrossEntropyObjective:
         ``loss_gradient_sum(params)``.
     l2_reg_strength : float, default=0.0
         May be changed between evaluations (a regularization path).
+    l1_reg_strength : float, default=0.0
+        Weight of ``||W||_1``; may be changed between runs of the optimizer.
+        Not part of :meth:`loss_gradient` (see :meth:`l1_weights`).
     """
 
-    def __init__(self, data, l2_reg_strength=0.0):
+    def __init__(self, data, l2_reg_strength=0.0, l1_reg_strength=0.0):
         self.data = data
         self.layout = data.layout
         self.l2_reg_strength = float(l2_reg_strength)
+        self.l1_reg_strength = float(l1_reg_strength)
 
     @classmethod
     def in_memory(cls, X, targets, n_classes, *, sample_weight=None, fit_intercept=True,
@@ -296,6 +379,26 @@ class CrossEntropyObjective:
         return self.data.weight_sum
 
     @property
+    def can_restrict(self):
+        """Whether :meth:`restricted` is available (the data term can select columns)."""
+        return hasattr(self.data, "restricted")
+
+    def restricted(self, features):
+        """The same objective on the columns ``features`` of X only.
+
+        Equal to this objective at coefficients that are zero outside
+        ``features`` (the data term of those columns, the same penalties).
+        """
+        return CrossEntropyObjective(self.data.restricted(features), self.l2_reg_strength,
+                                     self.l1_reg_strength)
+
+    def restriction_cost(self, features):
+        """The cost of an evaluation of :meth:`restricted` over that of this objective."""
+        costs = self.data.column_costs()
+        total = costs.sum()
+        return float(costs[features].sum() / total) if total else 1.0
+
+    @property
     def n_threads(self):
         """OpenMP threads of the data term and of the penalty pass."""
         return self.data.n_threads
@@ -304,8 +407,68 @@ class CrossEntropyObjective:
     def n_threads(self, value):
         self.data.n_threads = int(value)
 
+    def l1_weights(self):
+        """Weight of ``|w|`` per entry of the flat parameters, or None without L1.
+
+        Returns
+        -------
+        weights : ndarray of shape (n_classes * n_dof,), float64, or None
+            ``l1_reg_strength`` for the coefficients, 0 for the intercepts;
+            None when ``l1_reg_strength`` is 0 (a smooth objective).
+        """
+        if self.l1_reg_strength == 0:
+            return None
+        weights = np.zeros(self.layout.n_params)
+        self.layout.weights_t(weights)[...] = self.l1_reg_strength
+        return weights
+
+    def class_shift(self, params):
+        """The penalty-minimizing shift of every feature's coefficients across classes.
+
+        For each feature j, the ``t_j`` that minimizes the penalty of
+        ``W[:, j] + t_j``,
+        ``sum_k l1_reg_strength |W_kj + t_j| + l2_reg_strength / 2 (W_kj + t_j)^2``,
+        which lowers the objective by as much as it lowers the penalty: the
+        crossentropy is invariant to the shift. Without L2 part the minimizers
+        form an interval (a median interval); the one nearest 0 is taken.
+
+        Parameters
+        ----------
+        params : ndarray of shape (n_classes * n_dof,)
+
+        Returns
+        -------
+        shift : ndarray of shape (n_classes * n_dof,) or None
+            ``t_j`` at every class's coefficient of feature j, 0 at the
+            intercepts; None if no feature moves (also without L1 term).
+        loss_change : float
+            Change of the smooth part (the L2 term) ``loss_gradient`` sees.
+        grad_change : ndarray of shape (n_classes * n_dof,) or None
+            Change of its gradient.
+        """
+        if self.l1_reg_strength == 0:
+            return None, 0.0, None
+        layout = self.layout
+        weights_t = layout.weights_t(params)
+        shifts = penalty_minimizing_shifts(weights_t, self.l1_reg_strength,
+                                           self.l2_reg_strength)
+        if not np.any(shifts):
+            return None, 0.0, None
+        shift = np.zeros(layout.n_params)
+        shift_t = layout.weights_t(shift)
+        shift_t[...] = shifts[:, None]
+        l2 = self.l2_reg_strength
+        # ||W + T||^2 - ||W||^2 = 2 W.T + ||T||^2, per column.
+        column_sums = weights_t.sum(axis=1)
+        loss_change = l2 * float(np.dot(shifts, column_sums)
+                                 + 0.5 * layout.n_classes * np.dot(shifts, shifts))
+        return shift, loss_change, l2 * shift
+
     def loss_gradient(self, params):
-        """Objective and its gradient at the flat parameter vector ``params``.
+        """Smooth part of the objective and its gradient at ``params``.
+
+        The data term and the L2 penalty: the whole objective unless
+        ``l1_reg_strength`` > 0 (see :meth:`l1_weights`).
 
         Parameters
         ----------
@@ -353,3 +516,52 @@ class CrossEntropyObjective:
                 self.l2_reg_strength, self.n_threads)
             loss += 0.5 * self.l2_reg_strength * sum_squares
         return loss, grad
+
+
+def penalty_minimizing_shifts(values, l1, l2):
+    """Per row of ``values``, the ``t`` minimizing ``sum_k l1 |v_k + t| + l2/2 (v_k + t)^2``.
+
+    The function of ``t`` is convex and piecewise quadratic with kinks at
+    ``t = -v_k``; its right derivative at the m-th smallest kink ``b_m``
+    (1-based) is ``l1 (2m - K) + l2 (S + K b_m)``, ``S = sum_k v_k``. The
+    minimizer is the first kink where that is >= 0, if the left derivative
+    there is <= 0, else the zero of the linear derivative on the segment below
+    it. Without L2 (``l2 = 0``) the minimizers are the median of the kinks
+    (odd K) or the interval between the two middle ones (even K); the point of
+    it nearest 0 is returned. Ties are handled by the same formulas.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_rows, K)
+    l1 : float
+        > 0.
+    l2 : float
+        >= 0.
+
+    Returns
+    -------
+    shifts : ndarray of shape (n_rows,)
+    """
+    n_rows, K = values.shape
+    kinks = np.sort(-values, axis=1)
+    if l2 == 0:
+        if K % 2:
+            return kinks[:, K // 2].copy()
+        return np.clip(0.0, kinks[:, K // 2 - 1], kinks[:, K // 2])
+    total = values.sum(axis=1)
+    m = np.arange(1, K + 1)
+    slope_at_kink = l2 * (total[:, None] + K * kinks)
+    right = l1 * (2 * m - K) + slope_at_kink
+    left = l1 * (2 * (m - 1) - K) + slope_at_kink
+    rising = right >= 0
+    first = np.argmax(rising, axis=1)  # 0-based: ``first`` kinks lie below
+    rows = np.arange(n_rows)
+    # The zero of l1 (2 first - K) + l2 (S + K t) on the segment below the kink.
+    shifts = -(l1 * (2 * first - K) / l2 + total) / K
+    at_kink = rising[rows, first] & (left[rows, first] <= 0)
+    shifts[at_kink] = kinks[rows, first][at_kink]
+    # Past the last kink (every derivative negative): all K terms positive.
+    beyond = ~rising[:, -1]
+    shifts[beyond] = -(l1 * K / l2 + total[beyond]) / K
+    return shifts
+

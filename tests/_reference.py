@@ -213,3 +213,103 @@ def sklearn_at_least(version):
 
 
 REFERENCE_SKLEARN = "1.9"
+
+
+def _targets_matrix(Q, K, label_smoothing=0.0):
+    Q = np.asarray(Q)
+    if Q.ndim == 1:
+        Q = np.eye(K)[Q.astype(int)]
+    return (1.0 - label_smoothing) * Q.astype(np.float64) + label_smoothing / K
+
+
+def elastic_net_objective(coef, X, Q, l1, l2, sample_weight=None, fit_intercept=True,
+                          label_smoothing=0.0):
+    """``ref_objective`` plus ``l1 * ||W||_1`` (intercepts not penalized); float64."""
+    d = np.shape(X)[1]
+    loss, _ = ref_objective(coef, X, Q, sample_weight, l2, fit_intercept, label_smoothing)
+    return loss + l1 * float(np.sum(np.abs(np.asarray(coef, np.float64)[:, :d])))
+
+
+def elastic_net_reference(X, Q, K, l1, l2, sample_weight=None, fit_intercept=True,
+                          label_smoothing=0.0, pgtol=1e-13):
+    """Reference minimizer of the elastic-net softmax objective, independent of skcce.
+
+    The L1 term is made smooth by splitting ``W = P - N`` with ``P, N >= 0``:
+    ``min f(P - N) + l1 * sum(P + N)`` is a bound-constrained smooth problem,
+    solved by scipy's L-BFGS-B on the NumPy loss of :func:`ref_objective`,
+    to a projected-gradient tolerance of ``pgtol``, restarted until a run no
+    longer lowers the objective.
+    Dense NumPy only; meant for small problems.
+
+    Returns
+    -------
+    coef : ndarray of shape (K, d + fit_intercept)
+    """
+    from scipy.optimize import minimize
+
+    X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+    d = X.shape[1]
+    n_w = K * d
+    n_b = K if fit_intercept else 0
+
+    def unpack(z):
+        coef = np.zeros((K, d + int(fit_intercept)))
+        coef[:, :d] = (z[:n_w] - z[n_w:2 * n_w]).reshape(K, d)
+        if fit_intercept:
+            coef[:, d] = z[2 * n_w:]
+        return coef
+
+    def fun(z):
+        coef = unpack(z)
+        loss, grad = ref_objective(coef, X, Q, sample_weight, l2, fit_intercept,
+                                   label_smoothing)
+        gw = grad[:, :d].ravel()
+        value = loss + l1 * float(np.sum(z[:2 * n_w]))
+        parts = [gw + l1, -gw + l1]
+        if fit_intercept:
+            parts.append(grad[:, d])
+        return value, np.concatenate(parts)
+
+    bounds = [(0.0, None)] * (2 * n_w) + [(None, None)] * n_b
+    z, value = np.zeros(2 * n_w + n_b), np.inf
+    # L-BFGS-B can stop at an iteration that makes no progress before the
+    # optimum; restarting it (fresh curvature memory) goes on.
+    for _ in range(20):
+        result = minimize(fun, z, jac=True, method="L-BFGS-B", bounds=bounds,
+                          options={"maxiter": 100_000, "maxfun": 200_000, "ftol": 0.0,
+                                   "gtol": pgtol})
+        z, improvement = result.x, value - result.fun
+        value = result.fun
+        if improvement <= 1e-15 * abs(value):
+            break
+    return unpack(z)
+
+
+def elastic_net_kkt(coef, X, Q, l1, l2, sample_weight=None, fit_intercept=True,
+                    label_smoothing=0.0):
+    """Optimality residuals of ``coef`` for the elastic-net softmax objective.
+
+    With ``g`` the gradient of the smooth part (NumPy, :func:`ref_objective`):
+
+    - at a zero coefficient, ``excess = max(|g| - l1, 0)`` (0 when optimal);
+    - at a non-zero coefficient, ``stationarity = |g + l1 sign(w)|``;
+    - at an intercept, ``|g|``.
+
+    Returns
+    -------
+    residuals : dict
+        ``zero_excess``, ``nonzero_stationarity``, ``intercept`` (arrays) and
+        ``margin``: ``|g| / l1`` at the zero coefficients (how close each is
+        to leaving 0; near 1 is a tie).
+    """
+    d = np.shape(X)[1]
+    X = np.asarray(X.toarray() if hasattr(X, "toarray") else X, dtype=np.float64)
+    _, grad = ref_objective(coef, X, Q, sample_weight, l2, fit_intercept, label_smoothing)
+    W, G = np.asarray(coef, np.float64)[:, :d], grad[:, :d]
+    zero = W == 0
+    return {
+        "zero_excess": np.maximum(np.abs(G[zero]) - l1, 0.0),
+        "nonzero_stationarity": np.abs(G[~zero] + l1 * np.sign(W[~zero])),
+        "intercept": np.abs(grad[:, d]) if fit_intercept else np.zeros(0),
+        "margin": np.abs(G[zero]) / l1,
+    }

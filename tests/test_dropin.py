@@ -14,13 +14,14 @@ import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn import config_context, get_config
 from sklearn.datasets import load_iris, make_classification
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.metrics import accuracy_score, log_loss, make_scorer
 from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold
 from sklearn.utils import estimator_html_repr
 from sklearn.utils._param_validation import InvalidParameterError
 
+from _reference import elastic_net_objective
 from skcce import SoftmaxClassifier, SoftmaxClassifierCV
 
 # LogisticRegression deprecated `penalty` in scikit-learn 1.8 (FutureWarning).
@@ -112,14 +113,27 @@ def test_penalty_none_with_C_warns_that_C_is_ignored(Estimator, data):
     assert np.abs(model.coef_).max() > 1.0
 
 
-@pytest.mark.parametrize("penalty", ["l1", "elasticnet"])
-def test_l1_penalties_raise_for_lbfgs(penalty, data):
-    """LogisticRegression's lbfgs refuses the L1 penalties; so does skcce."""
+@pytest.mark.parametrize("penalty, l1_ratio", [("l1", 1.0), ("elasticnet", 0.5)])
+def test_l1_penalties_fit_the_model_saga_fits(penalty, l1_ratio, data):
+    """penalty="l1" means l1_ratio=1 and "elasticnet" the given l1_ratio, as in
+    LogisticRegression (fitted there by saga): same objective at the optimum."""
     X, y = data
-    with _penalty_warning(LogisticRegression), pytest.raises(ValueError):
-        LogisticRegression(penalty=penalty, l1_ratio=0.5, solver="lbfgs").fit(X, y)
-    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="L2 penalty only"):
-        SoftmaxClassifier(penalty=penalty).fit(X, y)
+    with _penalty_warning(LogisticRegression), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = LogisticRegression(penalty=penalty, l1_ratio=l1_ratio, solver="saga",
+                                 tol=1e-10, max_iter=100_000).fit(X, y)
+    with pytest.warns(FutureWarning, match="'penalty'"):
+        model = SoftmaxClassifier(penalty=penalty, l1_ratio=l1_ratio if penalty ==
+                                  "elasticnet" else 0.0, tol=1e-10, max_iter=10_000).fit(X, y)
+    n = X.shape[0]
+    l1, l2 = l1_ratio / n, (1 - l1_ratio) / n
+
+    def objective(est):
+        coef = np.hstack([est.coef_, est.intercept_[:, None]])
+        return elastic_net_objective(coef, X, y, l1, l2)
+
+    assert abs(objective(model) - objective(ref)) <= 1e-8 * objective(ref)
+    assert np.any(model.coef_ == 0) == np.any(ref.coef_ == 0)
 
 
 def test_cv_accepts_the_logistic_regression_cv_arguments(data):

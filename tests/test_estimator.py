@@ -242,7 +242,7 @@ def test_valid_n_jobs(iris, n_jobs):
 def test_get_set_params():
     clf = SoftmaxClassifier(C=3.0, class_weight="balanced")
     p = clf.get_params()
-    assert p == dict(C=3.0, fit_intercept=True, tol=1e-4, max_iter=100,
+    assert p == dict(C=3.0, l1_ratio=0.0, fit_intercept=True, tol=1e-4, max_iter=100,
                      class_weight="balanced", label_smoothing=0.0,
                      warm_start=False, n_jobs=None, verbose=0,
                      penalty="deprecated", solver="lbfgs", random_state=None)

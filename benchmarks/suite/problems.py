@@ -3,9 +3,11 @@
 Features are standard Gaussian (dense, or the non-zeros of a CSR matrix with a
 fixed number of non-zeros per row). Labels are sampled from the softmax of a
 random linear model, so no problem is separable and every fit has a finite
-optimum. The values are rounded to float32 once, so the float64 and float32
-versions of a problem hold exactly the same numbers: one reference optimum
-serves both.
+optimum. Text-like problems (``text=True``) are generated as documents
+instead: word counts from a Zipf vocabulary mixed with class-specific topic
+words, as TF-IDF rows of unit norm (see :func:`_text_like`). The values are
+rounded to float32 once, so the float64 and float32 versions of a problem hold
+exactly the same numbers: one reference optimum serves both.
 """
 
 from dataclasses import dataclass, replace
@@ -35,6 +37,9 @@ class Problem:
     skipped_fits : tuple of str, default=()
         Fits (``"solver/setting"``) not run on this problem, for the same
         reason; the report says so.
+    text : bool, default=False
+        A text-like CSR problem (TF-IDF of generated documents); then
+        ``nnz_per_row`` is the mean document length in words.
     """
 
     name: str
@@ -44,6 +49,7 @@ class Problem:
     nnz_per_row: int | None = None
     max_fit_repeats: int | None = None
     skipped_fits: tuple = ()
+    text: bool = False
 
     @property
     def is_sparse(self):
@@ -53,7 +59,10 @@ class Problem:
     @property
     def label(self):
         """Human-readable shape, e.g. ``dense 200,000 × 100, K=10``."""
-        kind = f"CSR ({self.nnz_per_row} nnz/row)" if self.is_sparse else "dense"
+        if self.text:
+            kind = f"CSR text-like TF-IDF ({self.nnz_per_row} words/doc)"
+        else:
+            kind = f"CSR ({self.nnz_per_row} nnz/row)" if self.is_sparse else "dense"
         return f"{kind} {self.n_samples:,} × {self.n_features:,}, K={self.n_classes}"
 
     def shrunk(self):
@@ -88,8 +97,15 @@ PROBLEMS = (
 )
 
 
-def select_problems(names, quick=False):
-    """Problems by command-line name, in the order of :data:`PROBLEMS`.
+# The sparse-model (L1) benchmark: OWL-QN against saga (``run.py --l1``).
+L1_PROBLEMS = (
+    PROBLEMS[0],  # dense-200k
+    Problem("text-100k", 100_000, 50_000, 20, nnz_per_row=80, text=True),
+)
+
+
+def select_problems(names, quick=False, problems=PROBLEMS):
+    """Problems by command-line name, in the order of ``problems``.
 
     Parameters
     ----------
@@ -98,20 +114,22 @@ def select_problems(names, quick=False):
         None selects every problem.
     quick : bool, default=False
         Return the tiny versions (:meth:`Problem.shrunk`).
+    problems : tuple of Problem, default=PROBLEMS
+        The problems to choose from (:data:`L1_PROBLEMS` for ``--l1``).
 
     Returns
     -------
     problems : list of Problem
     """
     chosen = []
-    for problem in PROBLEMS:
+    for problem in problems:
         if names is None or any(problem.name.startswith(name) for name in names):
             chosen.append(problem.shrunk() if quick else problem)
     unknown = [name for name in names or []
-               if not any(p.name.startswith(name) for p in PROBLEMS)]
+               if not any(p.name.startswith(name) for p in problems)]
     if unknown:
         raise ValueError(f"unknown problems {unknown}; choose from "
-                         f"{[p.name for p in PROBLEMS]}")
+                         f"{[p.name for p in problems]}")
     return chosen
 
 
@@ -131,6 +149,8 @@ def make_data(problem, seed=0):
         Class indices ``0 .. n_classes - 1``.
     """
     rng = np.random.default_rng(seed)
+    if problem.text:
+        return _text_like(problem, rng)
     if problem.is_sparse:
         X = _random_csr(problem, rng)
         active_per_row = problem.nnz_per_row
@@ -160,6 +180,51 @@ def _random_csr(problem, rng):
                       shape=(n, problem.n_features))
     X.sum_duplicates()
     return X
+
+
+# Text-like problems: Zipf exponent of the vocabulary, share of the words drawn
+# from the document's class topic, words per topic.
+ZIPF_EXPONENT = 1.07
+TOPIC_SHARE = 0.25
+TOPIC_WORDS = 200
+
+
+def _text_like(problem, rng):
+    """TF-IDF rows of generated documents, and their classes.
+
+    Each document has a class drawn uniformly and a log-normal length (mean
+    ``nnz_per_row`` words). Each word is drawn from a Zipf distribution over
+    the vocabulary, or, with probability :data:`TOPIC_SHARE`, from its
+    class's topic: :data:`TOPIC_WORDS` words of middling frequency, Zipf
+    within the topic (topics may share words). Counts become
+    ``log(1 + count) * idf`` with ``idf = log((1 + n) / (1 + df)) + 1``, and
+    rows are scaled to unit Euclidean norm, as scikit-learn's
+    ``TfidfVectorizer(sublinear_tf=True)`` does. Most words are rare, so most
+    columns have few non-zeros; frequent words carry little information.
+    """
+    n, vocabulary, K = problem.n_samples, problem.n_features, problem.n_classes
+    y = rng.integers(0, K, size=n)
+    lengths = np.maximum(5, rng.lognormal(np.log(problem.nnz_per_row), 0.6, size=n)
+                         .astype(np.int64))
+    document = np.repeat(np.arange(n), lengths)
+    word_cdf = np.cumsum(1.0 / (np.arange(1, vocabulary + 1) + 2.7) ** ZIPF_EXPONENT)
+    words = np.searchsorted(word_cdf / word_cdf[-1], rng.random(document.size), side="right")
+    words = np.minimum(words, vocabulary - 1)
+    topics = np.stack([rng.choice(np.arange(50, max(51 + TOPIC_WORDS, vocabulary // 4)),
+                                  size=TOPIC_WORDS, replace=False) for _ in range(K)])
+    topic_cdf = np.cumsum(1.0 / np.arange(1, TOPIC_WORDS + 1))
+    on_topic = rng.random(document.size) < TOPIC_SHARE
+    pick = np.searchsorted(topic_cdf / topic_cdf[-1], rng.random(on_topic.sum()), side="right")
+    words[on_topic] = topics[y[document[on_topic]], np.minimum(pick, TOPIC_WORDS - 1)]
+    X = sp.csr_matrix((np.ones(document.size), (document, words)), shape=(n, vocabulary))
+    X.sum_duplicates()
+    df = np.bincount(X.indices, minlength=vocabulary)
+    idf = np.log((1.0 + n) / (1.0 + df)) + 1.0
+    X.data = np.log1p(X.data) * idf[X.indices]
+    norms = np.sqrt(np.add.reduceat(X.data ** 2, X.indptr[:-1]))
+    X.data /= np.repeat(norms, np.diff(X.indptr))
+    X.data = X.data.astype(np.float32).astype(np.float64)
+    return X, y
 
 
 def with_dtype(X, dtype):
