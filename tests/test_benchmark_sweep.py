@@ -33,13 +33,13 @@ def test_sample_grid_rejects_impossible_counts(n_points):
 
 def test_dense_rows_caps():
     # n · d = values when no cap binds
-    assert shapes.dense_rows(100, 10, 32_000_000, 40e9, 32_000_000, 2_000) == 320_000
-    # the flop cap: 4 · n · 2000 · 1000 <= 40e9
-    assert shapes.dense_rows(2000, 1000, 32_000_000, 40e9, 32_000_000, 2_000) == 5_000
-    # the logits cap: n · 1000 <= 32e6
-    assert shapes.dense_rows(8, 1000, 32_000_000, 40e9, 32_000_000, 2_000) == 32_000
+    assert shapes.dense_rows(100, 10, 24_000_000, 24e9, 24_000_000, 2_000) == 240_000
+    # the flop cap: 4 · n · 2000 · 1000 <= 24e9
+    assert shapes.dense_rows(2000, 1000, 24_000_000, 24e9, 24_000_000, 2_000) == 3_000
+    # the logits cap: n · 1000 <= 24e6
+    assert shapes.dense_rows(8, 1000, 24_000_000, 24e9, 24_000_000, 2_000) == 24_000
     # at least min_rows
-    assert shapes.dense_rows(2000, 1000, 32_000_000, 1e9, 32_000_000, 2_000) == 2_000
+    assert shapes.dense_rows(2000, 1000, 24_000_000, 1e9, 24_000_000, 2_000) == 2_000
 
 
 def test_sweep_points_fit_shapes_are_sampled():

@@ -21,13 +21,13 @@ FEATURES = (8, 20, 54, 100, 300, 784, 2000)
 CLASSES = (2, 3, 5, 10, 20, 50, 100, 300, 1000)
 N_POINTS = 25
 QUICK_N_POINTS = 5
-# Values of X per dense point (n · d): 256 MB in float64.
-DENSE_VALUES = 32_000_000
-# Flops of one evaluation (4 · n · d · K) at most: about half a second at the
-# peak of two cores, several seconds for the slowest peers.
-MAX_FLOPS = 40e9
+# Values of X per dense point (n · d): 192 MB in float64.
+DENSE_VALUES = 24_000_000
+# Flops of one evaluation (4 · n · d · K) at most: about a quarter of a second
+# at the peak of two cores, seconds for the slowest peers.
+MAX_FLOPS = 24e9
 # n · K at most: scikit-learn, PyTorch and JAX each hold a few n × K arrays.
-MAX_LOGITS = 32_000_000
+MAX_LOGITS = 24_000_000
 MIN_ROWS = 2_000
 # --quick: tiny versions of the same points.
 QUICK_DENSE_VALUES = 200_000
@@ -41,8 +41,8 @@ QUICK_MIN_ROWS = 100
 FIT_SHAPES = ((8, 5), (54, 10), (100, 20), (784, 10), (300, 100), (100, 1000))
 QUICK_FIT_SHAPES = ((100, 20),)
 FIT_SPARSE = ("csr-zipf-K20",)
-FIT_VALUES = 4_000_000
-FIT_FLOPS = 2e9
+FIT_VALUES = 2_000_000
+FIT_FLOPS = 1e9
 QUICK_FIT_VALUES = 100_000
 # CSR problems: (n, d, non-zeros per row) and their tiny --quick versions.
 SPARSE_SHAPE = (200_000, 50_000, 50)
