@@ -1,22 +1,28 @@
-"""skcce benchmark suite: per-evaluation time against the roofline, fits, memory.
+"""skcce benchmark suite: per-evaluation time against a roofline, fits, memory.
 
 Usage::
 
     python benchmarks/run.py [--quick] [--out DIR] [--docs]
                              [--problems dense-200k,sparse] [--dtypes float64,float32]
-                             [--peers torch,sklearnex | none]
+                             [--peers torch,jax,sklearnex | none]
                              [--repeats 7] [--fit-repeats 5] [--tight-fit-repeats 3]
     python benchmarks/run.py --l1 [--quick] [--out DIR] [--docs]
                              [--problems dense-200k,text-100k] [--l1-ratios 0.5,1]
                              [--fit-repeats 5]
+    python benchmarks/run.py --sweep [--quick] [--out DIR] [--docs]
+                             [--problems dense-d100,csr] [--dtypes ...] [--peers ...]
+                             [--repeats 5] [--fit-repeats 3]
 
 For each problem (``benchmarks/suite/problems.py``) and dtype, in one process:
 
-1. the roofline of one evaluation of the loss and gradient,
+1. the BLAS roofline of one evaluation of the loss and gradient,
    ``max(bytes of X / read bandwidth, 4 · nnz(X) · K / GEMM rate)``, for one
-   thread and for all cores, with both rates measured in this run;
+   thread and for all cores, with both rates measured in this run; the GEMM
+   rate is BLAS's on the kernel's own skinny shapes, far below the machine's
+   peak, so this bound is lax (the sweep's physical roofline is not);
 2. the median time of one evaluation: skcce with one thread and all cores,
-   scikit-learn's ``LinearModelLoss.loss_gradient``, PyTorch (when installed);
+   scikit-learn's ``LinearModelLoss.loss_gradient``, PyTorch and JAX (when
+   installed);
 3. fits at default and tight settings: skcce, LogisticRegression,
    scikit-learn-intelex and PyTorch LBFGS (when installed): median wall time,
    iterations, and the objective gap to a reference optimum;
@@ -33,6 +39,11 @@ L1 and elastic-net fits of ``SoftmaxClassifier(l1_ratio=...)`` (OWL-QN) and
 (TF-IDF of generated documents), their objective gaps, and saga's wall time
 over skcce's at an equal or smaller gap. It writes ``sparse_models.md`` and
 ``sparse_models.json`` (``--docs``: ``docs/_sparse_models_results.inc``).
+
+``--sweep`` runs the shape sweep instead (``benchmarks/suite/sweep.py``):
+about 25 dense shapes over (n_features, n_classes) and a few CSR problems,
+each against the physical roofline and the peers, with fits on a few of
+them; it writes ``sweep.md``, ``sweep.json`` and two heatmaps per run.
 """
 
 import argparse
@@ -45,13 +56,15 @@ from pathlib import Path
 
 from sklearn.exceptions import ConvergenceWarning
 
-from suite import evaluation, fitting, machine, report, sparse_models, timing
+from suite import (evaluation, fitting, machine, report, sparse_models, sweep, sweep_report,
+                   timing)
+from suite.jax_peer import import_jax
 from suite.problems import (L1_PROBLEMS, PROBLEMS, count_nonzeros, make_data,
                             select_problems, storage_bytes, with_dtype)
 from suite.torch_peer import import_torch
 
 REPOSITORY = Path(__file__).resolve().parents[1]
-PEERS = ("torch", "sklearnex")
+PEERS = ("torch", "jax", "sklearnex")
 DTYPES = ("float64", "float32")
 # Rows of the small slice every fit first runs on (warm-up, and a probe of
 # whether the solver accepts the data).
@@ -70,21 +83,26 @@ def parse_arguments(argv):
     )
     parser.add_argument("--quick", action="store_true",
                         help="tiny problems, one run each (for CI)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="the shape sweep (dense (d, K) grid and CSR problems) instead "
+                             "of the suite's problems")
     parser.add_argument("--out", type=Path, default=REPOSITORY / "benchmarks" / "results",
-                        help="directory for results.md, results.json, results.png")
+                        help="directory for results.md, results.json, results.png "
+                             "(sweep: sweep.md, sweep.json, sweep_*.png)")
     parser.add_argument("--docs", action="store_true",
                         help="also write the results into docs/")
     parser.add_argument("--problems", type=_comma_list, default=None,
-                        help="comma-separated problem names or prefixes (default: all)")
+                        help="comma-separated problem names or prefixes, or sweep points "
+                             "with --sweep (default: all)")
     parser.add_argument("--dtypes", type=_comma_list, default=list(DTYPES),
                         help="comma-separated dtypes (default: float64,float32)")
     parser.add_argument("--peers", type=_comma_list, default=list(PEERS),
-                        help="optional peers to run when installed: torch,sklearnex "
-                             "or none (default: both)")
+                        help="optional peers to run when installed: torch,jax,sklearnex "
+                             "or none (default: all three)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timed evaluations per contender (default 7; quick 1)")
+                        help="timed evaluations per contender (default 7, sweep 5; quick 1)")
     parser.add_argument("--fit-repeats", type=int, default=None,
-                        help="timed fits at default settings (default 5; quick 1)")
+                        help="timed fits at default settings (default 5, sweep 3; quick 1)")
     parser.add_argument("--tight-fit-repeats", type=int, default=None,
                         help="timed fits at the tight setting (default 3; quick 1)")
     parser.add_argument("--l1", action="store_true",
@@ -93,7 +111,8 @@ def parse_arguments(argv):
                         help="l1_ratio values of --l1 (default: 0.5,1)")
     args = parser.parse_args(argv)
     quick_defaults = {"repeats": 1, "fit_repeats": 1, "tight_fit_repeats": 1}
-    full_defaults = {"repeats": 7, "fit_repeats": 5, "tight_fit_repeats": 3}
+    full_defaults = ({"repeats": 5, "fit_repeats": 3, "tight_fit_repeats": 0} if args.sweep
+                     else {"repeats": 7, "fit_repeats": 5, "tight_fit_repeats": 3})
     for name, value in (quick_defaults if args.quick else full_defaults).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -144,7 +163,7 @@ def measure_bandwidths(n_cores, quick):
 
 
 def roofline(X, n_classes, dtype, bandwidths, n_cores, quick):
-    """Roofline of one evaluation, for one thread and all cores.
+    """BLAS roofline of one evaluation, for one thread and all cores.
 
     All cores can do at least what one thread does, so the all-cores rates
     are at least the one-thread rates (on a busy machine, measuring with all
@@ -177,7 +196,7 @@ def roofline(X, n_classes, dtype, bandwidths, n_cores, quick):
     return result
 
 
-def measure_evaluations(X, y, n_classes, n_cores, repeats, pause, torch):
+def measure_evaluations(X, y, n_classes, n_cores, repeats, pause, torch, jax):
     """Per-evaluation times of every contender at the same coefficients.
 
     Returns
@@ -187,7 +206,7 @@ def measure_evaluations(X, y, n_classes, n_cores, repeats, pause, torch):
     """
     coef = evaluation.starting_coefficients(n_classes, X.shape[1])
     calls = evaluation.evaluation_calls(X, y, coef, fitting.l2_reg_strength(X.shape[0]),
-                                        n_cores, torch)
+                                        n_cores, torch, jax)
     supported, losses, unsupported = timing.keep_supported(calls, X)
     times, _ = timing.interleaved_times(supported, repeats, pause=pause)
     results = {name: {"unsupported": reason} for name, reason in unsupported.items()}
@@ -327,7 +346,8 @@ def benchmark_problem(problem, args, context):
                                       context["n_cores"], args.quick)
         result["evaluation"] = measure_evaluations(X, y, problem.n_classes,
                                                    context["n_cores"], args.repeats,
-                                                   pause_seconds(args), context["torch"])
+                                                   pause_seconds(args), context["torch"],
+                                                   context["jax"])
         result["fits"] = measure_fits(X, y, X64, problem, args, context["torch"],
                                       context["sklearnex_class"])
         result["memory"] = measure_memory(X, y, result["fits"])
@@ -342,12 +362,28 @@ def load_peers(requested, n_cores):
     Returns
     -------
     torch : module or None
+    jax : module or None
     sklearnex_class : type or None
     """
     torch = import_torch(n_cores) if "torch" in requested else None
+    jax = import_jax() if "jax" in requested else None
     sklearnex_class = (fitting.import_sklearnex_logistic_regression()
                        if "sklearnex" in requested else None)
-    return torch, sklearnex_class
+    return torch, jax, sklearnex_class
+
+
+def run_header(args, argv, context):
+    """The fields every run's record starts with: when, the command, counts, peers, machine."""
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python", "benchmarks/run.py", *(argv or sys.argv[1:])]),
+        "quick": args.quick,
+        "counts": {"repeats": args.repeats, "fit_repeats": args.fit_repeats,
+                   "tight_fit_repeats": args.tight_fit_repeats},
+        "peers": {"torch": context["torch"] is not None, "jax": context["jax"] is not None,
+                  "sklearnex": context["sklearnex_class"] is not None},
+        "machine": context["info"],
+    }
 
 
 def run_sparse_models(args, argv):
@@ -394,36 +430,34 @@ def main(argv=None):
     if args.l1:
         run_sparse_models(args, argv)
         return
-    problems = select_problems(args.problems, quick=args.quick)
+    if args.sweep:
+        points = sweep.select(args.problems, quick=args.quick)
+    else:
+        problems = select_problems(args.problems, quick=args.quick)
     started = time.perf_counter()
     n_cores = machine.usable_cores()
-    torch, sklearnex_class = load_peers(args.peers, n_cores)
+    torch, jax, sklearnex_class = load_peers(args.peers, n_cores)
     info = machine.machine_info()
     info["threads"] = {"all_cores": n_cores,
                        "torch": torch.get_num_threads() if torch is not None else None}
     log(f"machine: {machine.machine_summary(info)}")
-    context = {"n_cores": n_cores, "torch": torch, "sklearnex_class": sklearnex_class,
-               "bandwidths": measure_bandwidths(n_cores, args.quick)}
-    run = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python", "benchmarks/run.py", *(argv or sys.argv[1:])]),
-        "quick": args.quick,
-        "counts": {"repeats": args.repeats, "fit_repeats": args.fit_repeats,
-                   "tight_fit_repeats": args.tight_fit_repeats},
-        "peers": {"torch": torch is not None, "sklearnex": sklearnex_class is not None},
-        "machine": info,
-        "bandwidths": context["bandwidths"],
-        "results": [],
-        "references": {},
-    }
-    for problem in problems:
-        results, run["references"][problem.name] = benchmark_problem(problem, args, context)
-        run["results"].extend(results)
+    context = {"n_cores": n_cores, "torch": torch, "jax": jax,
+               "sklearnex_class": sklearnex_class, "info": info}
+    run = run_header(args, argv, context)
+    if args.sweep:
+        run.update(sweep.run_points(points, args, context, log))
+    else:
+        context["bandwidths"] = run["bandwidths"] = measure_bandwidths(n_cores, args.quick)
+        run.update({"results": [], "references": {}})
+        for problem in problems:
+            results, run["references"][problem.name] = benchmark_problem(problem, args, context)
+            run["results"].extend(results)
     run["machine"]["load_average_after"] = machine.load_average()
     run["seconds"] = time.perf_counter() - started
-    written = report.write_outputs(run, args.out)
+    report_module = sweep_report if args.sweep else report
+    written = report_module.write_outputs(run, args.out)
     if args.docs:
-        written += report.write_docs(run, REPOSITORY / "docs")
+        written += report_module.write_docs(run, REPOSITORY / "docs")
     log(f"done in {run['seconds']:.0f} s; wrote {', '.join(str(path) for path in written)}")
 
 

@@ -12,7 +12,9 @@ Contenders (keys of :func:`evaluation_calls`):
   fit_intercept=True).loss_gradient`` with coefficients in LogisticRegression's
   layout and dtype, ``n_threads`` = all cores (its BLAS uses all cores too);
 - ``torch``: ``torch.nn.Linear`` + ``CrossEntropyLoss`` forward and backward,
-  PyTorch set to all cores (when PyTorch is installed).
+  PyTorch set to all cores (when PyTorch is installed);
+- ``jax``: ``jax.jit(jax.value_and_grad(f))`` of the same objective at X's
+  dtype, on every core (when JAX is installed).
 """
 
 import numpy as np
@@ -24,7 +26,7 @@ from skcce._objective import CrossEntropyObjective
 from skcce._sparse import is_sparse, kernel_csr
 from skcce._threads import effective_n_threads, single_threaded_blas
 
-from suite import torch_peer
+from suite import jax_peer, torch_peer
 
 EVALUATION_LABELS = {
     "skcce_1": "skcce 1 thread",
@@ -32,7 +34,10 @@ EVALUATION_LABELS = {
     "skcce_public": "crossentropy_loss_gradient all cores",
     "sklearn": "scikit-learn",
     "torch": "PyTorch",
+    "jax": "JAX",
 }
+# The contenders that are not skcce.
+PEER_NAMES = ("sklearn", "torch", "jax")
 
 
 def starting_coefficients(n_classes, n_features, seed=1):
@@ -87,7 +92,7 @@ def skcce_objective_call(X, y, coef, l2_reg_strength, n_jobs):
     return call
 
 
-def evaluation_calls(X, y, coef, l2_reg_strength, n_cores, torch=None):
+def evaluation_calls(X, y, coef, l2_reg_strength, n_cores, torch=None, jax=None):
     """Every contender's evaluation as a zero-argument callable returning the loss.
 
     Parameters
@@ -100,6 +105,8 @@ def evaluation_calls(X, y, coef, l2_reg_strength, n_cores, torch=None):
         Threads for the all-cores contenders.
     torch : module or None
         PyTorch, when it takes part.
+    jax : module or None
+        JAX, when it takes part.
 
     Returns
     -------
@@ -115,4 +122,6 @@ def evaluation_calls(X, y, coef, l2_reg_strength, n_cores, torch=None):
     }
     if torch is not None:
         calls["torch"] = torch_peer.loss_gradient_call(torch, X, y, coef, l2_reg_strength)
+    if jax is not None:
+        calls["jax"] = jax_peer.loss_gradient_call(jax, X, y, coef, l2_reg_strength)
     return calls

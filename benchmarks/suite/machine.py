@@ -1,11 +1,14 @@
-"""The machine: cores, CPU, BLAS and library versions; measured bandwidth and GEMM rate.
+"""The machine: cores, CPU, caches, BLAS and library versions; measured bandwidth and GEMM rates.
 
 Both roofline inputs are measured in the same process as the timings they
 bound, with BLAS held to the thread count in question through threadpoolctl.
 """
 
+import glob
 import os
 import platform
+import re
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
@@ -16,12 +19,15 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 # Distributions whose versions are reported (missing ones are reported as None).
 REPORTED_DISTRIBUTIONS = ("skcce", "numpy", "scipy", "scikit-learn", "threadpoolctl",
-                          "torch", "scikit-learn-intelex", "matplotlib")
+                          "torch", "jax", "jaxlib", "scikit-learn-intelex", "matplotlib")
 # Size of the block of rows the GEMM rate is measured on: fits in the L2/L3
 # caches, so the rate is the GEMMs' own, not the memory's.
 GEMM_BLOCK_BYTES = 4 << 20
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                    "OMP_WAIT_POLICY", "OPENBLAS_CORETYPE")
+                    "OMP_WAIT_POLICY", "OPENBLAS_CORETYPE", "XLA_FLAGS")
+# Size units of cache sizes in sysfs and lscpu.
+_SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10, "M": 1 << 20,
+               "MB": 1 << 20, "MIB": 1 << 20, "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30}
 
 
 def usable_cores():
@@ -42,6 +48,58 @@ def cpu_model():
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _parse_size(text):
+    """``"491520K"`` or ``"480 MiB"`` -> bytes, or None when not a size."""
+    match = re.fullmatch(r"\s*([\d.]+)\s*([KMG]?i?B?)\s*", text, flags=re.IGNORECASE)
+    if match is None or match.group(2).upper() not in _SIZE_UNITS:
+        return None
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).upper()])
+
+
+def last_level_cache():
+    """Size of the largest, last-level data cache, and where it was read.
+
+    Reads ``/sys/devices/system/cpu/cpu0/cache/index*/`` (the highest level
+    holding data), else ``lscpu -B``.
+
+    Returns
+    -------
+    size : int or None
+        Bytes of one instance of the cache (None when unknown).
+    source : str
+        E.g. ``"sysfs: L3 Unified, shared by CPUs 0-1"``.
+    """
+    caches = []
+    for directory in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*"):
+        try:
+            fields = {name: open(os.path.join(directory, name)).read().strip()
+                      for name in ("level", "type", "size", "shared_cpu_list")}
+        except OSError:
+            continue
+        size = _parse_size(fields["size"])
+        if size and fields["type"] in ("Unified", "Data"):
+            caches.append((int(fields["level"]), size, fields))
+    if caches:
+        level, size, fields = max(caches, key=lambda cache: cache[:2])
+        return size, (f"sysfs: L{level} {fields['type']}, shared by CPUs "
+                      f"{fields['shared_cpu_list']}")
+    try:
+        output = subprocess.run(["lscpu", "-B"], capture_output=True, text=True,
+                                check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None, "unknown"
+    levels = {}
+    for line in output.splitlines():
+        # "L3 cache:   503316480 (1 instance)": the total over the instances.
+        match = re.match(r"L(\d)d? cache:\s*(\d+)(?:\s*\((\d+) instances?\))?", line)
+        if match:
+            levels[int(match.group(1))] = int(match.group(2)) // int(match.group(3) or 1)
+    if not levels:
+        return None, "unknown"
+    level = max(levels)
+    return levels[level], f"lscpu: L{level}, one instance"
 
 
 def load_average():
@@ -199,6 +257,40 @@ def gemm_rate(n_features, n_classes, dtype, n_threads, repeats, block_bytes=GEMM
     with threadpool_limits(limits=n_threads, user_api="blas"):
         seconds = _fastest_run(both_gemms, repeats, min_seconds=0.02)
     return 4.0 * rows * n_features * n_classes / seconds
+
+
+def peak_gemm_rate(size, dtype, n_threads, repeats):
+    """Rate of a large square GEMM, the machine's practical FMA peak, in flop/s.
+
+    ``C = A @ B`` with square ``size`` × ``size`` operands through SciPy's
+    BLAS (``dgemm`` or ``sgemm``), held to ``n_threads`` threads: ``2 ·
+    size³`` flops. A large square GEMM runs BLAS's best blocking and reaches
+    close to the FMA units' peak; no loss-and-gradient kernel can do its
+    products faster.
+
+    Parameters
+    ----------
+    size : int
+        Side of the matrices (3000: about 70 MB of float64 operands).
+    dtype : {"float64", "float32"}
+    n_threads : int
+    repeats : int
+        Timed runs after a warm-up; the fastest counts.
+
+    Returns
+    -------
+    rate : float
+        Flop per second.
+    """
+    dtype = np.dtype(dtype)
+    gemm = scipy_blas.dgemm if dtype == np.float64 else scipy_blas.sgemm
+    rng = np.random.default_rng(0)
+    a = np.asfortranarray(rng.standard_normal((size, size)), dtype=dtype)
+    b = np.asfortranarray(rng.standard_normal((size, size)), dtype=dtype)
+    c = np.zeros((size, size), dtype=dtype, order="F")
+    with threadpool_limits(limits=n_threads, user_api="blas"):
+        seconds = _fastest_run(lambda: gemm(1.0, a, b, c=c, overwrite_c=True), repeats)
+    return 2.0 * size ** 3 / seconds
 
 
 def _fastest_run(func, repeats, min_seconds=0.0):

@@ -1,7 +1,8 @@
 """Synthetic benchmark problems with a fixed seed.
 
 Features are standard Gaussian (dense, or the non-zeros of a CSR matrix with a
-fixed number of non-zeros per row). Labels are sampled from the softmax of a
+fixed number of non-zeros per row, in columns drawn uniformly or with
+Zipf-distributed frequencies). Labels are sampled from the softmax of a
 random linear model, so no problem is separable and every fit has a finite
 optimum. Text-like problems (``text=True``) are generated as documents
 instead: word counts from a Zipf vocabulary mixed with class-specific topic
@@ -40,6 +41,11 @@ class Problem:
     text : bool, default=False
         A text-like CSR problem (TF-IDF of generated documents); then
         ``nnz_per_row`` is the mean document length in words.
+    column_skew : float or None, default=None
+        For CSR data: the exponent ``s`` of Zipf-distributed column
+        frequencies (the column of rank ``r`` is drawn with probability
+        proportional to ``r**-s``; ranks are shuffled over the columns). None
+        draws columns uniformly.
     """
 
     name: str
@@ -50,6 +56,7 @@ class Problem:
     max_fit_repeats: int | None = None
     skipped_fits: tuple = ()
     text: bool = False
+    column_skew: float | None = None
 
     @property
     def is_sparse(self):
@@ -62,7 +69,9 @@ class Problem:
         if self.text:
             kind = f"CSR text-like TF-IDF ({self.nnz_per_row} words/doc)"
         else:
-            kind = f"CSR ({self.nnz_per_row} nnz/row)" if self.is_sparse else "dense"
+            columns = ("" if self.column_skew is None
+                       else f", Zipf({self.column_skew:g}) columns")
+            kind = f"CSR ({self.nnz_per_row} nnz/row{columns})" if self.is_sparse else "dense"
         return f"{kind} {self.n_samples:,} × {self.n_features:,}, K={self.n_classes}"
 
     def shrunk(self):
@@ -169,11 +178,17 @@ def make_data(problem, seed=0):
 def _random_csr(problem, rng):
     """CSR matrix with ``nnz_per_row`` random columns per row, Gaussian values.
 
-    Columns drawn twice in one row are merged, so a few rows hold slightly
-    fewer non-zeros.
+    Columns are drawn uniformly, or with Zipf-distributed frequencies when the
+    problem has a ``column_skew``. Columns drawn twice in one row are merged,
+    so some rows hold fewer non-zeros (many, under a strong skew: the hottest
+    columns come up several times in a row).
     """
     n, per_row = problem.n_samples, problem.nnz_per_row
-    columns = np.sort(rng.integers(0, problem.n_features, size=(n, per_row)), axis=1)
+    if problem.column_skew is None:
+        drawn = rng.integers(0, problem.n_features, size=(n, per_row))
+    else:
+        drawn = _zipf_columns(problem.n_features, problem.column_skew, (n, per_row), rng)
+    columns = np.sort(drawn, axis=1)
     values = rng.standard_normal(n * per_row, dtype=np.float32).astype(np.float64)
     indptr = np.arange(0, n * per_row + 1, per_row)
     X = sp.csr_matrix((values, columns.ravel(), indptr),
@@ -225,6 +240,18 @@ def _text_like(problem, rng):
     X.data /= np.repeat(norms, np.diff(X.indptr))
     X.data = X.data.astype(np.float32).astype(np.float64)
     return X, y
+
+
+def _zipf_columns(n_features, skew, size, rng):
+    """Column indices with Zipf-distributed frequencies, hot columns spread at random.
+
+    The column of frequency rank ``r`` (1-based) is drawn with probability
+    proportional to ``r**-skew``; which column has which rank is a random
+    permutation, so hot columns are not the first ones.
+    """
+    weights = np.arange(1, n_features + 1, dtype=np.float64) ** -skew
+    ranks = rng.choice(n_features, size=size, p=weights / weights.sum())
+    return rng.permutation(n_features)[ranks]
 
 
 def with_dtype(X, dtype):

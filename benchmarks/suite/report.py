@@ -1,4 +1,10 @@
-"""Reports of a run: Markdown and reStructuredText tables, a PNG plot, raw JSON."""
+"""Reports of a run: Markdown and reStructuredText tables, a PNG plot, raw JSON.
+
+The suite's roofline is the *BLAS roofline*: its GEMM rate is BLAS's on the
+kernel's own skinny shapes, far below the machine's peak, so it is a lax
+bound and labelled as such. The shape sweep (``suite.sweep_report``) reports
+the physical roofline.
+"""
 
 import json
 from dataclasses import dataclass
@@ -13,7 +19,7 @@ SKIPPED = "skipped"
 NOT_RUN = "—"
 # Plot colours, one per per-evaluation contender.
 EVALUATION_COLORS = {"skcce_1": "#9ecae1", "skcce_all": "#08519c", "skcce_public": "#6a51a3",
-                     "sklearn": "#f16913", "torch": "#74c476"}
+                     "sklearn": "#f16913", "torch": "#74c476", "jax": "#969696"}
 # Where --docs puts the outputs, relative to the documentation's source directory.
 DOCS_INCLUDE = "_benchmark_results.inc"
 DOCS_STATIC = "_static"
@@ -88,11 +94,11 @@ def cell(entry, text_of):
 
 
 def evaluation_table(run):
-    """Per-evaluation medians, the roofline and the ratios that matter."""
-    headers = ["problem", "dtype", "roofline 1 thread / all cores (ms)", "bound",
+    """Per-evaluation medians, the BLAS roofline and the ratios that matter."""
+    headers = ["problem", "dtype", "BLAS roofline 1 thread / all cores (ms)", "bound",
                *(f"{label} (ms)" for label in EVALUATION_LABELS.values()),
-               "skcce / roofline (1 thread; all cores)", "scikit-learn / skcce",
-               "PyTorch / skcce", "speedup 1 thread → all cores", "load"]
+               "skcce / BLAS roofline (1 thread; all cores)", "scikit-learn / skcce",
+               "PyTorch / skcce", "JAX / skcce", "speedup 1 thread → all cores", "load"]
     rows = []
     for result in run["results"]:
         roof, times = result["roofline"], result["evaluation"]
@@ -104,12 +110,12 @@ def evaluation_table(run):
         row += [cell(times.get(name), lambda e: milliseconds(e["median"]))
                 for name in EVALUATION_LABELS]
         if ours_all is None:
-            row += [NOT_SUPPORTED] * 4
+            row += [NOT_SUPPORTED] * 5
         else:
             row.append(f"{ratio(ours_1, roof['1']['seconds'])}; "
                        f"{ratio(ours_all, roof['all']['seconds'])}")
             row += [ratio(medians[name], ours_all) if medians[name] else NOT_RUN
-                    for name in ("sklearn", "torch")]
+                    for name in ("sklearn", "torch", "jax")]
             row.append(ratio(ours_1, ours_all))
         row.append(NOT_RUN if result["load_average"] is None
                    else f"{result['load_average'][0]:.1f}")
@@ -118,7 +124,7 @@ def evaluation_table(run):
 
 
 def roofline_table(run):
-    """What each roofline is made of: bytes, flops, measured GEMM rates."""
+    """What each BLAS roofline is made of: bytes, flops, measured GEMM rates."""
     headers = ["problem", "dtype", "shape", "X (MB)", "GFLOP per evaluation",
                "GEMM rate 1 thread / all cores (GFLOP/s)"]
     rows = []
@@ -128,7 +134,7 @@ def roofline_table(run):
                      megabytes(roof["x_bytes"]), f"{roof['flops'] / 1e9:.3g}",
                      f"{roof['1']['gemm_flops_per_second'] / 1e9:.1f} / "
                      f"{roof['all']['gemm_flops_per_second'] / 1e9:.1f}"])
-    return Table("Roofline inputs (GEMM rate: SciPy's BLAS, dgemm or sgemm, the kernel's "
+    return Table("BLAS roofline inputs (GEMM rate: SciPy's BLAS, dgemm or sgemm, the kernel's "
                  f"two GEMM shapes on a {GEMM_BLOCK_BYTES >> 20} MiB block of rows)",
                  headers, rows)
 
@@ -227,7 +233,7 @@ def run_facts(run):
         f"1-minute load average {load}",
         f"BLAS: {blas_summary(info)}",
         f"Threads: skcce n_jobs=None, scikit-learn n_threads, BLAS and PyTorch all use "
-        f"{info['threads']['all_cores']}; environment: "
+        f"{info['threads']['all_cores']}; JAX: XLA's CPU backend (all cores); environment: "
         f"{info['environment'] or 'no thread variables set'}",
         f"Streaming-read bandwidth: {bandwidth}",
         f"Timings: medians of {counts['repeats']} evaluations after a warm-up, and of "
@@ -289,7 +295,7 @@ def render_rst(run):
 
 
 def _evaluation_bars(results):
-    """Label to (bar heights, colour): per-evaluation time over the matching roofline."""
+    """Label to (bar heights, colour): per-evaluation time over the matching BLAS roofline."""
     bars = {}
     for name, label in EVALUATION_LABELS.items():
         roof_key = "1" if name == "skcce_1" else "all"
@@ -298,7 +304,7 @@ def _evaluation_bars(results):
             seconds = median_of(result["evaluation"].get(name))
             heights.append(seconds / result["roofline"][roof_key]["seconds"] if seconds else 0.0)
         if name == "skcce_1":
-            label += " (over the 1-thread roofline)"
+            label += " (over the 1-thread BLAS roofline)"
         bars[label] = (heights, EVALUATION_COLORS[name])
     return bars
 
@@ -330,7 +336,7 @@ def _grouped_bars(axis, bars, group_names):
 
 
 def plot(run, path):
-    """Bar charts of per-evaluation time over the roofline and of fit time over skcce's.
+    """Bar charts of per-evaluation time over the BLAS roofline and of fit time over skcce's.
 
     Per problem and dtype: skcce with one thread is divided by the one-thread
     roofline, the all-cores contenders by the all-cores roofline; below, the
@@ -345,9 +351,11 @@ def plot(run, path):
     group_names = [f"{result['problem']}\n{result['dtype']}" for result in results]
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(max(8, 1.3 * len(results)), 8))
     _grouped_bars(top, _evaluation_bars(results), group_names)
-    top.axhline(1.5, color="black", linewidth=0.8, linestyle="--", label="1.5 × roofline")
-    top.set_ylabel("time of one evaluation / roofline")
-    top.set_title("Loss and gradient: time per evaluation relative to the roofline")
+    top.axhline(1.5, color="black", linewidth=0.8, linestyle="--",
+                label="1.5 × BLAS roofline")
+    top.set_ylabel("time of one evaluation / BLAS roofline")
+    top.set_title("Loss and gradient: time per evaluation relative to the BLAS roofline "
+                  "(BLAS's rate on the kernel's GEMM shapes: a lax bound)")
     top.legend(fontsize=8, ncols=3)
     _grouped_bars(bottom, _fit_bars(results), group_names)
     bottom.set_ylabel("fit wall time / skcce")
