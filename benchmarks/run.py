@@ -197,24 +197,13 @@ def roofline(X, n_classes, dtype, bandwidths, n_cores, quick):
 
 
 def measure_evaluations(X, y, n_classes, n_cores, repeats, pause, torch, jax):
-    """Per-evaluation times of every contender at the same coefficients.
-
-    Returns
-    -------
-    evaluations : dict
-        Contender to ``{"times", "median", "loss"}``, or ``{"unsupported": reason}``.
-    """
-    coef = evaluation.starting_coefficients(n_classes, X.shape[1])
-    calls = evaluation.evaluation_calls(X, y, coef, fitting.l2_reg_strength(X.shape[0]),
-                                        n_cores, torch, jax)
-    supported, losses, unsupported = timing.keep_supported(calls, X)
-    times, _ = timing.interleaved_times(supported, repeats, pause=pause)
-    results = {name: {"unsupported": reason} for name, reason in unsupported.items()}
-    for name in supported:
-        results[name] = {"times": times[name], "median": timing.median(times[name]),
-                         "loss": float(losses[name])}
-        log(f"  evaluation {evaluation.EVALUATION_LABELS[name]}: "
-            f"{results[name]['median'] * 1e3:.2f} ms")
+    """:func:`suite.evaluation.measure_evaluations`, with one log line per contender."""
+    results = evaluation.measure_evaluations(X, y, n_classes, n_cores, repeats, pause,
+                                             torch, jax)
+    for name, entry in results.items():
+        if "median" in entry:
+            log(f"  evaluation {evaluation.EVALUATION_LABELS[name]}: "
+                f"{entry['median'] * 1e3:.2f} ms")
     return results
 
 

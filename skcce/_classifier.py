@@ -8,7 +8,7 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
-from skcce._array_api import ArrayAPIData, array_namespace, to_numpy
+from skcce._array_api import ArrayAPIData, array_namespace
 from skcce._base import (
     COMPATIBILITY_CONSTRAINTS,
     SoftmaxModelBase,

@@ -26,7 +26,7 @@ from skcce._objective import CrossEntropyObjective
 from skcce._sparse import is_sparse, kernel_csr
 from skcce._threads import effective_n_threads, single_threaded_blas
 
-from suite import jax_peer, torch_peer
+from suite import fitting, jax_peer, timing, torch_peer
 
 EVALUATION_LABELS = {
     "skcce_1": "skcce 1 thread",
@@ -125,3 +125,23 @@ def evaluation_calls(X, y, coef, l2_reg_strength, n_cores, torch=None, jax=None)
     if jax is not None:
         calls["jax"] = jax_peer.loss_gradient_call(jax, X, y, coef, l2_reg_strength)
     return calls
+
+
+def measure_evaluations(X, y, n_classes, n_cores, repeats, pause, torch=None, jax=None):
+    """Per-evaluation times of every contender at the same coefficients, round-robin.
+
+    Returns
+    -------
+    evaluations : dict
+        Contender to ``{"times", "median", "loss"}``, or ``{"unsupported": reason}``.
+    """
+    coef = starting_coefficients(n_classes, X.shape[1])
+    calls = evaluation_calls(X, y, coef, fitting.l2_reg_strength(X.shape[0]),
+                             n_cores, torch, jax)
+    supported, losses, unsupported = timing.keep_supported(calls, X)
+    times, _ = timing.interleaved_times(supported, repeats, pause=pause)
+    results = {name: {"unsupported": reason} for name, reason in unsupported.items()}
+    for name in supported:
+        results[name] = {"times": times[name], "median": timing.median(times[name]),
+                         "loss": float(losses[name])}
+    return results

@@ -271,26 +271,35 @@ def tables(run):
 
 def render_markdown(run):
     """The whole report in Markdown."""
-    parts = ["# skcce benchmark results", "", f"- Command: `{run['command']}`"]
-    parts += [f"- {fact}" for fact in run_facts(run)]
-    parts += ["", *(table.to_markdown() + "\n" for table in tables(run))]
-    notes = omission_notes(run)
-    if notes:
-        parts += ["### Not supported or not run", "", *(f"- {note}" for note in notes), ""]
-    return "\n".join(parts)
+    return markdown_report("# skcce benchmark results", run["command"], run_facts(run),
+                           tables(run), omission_notes(run), "Not supported or not run")
 
 
 def render_rst(run):
     """The whole report as reStructuredText, for inclusion in the documentation."""
-    parts = [f"- Command: ``{run['command']}``"]
-    parts += [f"- {rst_escape(fact)}" for fact in run_facts(run)]
-    parts.append("")
-    for table in tables(run):
-        parts += [table.to_rst(), ""]
-    notes = omission_notes(run)
+    return rst_report(run["command"], run_facts(run), tables(run), omission_notes(run),
+                      "Not supported or not run")
+
+
+def markdown_report(title, command, facts, tables, notes, notes_heading):
+    """A report in Markdown: title, command, facts, tables, then the notes if any."""
+    parts = [title, "", f"- Command: `{command}`"]
+    parts += [f"- {fact}" for fact in facts]
+    parts += ["", *(table.to_markdown() + "\n" for table in tables)]
     if notes:
-        parts += ["Not supported or not run:", "",
-                  *(f"- {rst_escape(note)}" for note in notes), ""]
+        parts += [f"### {notes_heading}", "", *(f"- {note}" for note in notes), ""]
+    return "\n".join(parts)
+
+
+def rst_report(command, facts, tables, notes, notes_heading):
+    """:func:`markdown_report` in reStructuredText, without the title (the page has one)."""
+    parts = [f"- Command: ``{command}``"]
+    parts += [f"- {rst_escape(fact)}" for fact in facts]
+    parts.append("")
+    for table in tables:
+        parts += [table.to_rst(), ""]
+    if notes:
+        parts += [f"{notes_heading}:", "", *(f"- {rst_escape(note)}" for note in notes), ""]
     return "\n".join(parts)
 
 
@@ -366,7 +375,7 @@ def plot(run, path):
     plt.close(figure)
 
 
-def _write(path, text):
+def write_text(path, text):
     """Write text (UTF-8) and return the path."""
     path.write_text(text, encoding="utf-8")
     return path
@@ -383,8 +392,8 @@ def write_outputs(run, directory):
     directory.mkdir(parents=True, exist_ok=True)
     png = directory / "results.png"
     plot(run, png)
-    return [_write(directory / "results.md", render_markdown(run)),
-            _write(directory / "results.json", json.dumps(run, indent=1)), png]
+    return [write_text(directory / "results.md", render_markdown(run)),
+            write_text(directory / "results.json", json.dumps(run, indent=1)), png]
 
 
 def write_docs(run, docs_directory):
@@ -402,6 +411,6 @@ def write_docs(run, docs_directory):
     static.mkdir(exist_ok=True)
     png = static / f"{DOCS_STEM}.png"
     plot(run, png)
-    return [_write(Path(docs_directory) / DOCS_INCLUDE, render_rst(run)),
-            _write(static / f"{DOCS_STEM}.json", json.dumps(run, indent=1)),
-            _write(static / f"{DOCS_STEM}.md", render_markdown(run)), png]
+    return [write_text(Path(docs_directory) / DOCS_INCLUDE, render_rst(run)),
+            write_text(static / f"{DOCS_STEM}.json", json.dumps(run, indent=1)),
+            write_text(static / f"{DOCS_STEM}.md", render_markdown(run)), png]

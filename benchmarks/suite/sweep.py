@@ -35,22 +35,9 @@ def select(names, quick=False):
 
 
 def measure_evaluations(X, y, n_classes, context, repeats, pause, log):
-    """Per-evaluation times of every contender at the same coefficients.
-
-    Returns
-    -------
-    evaluations : dict
-        Contender to ``{"times", "median", "loss"}``, or ``{"unsupported": reason}``.
-    """
-    coef = evaluation.starting_coefficients(n_classes, X.shape[1])
-    calls = evaluation.evaluation_calls(X, y, coef, fitting.l2_reg_strength(X.shape[0]),
-                                        context["n_cores"], context["torch"], context["jax"])
-    supported, losses, unsupported = timing.keep_supported(calls, X)
-    times, _ = timing.interleaved_times(supported, repeats, pause=pause)
-    results = {name: {"unsupported": reason} for name, reason in unsupported.items()}
-    for name in supported:
-        results[name] = {"times": times[name], "median": timing.median(times[name]),
-                         "loss": float(losses[name])}
+    """:func:`suite.evaluation.measure_evaluations` for a point, logged on one line."""
+    results = evaluation.measure_evaluations(X, y, n_classes, context["n_cores"], repeats,
+                                             pause, context["torch"], context["jax"])
     log("  " + ", ".join(f"{name} {entry['median'] * 1e3:.3g} ms" for name, entry
                          in results.items() if "median" in entry))
     return results

@@ -8,8 +8,8 @@ from suite import targets
 from suite.evaluation import EVALUATION_LABELS, PEER_NAMES
 from suite.fitting import SOLVER_LABELS
 from suite.machine import blas_summary
-from suite.report import (NOT_RUN, NOT_SUPPORTED, Table, megabytes, milliseconds, rst_escape,
-                          significant)
+from suite.report import (NOT_RUN, NOT_SUPPORTED, Table, markdown_report, megabytes,
+                          milliseconds, rst_report, significant, write_text)
 
 MET, MISSED = "✓", "✗"
 DTYPES = ("float64", "float32")
@@ -224,26 +224,14 @@ def tables(run):
 
 def render_markdown(run):
     """The whole report in Markdown."""
-    parts = ["# skcce shape sweep", "", f"- Command: `{run['command']}`"]
-    parts += [f"- {fact}" for fact in run_facts(run)]
-    parts += ["", *(table.to_markdown() + "\n" for table in tables(run))]
-    notes = omission_notes(run)
-    if notes:
-        parts += ["### Not supported", "", *(f"- {note}" for note in notes), ""]
-    return "\n".join(parts)
+    return markdown_report("# skcce shape sweep", run["command"], run_facts(run), tables(run),
+                           omission_notes(run), "Not supported")
 
 
 def render_rst(run):
     """The whole report as reStructuredText, for inclusion in the documentation."""
-    parts = [f"- Command: ``{run['command']}``"]
-    parts += [f"- {rst_escape(fact)}" for fact in run_facts(run)]
-    parts.append("")
-    for table in tables(run):
-        parts += [table.to_rst(), ""]
-    notes = omission_notes(run)
-    if notes:
-        parts += ["Not supported:", "", *(f"- {rst_escape(note)}" for note in notes), ""]
-    return "\n".join(parts)
+    return rst_report(run["command"], run_facts(run), tables(run), omission_notes(run),
+                      "Not supported")
 
 
 def heatmap_cells(run, dtype, kind):
@@ -327,12 +315,6 @@ def plot(run, kind, path):
     return path
 
 
-def _write(path, text):
-    """Write text (UTF-8) and return the path."""
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 def write_outputs(run, directory):
     """Write ``sweep.md``, ``sweep.json`` and the heatmaps into ``directory``.
 
@@ -342,8 +324,8 @@ def write_outputs(run, directory):
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    return [_write(directory / "sweep.md", render_markdown(run)),
-            _write(directory / "sweep.json", json.dumps(run, indent=1)),
+    return [write_text(directory / "sweep.md", render_markdown(run)),
+            write_text(directory / "sweep.json", json.dumps(run, indent=1)),
             *(plot(run, kind, directory / f"{kind}.png") for kind in HEATMAPS)]
 
 
@@ -359,7 +341,7 @@ def write_docs(run, docs_directory):
     """
     static = Path(docs_directory) / DOCS_STATIC
     static.mkdir(exist_ok=True)
-    return [_write(Path(docs_directory) / DOCS_INCLUDE, render_rst(run)),
-            _write(static / f"{DOCS_STEM}.json", json.dumps(run, indent=1)),
-            _write(static / f"{DOCS_STEM}.md", render_markdown(run)),
+    return [write_text(Path(docs_directory) / DOCS_INCLUDE, render_rst(run)),
+            write_text(static / f"{DOCS_STEM}.json", json.dumps(run, indent=1)),
+            write_text(static / f"{DOCS_STEM}.md", render_markdown(run)),
             *(plot(run, kind, static / f"{kind}.png") for kind in HEATMAPS)]
