@@ -55,7 +55,9 @@ cdef extern from "ordered_merge.h":
         Py_ssize_t n_groups
         Py_ssize_t n_slots
         Py_ssize_t merged
+        Py_ssize_t next
         unsigned char* done
+    Py_ssize_t skcce_next_group(skcce_ordered_merge* m) noexcept nogil
     void skcce_wait_for_slot(skcce_ordered_merge* m, Py_ssize_t g) noexcept nogil
     void skcce_finish_group(skcce_ordered_merge* m, Py_ssize_t g, double* grad,
                             double* grad_intercept, double* loss,
@@ -266,6 +268,7 @@ cdef int _allocate_scratch(DenseScratch* s, const DenseLayout* L,
     s.merge.n_groups = L.n_groups
     s.merge.n_slots = L.n_slots
     s.merge.merged = 0
+    s.merge.next = 0
     s.grad_chunk = NULL
     if blas_float:
         s.grad_chunk = PyMem_RawMalloc(max(d * K, 1) * T * itemsize)
@@ -375,27 +378,33 @@ cdef double _loss_gradient_groups(
 ) noexcept nogil:
     """Every group in the threads, merged into ``grad`` (d x K, zeroed) in
     group order; returns the loss sum."""
-    cdef Py_ssize_t g, t, slot, row_start, ldw = L.ldw, K = L.n_classes
+    cdef Py_ssize_t worker, g, t, slot, row_start, ldw = L.ldw, K = L.n_classes
     cdef Py_ssize_t chunk_rows = L.chunk_rows, dK = L.n_features * K
     cdef Py_ssize_t dL = L.n_features * ldw
     cdef double loss_total = 0.0
     cdef floating* z = <floating*> s.z
     cdef floating* grad_chunk = <floating*> s.grad_chunk
-    for g in prange(L.n_groups, num_threads=L.n_threads, schedule="dynamic"):
+    # One iteration per thread; the groups come from the merge's counter in
+    # increasing order (see ordered_merge.h).
+    for worker in prange(L.n_threads, num_threads=L.n_threads, schedule="static",
+                         chunksize=1):
         t = threadid()
-        slot = g % L.n_slots
-        skcce_wait_for_slot(&s.merge, g)
-        row_start = g * L.group_rows
-        s.loss_slots[slot] = _group_loss_gradient(
-            X, L, targets, sw, weights_t, intercept,
-            row_start, min(row_start + L.group_rows, L.n_samples),
-            z + t * chunk_rows * ldw,
-            NULL if grad_chunk == NULL else grad_chunk + t * dK,
-            s.grad_slots + slot * dL, s.intercept_slots + slot * K,
-            s.exp + t * chunk_rows * (K + 1))
-        skcce_finish_group(&s.merge, g, grad, grad_intercept, &loss_total,
-                           s.grad_slots, s.intercept_slots, s.loss_slots,
-                           L.n_features, K, ldw)
+        g = skcce_next_group(&s.merge)
+        while g < L.n_groups:
+            slot = g % L.n_slots
+            skcce_wait_for_slot(&s.merge, g)
+            row_start = g * L.group_rows
+            s.loss_slots[slot] = _group_loss_gradient(
+                X, L, targets, sw, weights_t, intercept,
+                row_start, min(row_start + L.group_rows, L.n_samples),
+                z + t * chunk_rows * ldw,
+                NULL if grad_chunk == NULL else grad_chunk + t * dK,
+                s.grad_slots + slot * dL, s.intercept_slots + slot * K,
+                s.exp + t * chunk_rows * (K + 1))
+            skcce_finish_group(&s.merge, g, grad, grad_intercept, &loss_total,
+                               s.grad_slots, s.intercept_slots, s.loss_slots,
+                               L.n_features, K, ldw)
+            g = skcce_next_group(&s.merge)
     return loss_total
 
 

@@ -6,9 +6,13 @@
  * groups' buffers need not all exist at once: group g writes to slot
  * g % n_slots, and the total takes each group as soon as all groups before it
  * are in. A thread that takes group g first waits until group g - n_slots has
- * been merged (its slot is free). OpenMP's dynamic schedule hands out groups in
- * increasing order, so the oldest unmerged group never waits for a slot, and
- * every wait ends.
+ * been merged (its slot is free). Threads take groups from one shared counter
+ * (skcce_next_group), so groups start in increasing order, the oldest unmerged
+ * group never waits for a slot, and every wait ends. (OpenMP's
+ * schedule(dynamic) does not promise that order: since OpenMP 5.0 it is
+ * nonmonotonic, and LLVM's libomp gives each thread a contiguous range to
+ * start with, so a thread starting halfway would wait for most of the others'
+ * groups.)
  *
  * The additions are those of a merge after all groups: total + g0 + g1 + ...
  * entry by entry in group order, so the bits are the same.
@@ -29,8 +33,22 @@ typedef struct {
     ptrdiff_t n_groups;
     ptrdiff_t n_slots;
     ptrdiff_t merged;          /* groups [0, merged) are in the total */
+    ptrdiff_t next;            /* the next group a thread takes */
     unsigned char* done;       /* done[g]: group g computed, waiting in its slot */
 } skcce_ordered_merge;
+
+/* The next group to compute (n_groups or more: none is left). */
+static inline ptrdiff_t skcce_next_group(skcce_ordered_merge* m)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __atomic_fetch_add(&m->next, 1, __ATOMIC_RELAXED);
+#else
+    ptrdiff_t g;
+    #pragma omp critical(skcce_next_group)
+    g = m->next++;
+    return g;
+#endif
+}
 
 static inline ptrdiff_t skcce_merged_groups(skcce_ordered_merge* m)
 {
