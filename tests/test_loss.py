@@ -14,7 +14,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import skcce
-from skcce._kernels import reductions
+from skcce._kernels import dense, reductions
 from skcce._threads import effective_n_threads
 from _reference import (
     assert_grad_close,
@@ -154,6 +154,28 @@ def test_matches_numpy_across_class_and_feature_counts(K, d, dtype):
     np_loss, np_grad = numpy_loss_gradient(coef, X, y, sw, 0.1, True)
     assert_allclose(float(loss), np_loss, rtol=RTOL[dtype])
     assert_grad_close(grad, np_grad, rtol=RTOL[dtype], atol_factor=ATOL_FACTOR[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_many_classes_and_features_in_long_chunks(dtype):
+    """The BLAS path with W too large to stay in cache (d x K x itemsize above
+    512 KiB), whose chunks hold at least 256 rows whatever their bytes: equal
+    to the NumPy reference, and bitwise the same for every thread count, with
+    a row count that leaves partial chunks and groups."""
+    n, d, K = 1500, 700, 200
+    assert dense.row_partition(d, K, np.dtype(dtype).itemsize)[0] >= 256
+    coef, X, y, sw = make_loss_problem(n, d, K, dtype=dtype, fit_intercept=True,
+                                       weighted=True, seed=7)
+    results = [skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw,
+                                                l2_reg_strength=0.1, n_jobs=n_jobs)
+               for n_jobs in (1, 2, 3)]
+    np_loss, np_grad = numpy_loss_gradient(coef, X, y, sw, 0.1, True)
+    loss, grad = results[0]
+    assert_allclose(float(loss), np_loss, rtol=RTOL[dtype])
+    assert_grad_close(grad, np_grad, rtol=RTOL[dtype], atol_factor=ATOL_FACTOR[dtype])
+    for other_loss, other_grad in results[1:]:
+        assert float(other_loss) == float(loss)
+        assert np.array_equal(other_grad, grad)
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])

@@ -90,6 +90,12 @@ cdef enum:
     CHUNK_BYTES = 131072
     MIN_CHUNK_ROWS = 8
     MAX_CHUNK_ROWS = 2048
+    # With many classes the products go through BLAS GEMM, which reads all of
+    # W (n_features x K) for every chunk: when W is larger than this, it no
+    # longer stays in cache between chunks, and chunks get at least
+    # MIN_GEMM_CHUNK_ROWS rows, whatever their bytes, to amortize it.
+    GEMM_W_CACHED_BYTES = 524288
+    MIN_GEMM_CHUNK_ROWS = 256
     # Target size in bytes of one block of X: large enough that the per-group
     # synchronisation and the merge are negligible next to the block's work.
     BLOCK_BYTES = 1048576
@@ -131,14 +137,14 @@ def microkernel_width(Py_ssize_t n_classes, Py_ssize_t itemsize):
     return int((n_classes + lanes - 1) // lanes * lanes)
 
 
-def row_partition(Py_ssize_t n_features, Py_ssize_t itemsize):
-    """Rows per chunk and chunks per block for data of this width and dtype.
+def row_partition(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t itemsize):
+    """Rows per chunk and chunks per block for data of this shape and dtype.
 
     Depends on the data shape only (never on the thread count).
 
     Parameters
     ----------
-    n_features : int
+    n_features, n_classes : int
     itemsize : int
         Bytes per element of X (4 or 8).
 
@@ -149,6 +155,9 @@ def row_partition(Py_ssize_t n_features, Py_ssize_t itemsize):
     cdef Py_ssize_t row_bytes = max(n_features, 1) * itemsize
     cdef Py_ssize_t chunk_rows = CHUNK_BYTES // row_bytes
     chunk_rows = min(max(chunk_rows, MIN_CHUNK_ROWS), MAX_CHUNK_ROWS)
+    if (n_classes > MICRO_MAX_CLASSES
+            and n_features * n_classes * itemsize > GEMM_W_CACHED_BYTES):
+        chunk_rows = max(chunk_rows, MIN_GEMM_CHUNK_ROWS)
     cdef Py_ssize_t chunks_per_block = max(
         BLOCK_BYTES // (chunk_rows * row_bytes), 1)
     return int(chunk_rows), int(chunks_per_block)
@@ -179,7 +188,7 @@ def dense_partition(Py_ssize_t n_samples, Py_ssize_t n_features, Py_ssize_t n_cl
     -------
     chunk_rows, group_rows, n_groups : int, int, int
     """
-    chunk_rows, chunks_per_block = row_partition(n_features, itemsize)
+    chunk_rows, chunks_per_block = row_partition(n_features, n_classes, itemsize)
     cdef Py_ssize_t block_rows = chunk_rows * chunks_per_block
     cdef Py_ssize_t n_blocks = max(1, (n_samples + block_rows - 1) // block_rows)
     cdef Py_ssize_t buffer_bytes = (
