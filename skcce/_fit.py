@@ -76,8 +76,11 @@ WORKING_SET_INITIAL_SHARE = 32  # ... or this fraction of all features, if more
 WORKING_SET_TOL_FRACTION = 0.1
 # A set whose columns hold more than this share of X's entries (an evaluation
 # on it would cost that share of a full one) gives way to the whole problem:
-# the runs on sets, restarted, take more iterations than one run.
+# the runs on sets, restarted, take more iterations than one run. A set that
+# takes in every feature outside with a pseudo-gradient above tol is likely
+# the last one, and may cost more.
 WORKING_SET_MAX_COST = 0.25
+WORKING_SET_MAX_COST_LAST = 0.5
 
 _SCALING_HINT = (
     "\nYou might also want to scale the data as shown in:\n"
@@ -285,8 +288,8 @@ def _owlqn_working_sets(problem, params0, l1_weights, recorder, max_iter, tol):
     from the current solution. A run that leaves offenders outside stops at
     :data:`WORKING_SET_TOL_FRACTION` of the largest of them (the set will
     change anyway), the others at ``tol``. A set whose columns hold more than
-    :data:`WORKING_SET_MAX_COST` of X's entries gives way to the whole
-    problem. The iterations of all runs count towards ``max_iter`` and make
+    :data:`WORKING_SET_MAX_COST` of X's entries (:data:`WORKING_SET_MAX_COST_LAST`
+    if it takes in every offender) gives way to the whole problem. The iterations of all runs count towards ``max_iter`` and make
     one loss curve.
 
     Returns
@@ -322,8 +325,9 @@ def _owlqn_working_sets(problem, params0, l1_weights, recorder, max_iter, tol):
         # only as far as their pull, to tol once they are all in.
         waiting = violation[worst[n_new]] if worst.size > n_new else 0.0
         round_tol = max(tol, WORKING_SET_TOL_FRACTION * waiting)
+        max_cost = WORKING_SET_MAX_COST_LAST if waiting == 0 else WORKING_SET_MAX_COST
         if (working.size == 0 or nit >= max_iter
-                or objective.restriction_cost(working) > WORKING_SET_MAX_COST):
+                or objective.restriction_cost(working) > max_cost):
             # The whole problem (also: nothing to add, or no iterations left).
             result = _owlqn(problem, internal, l1_weights, recorder, max_iter - nit, tol)
             return (problem.from_internal(result.x), nit + result.nit, result.status,

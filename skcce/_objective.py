@@ -314,12 +314,13 @@ class InMemoryData:
         -------
         data : InMemoryData
         """
-        X = self.X[:, features]
-        if is_sparse(X):
-            X = kernel_csr(X, structure_checked=True)
+        if is_sparse(self.X):
+            X = kernel_csr(self.X[:, features], structure_checked=True)
             X.sort_indices()
         else:
-            X = np.ascontiguousarray(X)
+            # take() copies row by row into a C-ordered array; X[:, features]
+            # would come out transposed and need a second, strided copy.
+            X = np.ascontiguousarray(np.take(self.X, features, axis=1))
         layout = CoefLayout(self.layout.n_classes, len(features), self.layout.fit_intercept)
         data = InMemoryData(X, self.targets, layout, sample_weight=self.sample_weight,
                             label_smoothing=self.label_smoothing, n_threads=self.n_threads,

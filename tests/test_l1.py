@@ -408,14 +408,25 @@ def _wide_sparse(n_samples=300, n_features=1500, n_classes=3, seed=7):
     return X, y
 
 
-@pytest.mark.parametrize("l1_ratio", [0.5, 1.0])
-def test_working_sets_reach_the_reference_optimum(l1_ratio, monkeypatch):
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("l1_ratio, last_set_only", [(0.5, False), (1.0, False), (1.0, True)])
+def test_working_sets_reach_the_reference_optimum(l1_ratio, dense, last_set_only,
+                                                  monkeypatch):
     """With thousands of features OWL-QN runs on sets of features, each solution
     checked on all of them: the result is the whole problem's optimum (reference
-    solver, KKT conditions), and the sets were used."""
+    solver, KKT conditions), and the sets were used. ``last_set_only``: only a
+    set that takes in every offender is allowed."""
+    import skcce._fit
     from skcce._objective import CrossEntropyObjective
 
     X, y = _wide_sparse()
+    if dense:
+        X = X.toarray()
+    if last_set_only:
+        # A first set large enough to take in every offender, and costing
+        # more than a set with offenders left outside may.
+        monkeypatch.setattr(skcce._fit, "WORKING_SET_MAX_COST", 0.0)
+        monkeypatch.setattr(skcce._fit, "WORKING_SET_INITIAL", X.shape[1] // 3)
     l1, l2 = _strengths(0.5, l1_ratio, X.shape[0])
     sizes = []
     restricted = CrossEntropyObjective.restricted
@@ -430,10 +441,10 @@ def test_working_sets_reach_the_reference_optimum(l1_ratio, monkeypatch):
     coef = full_coef(clf)
     _assert_kkt(coef, X, y, l1, l2, atol=1e-5)
     reference = elastic_net_reference(X, y, 3, l1, l2)
-    dense = X.toarray()
-    assert elastic_net_objective(coef, dense, y, l1, l2) <= (
-        elastic_net_objective(reference, dense, y, l1, l2) * (1 + 1e-9))
-    assert_allclose(clf.loss_curve_[-1], elastic_net_objective(coef, dense, y, l1, l2),
+    X = X if dense else X.toarray()
+    assert elastic_net_objective(coef, X, y, l1, l2) <= (
+        elastic_net_objective(reference, X, y, l1, l2) * (1 + 1e-9))
+    assert_allclose(clf.loss_curve_[-1], elastic_net_objective(coef, X, y, l1, l2),
                     rtol=1e-12)
     assert len(clf.loss_curve_) == clf.n_iter_[0]
 
