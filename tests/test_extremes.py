@@ -442,9 +442,10 @@ def test_cv_C_that_cannot_be_fitted_is_reported_others_unaffected(scoring):
     assert np.all(np.isfinite(ours.coefs_paths_[:, 1]))
     assert ours.C_ == 1.0
     ref = LogisticRegression(C=1.0, tol=1e-12, max_iter=10000).fit(X, y)
-    # (older scikit-learn and SciPy stop LogisticRegression within 2e-6)
-    atol = 1e-6 if sklearn_at_least(REFERENCE_SKLEARN) else 2e-6
-    assert_allclose(ours.predict_proba(X), ref.predict_proba(X), rtol=0, atol=atol)
+    # On unscaled iris both L-BFGS runs end on the relative-decrease rule
+    # (64 eps) with objectives ~1e-12 above the optimum, anywhere in a flat
+    # valley where probabilities still differ by up to ~2e-6.
+    assert_allclose(ours.predict_proba(X), ref.predict_proba(X), rtol=0, atol=2e-6)
     # The fold scores at C = 1 are those of LogisticRegression on the folds.
     for i, (train, test) in enumerate(cv.split(X, y)):
         fold = LogisticRegression(C=1.0, tol=1e-12, max_iter=10000).fit(X[train], y[train])

@@ -1,7 +1,7 @@
 """The hot loops' instruction sets: each compiled set this CPU runs is correct.
 
 The build compiles the dense micro-kernels, the sparse tile loops and the
-vectorized exp once per instruction set (the baseline, and on x86-64 AVX2 +
+vectorized exp and log once per instruction set (the baseline, and on x86-64 AVX2 +
 FMA and AVX-512) and picks the best one the CPU supports at import, capped by
 the environment variable SKCCE_SIMD. Each set is checked here, in a fresh
 interpreter, against the NumPy reference, on shapes that reach every loop:
@@ -9,6 +9,7 @@ micro-kernel widths of 1 to 4 vectors (K = 3, 7, 13, 29), the BLAS path, and
 sparse data with specialized and generic class counts.
 """
 
+import math
 import os
 import subprocess
 import sys
@@ -32,6 +33,8 @@ CHILD = textwrap.dedent(
     from skcce._kernels import dense
     data = np.load(sys.argv[1])
     out = {"simd": np.array(dense.simd_loops())}
+    out["log_ge1"] = dense.vector_math("log_ge1", data["log_args"])
+    out["exp_nonpositive"] = dense.vector_math("exp_nonpositive", data["exp_args"])
     for key in data.files:
         if not key.startswith("X_"):
             continue
@@ -71,12 +74,39 @@ def problem_file(tmp_path_factory):
     arrays = {}
     for name, (X, y, w, coef) in _problems().items():
         arrays.update({f"X_{name}": X, f"y_{name}": y, f"w_{name}": w, f"coef_{name}": coef})
-    np.savez(path, **arrays)
+    log_args, exp_args = _vector_math_arguments()
+    np.savez(path, log_args=log_args, exp_args=exp_args, **arrays)
     return path
+
+
+def _vector_math_arguments():
+    """Arguments of the vectorized log (x >= 1: sums of exps) and exp (x <= 0)."""
+    rng = np.random.default_rng(1)
+    log_args = np.concatenate([
+        1.0 + rng.random(3000), rng.uniform(1.0, 1000.0, 3000),
+        np.exp(rng.uniform(0.0, 700.0, 1000)),
+        [1.0, np.nextafter(1.0, 2.0), np.sqrt(2.0), 2.0, 4.0, 1e300, np.finfo(float).max]])
+    exp_args = np.concatenate([
+        -rng.random(3000), -rng.uniform(0.0, 50.0, 3000), -rng.uniform(0.0, 708.0, 1000),
+        [0.0, -0.0, -1e-300, -np.log(2.0), -708.0]])
+    return log_args, exp_args
+
+
+def _ulps(values, reference):
+    return np.abs(values - reference) / np.spacing(np.abs(reference))
 
 
 def test_the_selected_set_is_one_of_the_compiled_sets():
     assert dense.simd_loops() in SETS
+
+
+def test_vector_math_special_values():
+    log = dense.vector_math("log_ge1", np.array([np.inf, np.nan, 1.0]))
+    assert log[0] == np.inf and np.isnan(log[1]) and log[2] == 0.0
+    exp = dense.vector_math("exp_nonpositive", np.array([-np.inf, np.nan, -709.0, 0.0]))
+    assert exp[0] == 0.0 and np.isnan(exp[1]) and exp[2] == 0.0 and exp[3] == 1.0
+    with pytest.raises(ValueError, match="unknown function"):
+        dense.vector_math("sin", np.ones(2))
 
 
 @pytest.mark.parametrize("cap", SETS)
@@ -94,6 +124,11 @@ def test_every_instruction_set_gives_the_reference_loss_and_gradient(cap, proble
     assert SETS.index(selected) <= min(SETS.index(cap), SETS.index(dense.simd_loops()))
     if SETS.index(cap) <= SETS.index(dense.simd_loops()):
         assert selected == cap
+    # The vectorized log and exp against the C library's (math.log, math.exp).
+    log_args, exp_args = _vector_math_arguments()
+    assert _ulps(result["log_ge1"], np.array([math.log(v) for v in log_args])).max() <= 3
+    assert result["log_ge1"][log_args == 1.0].tolist() == [0.0]
+    assert _ulps(result["exp_nonpositive"], np.array([math.exp(v) for v in exp_args])).max() <= 3
     for name, (X, y, w, coef) in _problems().items():
         ref_loss, ref_grad = numpy_loss_gradient(coef, X, y, w, 0.01)
         rtol = 1e-5 if name.endswith("float32") else 1e-12

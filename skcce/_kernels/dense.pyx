@@ -42,7 +42,7 @@ from skcce._kernels.common cimport (
     weights_pointer,
 )
 from skcce._kernels.crossentropy cimport Targets, set_targets
-from skcce._kernels.residuals cimport softmax_residual_chunk
+from skcce._kernels.residuals cimport residual_scratch_doubles, softmax_residual_chunk
 
 from skcce._kernels.simd cimport select_simd_loops, skcce_simd
 
@@ -81,6 +81,33 @@ def simd_loops():
     name : str
     """
     return _SIMD_LOOPS
+
+
+def vector_math(str function, const double[::1] values):
+    """The kernels' vectorized ``exp`` or ``log``, for tests.
+
+    Parameters
+    ----------
+    function : {"exp_nonpositive", "log_ge1"}
+        exp of values <= 0, or log of values >= 1 (the arguments the
+        residuals pass them).
+    values : ndarray of shape (n,), float64
+
+    Returns
+    -------
+    result : ndarray of shape (n,), float64
+    """
+    result = np.array(values, dtype=np.float64)
+    cdef double[::1] out = result
+    if out.shape[0] == 0:
+        return result
+    if function == "exp_nonpositive":
+        skcce_simd.exp_nonpositive_inplace(&out[0], out.shape[0])
+    elif function == "log_ge1":
+        skcce_simd.log_ge1_inplace(&out[0], out.shape[0])
+    else:
+        raise ValueError(f"unknown function {function!r}")
+    return result
 
 
 cdef enum:
@@ -251,7 +278,7 @@ cdef DenseLayout _dense_layout(Py_ssize_t n, Py_ssize_t d, Py_ssize_t K,
 
 cdef struct DenseScratch:
     void* z                   # per thread: a chunk's logits, chunk_rows x ldw, X's dtype
-    double* exp               # per thread: chunk_rows x (K + 1) float64
+    double* exp               # per thread: residual_scratch_doubles(chunk_rows, K)
     void* grad_chunk          # per thread: d x K, float32 BLAS path only
     double* grad_slots        # per slot: d x ldw
     double* intercept_slots   # per slot: K
@@ -269,7 +296,8 @@ cdef int _allocate_scratch(DenseScratch* s, const DenseLayout* L,
     cdef Py_ssize_t T = L.n_threads, d = L.n_features, K = L.n_classes
     cdef bint blas_float = itemsize == 4 and not L.micro
     s.z = PyMem_RawMalloc(T * L.chunk_rows * L.ldw * itemsize)
-    s.exp = <double*> PyMem_RawMalloc(T * L.chunk_rows * (K + 1) * sizeof(double))
+    s.exp = <double*> PyMem_RawMalloc(
+        T * residual_scratch_doubles(L.chunk_rows, K) * sizeof(double))
     s.grad_slots = <double*> PyMem_RawMalloc(max(L.n_slots * d * L.ldw, 1) * sizeof(double))
     s.intercept_slots = <double*> PyMem_RawMalloc(L.n_slots * K * sizeof(double))
     s.loss_slots = <double*> PyMem_RawMalloc(L.n_slots * sizeof(double))
@@ -332,9 +360,9 @@ cdef double _group_loss_gradient(
     ``weights_t`` is (n_features x ldw) with zero columns past K; ``z`` is
     chunk_rows x ldw scratch; ``grad`` (n_features x ldw, float64) and
     ``grad_intercept`` (K) are overwritten; ``scratch`` holds
-    chunk_rows x (K + 1) doubles. The products run in the register-blocked
-    micro-kernels, or (many classes) through BLAS GEMM, with ``grad_chunk``
-    (n_features x K) as scratch for float32 data.
+    ``residual_scratch_doubles(chunk_rows, K)`` doubles. The products run in
+    the register-blocked micro-kernels, or (many classes) through BLAS GEMM,
+    with ``grad_chunk`` (n_features x K) as scratch for float32 data.
     """
     cdef Py_ssize_t d = L.n_features, K = L.n_classes, ldw = L.ldw
     cdef Py_ssize_t r0, m, e
@@ -409,7 +437,7 @@ cdef double _loss_gradient_groups(
                 z + t * chunk_rows * ldw,
                 NULL if grad_chunk == NULL else grad_chunk + t * dK,
                 s.grad_slots + slot * dL, s.intercept_slots + slot * K,
-                s.exp + t * chunk_rows * (K + 1))
+                s.exp + t * residual_scratch_doubles(chunk_rows, K))
             skcce_finish_group(&s.merge, g, grad, grad_intercept, &loss_total,
                                s.grad_slots, s.intercept_slots, s.loss_slots,
                                L.n_features, K, ldw)

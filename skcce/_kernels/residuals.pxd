@@ -2,7 +2,6 @@
 # kernels: the loss and the gradient's residuals of a chunk of logits.
 
 from cython cimport floating
-from libc.math cimport log
 
 from skcce._kernels.crossentropy cimport (
     Targets,
@@ -12,6 +11,12 @@ from skcce._kernels.crossentropy cimport (
     target,
 )
 from skcce._kernels.simd cimport skcce_simd
+
+
+cdef inline Py_ssize_t residual_scratch_doubles(Py_ssize_t n_rows,
+                                                Py_ssize_t n_classes) noexcept nogil:
+    """Doubles of scratch :func:`softmax_residual_chunk` needs for ``n_rows`` rows."""
+    return n_rows * (n_classes + 3)
 
 
 cdef inline double softmax_residual_chunk(
@@ -32,16 +37,20 @@ cdef inline double softmax_residual_chunk(
     common offset exact for float32 data too. The residuals are also summed
     into ``grad_intercept`` (float64) unless it is NULL.
 
-    The shifted logits ``z_k + b_k - m`` of all rows go to ``scratch``
-    (n_rows x K doubles, then n_rows target logits) and are exponentiated in
-    one vectorized call (within 2 ulp of the correctly rounded exp).
+    ``scratch`` holds :func:`residual_scratch_doubles` doubles: the shifted
+    logits ``z_k + b_k - m`` of all rows (n_rows x K), exponentiated in one
+    vectorized call (within 2 ulp of the correctly rounded exp), then per
+    row the target logit, the sum of exps, whose logs are taken in one
+    vectorized call (within 2 ulp), and ``s / sum``.
     """
-    cdef Py_ssize_t i, k, K = n_classes
-    cdef double zmax, sum_exp, weight, scale, r
+    cdef Py_ssize_t i, k, label, K = n_classes
+    cdef double zmax, sum_exp, weight, scale
     cdef double loss = 0.0
     cdef floating* row
     cdef double* e
     cdef double* target_logit = scratch + n_rows * K
+    cdef double* log_sum_exp = target_logit + n_rows
+    cdef double* scales = log_sum_exp + n_rows
     cdef bint plain_labels = targets.proba == NULL and targets.smoothing == 0.0
     for i in range(n_rows):
         row = z + i * row_stride
@@ -53,22 +62,37 @@ cdef inline double softmax_residual_chunk(
             e[k] = logit(row, intercept, k) - zmax
     skcce_simd.exp_nonpositive_inplace(scratch, n_rows * K)
     for i in range(n_rows):
-        row = z + i * row_stride
         e = scratch + i * K
-        weight = 1.0 if sw == NULL else sw[i]
         sum_exp = 0.0
         for k in range(K):
             sum_exp = sum_exp + e[k]
-        loss = loss + weight * (log(sum_exp) - target_logit[i])
-        scale = weight / sum_exp
+        log_sum_exp[i] = sum_exp
+        scales[i] = (1.0 if sw == NULL else sw[i]) / sum_exp
+    skcce_simd.log_ge1_inplace(log_sum_exp, n_rows)
+    # The residuals in float64, in place of the exps; the label's term after
+    # the row's loop (a test of k against the label in it would be
+    # mispredicted once a row).
+    for i in range(n_rows):
+        e = scratch + i * K
+        weight = 1.0 if sw == NULL else sw[i]
+        loss = loss + weight * (log_sum_exp[i] - target_logit[i])
+        scale = scales[i]
+        if plain_labels:
+            for k in range(K):
+                e[k] = e[k] * scale
+            label = targets.labels[first_row + i]
+            e[label] = e[label] - weight
+        else:
+            for k in range(K):
+                e[k] = e[k] * scale - weight * target(targets, first_row + i, k, K)
+    # Stored and summed in a pass of their own: loading a row's residuals
+    # right after its label's store would stall store forwarding.
+    for i in range(n_rows):
+        row = z + i * row_stride
+        e = scratch + i * K
         for k in range(K):
-            r = e[k] * scale
-            if plain_labels:
-                if k == targets.labels[first_row + i]:
-                    r = r - weight
-            else:
-                r = r - weight * target(targets, first_row + i, k, K)
-            row[k] = <floating> r
-            if grad_intercept != NULL:
-                grad_intercept[k] = grad_intercept[k] + r
+            row[k] = <floating> e[k]
+        if grad_intercept != NULL:
+            for k in range(K):
+                grad_intercept[k] = grad_intercept[k] + e[k]
     return loss

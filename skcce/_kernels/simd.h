@@ -2,7 +2,7 @@
  *
  * simd_loops.c holds the loops that decide the kernels' speed: the dense
  * micro-kernels (microkernel.h), the sparse tile loops (sparse_tiles.h) and
- * the vectorized exp (vector_exp.h). setup.py compiles it once per
+ * the vectorized exp and log (vector_exp.h). setup.py compiles it once per
  * instruction set the compiler can target: always the baseline ("base"), and
  * on x86-64 also AVX2 + FMA ("avx2") and AVX-512 ("avx512"), each with its
  * own flags (NumPy's approach: no compiler-specific attribute, so GCC, clang
@@ -36,6 +36,7 @@ typedef struct {
     void (*grad_f32)(const float* X, ptrdiff_t m, ptrdiff_t d, const float* R,
                      ptrdiff_t Kp, double* G);
     void (*exp_nonpositive_inplace)(double* v, ptrdiff_t n);
+    void (*log_ge1_inplace)(double* v, ptrdiff_t n);
     void (*tile_gather_f64)(const uint32_t* keys, const double* values, ptrdiff_t e0,
                             ptrdiff_t e1, int shift, const double* wb, ptrdiff_t K,
                             double* z, const double* stream, const double* stream_end,

@@ -16,6 +16,7 @@ cdef extern from "simd.h":
         void (*grad_f32)(const float* X, Py_ssize_t m, Py_ssize_t d, const float* R,
                          Py_ssize_t Kp, double* G) noexcept nogil
         void (*exp_nonpositive_inplace)(double* v, Py_ssize_t n) noexcept nogil
+        void (*log_ge1_inplace)(double* v, Py_ssize_t n) noexcept nogil
         void (*tile_gather_f64)(const uint32_t* keys, const double* values, Py_ssize_t e0,
                                 Py_ssize_t e1, int shift, const double* wb, Py_ssize_t K,
                                 double* z, const double* stream, const double* stream_end,

@@ -40,3 +40,8 @@ void SKCCE_EXPORT(skcce_exp_nonpositive_inplace)(double* v, ptrdiff_t n)
 {
     for (ptrdiff_t i = 0; i < n; i++) v[i] = skcce_exp_nonpositive(v[i]);
 }
+
+void SKCCE_EXPORT(skcce_log_ge1_inplace)(double* v, ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < n; i++) v[i] = skcce_log_ge1(v[i]);
+}

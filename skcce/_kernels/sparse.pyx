@@ -45,7 +45,7 @@ from skcce._kernels.common cimport (
     weights_pointer,
 )
 from skcce._kernels.crossentropy cimport Targets, set_targets
-from skcce._kernels.residuals cimport softmax_residual_chunk
+from skcce._kernels.residuals cimport residual_scratch_doubles, softmax_residual_chunk
 
 from skcce._kernels.simd cimport select_simd_loops, skcce_simd
 
@@ -234,7 +234,7 @@ cdef size_t _carve_tiles(ChunkTiles* tiles, char* p, Py_ssize_t largest_nnz,
     z_at = offset
     offset += _aligned(chunk_rows * K * sizeof(double))
     scratch_at = offset
-    offset += _aligned(chunk_rows * (K + 1) * sizeof(double))
+    offset += _aligned(residual_scratch_doubles(chunk_rows, K) * sizeof(double))
     blocks_at = offset
     offset += _aligned((6 * n_blocks + 1) * sizeof(Py_ssize_t))
     intercept_at = offset

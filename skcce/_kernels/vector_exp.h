@@ -1,5 +1,6 @@
-/* exp of a chunk's shifted logits, vectorizable (simd_loops.c applies it in
- * place to a chunk's values, once per instruction set).
+/* exp of a chunk's shifted logits and log of its rows' sums of exps,
+ * vectorizable (simd_loops.c applies them in place to a chunk's values, once
+ * per instruction set).
  *
  * For v[i] <= 0 (logits minus their row maximum), with no calls and no
  * branches: exp(x) = 2^k exp(r), k = round(x / ln 2), r = x - k ln 2 (ln 2
@@ -45,6 +46,49 @@ static inline double skcce_exp_nonpositive(double x) {
     memcpy(&scale, &scale_bits, 8);
     double y = p * scale;
     y = x < -708.0 ? 0.0 : y;
+    return x != x ? x : y;
+}
+
+/* For x >= 1 (a row's sum of exps, whose largest term is exp(0)), with no
+ * calls and no branches: x = 2^e m, m in [sqrt(2)/2, sqrt(2)), log(m) =
+ * 2 atanh(f) with f = (m - 1) / (m + 1), |f| < 0.1716, by its odd series up
+ * to f^21 (truncation < 1e-18 relative); log(x) = e ln 2 + log(m) (ln 2 split
+ * in two, e ln2_hi exact). Within 2 ulp of the correctly rounded value. +inf
+ * gives +inf, NaN stays NaN. */
+static inline double skcce_log_ge1(double x) {
+    const double ln2_hi = 6.93147180369123816490e-01; /* 0x3fe62e42fee00000 */
+    const double ln2_lo = 1.90821492927058770002e-10; /* 0x3dea39ef35793c76 */
+    const long long sqrt_half_bits = 0x3fe6a09e667f3bcdLL;
+    const long long two52_bits = 0x4330000000000000LL; /* 2^52 */
+    long long x_bits, m_bits, e_bits;
+    double m, e;
+    memcpy(&x_bits, &x, 8);
+    /* x / 2^e in [sqrt(1/2), sqrt(2)): e >= 0 for x >= 1. */
+    long long offset = x_bits - sqrt_half_bits;
+    long long exponent = offset >> 52;
+    m_bits = (offset & 0x000fffffffffffffLL) + sqrt_half_bits;
+    memcpy(&m, &m_bits, 8);
+    /* (double) exponent for 0 <= exponent < 2^52, without an int64
+     * conversion (AVX2 has none): the bits of 2^52 + exponent, minus 2^52. */
+    e_bits = two52_bits + exponent;
+    memcpy(&e, &e_bits, 8);
+    e = e - 4503599627370496.0;
+    double f = (m - 1.0) / (m + 1.0);
+    double s = f * f;
+    double p = 1.0 / 21.0;
+    p = p * s + 1.0 / 19.0;
+    p = p * s + 1.0 / 17.0;
+    p = p * s + 1.0 / 15.0;
+    p = p * s + 1.0 / 13.0;
+    p = p * s + 1.0 / 11.0;
+    p = p * s + 1.0 / 9.0;
+    p = p * s + 1.0 / 7.0;
+    p = p * s + 1.0 / 5.0;
+    p = p * s + 1.0 / 3.0;
+    /* log(m) = 2f + 2f s p, the small term added last. */
+    double two_f = f + f;
+    double y = e * ln2_hi + (two_f + (two_f * s * p + e * ln2_lo));
+    y = x > 1.79769313486231570815e+308 ? x : y;
     return x != x ? x : y;
 }
 
