@@ -807,12 +807,13 @@ def _report_failed_fits(fold_paths, Cs, l1_ratios, refit):
     at = f"C={float(Cs[j])!r}" if len(l1_ratios) == 1 else \
         f"l1_ratio={float(l1_ratios[i])!r}, C={float(Cs[j])!r}"
     first = f"the first, fold {f} at {at}: {message}"
+    grid = "folds x Cs" if len(l1_ratios) == 1 else "folds x l1_ratios x Cs"
     failed = np.zeros((len(fold_paths), len(l1_ratios), len(Cs)), dtype=bool)
     for fold_index, l1_index, C_index, _ in errors:
         failed[fold_index, l1_index, C_index] = True
     if failed.all():
         raise ValueError(
-            f"All the {n_fits} regularization-path fits (folds x Cs) failed; {first}")
+            f"All the {n_fits} regularization-path fits ({grid}) failed; {first}")
     if refit and failed.any(axis=0).all():
         raise ValueError(
             "No C of the grid was fitted in every fold, so none can be chosen and "
@@ -823,7 +824,7 @@ def _report_failed_fits(fold_paths, Cs, l1_ratios, refit):
             f"{len(errors)} of {n_fits} fits failed, {first}")
     failed_Cs = sorted({float(Cs[j]) for _, _, j, _ in errors})
     warnings.warn(
-        f"{len(errors)} of {n_fits} regularization-path fits (folds x Cs) failed and "
+        f"{len(errors)} of {n_fits} regularization-path fits ({grid}) failed and "
         f"are scored NaN, at C in {failed_Cs}; {first}",
         FitFailedWarning, stacklevel=5,
     )

@@ -663,6 +663,19 @@ def test_cv_convergence_warning_names_the_grid_point():
         SoftmaxClassifierCV(Cs=[1.0], l1_ratios=[0.5], cv=2, max_iter=2).fit(X, y)
 
 
+def test_cv_failed_fits_name_the_grid():
+    """A C that cannot be fitted fails at every l1_ratio: 3 folds x 2 l1_ratios of
+    the 12 fits, scored NaN; the warning counts them over the whole grid."""
+    from sklearn.exceptions import FitFailedWarning
+
+    X, y = _standardized(load_iris)
+    with pytest.warns(FitFailedWarning,
+                      match=r"6 of 12 regularization-path fits \(folds x l1_ratios x Cs\)"):
+        cv = SoftmaxClassifierCV(Cs=[1e-320, 1.0], l1_ratios=[0.5, 1.0], cv=3).fit(X, y)
+    assert np.isnan(cv.scores_[:, :, 0]).all() and np.isfinite(cv.scores_[:, :, 1]).all()
+    assert cv.C_ == 1.0
+
+
 @parametrize_with_checks(
     [SoftmaxClassifierCV(Cs=[0.1, 10.0], l1_ratios=[0.5, 1.0], cv=3)],
     expected_failed_checks=lambda estimator: {

@@ -122,7 +122,7 @@ def evaluation_calls(X, y, coef, l2_reg_strength, n_cores, torch=None, jax=None)
     }
     if torch is not None:
         calls["torch"] = torch_peer.loss_gradient_call(torch, X, y, coef, l2_reg_strength)
-    if jax is not None:
+    if jax is not None and not is_sparse(X):  # (see jax_peer: dense data only)
         calls["jax"] = jax_peer.loss_gradient_call(jax, X, y, coef, l2_reg_strength)
     return calls
 
