@@ -178,6 +178,35 @@ def test_many_classes_and_features_in_long_chunks(dtype):
         assert np.array_equal(other_grad, grad)
 
 
+@pytest.mark.parametrize("n_classes", [20, 100, 1000])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_few_features_many_classes_in_short_chunks(dtype, n_classes):
+    """With 8 features a chunk's logits and residual scratch, not its rows of X,
+    bound its length (both kernel paths): equal to the NumPy reference, and
+    bitwise the same for every thread count, with partial chunks and groups."""
+    # Two or more groups of 1 MiB of X (16,384 float64 rows), fewer rows for
+    # the largest K to bound the reference's memory.
+    n, d = (33_013 if n_classes < 1000 else 17_013), 8
+    itemsize = np.dtype(dtype).itemsize
+    chunk_rows = dense.row_partition(d, n_classes, itemsize)[0]
+    scratch_row_bytes = dense.microkernel_width(n_classes, itemsize) * itemsize \
+        + (n_classes + 3) * 8
+    assert chunk_rows * d * itemsize < 131072  # shorter than X alone would allow
+    assert chunk_rows * scratch_row_bytes <= 262144
+    coef, X, y, sw = make_loss_problem(n, d, n_classes, dtype=dtype, fit_intercept=True,
+                                       weighted=True, seed=11)
+    results = [skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw,
+                                                l2_reg_strength=0.1, n_jobs=n_jobs)
+               for n_jobs in (1, 2, 3)]
+    np_loss, np_grad = numpy_loss_gradient(coef, X, y, sw, 0.1, True)
+    loss, grad = results[0]
+    assert_allclose(float(loss), np_loss, rtol=RTOL[dtype])
+    assert_grad_close(grad, np_grad, rtol=RTOL[dtype], atol_factor=ATOL_FACTOR[dtype])
+    for other_loss, other_grad in results[1:]:
+        assert float(other_loss) == float(loss)
+        assert np.array_equal(other_grad, grad)
+
+
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_defaults_match_sklearn(fit_intercept):
     """Default arguments: no sample_weight, no penalty, intercept per argument."""

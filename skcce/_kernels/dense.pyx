@@ -3,8 +3,8 @@
 """Fused categorical crossentropy loss and gradient for dense X.
 
 One call makes one pass over ``X``. Rows are cut into *chunks* (sized so that a
-chunk of ``X`` stays in the L2 cache between the two products that read it) and
-consecutive chunks form *groups*. For each chunk::
+chunk of ``X``, its logits and residual scratch stay in the L2 cache between
+the two products that read them) and consecutive chunks form *groups*. For each chunk::
 
     Z   = X_c @ Wt + b                     (product 1, logits, chunk_rows x K)
     Z   <- s_i * (softmax(Z) - onehot(y))  (in place; loss accumulated on the way)
@@ -123,6 +123,10 @@ cdef enum:
     # MIN_GEMM_CHUNK_ROWS rows, whatever their bytes, to amortize it.
     GEMM_W_CACHED_BYTES = 524288
     MIN_GEMM_CHUNK_ROWS = 256
+    # Target size in bytes of a chunk's logits and residual scratch, which
+    # are written and read again within the chunk: with few features and
+    # many classes they, not the chunk of X, bound the chunk's rows.
+    CHUNK_SCRATCH_BYTES = 262144
     # Target size in bytes of one block of X: large enough that the per-group
     # synchronisation and the merge are negligible next to the block's work.
     BLOCK_BYTES = 1048576
@@ -167,7 +171,10 @@ def microkernel_width(Py_ssize_t n_classes, Py_ssize_t itemsize):
 def row_partition(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t itemsize):
     """Rows per chunk and chunks per block for data of this shape and dtype.
 
-    Depends on the data shape only (never on the thread count).
+    A chunk holds about CHUNK_BYTES of X and CHUNK_SCRATCH_BYTES of logits
+    and residual scratch, whichever gives fewer rows (within MIN_CHUNK_ROWS
+    and MAX_CHUNK_ROWS), so that both stay in the L2 cache while the chunk
+    is worked on. Depends on the data shape only (never on the thread count).
 
     Parameters
     ----------
@@ -180,7 +187,11 @@ def row_partition(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t itemsi
     chunk_rows, chunks_per_block : int, int
     """
     cdef Py_ssize_t row_bytes = max(n_features, 1) * itemsize
-    cdef Py_ssize_t chunk_rows = CHUNK_BYTES // row_bytes
+    cdef Py_ssize_t scratch_row_bytes = (
+        microkernel_width(n_classes, itemsize) * itemsize
+        + residual_scratch_doubles(1, n_classes) * sizeof(double))
+    cdef Py_ssize_t chunk_rows = min(CHUNK_BYTES // row_bytes,
+                                     CHUNK_SCRATCH_BYTES // scratch_row_bytes)
     chunk_rows = min(max(chunk_rows, MIN_CHUNK_ROWS), MAX_CHUNK_ROWS)
     if (n_classes > MICRO_MAX_CLASSES
             and n_features * n_classes * itemsize > GEMM_W_CACHED_BYTES):
