@@ -182,8 +182,9 @@ def test_many_classes_and_features_in_long_chunks(dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_few_features_many_classes_in_short_chunks(dtype, n_classes):
     """With 8 features a chunk's logits and residual scratch, not its rows of X,
-    bound its length (both kernel paths): equal to the NumPy reference, and
-    bitwise the same for every thread count, with partial chunks and groups."""
+    bound its length (both kernel paths), and a block's flops its rows: equal to
+    the NumPy reference, and bitwise the same for every thread count, with
+    partial chunks and groups."""
     # Two or more groups of 1 MiB of X (16,384 float64 rows), fewer rows for
     # the largest K to bound the reference's memory.
     n, d = (33_013 if n_classes < 1000 else 17_013), 8
@@ -192,7 +193,13 @@ def test_few_features_many_classes_in_short_chunks(dtype, n_classes):
     scratch_row_bytes = dense.microkernel_width(n_classes, itemsize) * itemsize \
         + (n_classes + 3) * 8
     assert chunk_rows * d * itemsize < 131072  # shorter than X alone would allow
-    assert chunk_rows * scratch_row_bytes <= 262144
+    if dtype is np.float32 and n_classes > 32:
+        assert chunk_rows == 256  # BLAS path: float32 gradients added once per chunk
+    else:
+        assert chunk_rows * scratch_row_bytes <= 262144
+    if n_classes == 1000:
+        # Blocks of 64 MFLOP, not 1 MiB of X (16,384 rows): groups for many threads.
+        assert dense.dense_partition(n, d, n_classes, itemsize)[2] >= 8
     coef, X, y, sw = make_loss_problem(n, d, n_classes, dtype=dtype, fit_intercept=True,
                                        weighted=True, seed=11)
     results = [skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw,

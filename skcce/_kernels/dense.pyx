@@ -120,7 +120,8 @@ cdef enum:
     # With many classes the products go through BLAS GEMM, which reads all of
     # W (n_features x K) for every chunk: when W is larger than this, it no
     # longer stays in cache between chunks, and chunks get at least
-    # MIN_GEMM_CHUNK_ROWS rows, whatever their bytes, to amortize it.
+    # MIN_GEMM_CHUNK_ROWS rows, whatever their bytes, to amortize it (as do
+    # float32 chunks, which also add a d x K gradient each).
     GEMM_W_CACHED_BYTES = 524288
     MIN_GEMM_CHUNK_ROWS = 256
     # Target size in bytes of a chunk's logits and residual scratch, which
@@ -130,6 +131,10 @@ cdef enum:
     # Target size in bytes of one block of X: large enough that the per-group
     # synchronisation and the merge are negligible next to the block's work.
     BLOCK_BYTES = 1048576
+    # ... or this many flops of the two products, when fewer rows do them
+    # (few features, many classes): enough work still, and a small input
+    # with much work per row still makes groups for every thread.
+    BLOCK_FLOPS = 67108864
     # Groups of rows summed separately, then merged in order (see
     # dense_partition), and the most bytes of group gradients in all.
     MAX_GROUPS = 64
@@ -174,7 +179,9 @@ def row_partition(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t itemsi
     A chunk holds about CHUNK_BYTES of X and CHUNK_SCRATCH_BYTES of logits
     and residual scratch, whichever gives fewer rows (within MIN_CHUNK_ROWS
     and MAX_CHUNK_ROWS), so that both stay in the L2 cache while the chunk
-    is worked on. Depends on the data shape only (never on the thread count).
+    is worked on; a block, about BLOCK_BYTES of X or BLOCK_FLOPS of
+    products, whichever is less. Depends on the data shape only (never on
+    the thread count).
 
     Parameters
     ----------
@@ -193,11 +200,15 @@ def row_partition(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t itemsi
     cdef Py_ssize_t chunk_rows = min(CHUNK_BYTES // row_bytes,
                                      CHUNK_SCRATCH_BYTES // scratch_row_bytes)
     chunk_rows = min(max(chunk_rows, MIN_CHUNK_ROWS), MAX_CHUNK_ROWS)
-    if (n_classes > MICRO_MAX_CLASSES
-            and n_features * n_classes * itemsize > GEMM_W_CACHED_BYTES):
+    if n_classes > MICRO_MAX_CLASSES and (
+            n_features * n_classes * itemsize > GEMM_W_CACHED_BYTES or itemsize == 4):
+        # (float32: every chunk also adds its d x K float32 gradient into the
+        # float64 one, which short chunks would repeat too often.)
         chunk_rows = max(chunk_rows, MIN_GEMM_CHUNK_ROWS)
+    cdef Py_ssize_t chunk_flops = (
+        4 * chunk_rows * max(n_features, 1) * microkernel_width(n_classes, itemsize))
     cdef Py_ssize_t chunks_per_block = max(
-        BLOCK_BYTES // (chunk_rows * row_bytes), 1)
+        min(BLOCK_BYTES // (chunk_rows * row_bytes), BLOCK_FLOPS // chunk_flops), 1)
     return int(chunk_rows), int(chunks_per_block)
 
 
@@ -209,7 +220,7 @@ def dense_partition(Py_ssize_t n_samples, Py_ssize_t n_features, Py_ssize_t n_cl
     buffer of its own (one of a few slots per thread, see
     :func:`dense_merge_slots`); threads take groups as they come; group
     results are merged in group order. At most MAX_GROUPS groups, of at least
-    one block (~1 MiB of X) each, and no more than GROUP_BUFFER_BYTES of
+    one block (~1 MiB of X, or 64 MFLOP of products if that is less) each, and no more than GROUP_BUFFER_BYTES of
     d x K gradients in total: each group's merge adds d x K values under a
     lock, so very wide data with many classes has fewer groups (hence fewer
     threads at work) rather than a merge that outweighs the work. Depends on
