@@ -156,16 +156,11 @@ def test_matches_numpy_across_class_and_feature_counts(K, d, dtype):
     assert_grad_close(grad, np_grad, rtol=RTOL[dtype], atol_factor=ATOL_FACTOR[dtype])
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_many_classes_and_features_in_long_chunks(dtype):
-    """The BLAS path with W too large to stay in cache (d x K x itemsize above
-    512 KiB), whose chunks hold at least 256 rows whatever their bytes: equal
-    to the NumPy reference, and bitwise the same for every thread count, with
-    a row count that leaves partial chunks and groups."""
-    n, d, K = 1500, 700, 200
-    assert dense.row_partition(d, K, np.dtype(dtype).itemsize)[0] >= 256
+def _assert_reference_and_reproducible(n, d, K, dtype, seed):
+    """The public function on a weighted problem: equal to the NumPy reference,
+    and bitwise the same for n_jobs 1, 2 and 3."""
     coef, X, y, sw = make_loss_problem(n, d, K, dtype=dtype, fit_intercept=True,
-                                       weighted=True, seed=7)
+                                       weighted=True, seed=seed)
     results = [skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw,
                                                 l2_reg_strength=0.1, n_jobs=n_jobs)
                for n_jobs in (1, 2, 3)]
@@ -176,6 +171,17 @@ def test_many_classes_and_features_in_long_chunks(dtype):
     for other_loss, other_grad in results[1:]:
         assert float(other_loss) == float(loss)
         assert np.array_equal(other_grad, grad)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_many_classes_and_features_in_long_chunks(dtype):
+    """The BLAS path with W too large to stay in cache (d x K x itemsize above
+    512 KiB), whose chunks hold at least 256 rows whatever their bytes: equal
+    to the NumPy reference, and bitwise the same for every thread count, with
+    a row count that leaves partial chunks and groups."""
+    n, d, K = 1500, 700, 200
+    assert dense.row_partition(d, K, np.dtype(dtype).itemsize)[0] >= 256
+    _assert_reference_and_reproducible(n, d, K, dtype, seed=7)
 
 
 @pytest.mark.parametrize("n_classes", [20, 100, 1000])
@@ -200,18 +206,7 @@ def test_few_features_many_classes_in_short_chunks(dtype, n_classes):
     if n_classes == 1000:
         # Blocks of 64 MFLOP, not 1 MiB of X (16,384 rows): groups for many threads.
         assert dense.dense_partition(n, d, n_classes, itemsize)[2] >= 8
-    coef, X, y, sw = make_loss_problem(n, d, n_classes, dtype=dtype, fit_intercept=True,
-                                       weighted=True, seed=11)
-    results = [skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw,
-                                                l2_reg_strength=0.1, n_jobs=n_jobs)
-               for n_jobs in (1, 2, 3)]
-    np_loss, np_grad = numpy_loss_gradient(coef, X, y, sw, 0.1, True)
-    loss, grad = results[0]
-    assert_allclose(float(loss), np_loss, rtol=RTOL[dtype])
-    assert_grad_close(grad, np_grad, rtol=RTOL[dtype], atol_factor=ATOL_FACTOR[dtype])
-    for other_loss, other_grad in results[1:]:
-        assert float(other_loss) == float(loss)
-        assert np.array_equal(other_grad, grad)
+    _assert_reference_and_reproducible(n, d, n_classes, dtype, seed=11)
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
