@@ -288,9 +288,10 @@ def _owlqn_working_sets(problem, params0, l1_weights, recorder, max_iter, tol):
     from the current solution. A run that leaves offenders outside stops at
     :data:`WORKING_SET_TOL_FRACTION` of the largest of them (the set will
     change anyway), the others at ``tol``. A set whose columns hold more than
-    :data:`WORKING_SET_MAX_COST` of X's entries (:data:`WORKING_SET_MAX_COST_LAST`
-    if it takes in every offender) gives way to the whole problem. The iterations of all runs count towards ``max_iter`` and make
-    one loss curve.
+    :data:`WORKING_SET_MAX_COST` of X's entries
+    (:data:`WORKING_SET_MAX_COST_LAST` if it takes in every offender) gives
+    way to the whole problem. The iterations of all runs count towards
+    ``max_iter`` and make one loss curve.
 
     Returns
     -------

@@ -4,7 +4,8 @@
 
 One call makes one pass over ``X``. Rows are cut into *chunks* (sized so that a
 chunk of ``X``, its logits and residual scratch stay in the L2 cache between
-the two products that read them) and consecutive chunks form *groups*. For each chunk::
+the two products that read them) and consecutive chunks form *groups*. For
+each chunk::
 
     Z   = X_c @ Wt + b                     (product 1, logits, chunk_rows x K)
     Z   <- s_i * (softmax(Z) - onehot(y))  (in place; loss accumulated on the way)
@@ -220,10 +221,11 @@ def dense_partition(Py_ssize_t n_samples, Py_ssize_t n_features, Py_ssize_t n_cl
     buffer of its own (one of a few slots per thread, see
     :func:`dense_merge_slots`); threads take groups as they come; group
     results are merged in group order. At most MAX_GROUPS groups, of at least
-    one block (~1 MiB of X, or 64 MFLOP of products if that is less) each, and no more than GROUP_BUFFER_BYTES of
-    d x K gradients in total: each group's merge adds d x K values under a
-    lock, so very wide data with many classes has fewer groups (hence fewer
-    threads at work) rather than a merge that outweighs the work. Depends on
+    one block (~1 MiB of X, or 64 MFLOP of products if that is less) each,
+    and no more than GROUP_BUFFER_BYTES of d x K gradients in total: each
+    group's merge adds d x K values under a lock, so very wide data with many
+    classes has fewer groups (hence fewer threads at work) rather than a
+    merge that outweighs the work. Depends on
     the data shape only, never on the thread count: this is what makes
     results bitwise reproducible.
 
