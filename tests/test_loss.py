@@ -209,6 +209,67 @@ def test_few_features_many_classes_in_short_chunks(dtype, n_classes):
     _assert_reference_and_reproducible(n, d, n_classes, dtype, seed=11)
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("n_features", [128, 301, 1000])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_long_rows_few_classes(dtype, n_features, n_classes):
+    """float32 with K <= 3 and rows of at least 16 vectors takes the kernels
+    vectorized over features (class padding would leave most lanes empty);
+    float64 keeps the class-vectorized ones. Either way: equal to the NumPy
+    reference, bitwise the same for every thread count, with partial chunks,
+    tiles and vectors."""
+    expected = "features" if dtype is np.float32 else "classes"
+    assert dense.product_kernels(n_features, n_classes, np.dtype(dtype).itemsize) == expected
+    _assert_reference_and_reproducible(3001, n_features, n_classes, dtype, seed=13)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 5, 8, 17, 32])
+@pytest.mark.parametrize("n_features", [1, 7, 9, 33, 130])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_both_micro_kernel_layouts(dtype, n_features, n_classes):
+    """The kernels vectorized over classes and those vectorized over features,
+    whichever the shape selects, on soft targets with label smoothing and
+    weights: each equal to the NumPy reference in float64, and bitwise the
+    same for every thread count."""
+    rng = np.random.default_rng(n_features * 100 + n_classes)
+    n = 517
+    X = rng.normal(size=(n, n_features)).astype(dtype)
+    Q = rng.dirichlet(np.ones(n_classes), size=n)
+    sw = rng.uniform(0.5, 2.0, n)
+    weights_t = (rng.normal(size=(n_features, n_classes)) * 0.3).astype(dtype)
+    intercept = rng.normal(size=n_classes)
+    smoothing = 0.1
+    targets = (1 - smoothing) * Q + smoothing / n_classes
+    Z = X.astype(np.float64) @ weights_t.astype(np.float64) + intercept
+    log_p = Z - Z.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    ref_loss = -(sw * (targets * log_p).sum(axis=1)).sum()
+    residuals = sw[:, None] * (np.exp(log_p) - targets)
+    ref_grad = np.vstack([X.astype(np.float64).T @ residuals, residuals.sum(axis=0)])
+    rtol = RTOL[dtype]
+    for products in ("classes", "features"):
+        results = []
+        for n_threads in (1, 2, 3):
+            grad = np.empty((n_features + 1, n_classes))
+            loss = dense.dense_loss_gradient(X, None, Q, smoothing, sw, weights_t, intercept,
+                                             n_threads, grad, products=products)
+            results.append((loss, grad))
+        loss, grad = results[0]
+        assert_allclose(loss, ref_loss, rtol=rtol)
+        assert_grad_close(grad, ref_grad, rtol=rtol, atol_factor=ATOL_FACTOR[dtype])
+        for other_loss, other_grad in results[1:]:
+            assert other_loss == loss and np.array_equal(other_grad, grad)
+
+
+def test_product_kernels_choice_is_checked():
+    X = np.ones((4, 3))
+    grad = np.empty((4, 40))
+    with pytest.raises(ValueError, match="not available for 40 classes"):
+        dense.dense_loss_gradient(X, np.zeros(4, np.int32), None, 0.0, None,
+                                  np.ones((3, 40)), np.zeros(40), 1, grad,
+                                  products="features")
+
+
 @pytest.mark.parametrize("fit_intercept", [True, False])
 def test_defaults_match_sklearn(fit_intercept):
     """Default arguments: no sample_weight, no penalty, intercept per argument."""

@@ -5,8 +5,9 @@ vectorized exp and log once per instruction set (the baseline, and on x86-64 AVX
 FMA and AVX-512) and picks the best one the CPU supports at import, capped by
 the environment variable SKCCE_SIMD. Each set is checked here, in a fresh
 interpreter, against the NumPy reference, on shapes that reach every loop:
-micro-kernel widths of 1 to 4 vectors (K = 3, 7, 13, 29), the BLAS path, and
-sparse data with specialized and generic class counts.
+micro-kernel widths of 1 to 4 vectors (K = 3, 7, 13, 29), the kernels
+vectorized over features (float32, K = 2 and 3, 133 features), the BLAS path,
+and sparse data with specialized and generic class counts.
 """
 
 import math
@@ -61,6 +62,14 @@ def _problems():
             problems[f"dense{K}_{np.dtype(dtype).name}"] = (
                 rng.normal(size=(n, d)).astype(dtype), rng.integers(0, K, n),
                 rng.uniform(0.5, 2.0, n), rng.normal(scale=0.3, size=(K, d + 1)))
+    # float32 with K <= 3 and long rows: the feature-vectorized kernels, with
+    # a tail of features after the last vector and of rows after the last tile.
+    for K in (2, 3):
+        n, d = 301, 133
+        assert dense.product_kernels(d, K, 4) == "features"
+        problems[f"dense{K}_wide_float32"] = (
+            rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, K, n),
+            rng.uniform(0.5, 2.0, n), rng.normal(scale=0.1, size=(K, d + 1)))
     for K in (5, 40):
         X = rng.normal(size=(900, 300)) * (rng.random((900, 300)) < 0.05)
         problems[f"csr{K}"] = (X, rng.integers(0, K, 900), rng.uniform(0.5, 2.0, 900),

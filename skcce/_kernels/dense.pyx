@@ -11,9 +11,11 @@ each chunk::
     Z   <- s_i * (softmax(Z) - onehot(y))  (in place; loss accumulated on the way)
     G  += Z.T @ X_c                        (product 2, gradient, d x K layout)
 
-For up to 32 classes the two products run in register-blocked micro-kernels
-(``microkernel.h``, vectorized over classes padded to the vector width);
-with more classes, through BLAS GEMM.
+For up to 32 classes the two products run in register-blocked micro-kernels:
+vectorized over classes padded to the vector width (``microkernel.h``), or,
+when that padding would waste most lanes and rows are long, over features
+(``rowkernel_impl.h``); with more classes, through BLAS GEMM
+(:func:`product_kernels` says which).
 
 Each group of consecutive chunks is summed sequentially into its own
 buffers; threads take groups as they come (one parallel region, one barrier)
@@ -147,6 +149,17 @@ cdef enum:
     # Up to this many classes the products run in the register-blocked
     # micro-kernels of microkernel.h; above, BLAS GEMM is as fast.
     MICRO_MAX_CLASSES = 32
+    # The feature-vectorized kernels (rowkernel_impl.h) take over when the
+    # class-vectorized ones would leave at least this share (in percent) of
+    # their lanes padding (float32 with K <= 3) and rows hold at least this
+    # many vectors of features; measured faster there only (up to 1.8x at
+    # K = 2), slower where classes fill half the lanes or more.
+    ROWS_MIN_PADDING_PERCENT = 60
+    ROWS_MIN_VECTORS = 16
+
+    PRODUCTS_CLASSES = 0
+    PRODUCTS_FEATURES = 1
+    PRODUCTS_BLAS = 2
 
 
 # ---------------------------------------------------------------------------
@@ -172,6 +185,44 @@ def microkernel_width(Py_ssize_t n_classes, Py_ssize_t itemsize):
     if n_classes > MICRO_MAX_CLASSES:
         return int(n_classes)
     return int((n_classes + lanes - 1) // lanes * lanes)
+
+
+cdef int _product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes,
+                          Py_ssize_t itemsize) noexcept:
+    cdef Py_ssize_t lanes = SKCCE_LANES_f64 if itemsize == 8 else SKCCE_LANES_f32
+    cdef Py_ssize_t padded = microkernel_width(n_classes, itemsize)
+    if n_classes > MICRO_MAX_CLASSES:
+        return PRODUCTS_BLAS
+    if (n_features >= ROWS_MIN_VECTORS * lanes
+            and 100 * (padded - n_classes) >= ROWS_MIN_PADDING_PERCENT * padded):
+        return PRODUCTS_FEATURES
+    return PRODUCTS_CLASSES
+
+
+_PRODUCT_NAMES = {PRODUCTS_CLASSES: "classes", PRODUCTS_FEATURES: "features",
+                  PRODUCTS_BLAS: "blas"}
+_PRODUCT_CODES = {name: code for code, name in _PRODUCT_NAMES.items()}
+
+
+def product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t itemsize):
+    """Which kernels do the two products for data of this shape and dtype.
+
+    Parameters
+    ----------
+    n_features, n_classes : int
+    itemsize : int
+        Bytes per element of X (4 or 8).
+
+    Returns
+    -------
+    kernels : {"classes", "features", "blas"}
+        "classes": micro-kernels vectorized over classes (padded to the
+        vector width); "features": micro-kernels vectorized over features,
+        when the padding would waste at least 60% of the lanes and rows hold
+        at least 16 vectors; "blas": BLAS GEMM (more than 32 classes).
+        Depends on the shape only.
+    """
+    return _PRODUCT_NAMES[_product_kernels(n_features, n_classes, itemsize)]
 
 
 def row_partition(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t itemsize):
@@ -279,11 +330,11 @@ cdef struct DenseLayout:
     Py_ssize_t n_groups
     Py_ssize_t n_slots      # group gradient buffers (see dense_merge_slots)
     int n_threads
-    bint micro              # products in the micro-kernels (else BLAS GEMM)
+    int products            # PRODUCTS_CLASSES, PRODUCTS_FEATURES or PRODUCTS_BLAS
 
 
 cdef DenseLayout _dense_layout(Py_ssize_t n, Py_ssize_t d, Py_ssize_t K,
-                               Py_ssize_t itemsize, int n_threads):
+                               Py_ssize_t itemsize, int n_threads, int products):
     cdef DenseLayout layout
     layout.n_samples = n
     layout.n_features = d
@@ -293,7 +344,7 @@ cdef DenseLayout _dense_layout(Py_ssize_t n, Py_ssize_t d, Py_ssize_t K,
         n, d, K, itemsize)
     layout.n_threads = <int> max(1, min(n_threads, layout.n_groups))
     layout.n_slots = dense_merge_slots(layout.n_groups, layout.n_threads)
-    layout.micro = K <= MICRO_MAX_CLASSES
+    layout.products = products
     return layout
 
 
@@ -304,6 +355,7 @@ cdef struct DenseScratch:
     void* z                   # per thread: a chunk's logits, chunk_rows x ldw, X's dtype
     double* exp               # per thread: residual_scratch_doubles(chunk_rows, K)
     void* grad_chunk          # per thread: d x K, float32 BLAS path only
+    double* grad_rows         # per thread: K x d, feature-vectorized path only
     double* grad_slots        # per slot: d x ldw
     double* intercept_slots   # per slot: K
     double* loss_slots        # per slot: 1
@@ -318,7 +370,8 @@ cdef int _allocate_scratch(DenseScratch* s, const DenseLayout* L,
     kernels' buffers too.
     """
     cdef Py_ssize_t T = L.n_threads, d = L.n_features, K = L.n_classes
-    cdef bint blas_float = itemsize == 4 and not L.micro
+    cdef bint blas_float = itemsize == 4 and L.products == PRODUCTS_BLAS
+    cdef bint rows = L.products == PRODUCTS_FEATURES
     s.z = PyMem_RawMalloc(T * L.chunk_rows * L.ldw * itemsize)
     s.exp = <double*> PyMem_RawMalloc(
         T * residual_scratch_doubles(L.chunk_rows, K) * sizeof(double))
@@ -331,11 +384,14 @@ cdef int _allocate_scratch(DenseScratch* s, const DenseLayout* L,
     s.merge.merged = 0
     s.merge.next = 0
     s.grad_chunk = NULL
+    s.grad_rows = NULL
     if blas_float:
         s.grad_chunk = PyMem_RawMalloc(max(d * K, 1) * T * itemsize)
+    if rows:
+        s.grad_rows = <double*> PyMem_RawMalloc(max(d * K, 1) * T * sizeof(double))
     if (s.z == NULL or s.exp == NULL or s.grad_slots == NULL or s.intercept_slots == NULL
             or s.loss_slots == NULL or s.merge.done == NULL
-            or (blas_float and s.grad_chunk == NULL)):
+            or (blas_float and s.grad_chunk == NULL) or (rows and s.grad_rows == NULL)):
         raise MemoryError()
     return 0
 
@@ -344,6 +400,7 @@ cdef void _free_scratch(DenseScratch* s) noexcept:
     PyMem_RawFree(s.z)
     PyMem_RawFree(s.exp)
     PyMem_RawFree(s.grad_chunk)
+    PyMem_RawFree(s.grad_rows)
     PyMem_RawFree(s.grad_slots)
     PyMem_RawFree(s.intercept_slots)
     PyMem_RawFree(s.loss_slots)
@@ -373,23 +430,46 @@ cdef inline void _gradient_product(const floating* X, Py_ssize_t m, Py_ssize_t d
         skcce_simd.grad_f32(X, m, d, residuals, ldw, grad)
 
 
+cdef inline void _rows_logits_product(const floating* X, Py_ssize_t m, Py_ssize_t d,
+                                      const floating* weights, Py_ssize_t K, floating* z,
+                                      Py_ssize_t ldz) noexcept nogil:
+    """Z (m x ldz, first K columns) = X_c @ W.T, vectorized over features."""
+    if floating is double:
+        skcce_simd.rows_logits_f64(X, m, d, weights, K, z, ldz)
+    else:
+        skcce_simd.rows_logits_f32(X, m, d, weights, K, z, ldz)
+
+
+cdef inline void _rows_gradient_product(const floating* X, Py_ssize_t m, Py_ssize_t d,
+                                        const floating* residuals, Py_ssize_t ldr,
+                                        Py_ssize_t K, double* grad_rows) noexcept nogil:
+    """G (K x d, float64) += R.T @ X_c, vectorized over features."""
+    if floating is double:
+        skcce_simd.rows_grad_f64(X, m, d, residuals, ldr, K, grad_rows)
+    else:
+        skcce_simd.rows_grad_f32(X, m, d, residuals, ldr, K, grad_rows)
+
+
 cdef double _group_loss_gradient(
     const floating* X, const DenseLayout* L, const Targets* targets, const double* sw,
-    const floating* weights_t, const double* intercept,
+    const floating* weights_t, const floating* weights, const double* intercept,
     Py_ssize_t row_start, Py_ssize_t row_end, floating* z, floating* grad_chunk,
-    double* grad, double* grad_intercept, double* scratch,
+    double* grad_rows, double* grad, double* grad_intercept, double* scratch,
 ) noexcept nogil:
     """Loss and gradient of rows [row_start, row_end), summed sequentially.
 
-    ``weights_t`` is (n_features x ldw) with zero columns past K; ``z`` is
-    chunk_rows x ldw scratch; ``grad`` (n_features x ldw, float64) and
-    ``grad_intercept`` (K) are overwritten; ``scratch`` holds
-    ``residual_scratch_doubles(chunk_rows, K)`` doubles. The products run in
-    the register-blocked micro-kernels, or (many classes) through BLAS GEMM,
-    with ``grad_chunk`` (n_features x K) as scratch for float32 data.
+    ``weights_t`` is (n_features x ldw) with zero columns past K, ``weights``
+    the same coefficients class-major (K x n_features, feature-vectorized
+    path only); ``z`` is chunk_rows x ldw scratch; ``grad`` (n_features x
+    ldw, float64) and ``grad_intercept`` (K) are overwritten; ``scratch``
+    holds ``residual_scratch_doubles(chunk_rows, K)`` doubles. The products
+    run in the register-blocked micro-kernels (the feature-vectorized ones sum
+    into ``grad_rows``, K x n_features, copied into ``grad`` at the end), or
+    (many classes) through BLAS GEMM, with ``grad_chunk`` (n_features x K) as
+    scratch for float32 data.
     """
     cdef Py_ssize_t d = L.n_features, K = L.n_classes, ldw = L.ldw
-    cdef Py_ssize_t r0, m, e
+    cdef Py_ssize_t r0, m, e, j, k
     cdef const floating* xc
     cdef const double* sw_c
     cdef double loss = 0.0
@@ -397,6 +477,8 @@ cdef double _group_loss_gradient(
 
     memset(grad, 0, d * ldw * sizeof(double))
     memset(grad_intercept, 0, K * sizeof(double))
+    if L.products == PRODUCTS_FEATURES:
+        memset(grad_rows, 0, d * K * sizeof(double))
     r0 = row_start
     while r0 < row_end:
         m = min(L.chunk_rows, row_end - r0)
@@ -404,8 +486,10 @@ cdef double _group_loss_gradient(
         # Logits without intercept: Z (m x ldw, row-major) = X_c @ W.T.
         if d == 0:
             memset(z, 0, m * ldw * sizeof(floating))
-        elif L.micro:
+        elif L.products == PRODUCTS_CLASSES:
             _logits_product(xc, m, d, weights_t, ldw, z)
+        elif L.products == PRODUCTS_FEATURES:
+            _rows_logits_product(xc, m, d, weights, K, z, ldw)
         else:
             gemm(b"N", b"N", <int> K, <int> m, <int> d, weights_t, <int> K,
                  xc, <int> d, <floating> 0.0, z, <int> K)
@@ -417,8 +501,10 @@ cdef double _group_loss_gradient(
         # Gradient: G (d x ldw, row-major) += X_c.T @ R.
         if d == 0:
             pass
-        elif L.micro:
+        elif L.products == PRODUCTS_CLASSES:
             _gradient_product(xc, m, d, z, ldw, grad)
+        elif L.products == PRODUCTS_FEATURES:
+            _rows_gradient_product(xc, m, d, z, ldw, K, grad_rows)
         elif floating is double:
             gemm(b"N", b"T", <int> K, <int> d, <int> m, z, <int> K,
                  xc, <int> d, <double> (0.0 if first else 1.0), grad, <int> K)
@@ -429,12 +515,17 @@ cdef double _group_loss_gradient(
                 grad[e] = grad[e] + grad_chunk[e]
         first = False
         r0 = r0 + m
+    if L.products == PRODUCTS_FEATURES and d > 0:
+        for j in range(d):
+            for k in range(K):
+                grad[j * ldw + k] = grad_rows[k * d + j]
     return loss
 
 
 cdef double _loss_gradient_groups(
     const floating* X, const DenseLayout* L, const Targets* targets, const double* sw,
-    const floating* weights_t, const double* intercept, DenseScratch* s,
+    const floating* weights_t, const floating* weights, const double* intercept,
+    DenseScratch* s,
     double* grad, double* grad_intercept,
 ) noexcept nogil:
     """Every group in the threads, merged into ``grad`` (d x K, zeroed) in
@@ -456,10 +547,11 @@ cdef double _loss_gradient_groups(
             skcce_wait_for_slot(&s.merge, g)
             row_start = g * L.group_rows
             s.loss_slots[slot] = _group_loss_gradient(
-                X, L, targets, sw, weights_t, intercept,
+                X, L, targets, sw, weights_t, weights, intercept,
                 row_start, min(row_start + L.group_rows, L.n_samples),
                 z + t * chunk_rows * ldw,
                 NULL if grad_chunk == NULL else grad_chunk + t * dK,
+                NULL if s.grad_rows == NULL else s.grad_rows + t * dK,
                 s.grad_slots + slot * dL, s.intercept_slots + slot * K,
                 s.exp + t * residual_scratch_doubles(chunk_rows, K))
             skcce_finish_group(&s.merge, g, grad, grad_intercept, &loss_total,
@@ -481,6 +573,7 @@ def dense_loss_gradient(
     const double[::1] intercept,
     int n_threads,
     double[:, ::1] grad_t,
+    str products=None,
 ):
     """Sum of weighted crossentropies and its gradient, in one pass over X.
 
@@ -503,6 +596,10 @@ def dense_loss_gradient(
     grad_t : ndarray of shape (n_features + fit_intercept, K), float64
         Output: gradient of the *unnormalized* sum w.r.t. ``W.T`` and, in
         the last row when ``intercept`` is given, w.r.t. the intercepts.
+    products : {"classes", "features", "blas"} or None
+        Which kernels do the products (None: :func:`product_kernels` of the
+        shape). For tests and benchmarks: "classes" or "features" for at
+        most 32 classes, "blas" above.
 
     Returns
     -------
@@ -515,6 +612,9 @@ def dense_loss_gradient(
     cdef DenseScratch scratch
     cdef const floating* xp = NULL
     cdef const floating* wp = NULL
+    cdef const floating* wkp = NULL
+    cdef floating[:, ::1] class_major
+    cdef int kernels
     cdef floating[:, ::1] padded
     cdef const double* sw = weights_pointer(sample_weight)
     cdef const double* bp = NULL
@@ -529,7 +629,14 @@ def dense_loss_gradient(
         grad_t[:, :] = 0.0
         return 0.0
 
-    layout = _dense_layout(n, d, K, sizeof(floating), n_threads)
+    if products is None:
+        kernels = _product_kernels(d, K, sizeof(floating))
+    elif products not in _PRODUCT_CODES or (
+            (products == "blas") != (K > MICRO_MAX_CLASSES)):
+        raise ValueError(f"products={products!r} is not available for {K} classes")
+    else:
+        kernels = _PRODUCT_CODES[products]
+    layout = _dense_layout(n, d, K, sizeof(floating), n_threads, kernels)
     if intercept is not None:
         bp = &intercept[0]
     if d > 0:
@@ -540,6 +647,9 @@ def dense_loss_gradient(
             padded = np.zeros((d, layout.ldw), dtype=np.asarray(weights_t).dtype)
             padded[:, :K] = weights_t
             wp = &padded[0, 0]
+        if kernels == PRODUCTS_FEATURES:
+            class_major = np.ascontiguousarray(np.asarray(weights_t).T)
+            wkp = &class_major[0, 0]
 
     memset(&scratch, 0, sizeof(scratch))
     try:
@@ -549,8 +659,8 @@ def dense_loss_gradient(
         if intercept is not None:
             gbp = gp + d * K
         with nogil:
-            loss_sum = _loss_gradient_groups(xp, &layout, &targets, sw, wp, bp, &scratch,
-                                             gp, gbp)
+            loss_sum = _loss_gradient_groups(xp, &layout, &targets, sw, wp, wkp, bp,
+                                             &scratch, gp, gbp)
     finally:
         _free_scratch(&scratch)
     return loss_sum

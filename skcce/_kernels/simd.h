@@ -1,13 +1,14 @@
 /* The kernels' hot loops, chosen at import for the CPU.
  *
  * simd_loops.c holds the loops that decide the kernels' speed: the dense
- * micro-kernels (microkernel.h), the sparse tile loops (sparse_tiles.h) and
- * the vectorized exp and log (vector_exp.h). setup.py compiles it once per
- * instruction set the compiler can target: always the baseline ("base"), and
- * on x86-64 also AVX2 + FMA ("avx2") and AVX-512 ("avx512"), each with its
- * own flags (NumPy's approach: no compiler-specific attribute, so GCC, clang
- * and MSVC all get the fast paths). Every compiled set defines the same
- * functions with its name as suffix (skcce_logits_f64_avx2, ...).
+ * micro-kernels (microkernel.h, rowkernel_impl.h), the sparse tile loops
+ * (sparse_tiles.h) and the vectorized exp and log (vector_exp.h). setup.py
+ * compiles it once per instruction set the compiler can target: always the
+ * baseline ("base"), and on x86-64 also AVX2 + FMA ("avx2") and AVX-512
+ * ("avx512"), each with its own flags (NumPy's approach: no
+ * compiler-specific attribute, so GCC, clang and MSVC all get the fast
+ * paths). Every compiled set defines the same functions with its name as
+ * suffix (skcce_logits_f64_avx2, ...).
  *
  * skcce_simd_select() checks the CPU (CPUID, and the operating system's
  * support for the wider registers) and fills skcce_simd with the best set it
@@ -35,6 +36,14 @@ typedef struct {
                      ptrdiff_t Kp, double* G);
     void (*grad_f32)(const float* X, ptrdiff_t m, ptrdiff_t d, const float* R,
                      ptrdiff_t Kp, double* G);
+    void (*rows_logits_f64)(const double* X, ptrdiff_t m, ptrdiff_t d, const double* W,
+                            ptrdiff_t K, double* Z, ptrdiff_t ldz);
+    void (*rows_logits_f32)(const float* X, ptrdiff_t m, ptrdiff_t d, const float* W,
+                            ptrdiff_t K, float* Z, ptrdiff_t ldz);
+    void (*rows_grad_f64)(const double* X, ptrdiff_t m, ptrdiff_t d, const double* R,
+                          ptrdiff_t ldr, ptrdiff_t K, double* G);
+    void (*rows_grad_f32)(const float* X, ptrdiff_t m, ptrdiff_t d, const float* R,
+                          ptrdiff_t ldr, ptrdiff_t K, double* G);
     void (*exp_nonpositive_inplace)(double* v, ptrdiff_t n);
     void (*log_ge1_inplace)(double* v, ptrdiff_t n);
     void (*tile_gather_f64)(const uint32_t* keys, const double* values, ptrdiff_t e0,

@@ -30,6 +30,16 @@
 
 #define SKCCE_T double
 #define SKCCE_SUFFIX f64
+#define SKCCE_FLOAT64 1
+#include "rowkernel_impl.h"
+
+#define SKCCE_T float
+#define SKCCE_SUFFIX f32
+#define SKCCE_FLOAT64 0
+#include "rowkernel_impl.h"
+
+#define SKCCE_T double
+#define SKCCE_SUFFIX f64
 #include "sparse_tiles_impl.h"
 
 #define SKCCE_T float

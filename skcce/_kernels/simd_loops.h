@@ -15,6 +15,14 @@ void SKCCE_EXPORT(skcce_grad_f64)(const double*, ptrdiff_t, ptrdiff_t, const dou
                                   ptrdiff_t, double*);
 void SKCCE_EXPORT(skcce_grad_f32)(const float*, ptrdiff_t, ptrdiff_t, const float*,
                                   ptrdiff_t, double*);
+void SKCCE_EXPORT(skcce_rows_logits_f64)(const double*, ptrdiff_t, ptrdiff_t, const double*,
+                                         ptrdiff_t, double*, ptrdiff_t);
+void SKCCE_EXPORT(skcce_rows_logits_f32)(const float*, ptrdiff_t, ptrdiff_t, const float*,
+                                         ptrdiff_t, float*, ptrdiff_t);
+void SKCCE_EXPORT(skcce_rows_grad_f64)(const double*, ptrdiff_t, ptrdiff_t, const double*,
+                                       ptrdiff_t, ptrdiff_t, double*);
+void SKCCE_EXPORT(skcce_rows_grad_f32)(const float*, ptrdiff_t, ptrdiff_t, const float*,
+                                       ptrdiff_t, ptrdiff_t, double*);
 void SKCCE_EXPORT(skcce_exp_nonpositive_inplace)(double*, ptrdiff_t);
 void SKCCE_EXPORT(skcce_log_ge1_inplace)(double*, ptrdiff_t);
 void SKCCE_EXPORT(skcce_tile_gather_f64)(const uint32_t*, const double*, ptrdiff_t, ptrdiff_t,
@@ -37,6 +45,8 @@ static const skcce_simd_loops SKCCE_EXPORT(skcce_loops) = {
     SKCCE_STRING(SKCCE_TARGET),
     SKCCE_EXPORT(skcce_logits_f64), SKCCE_EXPORT(skcce_logits_f32),
     SKCCE_EXPORT(skcce_grad_f64), SKCCE_EXPORT(skcce_grad_f32),
+    SKCCE_EXPORT(skcce_rows_logits_f64), SKCCE_EXPORT(skcce_rows_logits_f32),
+    SKCCE_EXPORT(skcce_rows_grad_f64), SKCCE_EXPORT(skcce_rows_grad_f32),
     SKCCE_EXPORT(skcce_exp_nonpositive_inplace), SKCCE_EXPORT(skcce_log_ge1_inplace),
     SKCCE_EXPORT(skcce_tile_gather_f64), SKCCE_EXPORT(skcce_tile_gather_f32),
     SKCCE_EXPORT(skcce_tile_scatter_f64), SKCCE_EXPORT(skcce_tile_scatter_f32),
