@@ -13,7 +13,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 
-from suite import roofline, shapes, targets  # noqa: E402
+from suite import roofline, shapes, targets, timing  # noqa: E402
 
 
 def test_sample_grid_covers_corners_middle_and_every_row():
@@ -112,3 +112,16 @@ def test_fit_targets():
     missed, measured = targets.misses([result])
     assert missed["fit:sklearnex"] == ["p float64 (1.50×)"]
     assert measured["fit:gap"] == 1 and missed["fit:gap"] == []
+
+
+def test_interleaved_times_rewarm_runs_each_call_untimed_first():
+    """With rewarm, every timed run of a contender directly follows an untimed
+    one of the same contender; without, each round runs each call once."""
+    log = []
+    calls = {"a": lambda: log.append("a"), "b": lambda: log.append("b")}
+    times, _ = timing.interleaved_times(calls, 2, warmup_rounds=1, rewarm=True)
+    assert log == ["a", "a", "b", "b"] * 3
+    assert [len(t) for t in times.values()] == [2, 2]
+    log.clear()
+    timing.interleaved_times(calls, 2, warmup_rounds=1)
+    assert log == ["a", "b"] * 3

@@ -127,8 +127,11 @@ def evaluation_calls(X, y, coef, l2_reg_strength, n_cores, torch=None, jax=None)
     return calls
 
 
-def measure_evaluations(X, y, n_classes, n_cores, repeats, pause, torch=None, jax=None):
-    """Per-evaluation times of every contender at the same coefficients, round-robin.
+def measure_evaluations(X, y, n_classes, n_cores, repeats, pause, torch=None, jax=None,
+                        rewarm=False):
+    """Per-evaluation times of every contender at the same coefficients, round-robin
+    (each timed evaluation right after an untimed one of the same contender
+    with ``rewarm``, see :func:`suite.timing.interleaved_times`).
 
     Returns
     -------
@@ -139,7 +142,7 @@ def measure_evaluations(X, y, n_classes, n_cores, repeats, pause, torch=None, ja
     calls = evaluation_calls(X, y, coef, fitting.l2_reg_strength(X.shape[0]),
                              n_cores, torch, jax)
     supported, losses, unsupported = timing.keep_supported(calls, X)
-    times, _ = timing.interleaved_times(supported, repeats, pause=pause)
+    times, _ = timing.interleaved_times(supported, repeats, pause=pause, rewarm=rewarm)
     results = {name: {"unsupported": reason} for name, reason in unsupported.items()}
     for name in supported:
         results[name] = {"times": times[name], "median": timing.median(times[name]),

@@ -37,7 +37,8 @@ def select(names, quick=False):
 def measure_evaluations(X, y, n_classes, context, repeats, pause, log):
     """:func:`suite.evaluation.measure_evaluations` for a point, logged on one line."""
     results = evaluation.measure_evaluations(X, y, n_classes, context["n_cores"], repeats,
-                                             pause, context["torch"], context["jax"])
+                                             pause, context["torch"], context["jax"],
+                                             rewarm=True)
     log("  " + ", ".join(f"{name} {entry['median'] * 1e3:.3g} ms" for name, entry
                          in results.items() if "median" in entry))
     return results

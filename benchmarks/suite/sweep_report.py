@@ -195,7 +195,8 @@ def run_facts(run):
         f"labels drawn from the softmax of a random linear model",
         f"Fits: on the point's first rows, at most {sizing['fit_values']:,} values of X "
         f"and {sizing['fit_flops'] / 1e9:g} GFLOP per evaluation",
-        f"Timings: medians of {counts['repeats']} evaluations after a warm-up and of "
+        f"Timings: medians of {counts['repeats']} evaluations after a warm-up (each timed "
+        f"one right after an untimed one of the same contender, as in a fit) and of "
         f"{counts['fit_repeats']} fits after a warm-up fit on a slice, contenders round-robin",
         f"Versions: Python {info['python']}, {versions}",
         "Same objective: every contender's loss agrees with skcce's within "

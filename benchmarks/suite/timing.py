@@ -42,14 +42,18 @@ def keep_supported(calls, X):
     return supported, first_results, unsupported
 
 
-def interleaved_times(calls, rounds, warmup_rounds=1, pause=0.0):
+def interleaved_times(calls, rounds, warmup_rounds=1, pause=0.0, rewarm=False):
     """Wall times of each call over ``rounds`` round-robin rounds.
 
     Every round runs each call once, in the same order; the first
     ``warmup_rounds`` rounds are not timed. A pause before each call lets the
     previous contender's idle threads stop spinning (OpenBLAS and OpenMP
     workers busy-wait for a while after their work), so they do not take
-    cores from the next one.
+    cores from the next one. With ``rewarm``, each timed call follows an
+    untimed one of the same contender: after the pause a contender's own
+    threads (and an idle virtual CPU) wake slowly, which costs a short
+    evaluation milliseconds that it never pays inside a fit, where
+    evaluations follow each other.
 
     Parameters
     ----------
@@ -58,6 +62,8 @@ def interleaved_times(calls, rounds, warmup_rounds=1, pause=0.0):
     warmup_rounds : int, default=1
     pause : float, default=0.0
         Seconds to sleep before each call (not timed).
+    rewarm : bool, default=False
+        Run each call once, untimed, right before each of its timed runs.
 
     Returns
     -------
@@ -71,6 +77,8 @@ def interleaved_times(calls, rounds, warmup_rounds=1, pause=0.0):
     for round_index in range(warmup_rounds + rounds):
         for name, call in calls.items():
             time.sleep(pause)
+            if rewarm:
+                call()
             start = time.perf_counter()
             last_results[name] = call()
             elapsed = time.perf_counter() - start
