@@ -114,14 +114,22 @@ def test_fit_targets():
     assert measured["fit:gap"] == 1 and missed["fit:gap"] == []
 
 
-def test_interleaved_times_rewarm_runs_each_call_untimed_first():
+def test_interleaved_times_rewarm_runs_each_call_untimed_first(monkeypatch):
     """With rewarm, every timed run of a contender directly follows an untimed
-    one of the same contender; without, each round runs each call once."""
+    one of the same contender, outside the timed interval; without, each round
+    runs each call once."""
+    clock = [0.0]
+    monkeypatch.setattr(timing.time, "perf_counter", lambda: clock[0])
     log = []
-    calls = {"a": lambda: log.append("a"), "b": lambda: log.append("b")}
+
+    def call(name):
+        log.append(name)
+        clock[0] += 1.0  # every run "takes" one second of the fake clock
+
+    calls = {"a": lambda: call("a"), "b": lambda: call("b")}
     times, _ = timing.interleaved_times(calls, 2, warmup_rounds=1, rewarm=True)
     assert log == ["a", "a", "b", "b"] * 3
-    assert [len(t) for t in times.values()] == [2, 2]
+    assert times == {"a": [1.0, 1.0], "b": [1.0, 1.0]}
     log.clear()
     timing.interleaved_times(calls, 2, warmup_rounds=1)
     assert log == ["a", "b"] * 3

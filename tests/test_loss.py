@@ -218,7 +218,9 @@ def test_long_rows_few_classes(dtype, n_features, n_classes):
     float64 keeps the class-vectorized ones. Either way: equal to the NumPy
     reference, bitwise the same for every thread count, with partial chunks,
     tiles and vectors."""
-    expected = "features" if dtype is np.float32 else "classes"
+    # (A build without vector kernels pads nothing and keeps the class layout.)
+    vector_build = dense.microkernel_width(1, 4) > 1
+    expected = "features" if dtype is np.float32 and vector_build else "classes"
     assert dense.product_kernels(n_features, n_classes, np.dtype(dtype).itemsize) == expected
     _assert_reference_and_reproducible(3001, n_features, n_classes, dtype, seed=13)
 
@@ -230,9 +232,12 @@ def test_both_micro_kernel_layouts(dtype, n_features, n_classes):
     """The kernels vectorized over classes and those vectorized over features,
     whichever the shape selects, on soft targets with label smoothing and
     weights: each equal to the NumPy reference in float64, and bitwise the
-    same for every thread count."""
+    same for every thread count (with 130 features the rows make several
+    groups, so the threads share them)."""
     rng = np.random.default_rng(n_features * 100 + n_classes)
-    n = 517
+    n = 4099
+    if n_features == 130:
+        assert dense.dense_partition(n, n_features, n_classes, np.dtype(dtype).itemsize)[2] > 2
     X = rng.normal(size=(n, n_features)).astype(dtype)
     Q = rng.dirichlet(np.ones(n_classes), size=n)
     sw = rng.uniform(0.5, 2.0, n)
@@ -261,13 +266,40 @@ def test_both_micro_kernel_layouts(dtype, n_features, n_classes):
             assert other_loss == loss and np.array_equal(other_grad, grad)
 
 
-def test_product_kernels_choice_is_checked():
-    X = np.ones((4, 3))
-    grad = np.empty((4, 40))
-    with pytest.raises(ValueError, match="not available for 40 classes"):
-        dense.dense_loss_gradient(X, np.zeros(4, np.int32), None, 0.0, None,
-                                  np.ones((3, 40)), np.zeros(40), 1, grad,
-                                  products="features")
+@pytest.mark.parametrize("n_classes, products", [(40, "features"), (40, "classes"),
+                                                  (5, "blas"), (5, "gemm")])
+@pytest.mark.parametrize("n_samples", [4, 0])
+def test_product_kernels_choice_is_checked(n_classes, products, n_samples):
+    X = np.ones((n_samples, 3))
+    grad = np.empty((4, n_classes))
+    with pytest.raises(ValueError, match=f"not available for {n_classes} classes"):
+        dense.dense_loss_gradient(X, np.zeros(n_samples, np.int32), None, 0.0, None,
+                                  np.ones((3, n_classes)), np.zeros(n_classes), 1, grad,
+                                  products=products)
+
+
+def test_feature_layout_with_read_only_coefficients():
+    """The class-major copy of W.T the feature layout makes is its own, so
+    read-only coefficients (one feature: .T is already contiguous) work; both
+    layouts equal the NumPy reference."""
+    rng = np.random.default_rng(5)
+    n, K = 50, 3
+    X = rng.normal(size=(n, 1))
+    y = rng.integers(0, K, n).astype(np.int32)
+    weights_t = rng.normal(size=(1, K))
+    weights_t.flags.writeable = False
+    Z = X @ weights_t
+    log_p = Z - Z.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    residuals = np.exp(log_p)
+    residuals[np.arange(n), y] -= 1.0
+    ref_grad = np.vstack([X.T @ residuals, residuals.sum(axis=0)])
+    for products in ("classes", "features"):
+        grad = np.empty((2, K))
+        loss = dense.dense_loss_gradient(X, y, None, 0.0, None, weights_t, np.zeros(K), 1,
+                                         grad, products=products)
+        assert_allclose(loss, -log_p[np.arange(n), y].sum(), rtol=1e-12)
+        assert_allclose(grad, ref_grad, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("fit_intercept", [True, False])

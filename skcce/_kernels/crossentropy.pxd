@@ -64,10 +64,12 @@ cdef inline double target(const Targets* t, Py_ssize_t i, Py_ssize_t k,
 
 cdef inline double row_max_logit(const floating* row, const double* intercept,
                                  Py_ssize_t n_classes) noexcept nogil:
-    """Largest logit of a row; from 8 classes on, in four interleaved running
-    maxima (four independent chains of comparisons instead of one, whose
-    latency made it the residuals' slowest step with many classes; the
-    maximum does not depend on the order)."""
+    """Largest logit of a row, starting from the first and skipping NaNs after
+    it; from 8 classes on, in four interleaved running maxima (four
+    independent chains of comparisons instead of one, whose latency made it
+    the residuals' slowest step with many classes). Every chain starts from
+    the first logit, so the result is the sequential loop's (a NaN first
+    logit gives NaN, a later NaN is skipped)."""
     cdef double zmax = logit(row, intercept, 0), zk
     cdef double m1, m2, m3
     cdef Py_ssize_t k
@@ -77,10 +79,10 @@ cdef inline double row_max_logit(const floating* row, const double* intercept,
             if zk > zmax:
                 zmax = zk
         return zmax
-    m1 = logit(row, intercept, 1)
-    m2 = logit(row, intercept, 2)
-    m3 = logit(row, intercept, 3)
-    k = 4
+    m1 = zmax
+    m2 = zmax
+    m3 = zmax
+    k = 1
     while k + 4 <= n_classes:
         zk = logit(row, intercept, k)
         if zk > zmax:

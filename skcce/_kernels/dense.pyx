@@ -193,7 +193,7 @@ cdef int _product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes,
     cdef Py_ssize_t padded = microkernel_width(n_classes, itemsize)
     if n_classes > MICRO_MAX_CLASSES:
         return PRODUCTS_BLAS
-    if (n_features >= ROWS_MIN_VECTORS * lanes
+    if (n_classes >= 2 and n_features >= ROWS_MIN_VECTORS * lanes
             and 100 * (padded - n_classes) >= ROWS_MIN_PADDING_PERCENT * padded):
         return PRODUCTS_FEATURES
     return PRODUCTS_CLASSES
@@ -218,9 +218,11 @@ def product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t item
     kernels : {"classes", "features", "blas"}
         "classes": micro-kernels vectorized over classes (padded to the
         vector width); "features": micro-kernels vectorized over features,
-        when the padding would waste at least 60% of the lanes and rows hold
-        at least 16 vectors; "blas": BLAS GEMM (more than 32 classes).
-        Depends on the shape only.
+        when the padding would waste at least 60% of the lanes (float32 with
+        2 or 3 classes) and rows hold at least 16 vectors; "blas": BLAS GEMM
+        (more than 32 classes). Depends on the shape only (and on whether
+        the build has vector kernels: without, always "classes" up to 32
+        classes).
     """
     return _PRODUCT_NAMES[_product_kernels(n_features, n_classes, itemsize)]
 
@@ -622,13 +624,6 @@ def dense_loss_gradient(
     cdef double* gbp = NULL
     cdef double loss_sum
 
-    set_targets(&targets, y, y_proba, label_smoothing, n, K)
-    check_model_and_gradient(d, K, weights_t.shape[0], intercept, grad_t)
-    check_sample_weight(sample_weight, n)
-    if n == 0:
-        grad_t[:, :] = 0.0
-        return 0.0
-
     if products is None:
         kernels = _product_kernels(d, K, sizeof(floating))
     elif products not in _PRODUCT_CODES or (
@@ -636,6 +631,13 @@ def dense_loss_gradient(
         raise ValueError(f"products={products!r} is not available for {K} classes")
     else:
         kernels = _PRODUCT_CODES[products]
+    set_targets(&targets, y, y_proba, label_smoothing, n, K)
+    check_model_and_gradient(d, K, weights_t.shape[0], intercept, grad_t)
+    check_sample_weight(sample_weight, n)
+    if n == 0:
+        grad_t[:, :] = 0.0
+        return 0.0
+
     layout = _dense_layout(n, d, K, sizeof(floating), n_threads, kernels)
     if intercept is not None:
         bp = &intercept[0]
@@ -648,7 +650,7 @@ def dense_loss_gradient(
             padded[:, :K] = weights_t
             wp = &padded[0, 0]
         if kernels == PRODUCTS_FEATURES:
-            class_major = np.ascontiguousarray(np.asarray(weights_t).T)
+            class_major = np.asarray(weights_t).T.copy()  # a writable C-order copy
             wkp = &class_major[0, 0]
 
     memset(&scratch, 0, sizeof(scratch))

@@ -139,7 +139,7 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_grad))(const SKCCE_T* X, ptrdiff_t m, ptrd
         SKCCE_FN(skcce_rows_grad_tile)(X + i * d, d, R + i * ldr, ldr, K, G, 1);
 }
 
-#else /* plain loops with the same semantics */
+#else /* plain loops: the same sums, rounded in their own order */
 
 void SKCCE_EXPORT(SKCCE_FN(skcce_rows_logits))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                               const SKCCE_T* W, ptrdiff_t K, SKCCE_T* Z,
