@@ -644,14 +644,15 @@ def dense_loss_gradient(
     if d > 0:
         xp = &X[0, 0]
         wp = &weights_t[0, 0]
-        if layout.ldw != K:
-            # The micro-kernels read W.T with ldw >= K columns, zero padded.
+        if kernels == PRODUCTS_FEATURES:
+            # The feature-vectorized kernels read W class-major (K x d).
+            class_major = np.asarray(weights_t).T.copy()  # a writable C-order copy
+            wkp = &class_major[0, 0]
+        elif layout.ldw != K:
+            # The class-vectorized ones read W.T with ldw >= K columns, zero padded.
             padded = np.zeros((d, layout.ldw), dtype=np.asarray(weights_t).dtype)
             padded[:, :K] = weights_t
             wp = &padded[0, 0]
-        if kernels == PRODUCTS_FEATURES:
-            class_major = np.asarray(weights_t).T.copy()  # a writable C-order copy
-            wkp = &class_major[0, 0]
 
     memset(&scratch, 0, sizeof(scratch))
     try:
