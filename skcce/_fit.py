@@ -1,7 +1,8 @@
 """The fit core: one optimizer run on an objective, for every estimator and path.
 
 :func:`run_lbfgs` is the only caller of :func:`scipy.optimize.minimize` in
-skcce. It holds BLAS to one thread (the kernels call GEMM from their own
+skcce, and of its step-for-step counterpart :func:`skcce._lbfgs.minimize_lbfgs`
+for models with many parameters. It holds BLAS to one thread (the kernels call GEMM from their own
 threads), records the loss curve, prints progress, calls an ``on_iteration``
 hook with the model-coordinate iterate, and turns scipy's result into the
 iteration count, the final gradient norm and a convergence message worded
@@ -28,6 +29,7 @@ import numpy as np
 from scipy import optimize
 from sklearn.exceptions import ConvergenceWarning
 
+from skcce._lbfgs import minimize_lbfgs
 from skcce._owlqn import minimize_owlqn, pseudo_gradient
 from skcce._precondition import rescaled
 from skcce._threads import single_threaded_blas
@@ -82,6 +84,13 @@ WORKING_SET_TOL_FRACTION = 0.1
 WORKING_SET_MAX_COST = 0.25
 WORKING_SET_MAX_COST_LAST = 0.5
 
+# From this many parameters on, L-BFGS runs skcce._lbfgs, scipy's L-BFGS-B
+# iteration without bounds, instead of scipy's (same iterates to rounding): at
+# 10^5 parameters scipy's own work per iteration is 5 ms against 1.6 ms, at
+# 10^6 94 against 42 ms, 70% of a sparse fit. Below, the fit is scipy's,
+# bitwise.
+LARGE_MODEL_PARAMS = 100_000
+
 _SCALING_HINT = (
     "\nYou might also want to scale the data as shown in:\n"
     "    https://scikit-learn.org/stable/modules/preprocessing.html"
@@ -126,6 +135,9 @@ def run_lbfgs(problem, params0, *, max_iter, tol, verbose=0, on_iteration=None,
               final_gradient_norm=True):
     """Minimize ``problem`` with scipy's L-BFGS-B and scikit-learn's options.
 
+    From :data:`LARGE_MODEL_PARAMS` parameters on, with
+    :func:`skcce._lbfgs.minimize_lbfgs`, the same iteration.
+
     Parameters
     ----------
     problem : object
@@ -167,19 +179,7 @@ def run_lbfgs(problem, params0, *, max_iter, tol, verbose=0, on_iteration=None,
             # scipy stops before the first iteration when the start passes its test.
             result = optimize.OptimizeResult(x=start, nit=0, status=0, message="")
         else:
-            result = optimize.minimize(
-                recorder.loss_gradient,
-                start,
-                method="L-BFGS-B",
-                jac=True,
-                options={
-                    "maxiter": max_iter,
-                    "maxls": 50,
-                    "gtol": 0.0 if own_test else tol,
-                    "ftol": 64 * np.finfo(float).eps,
-                },
-                callback=recorder.callback,
-            )
+            result = _minimize(recorder, start, max_iter, 0.0 if own_test else tol)
         gradient_norm = recorder.gradient_norm_at(result.x) if final_gradient_norm else None
     n_iter, failure = _convergence_failure(result, max_iter, recorder.converged)
     params = problem.from_internal(result.x)
@@ -188,6 +188,19 @@ def run_lbfgs(problem, params0, *, max_iter, tol, verbose=0, on_iteration=None,
         params=params, n_iter=n_iter,
         loss_curve=list(recorder.loss_curve), final_gradient_norm=gradient_norm,
         failure=failure,
+    )
+
+
+def _minimize(recorder, start, max_iter, gtol):
+    """L-BFGS-B (or its counterpart for large models) with scikit-learn's options."""
+    ftol = 64 * np.finfo(float).eps
+    if start.size >= LARGE_MODEL_PARAMS:
+        return minimize_lbfgs(recorder.loss_gradient, start, max_iter=max_iter, gtol=gtol,
+                              ftol=ftol, maxls=50, callback=recorder.callback)
+    return optimize.minimize(
+        recorder.loss_gradient, start, method="L-BFGS-B", jac=True,
+        options={"maxiter": max_iter, "maxls": 50, "gtol": gtol, "ftol": ftol},
+        callback=recorder.callback,
     )
 
 

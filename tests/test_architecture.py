@@ -19,7 +19,7 @@ LAYERS = [
     {"skcce._kernels"},
     {"skcce._layout", "skcce._sparse", "skcce._targets", "skcce._weights",
      "skcce._callbacks", "skcce._threads", "skcce._prediction", "skcce._precondition",
-     "skcce._columns", "skcce._owlqn"},
+     "skcce._columns", "skcce._owlqn", "skcce._lbfgs"},
     {"skcce._objective"},
     {"skcce._fit", "skcce._dask", "skcce._array_api", "skcce._loss", "skcce._metrics"},
     {"skcce._base", "skcce._classifier", "skcce._cv"},

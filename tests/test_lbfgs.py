@@ -1,0 +1,178 @@
+"""skcce._lbfgs against scipy's L-BFGS-B: the same iteration without bounds.
+
+Every case runs scipy's L-BFGS-B with scikit-learn's options and
+:func:`skcce._lbfgs.minimize_lbfgs` from the same start, and compares the
+iteration counts, the evaluations, the stopping status and message, the
+objective after each iteration and the solution.
+"""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from scipy import optimize
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+
+import skcce._fit
+from skcce import SoftmaxClassifier
+from skcce._lbfgs import minimize_lbfgs
+
+FTOL = 64 * np.finfo(float).eps
+
+
+class _LogCoshQuadratic:
+    """1/2 (x - c)' A (x - c) + sum(log cosh(x)): smooth, not quadratic."""
+
+    def __init__(self, n, seed=0):
+        rng = np.random.default_rng(seed)
+        B = rng.normal(size=(n, n))
+        self.A = B @ B.T / n + np.eye(n)
+        self.c = rng.normal(size=n) * 3
+
+    def __call__(self, x):
+        r = x - self.c
+        return 0.5 * r @ self.A @ r + np.sum(np.log(np.cosh(x))), self.A @ r + np.tanh(x)
+
+
+def _rosenbrock(x):
+    return optimize.rosen(x), optimize.rosen_der(x)
+
+
+def _both(fun, x0, max_iter=15000, gtol=1e-10, maxls=50):
+    """scipy's run and ours: (result, objective after each iteration) each."""
+    scipy_curve, our_curve = [], []
+
+    def record(intermediate_result):
+        scipy_curve.append(float(intermediate_result.fun))
+
+    reference = optimize.minimize(
+        fun, x0, method="L-BFGS-B", jac=True, callback=record,
+        options={"maxiter": max_iter, "gtol": gtol, "ftol": FTOL, "maxls": maxls})
+    ours = minimize_lbfgs(fun, x0, max_iter=max_iter, gtol=gtol, ftol=FTOL, maxls=maxls,
+                          callback=lambda r: our_curve.append(r.fun))
+    return reference, scipy_curve, ours, our_curve
+
+
+@pytest.mark.parametrize("name, fun, x0", [
+    ("log-cosh quadratic, 12", _LogCoshQuadratic(12), np.zeros(12)),
+    ("log-cosh quadratic, 40", _LogCoshQuadratic(40, seed=3), np.ones(40)),
+    ("Rosenbrock, 8", _rosenbrock, np.full(8, -1.2)),
+    ("Rosenbrock, 20", _rosenbrock, np.linspace(-2.0, 2.0, 20)),
+])
+def test_same_iterations_as_scipy(name, fun, x0):
+    reference, scipy_curve, ours, our_curve = _both(fun, x0)
+    assert ours.nit == reference.nit
+    assert ours.nfev == reference.nfev  # the same line search steps
+    assert ours.status == reference.status == 0
+    assert ours.message == reference.message
+    # (Rosenbrock's valley amplifies rounding: up to 1e-6 relative late in
+    # the run, on values 1e-9 of the start's)
+    assert_allclose(our_curve, scipy_curve, rtol=0, atol=1e-8 * fun(x0)[0])
+    assert_allclose(ours.x, reference.x, rtol=0, atol=1e-9)
+    assert_allclose(ours.jac, fun(ours.x)[1])
+
+
+def test_iteration_limit_as_scipy():
+    fun = _LogCoshQuadratic(30, seed=5)
+    reference, scipy_curve, ours, our_curve = _both(fun, np.zeros(30), max_iter=4)
+    assert ours.nit == reference.nit == 4
+    assert ours.status == reference.status == 1
+    assert ours.message == reference.message
+    assert_allclose(our_curve, scipy_curve, rtol=1e-12)
+    assert_allclose(ours.x, reference.x, rtol=1e-10)
+
+
+def test_converged_start_takes_no_iteration():
+    fun = _LogCoshQuadratic(5)
+    x_star = optimize.minimize(fun, np.zeros(5), jac=True, method="L-BFGS-B",
+                               options={"gtol": 1e-12, "ftol": 0.0}).x
+    reference, _, ours, our_curve = _both(fun, x_star, gtol=1e-6)
+    assert ours.nit == reference.nit == 0
+    assert ours.status == reference.status == 0
+    assert our_curve == []
+    assert np.array_equal(ours.x, x_star)
+
+
+def test_callback_halt_as_scipy():
+    fun = _LogCoshQuadratic(10)
+    calls = []
+
+    def halt_at_three(intermediate_result):
+        calls.append(intermediate_result.fun)
+        if len(calls) == 3:
+            raise StopIteration
+
+    reference = optimize.minimize(fun, np.zeros(10), method="L-BFGS-B", jac=True,
+                                  callback=halt_at_three, options={"gtol": 1e-12})
+    scipy_calls = list(calls)
+    calls.clear()
+    ours = minimize_lbfgs(fun, np.zeros(10), max_iter=100, gtol=1e-12, ftol=FTOL,
+                          callback=halt_at_three)
+    assert len(calls) == len(scipy_calls) == 3
+    assert ours.nit == reference.nit == 3
+    assert ours.status == reference.status == 99
+    assert ours.message == reference.message
+    assert_allclose(ours.x, reference.x, rtol=1e-12)
+
+
+def _wrong_gradient(x):
+    f, g = _LogCoshQuadratic(6)(x)
+    return f, -g
+
+
+@pytest.mark.parametrize("fun, x0, maxls", [
+    (_wrong_gradient, np.zeros(6), 50),  # the search shrinks to nothing
+    (_rosenbrock, np.full(8, -1.2), 1),  # searches fail: restart, then abnormal end
+    (_rosenbrock, np.full(8, -1.2), 2),
+])
+def test_failing_searches_end_as_scipy(fun, x0, maxls):
+    reference, scipy_curve, ours, our_curve = _both(fun, x0, maxls=maxls)
+    assert (ours.status, ours.message) == (reference.status, reference.message)
+    assert (ours.nit, ours.nfev) == (reference.nit, reference.nfev)
+    assert_allclose(our_curve, scipy_curve, rtol=0, atol=1e-8 * fun(x0)[0])
+    assert_allclose(ours.x, reference.x, rtol=0, atol=1e-9)
+
+
+def test_abnormal_end_keeps_the_last_accepted_iterate():
+    reference, scipy_curve, ours, our_curve = _both(_rosenbrock, np.full(8, -1.2), maxls=1)
+    assert ours.status == 2 and ours.message.startswith("ABNORMAL")
+    assert ours.fun == our_curve[-1]
+    assert_allclose(ours.fun, _rosenbrock(ours.x)[0], rtol=1e-15)
+
+
+def test_softmax_fit_on_the_large_model_path_is_logistic_regression(monkeypatch):
+    """With the threshold at one parameter, the estimator's L-BFGS runs
+    skcce._lbfgs: the fit is LogisticRegression's to rounding."""
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    reference = LogisticRegression(C=10.0, max_iter=500).fit(X, y)
+    scipy_path = SoftmaxClassifier(C=10.0, max_iter=500).fit(X, y)
+    monkeypatch.setattr(skcce._fit, "LARGE_MODEL_PARAMS", 1)
+    seen = []
+    monkeypatch.setattr(skcce._fit, "minimize_lbfgs",
+                        lambda *a, **k: seen.append(1) or minimize_lbfgs(*a, **k))
+    ours = SoftmaxClassifier(C=10.0, max_iter=500).fit(X, y)
+    assert seen
+    assert abs(int(ours.n_iter_[0]) - int(reference.n_iter_[0])) <= 3
+    assert abs(int(ours.n_iter_[0]) - int(scipy_path.n_iter_[0])) <= 3
+    assert_allclose(ours.predict_proba(X), reference.predict_proba(X), rtol=0, atol=1e-4)
+    assert ours.final_gradient_norm_ <= ours.tol
+
+
+def test_large_model_is_fitted_as_scipy_would(monkeypatch):
+    """A model above the threshold (100,000+ parameters) stops as scipy's
+    L-BFGS-B does after a few iterations, with the same objective."""
+    rng = np.random.default_rng(0)
+    n, d, K = 300, 25_000, 4
+    X = rng.normal(size=(n, d))
+    y = rng.integers(0, K, size=n)
+    assert K * (d + 1) >= skcce._fit.LARGE_MODEL_PARAMS
+    with pytest.warns(ConvergenceWarning):
+        ours = SoftmaxClassifier(max_iter=5, tol=1e-12).fit(X, y)
+    monkeypatch.setattr(skcce._fit, "LARGE_MODEL_PARAMS", 10**12)
+    with pytest.warns(ConvergenceWarning):
+        scipy_path = SoftmaxClassifier(max_iter=5, tol=1e-12).fit(X, y)
+    assert ours.n_iter_[0] == scipy_path.n_iter_[0] == 5
+    assert_allclose(ours.coef_, scipy_path.coef_, rtol=1e-9, atol=1e-12)
+    assert_allclose(ours.intercept_, scipy_path.intercept_, rtol=1e-9, atol=1e-12)
