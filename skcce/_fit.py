@@ -179,7 +179,8 @@ def run_lbfgs(problem, params0, *, max_iter, tol, verbose=0, on_iteration=None,
             # scipy stops before the first iteration when the start passes its test.
             result = optimize.OptimizeResult(x=start, nit=0, status=0, message="")
         else:
-            result = _minimize(recorder, start, max_iter, 0.0 if own_test else tol)
+            result = _minimize(recorder, start, max_iter, 0.0 if own_test else tol,
+                               _threads_of(problem))
         gradient_norm = recorder.gradient_norm_at(result.x) if final_gradient_norm else None
     n_iter, failure = _convergence_failure(result, max_iter, recorder.converged)
     params = problem.from_internal(result.x)
@@ -191,12 +192,18 @@ def run_lbfgs(problem, params0, *, max_iter, tol, verbose=0, on_iteration=None,
     )
 
 
-def _minimize(recorder, start, max_iter, gtol):
+def _threads_of(problem):
+    """The thread count of the objective under ``problem`` (1 if none)."""
+    return int(getattr(getattr(problem, "objective", problem), "n_threads", 1))
+
+
+def _minimize(recorder, start, max_iter, gtol, n_threads):
     """L-BFGS-B (or its counterpart for large models) with scikit-learn's options."""
     ftol = 64 * np.finfo(float).eps
     if start.size >= LARGE_MODEL_PARAMS:
         return minimize_lbfgs(recorder.loss_gradient, start, max_iter=max_iter, gtol=gtol,
-                              ftol=ftol, maxls=50, callback=recorder.callback)
+                              ftol=ftol, maxls=50, callback=recorder.callback,
+                              n_threads=n_threads)
     return optimize.minimize(
         recorder.loss_gradient, start, method="L-BFGS-B", jac=True,
         options={"maxiter": max_iter, "maxls": 50, "gtol": gtol, "ftol": ftol},

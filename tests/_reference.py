@@ -313,3 +313,22 @@ def elastic_net_kkt(coef, X, Q, l1, l2, sample_weight=None, fit_intercept=True,
         "intercept": np.abs(grad[:, d]) if fit_intercept else np.zeros(0),
         "margin": np.abs(G[zero]) / l1,
     }
+
+
+def two_loop_direction(s, y, rho, order, gamma, g):
+    """``-H g`` of L-BFGS by the textbook two-loop recursion, in plain NumPy.
+
+    The pairs are ``(s[k], y[k])`` for k in ``order`` (oldest first),
+    ``rho[k] = 1 / s[k]'y[k]``, and the initial inverse matrix ``gamma * I``.
+    """
+    q = -np.asarray(g, dtype=np.float64)
+    alpha = {}
+    for k in reversed(list(order)):
+        alpha[k] = rho[k] * np.dot(s[k], q)
+        q = q - alpha[k] * y[k]
+    if len(order):
+        q = q * float(gamma)
+    for k in order:
+        beta = rho[k] * np.dot(y[k], q)
+        q = q + (alpha[k] - beta) * s[k]
+    return q

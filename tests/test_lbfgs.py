@@ -8,6 +8,7 @@ objective after each iteration and the solution.
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from numpy.testing import assert_allclose
 from scipy import optimize
 from sklearn.datasets import load_digits
@@ -15,7 +16,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
 import skcce._fit
+from _reference import two_loop_direction
 from skcce import SoftmaxClassifier
+from skcce._kernels.reductions import lbfgs_direction
 from skcce._lbfgs import minimize_lbfgs
 
 FTOL = 64 * np.finfo(float).eps
@@ -176,3 +179,52 @@ def test_large_model_is_fitted_as_scipy_would(monkeypatch):
     assert ours.n_iter_[0] == scipy_path.n_iter_[0] == 5
     assert_allclose(ours.coef_, scipy_path.coef_, rtol=1e-9, atol=1e-12)
     assert_allclose(ours.intercept_, scipy_path.intercept_, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 7, 16384, 16384 * 3 + 5])
+@pytest.mark.parametrize("order", [[], [0], [1, 0], [2, 0, 1]])
+def test_direction_kernel_is_the_two_loop_recursion(n, order):
+    """Against plain NumPy; bitwise the same for every thread count."""
+    rng = np.random.default_rng(n + len(order))
+    memory = 3
+    s = rng.normal(size=(memory, n))
+    y = s + 0.5 * rng.normal(size=(memory, n))
+    rho = 1.0 / np.einsum("ij,ij->i", s, y)
+    g = rng.normal(size=n)
+    order = np.array(order, dtype=np.intp)
+    expected = two_loop_direction(s, y, rho, order, 0.8, g)
+    results = []
+    for n_threads in (1, 2, 3):
+        out = np.full(n, np.nan)
+        lbfgs_direction(s, y, rho, order, 0.8, g, out, n_threads)
+        results.append(out)
+    assert_allclose(results[0], expected, rtol=1e-10, atol=1e-12 * np.abs(expected).max())
+    assert all(np.array_equal(results[0], r) for r in results[1:])
+    if len(order) == 0:
+        assert np.array_equal(results[0], -g)
+
+
+def test_direction_kernel_checks_its_arguments():
+    s = y = np.ones((2, 5))
+    rho = np.ones(2)
+    with pytest.raises(ValueError, match="same length"):
+        lbfgs_direction(s, y, rho, np.array([0], dtype=np.intp), 1.0, np.ones(4),
+                        np.empty(4), 1)
+    with pytest.raises(ValueError, match="slot outside"):
+        lbfgs_direction(s, y, rho, np.array([2], dtype=np.intp), 1.0, np.ones(5),
+                        np.empty(5), 1)
+
+
+def test_fit_is_bitwise_the_same_for_every_thread_count():
+    """On the large-model path the direction runs in threads: the fit does
+    not depend on their number."""
+    rng = np.random.default_rng(3)
+    n, d, K = 400, 26_000, 4
+    X = rng.normal(size=(n, d)) * (rng.random((n, d)) < 0.01)
+    y = rng.integers(0, K, size=n)
+    X = sp.csr_matrix(X)
+    coefs = []
+    for n_jobs in (1, 2, 3):
+        with pytest.warns(ConvergenceWarning):
+            coefs.append(SoftmaxClassifier(max_iter=8, tol=1e-12, n_jobs=n_jobs).fit(X, y).coef_)
+    assert all(np.array_equal(coefs[0], c) for c in coefs[1:])

@@ -127,18 +127,19 @@ def test_sparse_fit_peak_memory():
     The bound is the fit's sorted copy of X (12 bytes per non-zero: 46 MiB)
     + 0.10 (data + indices + indptr bytes) + 2 MiB + 42 P doubles:
 
-    - scipy's L-BFGS-B (scipy 1.17) holds (2m + 5) P doubles of workspace with
-      m = 10, 3P int32, its bound arrays (2.5 P), x, g and its
-      ScalarFunction's copies of them: 37 P measured on a trivial objective
-      with the same number of parameters (141 MiB);
-    - the fit adds the gradient, the recorder's copy of the last iterate, the
-      penalty's temporaries and the fitted model: 40.2 P measured in total
-      (153 MiB); the bound allows 42 P (160 MiB) + 6.7 MiB;
+    - with P >= 100,000 L-BFGS is skcce._lbfgs: its m = 10 pairs take 2m P
+      doubles (allocated at the first pair), plus the iterate, gradient,
+      trial point and direction; with the fit's gradient, the recorder's copy
+      of the last iterate, the penalty's temporaries and the fitted model,
+      28 P measured in total (108 MiB beside the tiles);
+    - the bound keeps 42 P (160 MiB) + 6.7 MiB, what scipy's L-BFGS-B (scipy
+      1.17) needed here: (2m + 5) P doubles of workspace, 3P int32, its bound
+      arrays and its ScalarFunction's copies, 40.2 P measured with the fit;
     - the fit sorts X into the sparse kernel's tiles once and keeps them
       (4-byte key + 8-byte value per non-zero), so that no evaluation sorts;
     - the sparse kernel has no per-thread gradient copies; its chunk
       buffers (1,310 rows x (2K + 1) values: 0.5 MiB on one thread) are not
-      held at the peak, which falls inside L-BFGS-B's step.
+      held at the peak, which falls inside the optimizer's step.
 
     LogisticRegression(max_iter=2) measured 307 MiB: its own L-BFGS state plus
     n x K float64 arrays (76 MiB each).

@@ -7,7 +7,8 @@ the environment variable SKCCE_SIMD. Each set is checked here, in a fresh
 interpreter, against the NumPy reference, on shapes that reach every loop:
 micro-kernel widths of 1 to 4 vectors (K = 3, 7, 13, 29), the kernels
 vectorized over features (float32, K = 2 and 3, 133 features), the BLAS path,
-and sparse data with specialized and generic class counts.
+sparse data with specialized and generic class counts, and the L-BFGS
+direction's vector passes.
 """
 
 import math
@@ -21,7 +22,7 @@ import pytest
 import scipy.sparse as sp
 
 from skcce._kernels import dense
-from _reference import assert_grad_close, numpy_loss_gradient
+from _reference import assert_grad_close, numpy_loss_gradient, two_loop_direction
 
 SETS = ("base", "avx2", "avx512")
 
@@ -36,6 +37,10 @@ CHILD = textwrap.dedent(
     out = {"simd": np.array(dense.simd_loops())}
     out["log_ge1"] = dense.vector_math("log_ge1", data["log_args"])
     out["exp_nonpositive"] = dense.vector_math("exp_nonpositive", data["exp_args"])
+    from skcce._kernels.reductions import lbfgs_direction
+    out["direction"] = np.empty_like(data["dir_g"])
+    lbfgs_direction(data["dir_s"], data["dir_y"], data["dir_rho"], data["dir_order"],
+                    float(data["dir_gamma"]), data["dir_g"], out["direction"], 2)
     for key in data.files:
         if not key.startswith("X_"):
             continue
@@ -85,6 +90,7 @@ def problem_file(tmp_path_factory):
     for name, (X, y, w, coef) in _problems().items():
         arrays.update({f"X_{name}": X, f"y_{name}": y, f"w_{name}": w, f"coef_{name}": coef})
     log_args, exp_args = _vector_math_arguments()
+    arrays.update({f"dir_{key}": value for key, value in _direction_problem().items()})
     np.savez(path, log_args=log_args, exp_args=exp_args, **arrays)
     return path
 
@@ -100,6 +106,17 @@ def _vector_math_arguments():
         -rng.random(3000), -rng.uniform(0.0, 50.0, 3000), -rng.uniform(0.0, 708.0, 1000),
         [0.0, -0.0, -1e-300, -np.log(2.0), -708.0]])
     return log_args, exp_args
+
+
+def _direction_problem():
+    """Pairs for the L-BFGS direction: 3 blocks of the kernel and a tail."""
+    rng = np.random.default_rng(2)
+    n, memory = 2 * 16384 + 1003, 4
+    s = rng.normal(size=(memory, n))
+    y = s + 0.3 * rng.normal(size=(memory, n))
+    return {"s": s, "y": y, "rho": 1.0 / np.einsum("ij,ij->i", s, y),
+            "order": np.array([2, 3, 0, 1], dtype=np.intp), "gamma": np.array(0.7),
+            "g": rng.normal(size=n)}
 
 
 def _ulps(values, reference):
@@ -139,6 +156,9 @@ def test_every_instruction_set_gives_the_reference_loss_and_gradient(cap, proble
     assert _ulps(result["log_ge1"], np.array([math.log(v) for v in log_args])).max() <= 3
     assert result["log_ge1"][log_args == 1.0].tolist() == [0.0]
     assert _ulps(result["exp_nonpositive"], np.array([math.exp(v) for v in exp_args])).max() <= 3
+    pairs = _direction_problem()
+    np.testing.assert_allclose(result["direction"], two_loop_direction(**pairs),
+                               rtol=1e-11, atol=1e-11 * np.abs(pairs["g"]).max())
     for name, (X, y, w, coef) in _problems().items():
         ref_loss, ref_grad = numpy_loss_gradient(coef, X, y, w, 0.01)
         rtol = 1e-5 if name.endswith("float32") else 1e-12

@@ -29,7 +29,12 @@ from skcce._kernels.crossentropy cimport (
     target,
 )
 
+from skcce._kernels.simd cimport select_simd_loops, skcce_simd
+
 import numpy as np
+
+# The L-BFGS direction's loop for this CPU (see skcce._kernels.dense.simd_loops).
+select_simd_loops()
 
 
 cdef enum:
@@ -280,3 +285,109 @@ def dense_column_square_sums(const floating[:, ::1] X,
             for j in range(d):
                 sums_view[j] = sums_view[j] + partial[b, j]
     return sums
+
+
+# ---------------------------------------------------------------------------
+# The L-BFGS direction: the two-loop recursion over fixed blocks of the vector.
+
+cdef enum:
+    # Values per block of the direction's passes (the block dot products are
+    # added in block order).
+    DIRECTION_BLOCK_VALUES = 16384
+
+
+cdef double _ordered_sum(const double* partial, Py_ssize_t count) noexcept nogil:
+    cdef Py_ssize_t b
+    cdef double total = 0.0
+    for b in range(count):
+        total = total + partial[b]
+    return total
+
+
+cdef double _direction_pass(double* q, const double* x, double a, double scale,
+                            const double* v, Py_ssize_t n, double* partial,
+                            int n_threads) noexcept nogil:
+    """One pass of the instruction set's ``axpy_dot`` loop (simd.h) over all
+    blocks; the dot product ``v . q``, its block sums added in block order."""
+    cdef RowBlocks blocks = _row_blocks(n, DIRECTION_BLOCK_VALUES)
+    cdef Py_ssize_t b
+    for b in prange(blocks.count, num_threads=_block_threads(n_threads, blocks),
+                    schedule="static"):
+        partial[b] = skcce_simd.axpy_dot(
+            q + b * blocks.rows, NULL if x == NULL else x + b * blocks.rows, a, scale,
+            NULL if v == NULL else v + b * blocks.rows, _block_end(blocks, b) - b * blocks.rows)
+    return _ordered_sum(partial, blocks.count)
+
+
+def lbfgs_direction(const double[:, ::1] s, const double[:, ::1] y, const double[::1] rho,
+                    const Py_ssize_t[::1] order, double gamma, const double[::1] g,
+                    double[::1] out, int n_threads):
+    """``out = -H g``: the L-BFGS direction by the two-loop recursion.
+
+    ``H`` is the inverse L-BFGS matrix of the pairs ``(s[k], y[k])`` for k in
+    ``order`` (oldest first), ``rho[k] = 1 / s[k]'y[k]``, with initial matrix
+    ``gamma * I``. Each pass over the vector fuses one update with the next
+    dot product, in parallel over fixed blocks whose dot products are added
+    in block order: the result does not depend on ``n_threads``.
+
+    Parameters
+    ----------
+    s, y : ndarray of shape (memory, n), float64, C order
+    rho : ndarray of shape (memory,), float64
+    order : ndarray of shape (count,), intp
+        The slots of the stored pairs, oldest first (at most ``memory``).
+    gamma : float
+    g : ndarray of shape (n,), float64
+    out : ndarray of shape (n,), float64
+        The direction (may not overlap ``g``).
+    n_threads : int
+    """
+    cdef Py_ssize_t n = g.shape[0], count = order.shape[0], t, slot, previous
+    cdef double[::1] alpha = np.zeros(max(rho.shape[0], 1))
+    cdef double[::1] partial = np.zeros(max(_row_blocks(n, DIRECTION_BLOCK_VALUES).count, 1))
+    cdef double coef, beta, dot
+    cdef double* q
+    cdef const double* update
+    cdef const double* next_y
+    if out.shape[0] != n or (count > 0 and (s.shape[1] != n or y.shape[1] != n)):
+        raise ValueError("s, y, g and out must have the same length")
+    for t in range(count):
+        if not 0 <= order[t] < min(s.shape[0], y.shape[0], rho.shape[0]):
+            raise ValueError("order holds a slot outside s, y or rho")
+    if n == 0:
+        return
+    q = &out[0]
+    if count == 0:
+        for t in range(n):
+            q[t] = -g[t]
+        return
+    with nogil:
+        for t in range(n):
+            q[t] = -g[t]
+        # Newest to oldest: alpha_k = rho_k s_k'q, then q -= alpha_k y_k
+        # (fused with the next pair's dot product).
+        previous = -1
+        for t in range(count - 1, -1, -1):
+            slot = order[t]
+            update = NULL
+            coef = 0.0
+            if previous >= 0:
+                update = &y[previous, 0]
+                coef = -alpha[previous]
+            dot = _direction_pass(q, update, coef, 1.0, &s[slot, 0], n, &partial[0],
+                                  n_threads)
+            alpha[slot] = rho[slot] * dot
+            previous = slot
+        # The last update, the initial matrix, and the oldest pair's y'q.
+        dot = _direction_pass(q, &y[previous, 0], -alpha[previous], gamma,
+                              &y[order[0], 0], n, &partial[0], n_threads)
+        # Oldest to newest: beta = rho_k y_k'q, q += (alpha_k - beta) s_k.
+        for t in range(count):
+            slot = order[t]
+            beta = rho[slot] * dot
+            coef = alpha[slot] - beta
+            next_y = NULL
+            if t + 1 < count:
+                next_y = &y[order[t + 1], 0]
+            dot = _direction_pass(q, &s[slot, 0], coef, 1.0, next_y, n, &partial[0],
+                                  n_threads)

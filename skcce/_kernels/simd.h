@@ -2,7 +2,8 @@
  *
  * simd_loops.c holds the loops that decide the kernels' speed: the dense
  * micro-kernels (microkernel.h, rowkernel_impl.h), the sparse tile loops
- * (sparse_tiles.h) and the vectorized exp and log (vector_exp.h). setup.py
+ * (sparse_tiles.h), the vectorized exp and log (vector_exp.h) and the L-BFGS
+ * direction's vector passes (skcce_axpy_dot). setup.py
  * compiles it once per instruction set the compiler can target: always the
  * baseline ("base"), and on x86-64 also AVX2 + FMA ("avx2") and AVX-512
  * ("avx512"), each with its own flags (NumPy's approach: no
@@ -62,6 +63,11 @@ typedef struct {
                                 ptrdiff_t e1, int shift, double* gb, ptrdiff_t K,
                                 const double* residuals, double* stream,
                                 const double* stream_end, ptrdiff_t lines);
+    /* q = (q + a x) * scale, then return v . q, over n values (x or v NULL:
+     * no update, no dot product); value i is summed into partial sum i % 8,
+     * the eight added in a fixed order (the L-BFGS direction's passes). */
+    double (*axpy_dot)(double* q, const double* x, double a, double scale,
+                       const double* v, ptrdiff_t n);
 } skcce_simd_loops;
 
 /* The selected loops (all NULL until skcce_simd_select). */

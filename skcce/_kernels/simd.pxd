@@ -43,6 +43,8 @@ cdef extern from "simd.h":
                                     Py_ssize_t e0, Py_ssize_t e1, int shift, double* gb,
                                     Py_ssize_t K, const double* residuals, double* stream,
                                     const double* stream_end, Py_ssize_t lines) noexcept nogil
+        double (*axpy_dot)(double* q, const double* x, double a, double scale,
+                           const double* v, Py_ssize_t n) noexcept nogil
 
     skcce_simd_loops skcce_simd
     const char* skcce_simd_select(const char* cap)

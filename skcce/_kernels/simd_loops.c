@@ -55,3 +55,48 @@ void SKCCE_EXPORT(skcce_log_ge1_inplace)(double* v, ptrdiff_t n)
 {
     for (ptrdiff_t i = 0; i < n; i++) v[i] = skcce_log_ge1(v[i]);
 }
+
+/* q = (q + a x) * scale on n values, then v . q (see skcce_axpy_dot in simd.h).
+ * With constant has_x, scaled and has_v each use compiles to its own loop. */
+SKCCE_INLINE double skcce_axpy_dot_loop(double* SKCCE_RESTRICT q,
+                                        const double* SKCCE_RESTRICT x, double a,
+                                        double scale, const double* SKCCE_RESTRICT v,
+                                        ptrdiff_t n, const int has_x, const int scaled,
+                                        const int has_v)
+{
+    double acc[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    ptrdiff_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int j = 0; j < 8; j++) {
+            double value = q[i + j];
+            if (has_x) value += a * x[i + j];
+            if (scaled) value *= scale;
+            q[i + j] = value;
+            if (has_v) acc[j] += v[i + j] * value;
+        }
+    }
+    for (int j = 0; i < n; i++, j++) {
+        double value = q[i];
+        if (has_x) value += a * x[i];
+        if (scaled) value *= scale;
+        q[i] = value;
+        if (has_v) acc[j] += v[i] * value;
+    }
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+double SKCCE_EXPORT(skcce_axpy_dot)(double* q, const double* x, double a, double scale,
+                                    const double* v, ptrdiff_t n)
+{
+    if (x != NULL && scale == 1.0 && v != NULL)
+        return skcce_axpy_dot_loop(q, x, a, 1.0, v, n, 1, 0, 1);
+    if (x != NULL && scale == 1.0)
+        return skcce_axpy_dot_loop(q, x, a, 1.0, NULL, n, 1, 0, 0);
+    if (x != NULL && v != NULL)
+        return skcce_axpy_dot_loop(q, x, a, scale, v, n, 1, 1, 1);
+    if (x != NULL)
+        return skcce_axpy_dot_loop(q, x, a, scale, NULL, n, 1, 1, 0);
+    if (v != NULL)
+        return skcce_axpy_dot_loop(q, NULL, 0.0, scale, v, n, 0, scale != 1.0, 1);
+    return skcce_axpy_dot_loop(q, NULL, 0.0, scale, NULL, n, 0, 1, 0);
+}

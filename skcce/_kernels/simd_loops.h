@@ -25,6 +25,8 @@ void SKCCE_EXPORT(skcce_rows_grad_f32)(const float*, ptrdiff_t, ptrdiff_t, const
                                        ptrdiff_t, ptrdiff_t, double*);
 void SKCCE_EXPORT(skcce_exp_nonpositive_inplace)(double*, ptrdiff_t);
 void SKCCE_EXPORT(skcce_log_ge1_inplace)(double*, ptrdiff_t);
+double SKCCE_EXPORT(skcce_axpy_dot)(double*, const double*, double, double, const double*,
+                                    ptrdiff_t);
 void SKCCE_EXPORT(skcce_tile_gather_f64)(const uint32_t*, const double*, ptrdiff_t, ptrdiff_t,
                                          int, const double*, ptrdiff_t, double*,
                                          const double*, const double*, ptrdiff_t);
@@ -50,6 +52,7 @@ static const skcce_simd_loops SKCCE_EXPORT(skcce_loops) = {
     SKCCE_EXPORT(skcce_exp_nonpositive_inplace), SKCCE_EXPORT(skcce_log_ge1_inplace),
     SKCCE_EXPORT(skcce_tile_gather_f64), SKCCE_EXPORT(skcce_tile_gather_f32),
     SKCCE_EXPORT(skcce_tile_scatter_f64), SKCCE_EXPORT(skcce_tile_scatter_f32),
+    SKCCE_EXPORT(skcce_axpy_dot),
 };
 #undef SKCCE_EXPORT
 #endif
