@@ -42,6 +42,18 @@ def _rosenbrock(x):
     return optimize.rosen(x), optimize.rosen_der(x)
 
 
+def _outcome(message):
+    """The stopping reason of a message, in the words of any scipy version
+    (before 1.15: "REL_REDUCTION_OF_F", "NO. of ITERATIONS",
+    "ABNORMAL_TERMINATION_IN_LNSRCH")."""
+    words = message.upper().replace("_", " ")
+    for reason in ("GRADIENT", "REDUCTION OF F", "ITERATIONS", "EVALUATIONS", "ABNORMAL",
+                   "STOPITERATION"):
+        if reason in words:
+            return reason
+    raise AssertionError(f"unknown stopping message {message!r}")
+
+
 def _both(fun, x0, max_iter=15000, gtol=1e-10, maxls=50):
     """scipy's run and ours: (result, objective after each iteration) each."""
     scipy_curve, our_curve = [], []
@@ -68,7 +80,7 @@ def test_same_iterations_as_scipy(name, fun, x0):
     assert ours.nit == reference.nit
     assert ours.nfev == reference.nfev  # the same line search steps
     assert ours.status == reference.status == 0
-    assert ours.message == reference.message
+    assert _outcome(ours.message) == _outcome(reference.message)
     # (Rosenbrock's valley amplifies rounding: up to 1e-6 relative late in
     # the run, on values 1e-9 of the start's)
     assert_allclose(our_curve, scipy_curve, rtol=0, atol=1e-8 * fun(x0)[0])
@@ -81,7 +93,7 @@ def test_iteration_limit_as_scipy():
     reference, scipy_curve, ours, our_curve = _both(fun, np.zeros(30), max_iter=4)
     assert ours.nit == reference.nit == 4
     assert ours.status == reference.status == 1
-    assert ours.message == reference.message
+    assert _outcome(ours.message) == _outcome(reference.message)
     assert_allclose(our_curve, scipy_curve, rtol=1e-12)
     assert_allclose(ours.x, reference.x, rtol=1e-10)
 
@@ -115,7 +127,7 @@ def test_callback_halt_as_scipy():
     assert len(calls) == len(scipy_calls) == 3
     assert ours.nit == reference.nit == 3
     assert ours.status == reference.status == 99
-    assert ours.message == reference.message
+    assert _outcome(ours.message) == _outcome(reference.message)
     assert_allclose(ours.x, reference.x, rtol=1e-12)
 
 
@@ -131,7 +143,8 @@ def _wrong_gradient(x):
 ])
 def test_failing_searches_end_as_scipy(fun, x0, maxls):
     reference, scipy_curve, ours, our_curve = _both(fun, x0, maxls=maxls)
-    assert (ours.status, ours.message) == (reference.status, reference.message)
+    assert ours.status == reference.status
+    assert _outcome(ours.message) == _outcome(reference.message)
     assert (ours.nit, ours.nfev) == (reference.nit, reference.nfev)
     assert_allclose(our_curve, scipy_curve, rtol=0, atol=1e-8 * fun(x0)[0])
     assert_allclose(ours.x, reference.x, rtol=0, atol=1e-9)
