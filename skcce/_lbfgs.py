@@ -58,7 +58,8 @@ def minimize_lbfgs(fun, x0, *, max_iter, gtol, ftol, maxls=50, memory=10, maxfun
     Parameters
     ----------
     fun : callable
-        ``fun(x) -> (f, grad)`` for a float64 vector ``x``.
+        ``fun(x) -> (f, grad)`` for a float64 vector ``x`` (which it must not
+        change), with a gradient array of its own (kept, not copied).
     x0 : ndarray of shape (n,)
     max_iter : int
         Most iterations (scipy's ``maxiter``).
@@ -101,51 +102,60 @@ def minimize_lbfgs(fun, x0, *, max_iter, gtol, ftol, maxls=50, memory=10, maxfun
     f, g = evaluate(x)
     memory_pairs = _Pairs(n, memory, n_threads)
     n_iter = 0
-    status, message = 2, ABNORMAL
     if _max_abs(g) <= gtol:
         return _result(x, f, g, n_iter, evaluations[0], 0, CONVERGED_GRADIENT)
     while True:
         f_old, g_old = f, g
         d = memory_pairs.direction(g)
-        first_step = min(1.0 / np.sqrt(_dot(d, d)), _MAX_STEP) if n_iter == 0 else 1.0
+        if n_iter == 0:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                first_step = np.fmin(1.0 / np.float64(blas.dnrm2(d)), _MAX_STEP)
+        else:
+            first_step = 1.0
         slope = _dot(g, d)
         outcome = None
-        if slope < 0.0:
+        if not slope >= 0.0:  # (a NaN slope is searched, as L-BFGS-B does)
             outcome = _line_search(evaluate, x, f, d, slope, first_step, maxls)
         if outcome is None:
             # No acceptable step: restart from steepest descent, or stop if it
             # was steepest descent already (the previous iterate stands).
             if len(memory_pairs) == 0:
-                status, message = 2, ABNORMAL
+                reason = ABNORMAL
                 break
             memory_pairs.clear()
             continue
         step, x, f, g, new_slope = outcome
         n_iter += 1
-        halted = False
         if callback is not None:
             try:
                 callback(OptimizeResult(x=x, fun=f))
             except StopIteration:
-                halted = True
+                reason = STOPPED_CALLBACK
+                break
         if n_iter >= max_iter:
-            status, message = 1, STOPPED_MAX_ITER
+            reason = STOPPED_MAX_ITER
             break
         if evaluations[0] > maxfun:
-            status, message = 1, STOPPED_MAX_FUN
-            break
-        if halted:
-            status, message = 99, STOPPED_CALLBACK
+            reason = STOPPED_MAX_FUN
             break
         if _max_abs(g) <= gtol:
-            status, message = 0, CONVERGED_GRADIENT
+            reason = CONVERGED_GRADIENT
             break
         if f_old - f <= ftol * max(abs(f_old), abs(f), 1.0):
-            status, message = 0, CONVERGED_F
+            reason = CONVERGED_F
             break
         # s'y and s'g_old from the slopes along d, as L-BFGS-B computes them.
         memory_pairs.add(step, d, g, g_old, step * (new_slope - slope), step * slope)
-    return _result(x, f, g, n_iter, evaluations[0], status, message)
+    # The status as scipy's minimize reports it.
+    if reason == STOPPED_CALLBACK:
+        status = 99
+    elif reason in (CONVERGED_GRADIENT, CONVERGED_F):
+        status = 0
+    elif n_iter >= max_iter or evaluations[0] > maxfun:
+        status = 1
+    else:
+        status = 2
+    return _result(x, f, g, n_iter, evaluations[0], status, reason)
 
 
 def _result(x, f, g, nit, nfev, status, message):
@@ -211,13 +221,20 @@ class _Pairs:
 def _line_search(evaluate, x, f0, d, slope0, step, maxls):
     """Moré-Thuente search along ``d`` from ``x``: ``(step, x, f, g, g'd)`` or None.
 
-    None when ``maxls`` evaluations found no step the search accepts.
+    None when ``maxls`` trials found no step the search accepts. A trial at
+    the step just tried reuses its evaluation (scipy's objective wrapper
+    caches the last point: neither evaluated nor counted again).
     """
     search = _MoreThuente(f0, slope0, step)
+    last = None
     for _ in range(maxls):
-        trial = blas.daxpy(d, x.copy(), a=step)
-        f, g = evaluate(trial)
-        slope = _dot(g, d)
+        if last is not None and step == last[0]:
+            trial, f, g, slope = last[1:]
+        else:
+            trial = blas.daxpy(d, x.copy(), a=step)
+            f, g = evaluate(trial)
+            slope = _dot(g, d)
+            last = (step, trial, f, g, slope)
         step, done = search.next_step(step, f, slope)
         if done:
             return step, trial, f, g, slope
@@ -237,19 +254,26 @@ class _MoreThuente:
     _EXTRAPOLATE_MIN, _EXTRAPOLATE_MAX = 1.1, 4.0
 
     def __init__(self, f0, slope0, step):
+        # NumPy scalars: division by zero and overflow give inf and NaN, as in
+        # C (the warnings are silenced in next_step).
+        f0, slope0, step = np.float64(f0), np.float64(slope0), np.float64(step)
         self.f0, self.slope0 = f0, slope0
         self.decrease_slope = _SUFFICIENT_DECREASE * slope0
         self.bracketed = False
         self.first_stage = True
-        self.width = _MAX_STEP
-        self.previous_width = 2.0 * _MAX_STEP
+        self.width = np.float64(_MAX_STEP)
+        self.previous_width = 2.0 * self.width
         # The best step so far (x) and the other end of the interval (y).
-        self.stx, self.fx, self.gx = 0.0, f0, slope0
-        self.sty, self.fy, self.gy = 0.0, f0, slope0
-        self.step_min = 0.0
+        self.stx, self.fx, self.gx = np.float64(0.0), f0, slope0
+        self.sty, self.fy, self.gy = np.float64(0.0), f0, slope0
+        self.step_min = np.float64(0.0)
         self.step_max = step + self._EXTRAPOLATE_MAX * step
 
     def next_step(self, step, f, slope):
+        with np.errstate(all="ignore"):
+            return self._next_step(np.float64(step), np.float64(f), np.float64(slope))
+
+    def _next_step(self, step, f, slope):
         f_test = self.f0 + step * self.decrease_slope
         if self.first_stage and f <= f_test and slope >= 0.0:
             self.first_stage = False
@@ -286,12 +310,13 @@ class _MoreThuente:
                 step = self.stx + 0.5 * (self.sty - self.stx)
             self.previous_width = self.width
             self.width = abs(self.sty - self.stx)
-            self.step_min = min(self.stx, self.sty)
-            self.step_max = max(self.stx, self.sty)
+            self.step_min = np.fmin(self.stx, self.sty)
+            self.step_max = np.fmax(self.stx, self.sty)
         else:
             self.step_min = step + self._EXTRAPOLATE_MIN * (step - self.stx)
             self.step_max = step + self._EXTRAPOLATE_MAX * (step - self.stx)
-        step = min(max(step, 0.0), _MAX_STEP)
+        # fmin and fmax, as the C code: a NaN step becomes the bound.
+        step = np.fmin(np.fmax(step, 0.0), _MAX_STEP)
         if self.bracketed and (step <= self.step_min or step >= self.step_max
                                or self.step_max - self.step_min
                                <= _INTERVAL_TOL * self.step_max):
@@ -310,7 +335,7 @@ def _step(stx, fx, dx, sty, fy, dy, stp, fp, dp, bracketed, step_min, step_max):
         # 1: higher value. The minimizer is bracketed; the cubic step, or
         # halfway to the quadratic one when that is closer to stx.
         theta = 3.0 * (fx - fp) / (stp - stx) + dx + dp
-        s = max(abs(theta), abs(dx), abs(dp))
+        s = np.fmax(np.fmax(abs(theta), abs(dx)), abs(dp))
         gamma = s * np.sqrt((theta / s) ** 2 - (dx / s) * (dp / s))
         if stp < stx:
             gamma = -gamma
@@ -327,7 +352,7 @@ def _step(stx, fx, dx, sty, fy, dy, stp, fp, dp, bracketed, step_min, step_max):
         # 2: lower value, slopes of opposite signs: bracketed; the cubic or
         # the secant step, whichever is farther from stp.
         theta = 3.0 * (fx - fp) / (stp - stx) + dx + dp
-        s = max(abs(theta), abs(dx), abs(dp))
+        s = np.fmax(np.fmax(abs(theta), abs(dx)), abs(dp))
         gamma = s * np.sqrt((theta / s) ** 2 - (dx / s) * (dp / s))
         if stp > stx:
             gamma = -gamma
@@ -340,8 +365,8 @@ def _step(stx, fx, dx, sty, fy, dy, stp, fp, dp, bracketed, step_min, step_max):
     elif abs(dp) < abs(dx):
         # 3: lower value, same-sign slopes, decreasing in magnitude.
         theta = 3.0 * (fx - fp) / (stp - stx) + dx + dp
-        s = max(abs(theta), abs(dx), abs(dp))
-        gamma = s * np.sqrt(max(0.0, (theta / s) ** 2 - (dx / s) * (dp / s)))
+        s = np.fmax(np.fmax(abs(theta), abs(dx)), abs(dp))
+        gamma = s * np.sqrt(np.fmax(0.0, (theta / s) ** 2 - (dx / s) * (dp / s)))
         if stp > stx:
             gamma = -gamma
         p = (gamma - dp) + theta
@@ -357,17 +382,17 @@ def _step(stx, fx, dx, sty, fy, dy, stp, fp, dp, bracketed, step_min, step_max):
         if bracketed:
             stpf = stpc if abs(stpc - stp) < abs(stpq - stp) else stpq
             if stp > stx:
-                stpf = min(stp + 0.66 * (sty - stp), stpf)
+                stpf = np.fmin(stp + 0.66 * (sty - stp), stpf)
             else:
-                stpf = max(stp + 0.66 * (sty - stp), stpf)
+                stpf = np.fmax(stp + 0.66 * (sty - stp), stpf)
         else:
             stpf = stpc if abs(stpc - stp) > abs(stpq - stp) else stpq
-            stpf = max(step_min, min(step_max, stpf))
+            stpf = np.fmax(step_min, np.fmin(step_max, stpf))
     else:
         # 4: lower value, same-sign slopes, not decreasing in magnitude.
         if bracketed:
             theta = 3.0 * (fp - fy) / (sty - stp) + dy + dp
-            s = max(abs(theta), abs(dy), abs(dp))
+            s = np.fmax(np.fmax(abs(theta), abs(dy)), abs(dp))
             gamma = s * np.sqrt((theta / s) ** 2 - (dy / s) * (dp / s))
             if stp > sty:
                 gamma = -gamma

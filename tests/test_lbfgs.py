@@ -109,6 +109,24 @@ def test_converged_start_takes_no_iteration():
     assert np.array_equal(ours.x, x_star)
 
 
+@pytest.mark.parametrize("limits", [{"max_iter": 1}, {"maxfun": 1}])
+def test_callback_halt_at_a_limit_is_a_halt(limits):
+    """scipy's minimize reports a halt by the callback as such (status 99),
+    even on the iteration that reaches a limit."""
+    fun = _LogCoshQuadratic(4)
+
+    def halt(intermediate_result):
+        raise StopIteration
+
+    options = {"maxiter": limits.get("max_iter", 100), "maxfun": limits.get("maxfun", 15000)}
+    reference = optimize.minimize(fun, np.zeros(4), method="L-BFGS-B", jac=True,
+                                  callback=halt, options=options)
+    ours = minimize_lbfgs(fun, np.zeros(4), max_iter=options["maxiter"], gtol=1e-12,
+                          ftol=FTOL, maxfun=options["maxfun"], callback=halt)
+    assert ours.status == reference.status == 99
+    assert ours.nit == reference.nit == 1
+
+
 def test_callback_halt_as_scipy():
     fun = _LogCoshQuadratic(10)
     calls = []
@@ -136,8 +154,17 @@ def _wrong_gradient(x):
     return f, -g
 
 
+def _log_barrier(x):
+    """-10 x - log(1 - x) summed: +inf at x = 1, NaN beyond."""
+    with np.errstate(all="ignore"):
+        return float(np.sum(-10.0 * x - np.log1p(-x))), -10.0 + 1.0 / (1.0 - x)
+
+
 @pytest.mark.parametrize("fun, x0, maxls", [
     (_wrong_gradient, np.zeros(6), 50),  # the search shrinks to nothing
+    # infinite and NaN trial values: the search falls back to its best step
+    (_log_barrier, np.zeros(1), 50),
+    (_log_barrier, np.zeros(3), 50),
     (_rosenbrock, np.full(8, -1.2), 1),  # searches fail: restart, then abnormal end
     (_rosenbrock, np.full(8, -1.2), 2),
 ])
@@ -146,7 +173,8 @@ def test_failing_searches_end_as_scipy(fun, x0, maxls):
     assert ours.status == reference.status
     assert _outcome(ours.message) == _outcome(reference.message)
     assert (ours.nit, ours.nfev) == (reference.nit, reference.nfev)
-    assert_allclose(our_curve, scipy_curve, rtol=0, atol=1e-8 * fun(x0)[0])
+    scale = max(abs(fun(x0)[0]), 1.0)
+    assert_allclose(our_curve, scipy_curve, rtol=0, atol=1e-8 * scale)
     assert_allclose(ours.x, reference.x, rtol=0, atol=1e-9)
 
 
