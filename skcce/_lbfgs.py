@@ -351,14 +351,7 @@ def _step(stx, fx, dx, sty, fy, dy, stp, fp, dp, bracketed, step_min, step_max):
     elif sign < 0.0:
         # 2: lower value, slopes of opposite signs: bracketed; the cubic or
         # the secant step, whichever is farther from stp.
-        theta = 3.0 * (fx - fp) / (stp - stx) + dx + dp
-        s = np.fmax(np.fmax(abs(theta), abs(dx)), abs(dp))
-        gamma = s * np.sqrt((theta / s) ** 2 - (dx / s) * (dp / s))
-        if stp > stx:
-            gamma = -gamma
-        p = (gamma - dp) + theta
-        q = ((gamma - dp) + gamma) + dx
-        stpc = stp + p / q * (stx - stp)
+        stpc = _cubic_step(stp, fp, dp, stx, fx, dx)
         stpq = stp + (dp / (dp - dx)) * (stx - stp)
         stpf = stpc if abs(stpc - stp) > abs(stpq - stp) else stpq
         bracketed = True
@@ -391,14 +384,7 @@ def _step(stx, fx, dx, sty, fy, dy, stp, fp, dp, bracketed, step_min, step_max):
     else:
         # 4: lower value, same-sign slopes, not decreasing in magnitude.
         if bracketed:
-            theta = 3.0 * (fp - fy) / (sty - stp) + dy + dp
-            s = np.fmax(np.fmax(abs(theta), abs(dy)), abs(dp))
-            gamma = s * np.sqrt((theta / s) ** 2 - (dy / s) * (dp / s))
-            if stp > sty:
-                gamma = -gamma
-            p = (gamma - dp) + theta
-            q = ((gamma - dp) + gamma) + dy
-            stpf = stp + p / q * (sty - stp)
+            stpf = _cubic_step(stp, fp, dp, sty, fy, dy)
         elif stp > stx:
             stpf = step_max
         else:
@@ -411,3 +397,16 @@ def _step(stx, fx, dx, sty, fy, dy, stp, fp, dp, bracketed, step_min, step_max):
             sty, fy, dy = stx, fx, dx
         stx, fx, dx = stp, fp, dp
     return stx, fx, dx, sty, fy, dy, stpf, bracketed
+
+
+def _cubic_step(stp, fp, dp, other, f_other, d_other):
+    """The minimizer of the cubic through the values and slopes at ``stp`` and
+    ``other`` (Moré and Thuente's cases 2 and 4)."""
+    theta = 3.0 * (f_other - fp) / (stp - other) + d_other + dp
+    s = np.fmax(np.fmax(abs(theta), abs(d_other)), abs(dp))
+    gamma = s * np.sqrt((theta / s) ** 2 - (d_other / s) * (dp / s))
+    if stp > other:
+        gamma = -gamma
+    p = (gamma - dp) + theta
+    q = ((gamma - dp) + gamma) + d_other
+    return stp + p / q * (other - stp)
