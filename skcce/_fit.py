@@ -30,7 +30,7 @@ from scipy import optimize
 from sklearn.exceptions import ConvergenceWarning
 
 from skcce._lbfgs import minimize_lbfgs
-from skcce._owlqn import minimize_owlqn, pseudo_gradient
+from skcce._owlqn import max_abs, minimize_owlqn, pseudo_gradient
 from skcce._precondition import rescaled
 from skcce._threads import single_threaded_blas
 
@@ -90,6 +90,10 @@ WORKING_SET_MAX_COST_LAST = 0.5
 # 10^6 94 against 42 ms, 70% of a sparse fit. Below, the fit is scipy's,
 # bitwise.
 LARGE_MODEL_PARAMS = 100_000
+
+# scikit-learn's L-BFGS options (LogisticRegression): ftol and maxls.
+FTOL = 64 * np.finfo(float).eps
+MAX_LINE_SEARCH = 50
 
 _SCALING_HINT = (
     "\nYou might also want to scale the data as shown in:\n"
@@ -193,20 +197,19 @@ def run_lbfgs(problem, params0, *, max_iter, tol, verbose=0, on_iteration=None,
 
 
 def _threads_of(problem):
-    """The thread count of the objective under ``problem`` (1 if none)."""
-    return int(getattr(getattr(problem, "objective", problem), "n_threads", 1))
+    """The problem's thread count (1 for a problem without one)."""
+    return int(getattr(problem, "n_threads", 1))
 
 
 def _minimize(recorder, start, max_iter, gtol, n_threads):
     """L-BFGS-B (or its counterpart for large models) with scikit-learn's options."""
-    ftol = 64 * np.finfo(float).eps
     if start.size >= LARGE_MODEL_PARAMS:
         return minimize_lbfgs(recorder.loss_gradient, start, max_iter=max_iter, gtol=gtol,
-                              ftol=ftol, maxls=50, callback=recorder.callback,
+                              ftol=FTOL, maxls=MAX_LINE_SEARCH, callback=recorder.callback,
                               n_threads=n_threads)
     return optimize.minimize(
         recorder.loss_gradient, start, method="L-BFGS-B", jac=True,
-        options={"maxiter": max_iter, "maxls": 50, "gtol": gtol, "ftol": ftol},
+        options={"maxiter": max_iter, "maxls": MAX_LINE_SEARCH, "gtol": gtol, "ftol": FTOL},
         callback=recorder.callback,
     )
 
@@ -262,7 +265,7 @@ def run_owlqn(problem, params0, l1_weights, *, max_iter, tol, verbose=0,
                             max_iter, tol)
             params, nit, status, message = (problem.from_internal(result.x), result.nit,
                                             result.status, result.message)
-            pg_norm = _max_abs(result.pseudo_grad)
+            pg_norm = max_abs(result.pseudo_grad)
     n_iter, failure = _failure_message("OWL-QN", nit, status, message, max_iter)
     check_finite_model(params)
     return LbfgsResult(
@@ -287,7 +290,7 @@ def _owlqn(problem, internal0, l1_weights, recorder, max_iter, tol, to_model=Non
 
     return minimize_owlqn(
         problem.loss_gradient, internal0, weights, max_iter=max_iter, tol=tol,
-        ftol=64 * np.finfo(float).eps, max_linesearch=50, callback=record,
+        ftol=FTOL, max_linesearch=MAX_LINE_SEARCH, callback=record,
         exact_step=_class_shift_step(problem),
     )
 
@@ -331,12 +334,12 @@ def _owlqn_working_sets(problem, params0, l1_weights, recorder, max_iter, tol):
         _, grad = problem.loss_gradient(internal)
         pseudo_grad = pseudo_gradient(internal, grad, weights)
         if message is not None and status != 0:
-            return params, nit, status, message, _max_abs(pseudo_grad)
+            return params, nit, status, message, max_abs(pseudo_grad)
         violation = np.max(np.abs(layout.weights_t(pseudo_grad)), axis=1)
         violation[working] = 0.0
         outside = np.flatnonzero(violation > tol)
         if message is not None and outside.size == 0 and round_tol <= tol:
-            return params, nit, status, message, _max_abs(pseudo_grad)
+            return params, nit, status, message, max_abs(pseudo_grad)
         # The worst offenders first (a stable order: ties by feature index).
         worst = outside[np.argsort(-violation[outside], kind="stable")]
         n_new = max(WORKING_SET_INITIAL, n_features // WORKING_SET_INITIAL_SHARE,
@@ -352,7 +355,7 @@ def _owlqn_working_sets(problem, params0, l1_weights, recorder, max_iter, tol):
             # The whole problem (also: nothing to add, or no iterations left).
             result = _owlqn(problem, internal, l1_weights, recorder, max_iter - nit, tol)
             return (problem.from_internal(result.x), nit + result.nit, result.status,
-                    result.message, _max_abs(result.pseudo_grad))
+                    result.message, max_abs(result.pseudo_grad))
         if sub_problem is None or not np.array_equal(working, sub_working):
             sub_problem, sub_working = rescaled(objective.restricted(working)), working
         result = _owlqn(
@@ -383,9 +386,6 @@ def _embed(layout, sub_params, features):
         rows[layout.n_features] = sub_rows[-1]
     return params
 
-
-def _max_abs(v):
-    return float(np.max(np.abs(v))) if v.size else 0.0
 
 
 def _class_shift_step(problem):

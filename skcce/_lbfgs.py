@@ -33,6 +33,7 @@ from scipy.linalg import blas
 from scipy.optimize import OptimizeResult
 
 from skcce._kernels.reductions import lbfgs_direction
+from skcce._owlqn import max_abs
 
 # L-BFGS-B's line search constants and largest step without bounds.
 _SUFFICIENT_DECREASE = 1e-3
@@ -102,7 +103,7 @@ def minimize_lbfgs(fun, x0, *, max_iter, gtol, ftol, maxls=50, memory=10, maxfun
     f, g = evaluate(x)
     memory_pairs = _Pairs(n, memory, n_threads)
     n_iter = 0
-    if _max_abs(g) <= gtol:
+    if max_abs(g) <= gtol:
         return _result(x, f, g, n_iter, evaluations[0], 0, CONVERGED_GRADIENT)
     while True:
         f_old, g_old = f, g
@@ -138,7 +139,7 @@ def minimize_lbfgs(fun, x0, *, max_iter, gtol, ftol, maxls=50, memory=10, maxfun
         if evaluations[0] > maxfun:
             reason = STOPPED_MAX_FUN
             break
-        if _max_abs(g) <= gtol:
+        if max_abs(g) <= gtol:
             reason = CONVERGED_GRADIENT
             break
         if f_old - f <= ftol * max(abs(f_old), abs(f), 1.0):
@@ -165,11 +166,6 @@ def _result(x, f, g, nit, nfev, status, message):
 
 def _dot(a, b):
     return float(blas.ddot(a, b))
-
-
-def _max_abs(v):
-    # NaN propagates (L-BFGS-B's projected gradient does): NaN <= tol is False.
-    return float(np.max(np.abs(v))) if v.size else 0.0
 
 
 class _Pairs:

@@ -141,7 +141,7 @@ def minimize_owlqn(fun, x0, weights, *, max_iter, tol, ftol, memory=10,
     pg = pseudo_gradient(x, grad, weights)
     pairs = deque(maxlen=memory)  # (s, y, 1 / s.y), oldest first
     nit = 0
-    if _max_abs(pg) <= tol:
+    if max_abs(pg) <= tol:
         return OwlqnResult(x, objective, grad, pg, 0, 0, CONVERGED_PG)
     while True:
         if nit >= max_iter:
@@ -174,7 +174,7 @@ def minimize_owlqn(fun, x0, weights, *, max_iter, tol, ftol, memory=10,
         objective_old = objective
         x, f, grad, objective = x_new, f_new, grad_new, objective_new
         pg = pseudo_gradient(x, grad, weights)
-        pg_norm = _max_abs(pg)
+        pg_norm = max_abs(pg)
         if callback is not None:
             callback(x, objective, pg_norm)
         scale = max(abs(objective_old), abs(objective), 1.0)
@@ -184,7 +184,7 @@ def minimize_owlqn(fun, x0, weights, *, max_iter, tol, ftol, memory=10,
             return OwlqnResult(x, objective, grad, pg, nit, 0, CONVERGED_PG)
 
 
-def _max_abs(v):
+def max_abs(v):
     return float(np.max(np.abs(v))) if v.size else 0.0
 
 

@@ -146,6 +146,11 @@ class RescaledObjective:
             penalty[:d] = np.ldexp(self._l2_reg_strength, 2 * exponents[:d])
         self._penalty = np.repeat(penalty, n_classes)
 
+    @property
+    def n_threads(self):
+        """The objective's thread count."""
+        return self.objective.n_threads
+
     def to_internal(self, params):
         """Optimizer coordinates V of the coefficients W."""
         return np.ldexp(params, -self._exponents)
@@ -181,6 +186,11 @@ class IdentityRescaling:
     def __init__(self, objective):
         self.objective = objective
         self.loss_gradient = objective.loss_gradient
+
+    @property
+    def n_threads(self):
+        """The objective's thread count."""
+        return self.objective.n_threads
 
     @staticmethod
     def to_internal(params):

@@ -357,13 +357,11 @@ def lbfgs_direction(const double[:, ::1] s, const double[:, ::1] y, const double
     if n == 0:
         return
     q = &out[0]
+    for t in range(n):
+        q[t] = -g[t]
     if count == 0:
-        for t in range(n):
-            q[t] = -g[t]
         return
     with nogil:
-        for t in range(n):
-            q[t] = -g[t]
         # Newest to oldest: alpha_k = rho_k s_k'q, then q -= alpha_k y_k
         # (fused with the next pair's dot product).
         previous = -1
