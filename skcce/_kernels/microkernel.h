@@ -47,10 +47,36 @@ typedef float skcce_half_f32 __attribute__((vector_size(16)));
 #define SKCCE_BROADCAST_f64(s) ((skcce_v_f64){(s), (s), (s), (s)})
 #define SKCCE_BROADCAST_f32(s) ((skcce_v_f32){(s), (s), (s), (s), (s), (s), (s), (s)})
 
-/* Up to 4 vectors of classes per tile; 4 rows per logits tile; JB features
- * per gradient tile. */
-#define SKCCE_MAX_NV 4
-#define SKCCE_RB 4
+/* Where the instruction set has 64-byte registers (AVX-512: 32 of them), the
+ * tiles hold pairs of these vectors in one register ("wide" vectors,
+ * SKCCE_WIDTH of the 32-byte ones); elsewhere a wide vector is a 32-byte one.
+ * Each lane does the same arithmetic either way, so results do not change. */
+#if defined(__AVX512F__)
+#define SKCCE_WIDTH 2
+#else
+#define SKCCE_WIDTH 1
+#endif
+typedef double skcce_w_f64 __attribute__((vector_size(32 * SKCCE_WIDTH)));
+typedef double skcce_wu_f64 __attribute__((vector_size(32 * SKCCE_WIDTH), aligned(8)));
+typedef float skcce_w_f32 __attribute__((vector_size(32 * SKCCE_WIDTH)));
+typedef float skcce_wu_f32 __attribute__((vector_size(32 * SKCCE_WIDTH), aligned(4)));
+#if SKCCE_WIDTH == 2
+#define SKCCE_BROADCAST_WIDE_f64(s) ((skcce_w_f64){(s), (s), (s), (s), (s), (s), (s), (s)})
+#define SKCCE_BROADCAST_WIDE_f32(s) \
+    ((skcce_w_f32){(s), (s), (s), (s), (s), (s), (s), (s), \
+                   (s), (s), (s), (s), (s), (s), (s), (s)})
+#else
+#define SKCCE_BROADCAST_WIDE_f64 SKCCE_BROADCAST_f64
+#define SKCCE_BROADCAST_WIDE_f32 SKCCE_BROADCAST_f32
+#endif
+
+/* A tile spans up to SKCCE_MAX_NW wide vectors of classes (SKCCE_PANEL_NV
+ * 32-byte vectors), or that minus one wide plus one 32-byte vector; up to
+ * SKCCE_MAX_RB rows per logits tile and SKCCE_MAX_JB features per gradient
+ * tile. */
+#define SKCCE_MAX_NW 4
+#define SKCCE_PANEL_NV (SKCCE_MAX_NW * SKCCE_WIDTH)
+#define SKCCE_MAX_RB (4 * SKCCE_WIDTH)
 #define SKCCE_MAX_JB 8
 /* Rows of X prefetched ahead of the logits tile being computed. */
 #define SKCCE_PREFETCH_ROWS 16

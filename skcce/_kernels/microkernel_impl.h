@@ -6,129 +6,238 @@
  * which it undefines at the end. */
 
 #define SKCCE_FN(name) SKCCE_TYPED(name, SKCCE_SUFFIX)
-/* The type's vectors (aligned, unaligned), lanes and broadcast. */
+/* The type's vectors (aligned, unaligned), lanes and broadcast; the same for
+ * wide vectors (see microkernel.h). */
 #define SKCCE_V SKCCE_FN(skcce_v)
 #define SKCCE_VU SKCCE_FN(skcce_vu)
 #define SKCCE_NLANES SKCCE_FN(SKCCE_LANES)
 #define SKCCE_SPLAT SKCCE_FN(SKCCE_BROADCAST)
+#define SKCCE_W SKCCE_FN(skcce_w)
+#define SKCCE_WU SKCCE_FN(skcce_wu)
+#define SKCCE_WLANES (SKCCE_NLANES * SKCCE_WIDTH)
+#define SKCCE_SPLAT_WIDE SKCCE_FN(SKCCE_BROADCAST_WIDE)
+/* The first 32 bytes of a wide vector (no instruction: the low half of its
+ * register), so that one broadcast of an element serves both vector types. */
+#define SKCCE_LOW_HALF(w) \
+    __extension__({ SKCCE_V low_; memcpy(&low_, &(w), sizeof low_); low_; })
 
 #if SKCCE_HAVE_VECTORS
 
-/* Logits of RB rows for NV vectors of classes. */
+/* Logits of RB rows for NW wide vectors of classes and NN (0 or 1) 32-byte
+ * vectors after them. */
 SKCCE_INLINE void SKCCE_FN(skcce_logits_tile)(const SKCCE_T* X, ptrdiff_t d,
                                               const SKCCE_T* Wt, ptrdiff_t Kp,
-                                              SKCCE_T* Z, const int RB, const int NV)
+                                              SKCCE_T* Z, const int RB, const int NW,
+                                              const int NN)
 {
-    SKCCE_V acc[SKCCE_RB][SKCCE_MAX_NV];
-    for (int r = 0; r < RB; r++)
-        for (int v = 0; v < NV; v++) acc[r][v] = SKCCE_SPLAT(0);
+    SKCCE_W acc[SKCCE_MAX_RB][SKCCE_MAX_NW];
+    SKCCE_V tail[SKCCE_MAX_RB];
+    for (int r = 0; r < RB; r++) {
+        for (int v = 0; v < NW; v++) acc[r][v] = SKCCE_SPLAT_WIDE(0);
+        if (NN) tail[r] = SKCCE_SPLAT(0);
+    }
     for (ptrdiff_t j = 0; j < d; j++) {
-        SKCCE_V w[SKCCE_MAX_NV];
-        for (int v = 0; v < NV; v++) w[v] = *(const SKCCE_VU*)(Wt + j * Kp + SKCCE_NLANES * v);
+        SKCCE_W w[SKCCE_MAX_NW];
+        SKCCE_V wt;
+        for (int v = 0; v < NW; v++) w[v] = *(const SKCCE_WU*)(Wt + j * Kp + SKCCE_WLANES * v);
+        if (NN) wt = *(const SKCCE_VU*)(Wt + j * Kp + SKCCE_WLANES * NW);
         for (int r = 0; r < RB; r++) {
-            SKCCE_V x = SKCCE_SPLAT(X[r * d + j]);
-            for (int v = 0; v < NV; v++) acc[r][v] += x * w[v];
+            SKCCE_W x = SKCCE_SPLAT_WIDE(X[r * d + j]);
+            for (int v = 0; v < NW; v++) acc[r][v] += x * w[v];
+            if (NN) tail[r] += SKCCE_LOW_HALF(x) * wt;
         }
     }
-    for (int r = 0; r < RB; r++)
-        for (int v = 0; v < NV; v++) *(SKCCE_VU*)(Z + r * Kp + SKCCE_NLANES * v) = acc[r][v];
+    for (int r = 0; r < RB; r++) {
+        for (int v = 0; v < NW; v++) *(SKCCE_WU*)(Z + r * Kp + SKCCE_WLANES * v) = acc[r][v];
+        if (NN) *(SKCCE_VU*)(Z + r * Kp + SKCCE_WLANES * NW) = tail[r];
+    }
 }
 
-/* Logits of all m rows for NV vectors of classes, RB rows at a time. */
+/* Logits of all m rows for one tile of classes, RB rows at a time. */
 SKCCE_INLINE void SKCCE_FN(skcce_logits_cols)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                               const SKCCE_T* Wt, ptrdiff_t Kp, SKCCE_T* Z,
-                                              const int NV)
+                                              const int NW, const int NN, const int RB)
 {
     ptrdiff_t i = 0;
-    for (; i + SKCCE_RB <= m; i += SKCCE_RB) {
+    for (; i + RB <= m; i += RB) {
         /* The logits pass is the first to read X: fetch rows ahead. */
-        if (i + SKCCE_PREFETCH_ROWS + SKCCE_RB <= m)
-            for (ptrdiff_t e = 0; e < SKCCE_RB * d; e += 64 / (ptrdiff_t)sizeof(SKCCE_T))
+        if (i + SKCCE_PREFETCH_ROWS + RB <= m)
+            for (ptrdiff_t e = 0; e < RB * d; e += 64 / (ptrdiff_t)sizeof(SKCCE_T))
                 __builtin_prefetch((const void*)(X + (i + SKCCE_PREFETCH_ROWS) * d + e), 0, 3);
-        SKCCE_FN(skcce_logits_tile)(X + i * d, d, Wt, Kp, Z + i * Kp, SKCCE_RB, NV);
+        SKCCE_FN(skcce_logits_tile)(X + i * d, d, Wt, Kp, Z + i * Kp, RB, NW, NN);
     }
-    for (; i < m; i++)
-        SKCCE_FN(skcce_logits_tile)(X + i * d, d, Wt, Kp, Z + i * Kp, 1, NV);
+    /* The last m % RB rows in one tile too (a tile per row would leave each
+     * accumulator one FMA latency per feature). */
+    X += i * d;
+    Z += i * Kp;
+    switch (m - i) {
+    case 0: break;
+    case 1: SKCCE_FN(skcce_logits_tile)(X, d, Wt, Kp, Z, 1, NW, NN); break;
+    case 2: SKCCE_FN(skcce_logits_tile)(X, d, Wt, Kp, Z, 2, NW, NN); break;
+    case 3: SKCCE_FN(skcce_logits_tile)(X, d, Wt, Kp, Z, 3, NW, NN); break;
+#if SKCCE_MAX_RB > 4
+    case 4: SKCCE_FN(skcce_logits_tile)(X, d, Wt, Kp, Z, 4, NW, NN); break;
+    case 5: SKCCE_FN(skcce_logits_tile)(X, d, Wt, Kp, Z, 5, NW, NN); break;
+    case 6: SKCCE_FN(skcce_logits_tile)(X, d, Wt, Kp, Z, 6, NW, NN); break;
+    default: SKCCE_FN(skcce_logits_tile)(X, d, Wt, Kp, Z, 7, NW, NN); break;
+#else
+    default: break;
+#endif
+    }
 }
 
-/* Gradient rows of JB features for NV vectors of classes, over all m rows. */
+/* G (8 doubles at g) += the 8 floats of v, as two 4-double vectors. */
+#if !SKCCE_FLOAT64
+SKCCE_INLINE void skcce_add_floats_to_doubles(double* g, skcce_v_f32 v)
+{
+    skcce_half_f32 half[2];
+    memcpy(half, &v, sizeof half);
+    for (int h = 0; h < 2; h++)
+        *(skcce_vu_f64*)(g + 4 * h) = *(const skcce_vu_f64*)(g + 4 * h)
+                                      + __builtin_convertvector(half[h], skcce_v_f64);
+}
+#endif
+
+/* G += (double) acc lane by lane for one vector of NL lanes at g, as vector
+ * loads, additions and stores (clang does not merge the lanes' scalar
+ * additions itself). */
+#if SKCCE_FLOAT64
+#define SKCCE_ADD_TO_G(g, acc, NL) \
+    do { \
+        for (int q = 0; q < (NL) / 4; q++) { \
+            skcce_v_f64 part; \
+            memcpy(&part, (const double*)&(acc) + 4 * q, sizeof part); \
+            *(skcce_vu_f64*)((g) + 4 * q) = *(const skcce_vu_f64*)((g) + 4 * q) + part; \
+        } \
+    } while (0)
+#else
+#define SKCCE_ADD_TO_G(g, acc, NL) \
+    do { \
+        for (int q = 0; q < (NL) / 8; q++) { \
+            skcce_v_f32 part; \
+            memcpy(&part, (const float*)&(acc) + 8 * q, sizeof part); \
+            skcce_add_floats_to_doubles((g) + 8 * q, part); \
+        } \
+    } while (0)
+#endif
+
+/* Gradient rows of JB features for NW wide vectors and NN 32-byte vectors of
+ * classes, over all m rows. */
 SKCCE_INLINE void SKCCE_FN(skcce_grad_tile)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                             const SKCCE_T* R, ptrdiff_t Kp, double* G,
-                                            const int JB, const int NV)
+                                            const int JB, const int NW, const int NN)
 {
-    SKCCE_V acc[SKCCE_MAX_JB][SKCCE_MAX_NV];
-    for (int jj = 0; jj < JB; jj++)
-        for (int v = 0; v < NV; v++) acc[jj][v] = SKCCE_SPLAT(0);
+    SKCCE_W acc[SKCCE_MAX_JB][SKCCE_MAX_NW];
+    SKCCE_V tail[SKCCE_MAX_JB];
+    for (int jj = 0; jj < JB; jj++) {
+        for (int v = 0; v < NW; v++) acc[jj][v] = SKCCE_SPLAT_WIDE(0);
+        if (NN) tail[jj] = SKCCE_SPLAT(0);
+    }
     for (ptrdiff_t i = 0; i < m; i++) {
-        SKCCE_V r[SKCCE_MAX_NV];
-        for (int v = 0; v < NV; v++) r[v] = *(const SKCCE_VU*)(R + i * Kp + SKCCE_NLANES * v);
+        SKCCE_W r[SKCCE_MAX_NW];
+        SKCCE_V rt;
+        for (int v = 0; v < NW; v++) r[v] = *(const SKCCE_WU*)(R + i * Kp + SKCCE_WLANES * v);
+        if (NN) rt = *(const SKCCE_VU*)(R + i * Kp + SKCCE_WLANES * NW);
         for (int jj = 0; jj < JB; jj++) {
-            SKCCE_V x = SKCCE_SPLAT(X[i * d + jj]);
-            for (int v = 0; v < NV; v++) acc[jj][v] += x * r[v];
+            SKCCE_W x = SKCCE_SPLAT_WIDE(X[i * d + jj]);
+            for (int v = 0; v < NW; v++) acc[jj][v] += x * r[v];
+            if (NN) tail[jj] += SKCCE_LOW_HALF(x) * rt;
         }
     }
-    /* G += (double) acc lane by lane, as vector loads, additions and stores
-     * (clang does not merge the lanes' scalar additions itself). */
-    for (int jj = 0; jj < JB; jj++)
-        for (int v = 0; v < NV; v++) {
-            double* g = G + jj * Kp + SKCCE_NLANES * v;
-#if SKCCE_FLOAT64
-            *(skcce_vu_f64*)g = *(const skcce_vu_f64*)g + acc[jj][v];
-#else
-            /* Each half of the 8 floats converted to 4 doubles. */
-            skcce_half_f32 half[2];
-            memcpy(half, &acc[jj][v], sizeof half);
-            for (int h = 0; h < 2; h++)
-                *(skcce_vu_f64*)(g + 4 * h) = *(const skcce_vu_f64*)(g + 4 * h)
-                                              + __builtin_convertvector(half[h], skcce_v_f64);
-#endif
-        }
+    for (int jj = 0; jj < JB; jj++) {
+        for (int v = 0; v < NW; v++)
+            SKCCE_ADD_TO_G(G + jj * Kp + SKCCE_WLANES * v, acc[jj][v], SKCCE_WLANES);
+        if (NN) SKCCE_ADD_TO_G(G + jj * Kp + SKCCE_WLANES * NW, tail[jj], SKCCE_NLANES);
+    }
 }
 
-/* Gradient of all d features for NV vectors of classes, JB features at a time. */
+/* Gradient of all d features for one tile of classes, JB features at a time. */
 SKCCE_INLINE void SKCCE_FN(skcce_grad_cols)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                             const SKCCE_T* R, ptrdiff_t Kp, double* G,
-                                            const int NV, const int JB)
+                                            const int NW, const int NN, const int JB)
 {
     ptrdiff_t j = 0;
     for (; j + JB <= d; j += JB)
-        SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, JB, NV);
-    for (; j < d; j++)
-        SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 1, NV);
+        SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, JB, NW, NN);
+    /* The last d % JB features in one tile too. */
+    switch (d - j) {
+    case 0: break;
+    case 1: SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 1, NW, NN); break;
+    case 2: SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 2, NW, NN); break;
+    case 3: SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 3, NW, NN); break;
+    case 4: SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 4, NW, NN); break;
+    case 5: SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 5, NW, NN); break;
+    case 6: SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 6, NW, NN); break;
+    default: SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 7, NW, NN); break;
+    }
 }
 
-/* Column tiles of up to 4 vectors; register budgets: 4 rows x NV (logits),
- * JB features x NV (gradient), at most 12 accumulators. The switches make NV
- * (and JB) compile-time constants in each inlined copy. */
+/* Tiles of classes of up to SKCCE_PANEL_NV 32-byte vectors, as NV / WIDTH
+ * wide vectors and NV % WIDTH 32-byte ones. Register budgets (16 registers
+ * of 32 bytes, or 32 of 64 bytes): 4 rows x the tile's vectors (logits), JB
+ * features x the tile's vectors (gradient). The switches make the tile's
+ * shape a compile-time constant in each inlined copy. */
+#define SKCCE_NW(nv) ((nv) / SKCCE_WIDTH)
+#define SKCCE_NN(nv) ((nv) % SKCCE_WIDTH)
+#if SKCCE_WIDTH == 2
+#define SKCCE_LOGITS_RB(nv) ((nv) <= 6 ? 8 : 6)
+#define SKCCE_GRAD_JB(nv) ((nv) <= 6 ? 8 : 6)
+#else
+#define SKCCE_LOGITS_RB(nv) 4
+#define SKCCE_GRAD_JB(nv) ((nv) == 1 ? 8 : (nv) <= 3 ? 4 : 2)
+#endif
+
 void SKCCE_EXPORT(SKCCE_FN(skcce_logits))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                          const SKCCE_T* Wt, ptrdiff_t Kp, SKCCE_T* Z)
 {
-    for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_MAX_NV * SKCCE_NLANES) {
+#define SKCCE_CASE(nv) \
+    case nv: SKCCE_FN(skcce_logits_cols)(X, m, d, Wt + k0, Kp, Z + k0, SKCCE_NW(nv), \
+                                         SKCCE_NN(nv), SKCCE_LOGITS_RB(nv)); break
+    for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_PANEL_NV * SKCCE_NLANES) {
         ptrdiff_t nv = (Kp - k0) / SKCCE_NLANES;
-        if (nv > SKCCE_MAX_NV) nv = SKCCE_MAX_NV;
+        if (nv > SKCCE_PANEL_NV) nv = SKCCE_PANEL_NV;
         switch (nv) {
-        case 1: SKCCE_FN(skcce_logits_cols)(X, m, d, Wt + k0, Kp, Z + k0, 1); break;
-        case 2: SKCCE_FN(skcce_logits_cols)(X, m, d, Wt + k0, Kp, Z + k0, 2); break;
-        case 3: SKCCE_FN(skcce_logits_cols)(X, m, d, Wt + k0, Kp, Z + k0, 3); break;
-        default: SKCCE_FN(skcce_logits_cols)(X, m, d, Wt + k0, Kp, Z + k0, 4); break;
+        SKCCE_CASE(1); SKCCE_CASE(2); SKCCE_CASE(3);
+#if SKCCE_WIDTH == 2
+        SKCCE_CASE(4); SKCCE_CASE(5); SKCCE_CASE(6); SKCCE_CASE(7);
+#endif
+        default:
+            SKCCE_FN(skcce_logits_cols)(X, m, d, Wt + k0, Kp, Z + k0, SKCCE_MAX_NW, 0,
+                                        SKCCE_LOGITS_RB(SKCCE_PANEL_NV));
+            break;
         }
     }
+#undef SKCCE_CASE
 }
 
 void SKCCE_EXPORT(SKCCE_FN(skcce_grad))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                        const SKCCE_T* R, ptrdiff_t Kp, double* G)
 {
-    for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_MAX_NV * SKCCE_NLANES) {
+#define SKCCE_CASE(nv) \
+    case nv: SKCCE_FN(skcce_grad_cols)(X, m, d, R + k0, Kp, G + k0, SKCCE_NW(nv), \
+                                       SKCCE_NN(nv), SKCCE_GRAD_JB(nv)); break
+    for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_PANEL_NV * SKCCE_NLANES) {
         ptrdiff_t nv = (Kp - k0) / SKCCE_NLANES;
-        if (nv > SKCCE_MAX_NV) nv = SKCCE_MAX_NV;
+        if (nv > SKCCE_PANEL_NV) nv = SKCCE_PANEL_NV;
         switch (nv) {
-        case 1: SKCCE_FN(skcce_grad_cols)(X, m, d, R + k0, Kp, G + k0, 1, 8); break;
-        case 2: SKCCE_FN(skcce_grad_cols)(X, m, d, R + k0, Kp, G + k0, 2, 4); break;
-        case 3: SKCCE_FN(skcce_grad_cols)(X, m, d, R + k0, Kp, G + k0, 3, 4); break;
-        default: SKCCE_FN(skcce_grad_cols)(X, m, d, R + k0, Kp, G + k0, 4, 2); break;
+        SKCCE_CASE(1); SKCCE_CASE(2); SKCCE_CASE(3);
+#if SKCCE_WIDTH == 2
+        SKCCE_CASE(4); SKCCE_CASE(5); SKCCE_CASE(6); SKCCE_CASE(7);
+#endif
+        default:
+            SKCCE_FN(skcce_grad_cols)(X, m, d, R + k0, Kp, G + k0, 4, 0,
+                                      SKCCE_GRAD_JB(SKCCE_PANEL_NV));
+            break;
         }
     }
+#undef SKCCE_CASE
 }
+
+#undef SKCCE_NW
+#undef SKCCE_NN
+#undef SKCCE_GRAD_JB
+#undef SKCCE_LOGITS_RB
+#undef SKCCE_ADD_TO_G
 
 #else /* plain loops with the same semantics */
 
@@ -161,6 +270,11 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_grad))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t
 #undef SKCCE_VU
 #undef SKCCE_NLANES
 #undef SKCCE_SPLAT
+#undef SKCCE_W
+#undef SKCCE_WU
+#undef SKCCE_WLANES
+#undef SKCCE_SPLAT_WIDE
+#undef SKCCE_LOW_HALF
 #undef SKCCE_T
 #undef SKCCE_SUFFIX
 #undef SKCCE_FLOAT64
