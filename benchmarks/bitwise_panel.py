@@ -139,10 +139,10 @@ def panel():
 
 def _kernel_cases(n_jobs):
     """Shapes that reach every path of the kernels: many row groups, BLAS
-    GEMM (more than 32 classes), many sparse chunks and feature blocks."""
+    GEMM (more than 200 classes), many sparse chunks and feature blocks."""
     rng = np.random.default_rng(7)
     results = {}
-    for key, (n, d, K) in (("micro", (60_000, 30, 7)), ("blas", (12_000, 40, 45))):
+    for key, (n, d, K) in (("micro", (60_000, 30, 7)), ("blas", (12_000, 40, 230))):
         X = rng.normal(size=(n, d))
         y = rng.integers(0, K, size=n)
         w = rng.uniform(0.5, 2.0, size=n)

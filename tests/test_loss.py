@@ -138,13 +138,15 @@ def test_matches_sklearn_and_numpy(n, d, K, fit_intercept, weighted, n_jobs, dty
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("K", [2, 4, 5, 8, 9, 12, 13, 16, 17, 24, 31, 32, 33, 47])
-@pytest.mark.parametrize("d", [1, 3, 9, 70])
+@pytest.mark.parametrize("K", [2, 4, 5, 8, 9, 12, 13, 16, 17, 24, 31, 32, 33, 47, 71, 200,
+                               201])
+@pytest.mark.parametrize("d", [1, 3, 9, 70, 300])
 def test_matches_numpy_across_class_and_feature_counts(K, d, dtype):
     """Every tile shape of the dense products: classes padded to the vector
-    width in tiles of up to 16 (float64) or 32 (float32) columns, feature
-    tiles of 2 to 8 with their remainders, the BLAS path above 32 classes,
-    and a row count that is not a multiple of the 4-row logits tile."""
+    width in tiles of up to 32 (float64) or 64 (float32) columns and their
+    remainders, feature tiles of 2 to 8 with their remainders, blocks of 128
+    features and a partial one, the BLAS path above 200 classes, and a row
+    count that is not a multiple of the logits tile's rows."""
     coef, X, y, sw = make_loss_problem(
         1003, d, K, dtype=dtype, fit_intercept=True, weighted=True, seed=K * 100 + d,
     )
@@ -173,13 +175,17 @@ def _assert_reference_and_reproducible(n, d, K, dtype, seed):
         assert np.array_equal(other_grad, grad)
 
 
+@pytest.mark.parametrize("K", [200, 230])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_many_classes_and_features_in_long_chunks(dtype):
-    """The BLAS path with W too large to stay in cache (d x K x itemsize above
-    512 KiB), whose chunks hold at least 256 rows whatever their bytes: equal
-    to the NumPy reference, and bitwise the same for every thread count, with
-    a row count that leaves partial chunks and groups."""
-    n, d, K = 1500, 700, 200
+def test_many_classes_and_features_in_long_chunks(dtype, K):
+    """Many classes (micro-kernels up to 200, BLAS above) with W too large to
+    stay in cache (d x K x itemsize above 512 KiB), whose chunks hold at least
+    256 rows whatever their bytes: equal to the NumPy reference, and bitwise
+    the same for every thread count, with a row count that leaves partial
+    chunks and groups."""
+    n, d = 1500, 700
+    assert dense.product_kernels(d, K, np.dtype(dtype).itemsize) == (
+        "classes" if K <= 200 else "blas")
     assert dense.row_partition(d, K, np.dtype(dtype).itemsize)[0] >= 256
     _assert_reference_and_reproducible(n, d, K, dtype, seed=7)
 
@@ -199,7 +205,7 @@ def test_few_features_many_classes_in_short_chunks(dtype, n_classes):
     scratch_row_bytes = dense.microkernel_width(n_classes, itemsize) * itemsize \
         + (n_classes + 3) * 8
     assert chunk_rows * d * itemsize < 131072  # shorter than X alone would allow
-    if dtype is np.float32 and n_classes > 32:
+    if dtype is np.float32 and n_classes > 200:
         assert chunk_rows == 256  # BLAS path: float32 gradients added once per chunk
     else:
         assert chunk_rows * scratch_row_bytes <= 262144
@@ -266,8 +272,8 @@ def test_both_micro_kernel_layouts(dtype, n_features, n_classes):
             assert other_loss == loss and np.array_equal(other_grad, grad)
 
 
-@pytest.mark.parametrize("n_classes, products", [(40, "features"), (40, "classes"),
-                                                  (5, "blas"), (5, "gemm")])
+@pytest.mark.parametrize("n_classes, products", [(240, "features"), (240, "classes"),
+                                                  (5, "blas"), (200, "blas"), (5, "gemm")])
 @pytest.mark.parametrize("n_samples", [4, 0])
 def test_product_kernels_choice_is_checked(n_classes, products, n_samples):
     X = np.ones((n_samples, 3))

@@ -7,9 +7,10 @@ the reproducibility and invariance properties, between two runs that must agree
 by construction.
 
 Drawn shapes: ``n_samples`` in 1..300, ``n_features`` in 1..40 and
-``n_classes`` in 2..40, with extra weight on the class counts around the dense
-micro-kernels' vector widths (4, 8 and 16 lanes) and on both sides of the
-switch to BLAS above 32 classes. ``n_features = 0`` is not drawn: both the
+``n_classes`` in 2..40 and 63, 65, with extra weight on the class counts around
+the dense micro-kernels' vector widths (4, 8 and 16 lanes) and tiles of
+classes (32 float64 or 64 float32 lanes). (The switch to BLAS above 200
+classes is tested in ``test_loss``.) ``n_features = 0`` is not drawn: both the
 public loss function and ``fit`` reject it with scikit-learn's
 ``ValueError`` (``check_array(..., ensure_min_features=1)``), which
 :func:`test_zero_features_rejected` checks.
@@ -88,8 +89,9 @@ def bounded(max_examples):
 # Strategies and problem construction
 # ---------------------------------------------------------------------------
 
-#: Class counts on both sides of 4, 8, 12, 16 and 32 (vector tiles; BLAS > 32).
-TILE_CLASSES = [2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 16, 17, 31, 32, 33, 34, 40]
+#: Class counts on both sides of 4, 8, 12, 16, 32 and 64 (vector widths and
+#: tiles of classes).
+TILE_CLASSES = [2, 3, 4, 5, 7, 8, 9, 11, 12, 13, 15, 16, 17, 31, 32, 33, 34, 40, 63, 65]
 n_classes_strategy = st.one_of(st.sampled_from(TILE_CLASSES), st.integers(2, 40))
 
 

@@ -11,11 +11,11 @@ each chunk::
     Z   <- s_i * (softmax(Z) - onehot(y))  (in place; loss accumulated on the way)
     G  += Z.T @ X_c                        (product 2, gradient, d x K layout)
 
-For up to 32 classes the two products run in register-blocked micro-kernels:
-vectorized over classes padded to the vector width (``microkernel.h``), or,
-when that padding would waste most lanes and rows are long, over features
-(``rowkernel_impl.h``); with more classes, through BLAS GEMM
-(:func:`product_kernels` says which).
+For up to 200 classes the two products run in register-blocked
+micro-kernels: vectorized over classes padded to the vector width
+(``microkernel.h``), or, when that padding would waste most lanes and rows
+are long, over features (``rowkernel_impl.h``); with more classes, through
+BLAS GEMM (:func:`product_kernels` says which).
 
 Each group of consecutive chunks is summed sequentially into its own
 buffers; threads take groups as they come (one parallel region, one barrier)
@@ -120,13 +120,18 @@ cdef enum:
     CHUNK_BYTES = 131072
     MIN_CHUNK_ROWS = 8
     MAX_CHUNK_ROWS = 2048
-    # With many classes the products go through BLAS GEMM, which reads all of
-    # W (n_features x K) for every chunk: when W is larger than this, it no
-    # longer stays in cache between chunks, and chunks get at least
-    # MIN_GEMM_CHUNK_ROWS rows, whatever their bytes, to amortize it (as do
-    # float32 chunks, which also add a d x K gradient each).
+    # Both products read all of W (n_features x K) for every chunk, and the
+    # gradient product reads and writes all of G. With more than
+    # FEW_CLASSES classes and W larger than GEMM_W_CACHED_BYTES, neither stays
+    # in cache between chunks, and chunks get at least MIN_GEMM_CHUNK_ROWS
+    # rows, whatever their bytes, to amortize them: with that many classes
+    # the products do enough work per value of X that reading a chunk of X
+    # twice from memory costs little. (So do float32 chunks on the BLAS path,
+    # which also add a d x K gradient each.) With fewer classes, keeping the
+    # chunk of X in cache matters more.
     GEMM_W_CACHED_BYTES = 524288
     MIN_GEMM_CHUNK_ROWS = 256
+    FEW_CLASSES = 32
     # Target size in bytes of a chunk's logits and residual scratch, which
     # are written and read again within the chunk: with few features and
     # many classes they, not the chunk of X, bound the chunk's rows.
@@ -147,8 +152,10 @@ cdef enum:
     # computed.
     MERGE_SLOTS_PER_THREAD = 4
     # Up to this many classes the products run in the register-blocked
-    # micro-kernels of microkernel.h; above, BLAS GEMM is as fast.
-    MICRO_MAX_CLASSES = 32
+    # micro-kernels of microkernel.h; above, BLAS GEMM is as fast (measured:
+    # the micro-kernels up to 1.3x faster for 50 to 200 classes, up to 1.3x
+    # slower for 256 to 1000; OpenBLAS, AVX-512).
+    MICRO_MAX_CLASSES = 200
     # The feature-vectorized kernels (rowkernel_impl.h) take over when the
     # class-vectorized ones would leave at least this share (in percent) of
     # their lanes padding (float32 with K <= 3) and rows hold at least this
@@ -220,7 +227,7 @@ def product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t item
         vector width); "features": micro-kernels vectorized over features,
         when the padding would waste at least 60% of the lanes (float32 with
         2 or 3 classes) and rows hold at least 16 vectors; "blas": BLAS GEMM
-        (more than 32 classes). Depends on the shape only (and on whether
+        (more than 200 classes). Depends on the shape only (and on whether
         the build has vector kernels: without, always "classes" up to 32
         classes).
     """
@@ -254,10 +261,9 @@ def row_partition(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t itemsi
     cdef Py_ssize_t chunk_rows = min(CHUNK_BYTES // row_bytes,
                                      CHUNK_SCRATCH_BYTES // scratch_row_bytes)
     chunk_rows = min(max(chunk_rows, MIN_CHUNK_ROWS), MAX_CHUNK_ROWS)
-    if n_classes > MICRO_MAX_CLASSES and (
-            n_features * n_classes * itemsize > GEMM_W_CACHED_BYTES or itemsize == 4):
-        # (float32: every chunk also adds its d x K float32 gradient into the
-        # float64 one, which short chunks would repeat too often.)
+    if (n_classes > FEW_CLASSES
+            and n_features * n_classes * itemsize > GEMM_W_CACHED_BYTES) or (
+            n_classes > MICRO_MAX_CLASSES and itemsize == 4):
         chunk_rows = max(chunk_rows, MIN_GEMM_CHUNK_ROWS)
     cdef Py_ssize_t chunk_flops = (
         4 * chunk_rows * max(n_features, 1) * microkernel_width(n_classes, itemsize))
@@ -601,7 +607,7 @@ def dense_loss_gradient(
     products : {"classes", "features", "blas"} or None
         Which kernels do the products (None: :func:`product_kernels` of the
         shape). For tests and benchmarks: "classes" or "features" for at
-        most 32 classes, "blas" above.
+        most 200 classes, "blas" above.
 
     Returns
     -------

@@ -24,19 +24,24 @@
 #if SKCCE_HAVE_VECTORS
 
 /* Logits of RB rows for NW wide vectors of classes and NN (0 or 1) 32-byte
- * vectors after them. */
-SKCCE_INLINE void SKCCE_FN(skcce_logits_tile)(const SKCCE_T* X, ptrdiff_t d,
+ * vectors after them, over db features of rows d apart: Z = this block's sum
+ * (first block) or Z + this block's sum. */
+SKCCE_INLINE void SKCCE_FN(skcce_logits_tile)(const SKCCE_T* X, ptrdiff_t d, ptrdiff_t db,
                                               const SKCCE_T* Wt, ptrdiff_t Kp,
-                                              SKCCE_T* Z, const int RB, const int NW,
-                                              const int NN)
+                                              SKCCE_T* Z, int first, const int RB,
+                                              const int NW, const int NN)
 {
     SKCCE_W acc[SKCCE_MAX_RB][SKCCE_MAX_NW];
     SKCCE_V tail[SKCCE_MAX_RB];
     for (int r = 0; r < RB; r++) {
-        for (int v = 0; v < NW; v++) acc[r][v] = SKCCE_SPLAT_WIDE(0);
-        if (NN) tail[r] = SKCCE_SPLAT(0);
+        for (int v = 0; v < NW; v++)
+            acc[r][v] = first ? SKCCE_SPLAT_WIDE(0)
+                              : *(const SKCCE_WU*)(Z + r * Kp + SKCCE_WLANES * v);
+        if (NN)
+            tail[r] = first ? SKCCE_SPLAT(0)
+                            : *(const SKCCE_VU*)(Z + r * Kp + SKCCE_WLANES * NW);
     }
-    for (ptrdiff_t j = 0; j < d; j++) {
+    for (ptrdiff_t j = 0; j < db; j++) {
         SKCCE_W w[SKCCE_MAX_NW];
         SKCCE_V wt;
         for (int v = 0; v < NW; v++) w[v] = *(const SKCCE_WU*)(Wt + j * Kp + SKCCE_WLANES * v);
@@ -53,37 +58,44 @@ SKCCE_INLINE void SKCCE_FN(skcce_logits_tile)(const SKCCE_T* X, ptrdiff_t d,
     }
 }
 
-/* Logits of all m rows for one tile of classes, RB rows at a time. */
+/* Logits of all m rows for one tile of classes over one block of db
+ * features, RB rows at a time. */
 SKCCE_INLINE void SKCCE_FN(skcce_logits_cols)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
-                                              const SKCCE_T* Wt, ptrdiff_t Kp, SKCCE_T* Z,
+                                              ptrdiff_t db, const SKCCE_T* Wt, ptrdiff_t Kp,
+                                              SKCCE_T* Z, int first, int prefetch,
                                               const int NW, const int NN, const int RB)
 {
     ptrdiff_t i = 0;
     for (; i + RB <= m; i += RB) {
-        /* The logits pass is the first to read X: fetch rows ahead. */
-        if (i + SKCCE_PREFETCH_ROWS + RB <= m)
-            for (ptrdiff_t e = 0; e < RB * d; e += 64 / (ptrdiff_t)sizeof(SKCCE_T))
-                __builtin_prefetch((const void*)(X + (i + SKCCE_PREFETCH_ROWS) * d + e), 0, 3);
-        SKCCE_FN(skcce_logits_tile)(X + i * d, d, Wt, Kp, Z + i * Kp, RB, NW, NN);
+        /* The first tile of classes is the first to read this block of X:
+         * fetch rows ahead. */
+        if (prefetch && i + SKCCE_PREFETCH_ROWS + RB <= m)
+            for (int r = 0; r < RB; r++)
+                for (ptrdiff_t e = 0; e < db; e += 64 / (ptrdiff_t)sizeof(SKCCE_T))
+                    __builtin_prefetch(
+                        (const void*)(X + (i + SKCCE_PREFETCH_ROWS + r) * d + e), 0, 3);
+        SKCCE_FN(skcce_logits_tile)(X + i * d, d, db, Wt, Kp, Z + i * Kp, first, RB, NW, NN);
     }
     /* The last m % RB rows in one tile too (a tile per row would leave each
      * accumulator one FMA latency per feature). */
     X += i * d;
     Z += i * Kp;
+#define SKCCE_ROWS(rb) SKCCE_FN(skcce_logits_tile)(X, d, db, Wt, Kp, Z, first, rb, NW, NN)
     switch (m - i) {
     case 0: break;
-    case 1: SKCCE_FN(skcce_logits_tile)(X, d, Wt, Kp, Z, 1, NW, NN); break;
-    case 2: SKCCE_FN(skcce_logits_tile)(X, d, Wt, Kp, Z, 2, NW, NN); break;
-    case 3: SKCCE_FN(skcce_logits_tile)(X, d, Wt, Kp, Z, 3, NW, NN); break;
+    case 1: SKCCE_ROWS(1); break;
+    case 2: SKCCE_ROWS(2); break;
+    case 3: SKCCE_ROWS(3); break;
 #if SKCCE_MAX_RB > 4
-    case 4: SKCCE_FN(skcce_logits_tile)(X, d, Wt, Kp, Z, 4, NW, NN); break;
-    case 5: SKCCE_FN(skcce_logits_tile)(X, d, Wt, Kp, Z, 5, NW, NN); break;
-    case 6: SKCCE_FN(skcce_logits_tile)(X, d, Wt, Kp, Z, 6, NW, NN); break;
-    default: SKCCE_FN(skcce_logits_tile)(X, d, Wt, Kp, Z, 7, NW, NN); break;
+    case 4: SKCCE_ROWS(4); break;
+    case 5: SKCCE_ROWS(5); break;
+    case 6: SKCCE_ROWS(6); break;
+    default: SKCCE_ROWS(7); break;
 #else
     default: break;
 #endif
     }
+#undef SKCCE_ROWS
 }
 
 /* G (8 doubles at g) += the 8 floats of v, as two 4-double vectors. */
@@ -151,16 +163,18 @@ SKCCE_INLINE void SKCCE_FN(skcce_grad_tile)(const SKCCE_T* X, ptrdiff_t m, ptrdi
     }
 }
 
-/* Gradient of all d features for one tile of classes, JB features at a time. */
+/* Gradient of one block of db features for one tile of classes, JB features
+ * at a time. */
 SKCCE_INLINE void SKCCE_FN(skcce_grad_cols)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
-                                            const SKCCE_T* R, ptrdiff_t Kp, double* G,
-                                            const int NW, const int NN, const int JB)
+                                            ptrdiff_t db, const SKCCE_T* R, ptrdiff_t Kp,
+                                            double* G, const int NW, const int NN,
+                                            const int JB)
 {
     ptrdiff_t j = 0;
-    for (; j + JB <= d; j += JB)
+    for (; j + JB <= db; j += JB)
         SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, JB, NW, NN);
-    /* The last d % JB features in one tile too. */
-    switch (d - j) {
+    /* The last db % JB features in one tile too. */
+    switch (db - j) {
     case 0: break;
     case 1: SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 1, NW, NN); break;
     case 2: SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 2, NW, NN); break;
@@ -191,20 +205,21 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_logits))(const SKCCE_T* X, ptrdiff_t m, ptrdiff
                                          const SKCCE_T* Wt, ptrdiff_t Kp, SKCCE_T* Z)
 {
 #define SKCCE_CASE(nv) \
-    case nv: SKCCE_FN(skcce_logits_cols)(X, m, d, Wt + k0, Kp, Z + k0, SKCCE_NW(nv), \
-                                         SKCCE_NN(nv), SKCCE_LOGITS_RB(nv)); break
-    for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_PANEL_NV * SKCCE_NLANES) {
-        ptrdiff_t nv = (Kp - k0) / SKCCE_NLANES;
-        if (nv > SKCCE_PANEL_NV) nv = SKCCE_PANEL_NV;
-        switch (nv) {
-        SKCCE_CASE(1); SKCCE_CASE(2); SKCCE_CASE(3);
+    case nv: SKCCE_FN(skcce_logits_cols)(X + j0, m, d, db, Wt + j0 * Kp + k0, Kp, Z + k0, \
+                                         j0 == 0, k0 == 0, SKCCE_NW(nv), SKCCE_NN(nv), \
+                                         SKCCE_LOGITS_RB(nv)); break
+    for (ptrdiff_t j0 = 0; j0 < d || j0 == 0; j0 += SKCCE_FEATURE_BLOCK) {
+        ptrdiff_t db = d - j0 < SKCCE_FEATURE_BLOCK ? d - j0 : SKCCE_FEATURE_BLOCK;
+        for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_PANEL_NV * SKCCE_NLANES) {
+            ptrdiff_t nv = (Kp - k0) / SKCCE_NLANES;
+            if (nv > SKCCE_PANEL_NV) nv = SKCCE_PANEL_NV;
+            switch (nv) {
+            SKCCE_CASE(1); SKCCE_CASE(2); SKCCE_CASE(3);
 #if SKCCE_WIDTH == 2
-        SKCCE_CASE(4); SKCCE_CASE(5); SKCCE_CASE(6); SKCCE_CASE(7);
+            SKCCE_CASE(4); SKCCE_CASE(5); SKCCE_CASE(6); SKCCE_CASE(7);
 #endif
-        default:
-            SKCCE_FN(skcce_logits_cols)(X, m, d, Wt + k0, Kp, Z + k0, SKCCE_MAX_NW, 0,
-                                        SKCCE_LOGITS_RB(SKCCE_PANEL_NV));
-            break;
+            default: SKCCE_CASE(SKCCE_PANEL_NV);
+            }
         }
     }
 #undef SKCCE_CASE
@@ -214,20 +229,20 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_grad))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t
                                        const SKCCE_T* R, ptrdiff_t Kp, double* G)
 {
 #define SKCCE_CASE(nv) \
-    case nv: SKCCE_FN(skcce_grad_cols)(X, m, d, R + k0, Kp, G + k0, SKCCE_NW(nv), \
-                                       SKCCE_NN(nv), SKCCE_GRAD_JB(nv)); break
-    for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_PANEL_NV * SKCCE_NLANES) {
-        ptrdiff_t nv = (Kp - k0) / SKCCE_NLANES;
-        if (nv > SKCCE_PANEL_NV) nv = SKCCE_PANEL_NV;
-        switch (nv) {
-        SKCCE_CASE(1); SKCCE_CASE(2); SKCCE_CASE(3);
+    case nv: SKCCE_FN(skcce_grad_cols)(X + j0, m, d, db, R + k0, Kp, G + j0 * Kp + k0, \
+                                       SKCCE_NW(nv), SKCCE_NN(nv), SKCCE_GRAD_JB(nv)); break
+    for (ptrdiff_t j0 = 0; j0 < d; j0 += SKCCE_FEATURE_BLOCK) {
+        ptrdiff_t db = d - j0 < SKCCE_FEATURE_BLOCK ? d - j0 : SKCCE_FEATURE_BLOCK;
+        for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_PANEL_NV * SKCCE_NLANES) {
+            ptrdiff_t nv = (Kp - k0) / SKCCE_NLANES;
+            if (nv > SKCCE_PANEL_NV) nv = SKCCE_PANEL_NV;
+            switch (nv) {
+            SKCCE_CASE(1); SKCCE_CASE(2); SKCCE_CASE(3);
 #if SKCCE_WIDTH == 2
-        SKCCE_CASE(4); SKCCE_CASE(5); SKCCE_CASE(6); SKCCE_CASE(7);
+            SKCCE_CASE(4); SKCCE_CASE(5); SKCCE_CASE(6); SKCCE_CASE(7);
 #endif
-        default:
-            SKCCE_FN(skcce_grad_cols)(X, m, d, R + k0, Kp, G + k0, 4, 0,
-                                      SKCCE_GRAD_JB(SKCCE_PANEL_NV));
-            break;
+            default: SKCCE_CASE(SKCCE_PANEL_NV);
+            }
         }
     }
 #undef SKCCE_CASE
