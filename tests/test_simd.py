@@ -5,7 +5,8 @@ vectorized exp and log once per instruction set (the baseline, and on x86-64 AVX
 FMA and AVX-512) and picks the best one the CPU supports at import, capped by
 the environment variable SKCCE_SIMD. Each set is checked here, in a fresh
 interpreter, against the NumPy reference, on shapes that reach every loop:
-micro-kernel widths of 1 to 8 vectors (K = 3 to 29), the kernels
+micro-kernel widths of 1 to 8 vectors (K = 3 to 29), several tiles of
+classes (K = 40, 150) and blocks of features (d = 300), the kernels
 vectorized over features (float32, K = 2 and 3, 133 features), the BLAS path,
 sparse data with specialized and generic class counts, and the L-BFGS
 direction's vector passes.
@@ -63,11 +64,14 @@ def _problems():
     problems = {}
     # K = 3 ... 29: tiles of 1 to 8 vectors of classes (as 64-byte vectors,
     # plus a 32-byte one for an odd count, under AVX-512); n and d vary so
-    # that the last tiles of rows and of features take every height.
-    for K in (3, 7, 10, 13, 19, 26, 29, 40):
+    # that the last tiles of rows and of features take every height. K = 40
+    # and 150: several tiles of classes; d = 300: blocks of 128 features and
+    # a partial one; K = 210: BLAS GEMM.
+    for K, d in ((3, 16), (7, 20), (10, 15), (13, 18), (19, 16), (26, 15), (29, 18),
+                 (40, 13), (13, 300), (150, 300), (210, 20)):
         for dtype in (np.float64, np.float32):
-            n, d = 693 + K, 13 + K % 8
-            problems[f"dense{K}_{np.dtype(dtype).name}"] = (
+            n = 693 + K
+            problems[f"dense{K}_{d}_{np.dtype(dtype).name}"] = (
                 rng.normal(size=(n, d)).astype(dtype), rng.integers(0, K, n),
                 rng.uniform(0.5, 2.0, n), rng.normal(scale=0.3, size=(K, d + 1)))
     # float32 with K <= 3 and long rows: the feature-vectorized kernels, with

@@ -78,10 +78,11 @@ typedef float skcce_wu_f32 __attribute__((vector_size(32 * SKCCE_WIDTH), aligned
 #define SKCCE_PANEL_NV (SKCCE_MAX_NW * SKCCE_WIDTH)
 #define SKCCE_MAX_RB (4 * SKCCE_WIDTH)
 #define SKCCE_MAX_JB 8
-/* Both products run over blocks of this many features, each block for all
- * tiles of classes before the next: the block of X (the chunk's rows) stays
- * in the L2 cache across tiles of classes, and the block of one tile of W
- * (at most 32 KiB) in the L1 cache across tiles of rows. The logits' partial
+/* With several tiles of classes, both products run over blocks of this many
+ * features, each block for all tiles of classes before the next: the block
+ * of X (the chunk's rows) stays in the L2 cache across tiles of classes, and
+ * the block of one tile of W (at most 32 KiB) in the L1 cache across tiles of
+ * rows. The logits' partial
  * sums go through Z between blocks (exactly: in their own type), so every
  * entry is still one sum in index order. */
 #define SKCCE_FEATURE_BLOCK 128
