@@ -228,7 +228,7 @@ def product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t item
         when the padding would waste at least 60% of the lanes (float32 with
         2 or 3 classes) and rows hold at least 16 vectors; "blas": BLAS GEMM
         (more than 200 classes). Depends on the shape only (and on whether
-        the build has vector kernels: without, always "classes" up to 32
+        the build has vector kernels: without, always "classes" up to 200
         classes).
     """
     return _PRODUCT_NAMES[_product_kernels(n_features, n_classes, itemsize)]

@@ -82,9 +82,8 @@ typedef float skcce_wu_f32 __attribute__((vector_size(32 * SKCCE_WIDTH), aligned
  * features, each block for all tiles of classes before the next: the block
  * of X (the chunk's rows) stays in the L2 cache across tiles of classes, and
  * the block of one tile of W (at most 32 KiB) in the L1 cache across tiles of
- * rows. The logits' partial
- * sums go through Z between blocks (exactly: in their own type), so every
- * entry is still one sum in index order. */
+ * rows. The logits' partial sums go through Z between blocks (exactly: in
+ * their own type), so every entry is still one sum in index order. */
 #define SKCCE_FEATURE_BLOCK 128
 /* Rows of X prefetched ahead of the logits tile being computed. */
 #define SKCCE_PREFETCH_ROWS 16

@@ -104,12 +104,13 @@ SKCCE_INLINE void SKCCE_FN(skcce_logits_cols)(const SKCCE_T* X, ptrdiff_t m, ptr
 #undef SKCCE_ROWS
 }
 
-/* G (8 doubles at g) += the 8 floats of v, as two 4-double vectors. */
+/* G (8 doubles at g) += the 8 floats at v, as two 4-double vectors (by
+ * pointer: a 32-byte vector argument has no stable ABI without AVX). */
 #if !SKCCE_FLOAT64
-SKCCE_INLINE void skcce_add_floats_to_doubles(double* g, skcce_v_f32 v)
+SKCCE_INLINE void skcce_add_floats_to_doubles(double* g, const float* v)
 {
     skcce_half_f32 half[2];
-    memcpy(half, &v, sizeof half);
+    memcpy(half, v, sizeof half);
     for (int h = 0; h < 2; h++)
         *(skcce_vu_f64*)(g + 4 * h) = *(const skcce_vu_f64*)(g + 4 * h)
                                       + __builtin_convertvector(half[h], skcce_v_f64);
@@ -131,11 +132,8 @@ SKCCE_INLINE void skcce_add_floats_to_doubles(double* g, skcce_v_f32 v)
 #else
 #define SKCCE_ADD_TO_G(g, acc, NL) \
     do { \
-        for (int q = 0; q < (NL) / 8; q++) { \
-            skcce_v_f32 part; \
-            memcpy(&part, (const float*)&(acc) + 8 * q, sizeof part); \
-            skcce_add_floats_to_doubles((g) + 8 * q, part); \
-        } \
+        for (int q = 0; q < (NL) / 8; q++) \
+            skcce_add_floats_to_doubles((g) + 8 * q, (const float*)&(acc) + 8 * q); \
     } while (0)
 #endif
 
@@ -198,9 +196,9 @@ SKCCE_INLINE void SKCCE_FN(skcce_grad_cols)(const SKCCE_T* X, ptrdiff_t m, ptrdi
 
 /* Tiles of classes of up to SKCCE_PANEL_NV 32-byte vectors, as NV / WIDTH
  * wide vectors and NV % WIDTH 32-byte ones. Register budgets (16 registers
- * of 32 bytes, or 32 of 64 bytes): 4 rows x the tile's vectors (logits), JB
- * features x the tile's vectors (gradient). The switches make the tile's
- * shape a compile-time constant in each inlined copy. */
+ * of 32 bytes, or 32 of 64 bytes): LOGITS_RB rows x the tile's vectors
+ * (logits), GRAD_JB features x the tile's vectors (gradient). The switches
+ * make the tile's shape a compile-time constant in each inlined copy. */
 #define SKCCE_NW(nv) ((nv) / SKCCE_WIDTH)
 #define SKCCE_NN(nv) ((nv) % SKCCE_WIDTH)
 #if SKCCE_WIDTH == 2
