@@ -138,11 +138,13 @@ def panel():
 
 
 def _kernel_cases(n_jobs):
-    """Shapes that reach every path of the kernels: many row groups, BLAS
-    GEMM (more than 200 classes), many sparse chunks and feature blocks."""
+    """Shapes that reach every path of the kernels: many row groups, the
+    feature-vectorized products (float32, 3 classes, 300 features), BLAS GEMM
+    (more than 200 classes), many sparse chunks and feature blocks."""
     rng = np.random.default_rng(7)
     results = {}
-    for key, (n, d, K) in (("micro", (60_000, 30, 7)), ("blas", (12_000, 40, 230))):
+    for key, (n, d, K) in (("micro", (60_000, 30, 7)), ("features", (8_000, 300, 3)),
+                           ("blas", (12_000, 40, 230))):
         X = rng.normal(size=(n, d))
         y = rng.integers(0, K, size=n)
         w = rng.uniform(0.5, 2.0, size=n)

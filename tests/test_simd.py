@@ -7,7 +7,7 @@ the environment variable SKCCE_SIMD. Each set is checked here, in a fresh
 interpreter, against the NumPy reference, on shapes that reach every loop:
 micro-kernel widths of 1 to 8 vectors (K = 3 to 29), several tiles of
 classes (K = 40, 150) and blocks of features (d = 300), the kernels
-vectorized over features (float32, K = 2 and 3, 133 features), the BLAS path,
+vectorized over features (float32, K = 2 and 3, 133 and 141 features), the BLAS path,
 sparse data with specialized and generic class counts, and the L-BFGS
 direction's vector passes.
 """
@@ -75,14 +75,17 @@ def _problems():
                 rng.normal(size=(n, d)).astype(dtype), rng.integers(0, K, n),
                 rng.uniform(0.5, 2.0, n), rng.normal(scale=0.3, size=(K, d + 1)))
     # float32 with K <= 3 and long rows: the feature-vectorized kernels, with
-    # a tail of features after the last vector and of rows after the last tile.
+    # a tail of rows after the last tile and of features after the last
+    # vector: 5 features (d = 133), or under AVX-512 one 32-byte vector and 5
+    # (d = 141).
     for K in (2, 3):
-        n, d = 301, 133
-        # (the class layout in a build without vector kernels)
-        assert dense.product_kernels(d, K, 4) in ("features", "classes")
-        problems[f"dense{K}_wide_float32"] = (
-            rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, K, n),
-            rng.uniform(0.5, 2.0, n), rng.normal(scale=0.1, size=(K, d + 1)))
+        for d in (133, 141):
+            n = 301
+            # (the class layout in a build without vector kernels)
+            assert dense.product_kernels(d, K, 4) in ("features", "classes")
+            problems[f"dense{K}_wide{d}_float32"] = (
+                rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, K, n),
+                rng.uniform(0.5, 2.0, n), rng.normal(scale=0.1, size=(K, d + 1)))
     for K in (5, 40):
         X = rng.normal(size=(900, 300)) * (rng.random((900, 300)) < 0.05)
         problems[f"csr{K}"] = (X, rng.integers(0, K, 900), rng.uniform(0.5, 2.0, 900),

@@ -440,12 +440,13 @@ cdef inline void _gradient_product(const floating* X, Py_ssize_t m, Py_ssize_t d
 
 cdef inline void _rows_logits_product(const floating* X, Py_ssize_t m, Py_ssize_t d,
                                       const floating* weights, Py_ssize_t K, floating* z,
-                                      Py_ssize_t ldz) noexcept nogil:
-    """Z (m x ldz, first K columns) = X_c @ W.T, vectorized over features."""
+                                      Py_ssize_t ldz, Py_ssize_t rows_readable) noexcept nogil:
+    """Z (m x ldz, first K columns) = X_c @ W.T, vectorized over features;
+    ``rows_readable`` rows of X from X_c on may be fetched ahead."""
     if floating is double:
-        skcce_simd.rows_logits_f64(X, m, d, weights, K, z, ldz)
+        skcce_simd.rows_logits_f64(X, m, d, weights, K, z, ldz, rows_readable)
     else:
-        skcce_simd.rows_logits_f32(X, m, d, weights, K, z, ldz)
+        skcce_simd.rows_logits_f32(X, m, d, weights, K, z, ldz, rows_readable)
 
 
 cdef inline void _rows_gradient_product(const floating* X, Py_ssize_t m, Py_ssize_t d,
@@ -497,7 +498,7 @@ cdef double _group_loss_gradient(
         elif L.products == PRODUCTS_CLASSES:
             _logits_product(xc, m, d, weights_t, ldw, z)
         elif L.products == PRODUCTS_FEATURES:
-            _rows_logits_product(xc, m, d, weights, K, z, ldw)
+            _rows_logits_product(xc, m, d, weights, K, z, ldw, L.n_samples - r0)
         else:
             gemm(b"N", b"N", <int> K, <int> m, <int> d, weights_t, <int> K,
                  xc, <int> d, <floating> 0.0, z, <int> K)

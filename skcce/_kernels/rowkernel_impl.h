@@ -7,7 +7,8 @@
  *   gradient: G[k, :] += sum_i R[i, k] * X[i, :]           (G in float64, K x d)
  *
  * W is class-major (K x d, the coefficient matrix itself), so both products
- * read X, W and G along contiguous features. Every output entry is the same
+ * read X, W and G along contiguous features, in wide vectors (microkernel.h:
+ * 64 bytes under AVX-512, 32 elsewhere). Every output entry is the same
  * sum for every call (lanes in a fixed order, then the tail), so results do
  * not depend on threads. float32 data sums a tile's rows in float32 registers
  * and adds them to the float64 G (at most SKCCE_ROWS_GRAD_RB rows at a time).
@@ -25,12 +26,21 @@
 #define SKCCE_SPLAT SKCCE_FN(SKCCE_BROADCAST)
 
 /* Rows and classes per logits tile (RB x KB accumulators), rows per gradient
- * tile: within 16 vector registers. */
+ * tile: within 16 vector registers. The logits product streams X from memory
+ * (the gradient reads it again from the cache) and fetches rows this many
+ * bytes ahead into the L2 cache: measured 1.3-1.5x faster for 128 to 2,000
+ * features, with 12 to 100 KiB ahead as good as one another. */
 #define SKCCE_ROWS_LOGITS_RB 2
 #define SKCCE_ROWS_LOGITS_KB 4
 #define SKCCE_ROWS_GRAD_RB 8
+#define SKCCE_ROWS_PREFETCH_BYTES 24576
 
 #if SKCCE_HAVE_VECTORS
+
+#define SKCCE_W SKCCE_FN(skcce_w)
+#define SKCCE_WU SKCCE_FN(skcce_wu)
+#define SKCCE_WLANES (SKCCE_NLANES * SKCCE_WIDTH)
+#define SKCCE_SPLAT_WIDE SKCCE_FN(SKCCE_BROADCAST_WIDE)
 
 /* Sum of a vector's lanes, first to last (by pointer: a 32-byte vector
  * argument has no stable ABI without AVX). */
@@ -41,67 +51,140 @@ SKCCE_INLINE SKCCE_T SKCCE_FN(skcce_lane_sum)(const SKCCE_V* v)
     return s;
 }
 
-/* Logits of RB rows for KB classes. */
+/* Sum of a wide vector's lanes: its 32-byte halves added lane by lane (where
+ * it has two), then the lanes first to last. */
+SKCCE_INLINE SKCCE_T SKCCE_FN(skcce_wide_lane_sum)(const SKCCE_W* w)
+{
+#if SKCCE_WIDTH == 2
+    SKCCE_V low, high;
+    memcpy(&low, w, sizeof low);
+    memcpy(&high, (const char*)w + sizeof low, sizeof high);
+    low += high;
+    return SKCCE_FN(skcce_lane_sum)(&low);
+#else
+    return SKCCE_FN(skcce_lane_sum)(w);
+#endif
+}
+
+/* Logits of RB rows for KB classes: wide vectors of features, then (where a
+ * wide vector is two) at most one 32-byte vector, then one feature at a
+ * time, each part summed on its own and the parts added in that order. */
 SKCCE_INLINE void SKCCE_FN(skcce_rows_logits_tile)(const SKCCE_T* X, ptrdiff_t d,
                                                    const SKCCE_T* W, SKCCE_T* Z,
-                                                   ptrdiff_t ldz, const int RB, const int KB)
+                                                   ptrdiff_t ldz, const SKCCE_T* ahead,
+                                                   const int RB, const int KB)
 {
-    SKCCE_V acc[SKCCE_ROWS_LOGITS_RB][SKCCE_ROWS_LOGITS_KB];
+    SKCCE_W acc[SKCCE_ROWS_LOGITS_RB][SKCCE_ROWS_LOGITS_KB];
+    SKCCE_T s[SKCCE_ROWS_LOGITS_RB][SKCCE_ROWS_LOGITS_KB];
     ptrdiff_t j = 0;
     for (int r = 0; r < RB; r++)
-        for (int k = 0; k < KB; k++) acc[r][k] = SKCCE_SPLAT(0);
-    for (; j + SKCCE_NLANES <= d; j += SKCCE_NLANES) {
-        SKCCE_V x[SKCCE_ROWS_LOGITS_RB];
-        for (int r = 0; r < RB; r++) x[r] = *(const SKCCE_VU*)(X + r * d + j);
+        for (int k = 0; k < KB; k++) acc[r][k] = SKCCE_SPLAT_WIDE(0);
+    for (; j + SKCCE_WLANES <= d; j += SKCCE_WLANES) {
+        SKCCE_W x[SKCCE_ROWS_LOGITS_RB];
+        for (int r = 0; r < RB; r++) x[r] = *(const SKCCE_WU*)(X + r * d + j);
+        if (ahead)
+            for (int r = 0; r < RB; r++) __builtin_prefetch(ahead + r * d + j, 0, 2);
         for (int k = 0; k < KB; k++) {
-            SKCCE_V w = *(const SKCCE_VU*)(W + k * d + j);
+            SKCCE_W w = *(const SKCCE_WU*)(W + k * d + j);
             for (int r = 0; r < RB; r++) acc[r][k] += x[r] * w;
         }
     }
     for (int r = 0; r < RB; r++)
+        for (int k = 0; k < KB; k++) s[r][k] = SKCCE_FN(skcce_wide_lane_sum)(&acc[r][k]);
+#if SKCCE_WIDTH == 2
+    if (j + SKCCE_NLANES <= d) {
+        for (int r = 0; r < RB; r++) {
+            SKCCE_V x = *(const SKCCE_VU*)(X + r * d + j);
+            for (int k = 0; k < KB; k++) {
+                SKCCE_V t = x * *(const SKCCE_VU*)(W + k * d + j);
+                s[r][k] += SKCCE_FN(skcce_lane_sum)(&t);
+            }
+        }
+        j += SKCCE_NLANES;
+    }
+#endif
+    for (int r = 0; r < RB; r++)
         for (int k = 0; k < KB; k++) {
-            SKCCE_T s = SKCCE_FN(skcce_lane_sum)(&acc[r][k]);
-            for (ptrdiff_t jj = j; jj < d; jj++) s += X[r * d + jj] * W[k * d + jj];
-            Z[r * ldz + k] = s;
+            SKCCE_T t = s[r][k];
+            for (ptrdiff_t jj = j; jj < d; jj++) t += X[r * d + jj] * W[k * d + jj];
+            Z[r * ldz + k] = t;
         }
 }
 
 /* Logits of RB rows for all K classes, KB at a time (the switch makes KB a
- * compile-time constant in each inlined copy). */
+ * compile-time constant in each inlined copy); the first KB classes fetch
+ * the rows at ``ahead`` (unless NULL). */
 SKCCE_INLINE void SKCCE_FN(skcce_rows_logits_rows)(const SKCCE_T* X, ptrdiff_t d,
                                                    const SKCCE_T* W, ptrdiff_t K,
-                                                   SKCCE_T* Z, ptrdiff_t ldz, const int RB)
+                                                   SKCCE_T* Z, ptrdiff_t ldz,
+                                                   const SKCCE_T* ahead, const int RB)
 {
     for (ptrdiff_t k0 = 0; k0 < K; k0 += SKCCE_ROWS_LOGITS_KB) {
         const SKCCE_T* w = W + k0 * d;
+        const SKCCE_T* a = k0 == 0 ? ahead : NULL;
         switch (K - k0) {
-        case 1: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, RB, 1); break;
-        case 2: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, RB, 2); break;
-        case 3: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, RB, 3); break;
-        default: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, RB, 4); break;
+        case 1: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, a, RB, 1); break;
+        case 2: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, a, RB, 2); break;
+        case 3: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, a, RB, 3); break;
+        default: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, a, RB, 4); break;
         }
     }
 }
 
 void SKCCE_EXPORT(SKCCE_FN(skcce_rows_logits))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                               const SKCCE_T* W, ptrdiff_t K, SKCCE_T* Z,
-                                              ptrdiff_t ldz)
+                                              ptrdiff_t ldz, ptrdiff_t rows_readable)
 {
+    const ptrdiff_t row_bytes = d * (ptrdiff_t)sizeof(SKCCE_T);
+    const ptrdiff_t rows_ahead = (SKCCE_ROWS_PREFETCH_BYTES + row_bytes - 1) / row_bytes;
     ptrdiff_t i = 0;
-    for (; i + SKCCE_ROWS_LOGITS_RB <= m; i += SKCCE_ROWS_LOGITS_RB)
-        SKCCE_FN(skcce_rows_logits_rows)(X + i * d, d, W, K, Z + i * ldz, ldz,
+    for (; i + SKCCE_ROWS_LOGITS_RB <= m; i += SKCCE_ROWS_LOGITS_RB) {
+        const SKCCE_T* ahead = i + rows_ahead + SKCCE_ROWS_LOGITS_RB <= rows_readable
+                                   ? X + (i + rows_ahead) * d : NULL;
+        SKCCE_FN(skcce_rows_logits_rows)(X + i * d, d, W, K, Z + i * ldz, ldz, ahead,
                                          SKCCE_ROWS_LOGITS_RB);
+    }
     for (; i < m; i++)
-        SKCCE_FN(skcce_rows_logits_rows)(X + i * d, d, W, K, Z + i * ldz, ldz, 1);
+        SKCCE_FN(skcce_rows_logits_rows)(X + i * d, d, W, K, Z + i * ldz, ldz, NULL, 1);
 }
 
-/* G[k, :] += sum over RB rows of R[r, k] * X[r, :], for every class. */
+/* G[k, j0:j0 + n] += acc, converting float32 sums to float64. */
+SKCCE_INLINE void SKCCE_FN(skcce_add_wide_to_doubles)(double* g, const SKCCE_W* acc)
+{
+#if SKCCE_FLOAT64
+    *(skcce_wu_f64*)g = *(const skcce_wu_f64*)g + *acc;
+#else
+    /* A wide float vector is two of SKCCE_WIDTH * 4 floats, each as many doubles. */
+    typedef float quarter_t __attribute__((vector_size(16 * SKCCE_WIDTH)));
+    typedef double doubles_t __attribute__((vector_size(32 * SKCCE_WIDTH)));
+    typedef double doubles_u __attribute__((vector_size(32 * SKCCE_WIDTH), aligned(8)));
+    quarter_t half[2];
+    memcpy(half, acc, sizeof half);
+    for (int h = 0; h < 2; h++)
+        *(doubles_u*)(g + 4 * SKCCE_WIDTH * h) = *(const doubles_u*)(g + 4 * SKCCE_WIDTH * h)
+                                                 + __builtin_convertvector(half[h], doubles_t);
+#endif
+}
+
+/* G[k, :] += sum over RB rows of R[r, k] * X[r, :], for every class: wide
+ * vectors of features, then (where a wide vector is two) at most one
+ * 32-byte vector, then one feature at a time. */
 SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_tile)(const SKCCE_T* X, ptrdiff_t d,
                                                  const SKCCE_T* R, ptrdiff_t ldr, ptrdiff_t K,
                                                  double* G, const int RB)
 {
     ptrdiff_t j = 0;
-    for (; j + SKCCE_NLANES <= d; j += SKCCE_NLANES) {
+    for (; j + SKCCE_WLANES <= d; j += SKCCE_WLANES) {
+        SKCCE_W x[SKCCE_ROWS_GRAD_RB];
+        for (int r = 0; r < RB; r++) x[r] = *(const SKCCE_WU*)(X + r * d + j);
+        for (ptrdiff_t k = 0; k < K; k++) {
+            SKCCE_W acc = x[0] * SKCCE_SPLAT_WIDE(R[k]);
+            for (int r = 1; r < RB; r++) acc += x[r] * SKCCE_SPLAT_WIDE(R[r * ldr + k]);
+            SKCCE_FN(skcce_add_wide_to_doubles)(G + k * d + j, &acc);
+        }
+    }
+#if SKCCE_WIDTH == 2
+    if (j + SKCCE_NLANES <= d) {
         SKCCE_V x[SKCCE_ROWS_GRAD_RB];
         for (int r = 0; r < RB; r++) x[r] = *(const SKCCE_VU*)(X + r * d + j);
         for (ptrdiff_t k = 0; k < K; k++) {
@@ -118,7 +201,9 @@ SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_tile)(const SKCCE_T* X, ptrdiff_t d,
                                               + __builtin_convertvector(half[h], skcce_v_f64);
 #endif
         }
+        j += SKCCE_NLANES;
     }
+#endif
     for (; j < d; j++)
         for (ptrdiff_t k = 0; k < K; k++) {
             SKCCE_T acc = X[j] * R[k];
@@ -143,8 +228,9 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_grad))(const SKCCE_T* X, ptrdiff_t m, ptrd
 
 void SKCCE_EXPORT(SKCCE_FN(skcce_rows_logits))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                               const SKCCE_T* W, ptrdiff_t K, SKCCE_T* Z,
-                                              ptrdiff_t ldz)
+                                              ptrdiff_t ldz, ptrdiff_t rows_readable)
 {
+    (void)rows_readable;
     for (ptrdiff_t i = 0; i < m; i++)
         for (ptrdiff_t k = 0; k < K; k++) {
             SKCCE_T acc = 0;
@@ -169,11 +255,16 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_grad))(const SKCCE_T* X, ptrdiff_t m, ptrd
 #undef SKCCE_ROWS_LOGITS_RB
 #undef SKCCE_ROWS_LOGITS_KB
 #undef SKCCE_ROWS_GRAD_RB
+#undef SKCCE_ROWS_PREFETCH_BYTES
 #undef SKCCE_FN
 #undef SKCCE_V
 #undef SKCCE_VU
 #undef SKCCE_NLANES
 #undef SKCCE_SPLAT
+#undef SKCCE_W
+#undef SKCCE_WU
+#undef SKCCE_WLANES
+#undef SKCCE_SPLAT_WIDE
 #undef SKCCE_T
 #undef SKCCE_SUFFIX
 #undef SKCCE_FLOAT64

@@ -38,9 +38,11 @@ typedef struct {
     void (*grad_f32)(const float* X, ptrdiff_t m, ptrdiff_t d, const float* R,
                      ptrdiff_t Kp, double* G);
     void (*rows_logits_f64)(const double* X, ptrdiff_t m, ptrdiff_t d, const double* W,
-                            ptrdiff_t K, double* Z, ptrdiff_t ldz);
+                            ptrdiff_t K, double* Z, ptrdiff_t ldz,
+                            ptrdiff_t rows_readable);
     void (*rows_logits_f32)(const float* X, ptrdiff_t m, ptrdiff_t d, const float* W,
-                            ptrdiff_t K, float* Z, ptrdiff_t ldz);
+                            ptrdiff_t K, float* Z, ptrdiff_t ldz,
+                            ptrdiff_t rows_readable);
     void (*rows_grad_f64)(const double* X, ptrdiff_t m, ptrdiff_t d, const double* R,
                           ptrdiff_t ldr, ptrdiff_t K, double* G);
     void (*rows_grad_f32)(const float* X, ptrdiff_t m, ptrdiff_t d, const float* R,

@@ -17,10 +17,10 @@ cdef extern from "simd.h":
                          Py_ssize_t Kp, double* G) noexcept nogil
         void (*rows_logits_f64)(const double* X, Py_ssize_t m, Py_ssize_t d,
                                 const double* W, Py_ssize_t K, double* Z,
-                                Py_ssize_t ldz) noexcept nogil
+                                Py_ssize_t ldz, Py_ssize_t rows_readable) noexcept nogil
         void (*rows_logits_f32)(const float* X, Py_ssize_t m, Py_ssize_t d,
                                 const float* W, Py_ssize_t K, float* Z,
-                                Py_ssize_t ldz) noexcept nogil
+                                Py_ssize_t ldz, Py_ssize_t rows_readable) noexcept nogil
         void (*rows_grad_f64)(const double* X, Py_ssize_t m, Py_ssize_t d, const double* R,
                               Py_ssize_t ldr, Py_ssize_t K, double* G) noexcept nogil
         void (*rows_grad_f32)(const float* X, Py_ssize_t m, Py_ssize_t d, const float* R,

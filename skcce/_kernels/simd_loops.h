@@ -16,9 +16,9 @@ void SKCCE_EXPORT(skcce_grad_f64)(const double*, ptrdiff_t, ptrdiff_t, const dou
 void SKCCE_EXPORT(skcce_grad_f32)(const float*, ptrdiff_t, ptrdiff_t, const float*,
                                   ptrdiff_t, double*);
 void SKCCE_EXPORT(skcce_rows_logits_f64)(const double*, ptrdiff_t, ptrdiff_t, const double*,
-                                         ptrdiff_t, double*, ptrdiff_t);
+                                         ptrdiff_t, double*, ptrdiff_t, ptrdiff_t);
 void SKCCE_EXPORT(skcce_rows_logits_f32)(const float*, ptrdiff_t, ptrdiff_t, const float*,
-                                         ptrdiff_t, float*, ptrdiff_t);
+                                         ptrdiff_t, float*, ptrdiff_t, ptrdiff_t);
 void SKCCE_EXPORT(skcce_rows_grad_f64)(const double*, ptrdiff_t, ptrdiff_t, const double*,
                                        ptrdiff_t, ptrdiff_t, double*);
 void SKCCE_EXPORT(skcce_rows_grad_f32)(const float*, ptrdiff_t, ptrdiff_t, const float*,
