@@ -7,7 +7,8 @@ the environment variable SKCCE_SIMD. Each set is checked here, in a fresh
 interpreter, against the NumPy reference, on shapes that reach every loop:
 micro-kernel widths of 1 to 8 vectors (K = 3 to 29), several tiles of
 classes (K = 40, 150) and blocks of features (d = 300), the kernels
-vectorized over features (float32, K = 2 and 3, 133 and 141 features), the BLAS path,
+vectorized over features (float32 with K = 2 to 4, float64 with K = 2; 133
+and 141 features), the BLAS path,
 sparse data with specialized and generic class counts, and the L-BFGS
 direction's vector passes.
 """
@@ -20,7 +21,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 
 from skcce._kernels import dense
 from _reference import assert_grad_close, numpy_loss_gradient, two_loop_direction
@@ -78,13 +78,13 @@ def _problems():
     # a tail of rows after the last tile and of features after the last
     # vector: 5 features (d = 133), or under AVX-512 one 32-byte vector and 5
     # (d = 141).
-    for K in (2, 3):
+    # Under AVX-512 also float32 with K = 4 and float64 with K = 2 (the class
+    # layout under the other sets).
+    for K, dtype in ((2, np.float32), (3, np.float32), (4, np.float32), (2, np.float64)):
         for d in (133, 141):
             n = 301
-            # (the class layout in a build without vector kernels)
-            assert dense.product_kernels(d, K, 4) in ("features", "classes")
-            problems[f"dense{K}_wide{d}_float32"] = (
-                rng.normal(size=(n, d)).astype(np.float32), rng.integers(0, K, n),
+            problems[f"dense{K}_wide{d}_{np.dtype(dtype).name}"] = (
+                rng.normal(size=(n, d)).astype(dtype), rng.integers(0, K, n),
                 rng.uniform(0.5, 2.0, n), rng.normal(scale=0.1, size=(K, d + 1)))
     for K in (5, 40):
         X = rng.normal(size=(900, 300)) * (rng.random((900, 300)) < 0.05)

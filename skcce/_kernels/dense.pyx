@@ -71,6 +71,8 @@ cdef extern from "ordered_merge.h":
 import numpy as np
 
 _SIMD_LOOPS = select_simd_loops()
+# Whether the loops in use have 64-byte vectors (see ROWS_MIN_PADDING_PERCENT).
+cdef bint _wide_vectors = _SIMD_LOOPS == "avx512"
 
 
 def simd_loops():
@@ -158,10 +160,12 @@ cdef enum:
     MICRO_MAX_CLASSES = 200
     # The feature-vectorized kernels (rowkernel_impl.h) take over when the
     # class-vectorized ones would leave at least this share (in percent) of
-    # their lanes padding (float32 with K <= 3) and rows hold at least this
-    # many vectors of features; measured faster there only (up to 1.8x at
-    # K = 2), slower where classes fill half the lanes or more.
+    # their lanes padding and rows hold at least this many 32-byte vectors of
+    # features. With 32-byte vectors: float32 with K <= 3 (measured up to
+    # 1.8x faster), no faster at half the lanes. With AVX-512's 64-byte ones:
+    # also float32 with K = 4 and float64 with K = 2 (1.1-1.4x faster).
     ROWS_MIN_PADDING_PERCENT = 60
+    ROWS_MIN_PADDING_PERCENT_WIDE = 50
     ROWS_MIN_VECTORS = 16
 
     PRODUCTS_CLASSES = 0
@@ -200,8 +204,10 @@ cdef int _product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes,
     cdef Py_ssize_t padded = microkernel_width(n_classes, itemsize)
     if n_classes > MICRO_MAX_CLASSES:
         return PRODUCTS_BLAS
+    cdef Py_ssize_t min_padding = (
+        ROWS_MIN_PADDING_PERCENT_WIDE if _wide_vectors else ROWS_MIN_PADDING_PERCENT)
     if (n_classes >= 2 and n_features >= ROWS_MIN_VECTORS * lanes
-            and 100 * (padded - n_classes) >= ROWS_MIN_PADDING_PERCENT * padded):
+            and 100 * (padded - n_classes) >= min_padding * padded):
         return PRODUCTS_FEATURES
     return PRODUCTS_CLASSES
 
@@ -226,10 +232,12 @@ def product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t item
         "classes": micro-kernels vectorized over classes (padded to the
         vector width); "features": micro-kernels vectorized over features,
         when the padding would waste at least 60% of the lanes (float32 with
-        2 or 3 classes) and rows hold at least 16 vectors; "blas": BLAS GEMM
-        (more than 200 classes). Depends on the shape only (and on whether
-        the build has vector kernels: without, always "classes" up to 200
-        classes).
+        2 or 3 classes), or half of them where the loops in use have 64-byte
+        vectors (see :func:`simd_loops`: "avx512"; also float32 with 4
+        classes and float64 with 2), and rows hold at least 16 vectors of 32
+        bytes; "blas": BLAS GEMM (more than 200 classes). Depends on the
+        shape and on the instruction set in use only (a build without vector
+        kernels: always "classes" up to 200 classes).
     """
     return _PRODUCT_NAMES[_product_kernels(n_features, n_classes, itemsize)]
 
@@ -420,12 +428,13 @@ cdef void _free_scratch(DenseScratch* s) noexcept:
 
 cdef inline void _logits_product(const floating* X, Py_ssize_t m, Py_ssize_t d,
                                  const floating* weights_t, Py_ssize_t ldw,
-                                 floating* z) noexcept nogil:
-    """Z (m x ldw) = X_c @ W.T in the micro-kernel of X's dtype."""
+                                 floating* z, Py_ssize_t rows_readable) noexcept nogil:
+    """Z (m x ldw) = X_c @ W.T in the micro-kernel of X's dtype;
+    ``rows_readable`` rows of X from X_c on may be fetched ahead."""
     if floating is double:
-        skcce_simd.logits_f64(X, m, d, weights_t, ldw, z)
+        skcce_simd.logits_f64(X, m, d, weights_t, ldw, z, rows_readable)
     else:
-        skcce_simd.logits_f32(X, m, d, weights_t, ldw, z)
+        skcce_simd.logits_f32(X, m, d, weights_t, ldw, z, rows_readable)
 
 
 cdef inline void _gradient_product(const floating* X, Py_ssize_t m, Py_ssize_t d,
@@ -496,7 +505,7 @@ cdef double _group_loss_gradient(
         if d == 0:
             memset(z, 0, m * ldw * sizeof(floating))
         elif L.products == PRODUCTS_CLASSES:
-            _logits_product(xc, m, d, weights_t, ldw, z)
+            _logits_product(xc, m, d, weights_t, ldw, z, L.n_samples - r0)
         elif L.products == PRODUCTS_FEATURES:
             _rows_logits_product(xc, m, d, weights, K, z, ldw, L.n_samples - r0)
         else:

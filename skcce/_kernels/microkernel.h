@@ -5,8 +5,8 @@
  *
  * X is row-major with leading dimension d; Kp, the padded number of classes,
  * is a multiple of the vector width (4 doubles or 8 floats) and the padding
- * columns of Wt are zero. With K around 10, BLAS GEMM spends most of its time
- * packing panels for a product that is only 10 columns wide; these loops keep
+ * columns of Wt are zero. With few classes, BLAS GEMM spends most of its time
+ * packing panels for a product that is only K columns wide; these loops keep
  * a tile of accumulators in vector registers instead and read X once per
  * tile of classes.
  *
@@ -85,8 +85,12 @@ typedef float skcce_wu_f32 __attribute__((vector_size(32 * SKCCE_WIDTH), aligned
  * rows. The logits' partial sums go through Z between blocks (exactly: in
  * their own type), so every entry is still one sum in index order. */
 #define SKCCE_FEATURE_BLOCK 128
-/* Rows of X prefetched ahead of the logits tile being computed. */
-#define SKCCE_PREFETCH_ROWS 16
+/* The logits product streams X from memory (the gradient reads it again
+ * from the cache) and fetches the rows this many bytes ahead into the L2
+ * cache, a line per row with each line's first feature (measured up to 1.3x
+ * faster than the hardware prefetcher alone; a burst of the rows' lines per
+ * tile was slower). */
+#define SKCCE_PREFETCH_BYTES 24576
 
 #else /* no vector extensions: plain loops with the same semantics */
 

@@ -30,8 +30,8 @@
  * the core runs 32-byte ones on fewer ports (measured 1.4x slower, K = 2). */
 SKCCE_INLINE void SKCCE_FN(skcce_logits_tile)(const SKCCE_T* X, ptrdiff_t d, ptrdiff_t db,
                                               const SKCCE_T* Wt, ptrdiff_t Kp,
-                                              SKCCE_T* Z, int first, const int RB,
-                                              const int NW, const int NN)
+                                              SKCCE_T* Z, int first, const SKCCE_T* ahead,
+                                              const int RB, const int NW, const int NN)
 {
     SKCCE_W acc[SKCCE_MAX_RB][SKCCE_MAX_NW];
     SKCCE_V tail[SKCCE_MAX_RB];
@@ -46,6 +46,8 @@ SKCCE_INLINE void SKCCE_FN(skcce_logits_tile)(const SKCCE_T* X, ptrdiff_t d, ptr
     for (ptrdiff_t j = 0; j < db; j++) {
         SKCCE_W w[SKCCE_MAX_NW];
         SKCCE_V wt;
+        if (ahead && j % (64 / (ptrdiff_t)sizeof(SKCCE_T)) == 0)
+            for (int r = 0; r < RB; r++) __builtin_prefetch(ahead + r * d + j, 0, 2);
         for (int v = 0; v < NW; v++) w[v] = *(const SKCCE_WU*)(Wt + j * Kp + SKCCE_WLANES * v);
         if (NN) wt = *(const SKCCE_VU*)(Wt + j * Kp + SKCCE_WLANES * NW);
         for (int r = 0; r < RB; r++) {
@@ -65,28 +67,26 @@ SKCCE_INLINE void SKCCE_FN(skcce_logits_tile)(const SKCCE_T* X, ptrdiff_t d, ptr
 }
 
 /* Logits of all m rows for one tile of classes over one block of db
- * features, RB rows at a time. */
+ * features, RB rows at a time, fetching the block of the rows
+ * SKCCE_PREFETCH_BYTES ahead as long as they are among the rows_readable
+ * rows from X (0: none). */
 SKCCE_INLINE void SKCCE_FN(skcce_logits_cols)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                               ptrdiff_t db, const SKCCE_T* Wt, ptrdiff_t Kp,
-                                              SKCCE_T* Z, int first, int prefetch,
+                                              SKCCE_T* Z, int first, ptrdiff_t rows_readable,
                                               const int NW, const int NN, const int RB)
 {
+    const ptrdiff_t block_bytes = (db > 0 ? db : 1) * (ptrdiff_t)sizeof(SKCCE_T);
+    const ptrdiff_t ahead = (SKCCE_PREFETCH_BYTES + block_bytes - 1) / block_bytes;
     ptrdiff_t i = 0;
     for (; i + RB <= m; i += RB) {
-        /* The first tile of classes is the first to read this block of X:
-         * fetch rows ahead. */
-        if (prefetch && i + SKCCE_PREFETCH_ROWS + RB <= m)
-            for (int r = 0; r < RB; r++)
-                for (ptrdiff_t e = 0; e < db; e += 64 / (ptrdiff_t)sizeof(SKCCE_T))
-                    __builtin_prefetch(
-                        (const void*)(X + (i + SKCCE_PREFETCH_ROWS + r) * d + e), 0, 3);
-        SKCCE_FN(skcce_logits_tile)(X + i * d, d, db, Wt, Kp, Z + i * Kp, first, RB, NW, NN);
+        const SKCCE_T* a = i + ahead + RB <= rows_readable ? X + (i + ahead) * d : NULL;
+        SKCCE_FN(skcce_logits_tile)(X + i * d, d, db, Wt, Kp, Z + i * Kp, first, a, RB, NW, NN);
     }
     /* The last m % RB rows in one tile too (a tile per row would leave each
      * accumulator one FMA latency per feature). */
     X += i * d;
     Z += i * Kp;
-#define SKCCE_ROWS(rb) SKCCE_FN(skcce_logits_tile)(X, d, db, Wt, Kp, Z, first, rb, NW, NN)
+#define SKCCE_ROWS(rb) SKCCE_FN(skcce_logits_tile)(X, d, db, Wt, Kp, Z, first, NULL, rb, NW, NN)
     switch (m - i) {
     case 0: break;
     case 1: SKCCE_ROWS(1); break;
@@ -236,11 +236,13 @@ SKCCE_INLINE void SKCCE_FN(skcce_grad_cols)(const SKCCE_T* X, ptrdiff_t m, ptrdi
     }
 
 void SKCCE_EXPORT(SKCCE_FN(skcce_logits))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
-                                         const SKCCE_T* Wt, ptrdiff_t Kp, SKCCE_T* Z)
+                                         const SKCCE_T* Wt, ptrdiff_t Kp, SKCCE_T* Z,
+                                         ptrdiff_t rows_readable)
 {
 #define SKCCE_LOGITS_CASE(nv) \
     case nv: SKCCE_FN(skcce_logits_cols)(X + j0, m, d, db, Wt + j0 * Kp + k0, Kp, Z + k0, \
-                                         j0 == 0, k0 == 0, SKCCE_NW(nv), SKCCE_NN(nv), \
+                                         j0 == 0, k0 == 0 ? rows_readable : 0, \
+                                         SKCCE_NW(nv), SKCCE_NN(nv), \
                                          SKCCE_LOGITS_RB(nv)); break
     SKCCE_FOR_EACH_TILE(SKCCE_LOGITS_CASE)
 #undef SKCCE_LOGITS_CASE
@@ -267,8 +269,10 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_grad))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t
 #else /* plain loops with the same semantics */
 
 void SKCCE_EXPORT(SKCCE_FN(skcce_logits))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
-                                   const SKCCE_T* Wt, ptrdiff_t Kp, SKCCE_T* Z)
+                                   const SKCCE_T* Wt, ptrdiff_t Kp, SKCCE_T* Z,
+                                   ptrdiff_t rows_readable)
 {
+    (void)rows_readable;
     for (ptrdiff_t i = 0; i < m; i++)
         for (ptrdiff_t k = 0; k < Kp; k++) {
             SKCCE_T acc = 0;

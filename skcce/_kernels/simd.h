@@ -30,9 +30,9 @@
 typedef struct {
     const char* name;
     void (*logits_f64)(const double* X, ptrdiff_t m, ptrdiff_t d, const double* Wt,
-                       ptrdiff_t Kp, double* Z);
+                       ptrdiff_t Kp, double* Z, ptrdiff_t rows_readable);
     void (*logits_f32)(const float* X, ptrdiff_t m, ptrdiff_t d, const float* Wt,
-                       ptrdiff_t Kp, float* Z);
+                       ptrdiff_t Kp, float* Z, ptrdiff_t rows_readable);
     void (*grad_f64)(const double* X, ptrdiff_t m, ptrdiff_t d, const double* R,
                      ptrdiff_t Kp, double* G);
     void (*grad_f32)(const float* X, ptrdiff_t m, ptrdiff_t d, const float* R,

@@ -8,9 +8,9 @@ cdef extern from "simd.h":
     ctypedef struct skcce_simd_loops:
         const char* name
         void (*logits_f64)(const double* X, Py_ssize_t m, Py_ssize_t d, const double* Wt,
-                           Py_ssize_t Kp, double* Z) noexcept nogil
+                           Py_ssize_t Kp, double* Z, Py_ssize_t rows_readable) noexcept nogil
         void (*logits_f32)(const float* X, Py_ssize_t m, Py_ssize_t d, const float* Wt,
-                           Py_ssize_t Kp, float* Z) noexcept nogil
+                           Py_ssize_t Kp, float* Z, Py_ssize_t rows_readable) noexcept nogil
         void (*grad_f64)(const double* X, Py_ssize_t m, Py_ssize_t d, const double* R,
                          Py_ssize_t Kp, double* G) noexcept nogil
         void (*grad_f32)(const float* X, Py_ssize_t m, Py_ssize_t d, const float* R,

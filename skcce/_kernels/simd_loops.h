@@ -8,9 +8,9 @@
 #define SKCCE_STRING_OF(target) #target
 
 void SKCCE_EXPORT(skcce_logits_f64)(const double*, ptrdiff_t, ptrdiff_t, const double*,
-                                    ptrdiff_t, double*);
+                                    ptrdiff_t, double*, ptrdiff_t);
 void SKCCE_EXPORT(skcce_logits_f32)(const float*, ptrdiff_t, ptrdiff_t, const float*,
-                                    ptrdiff_t, float*);
+                                    ptrdiff_t, float*, ptrdiff_t);
 void SKCCE_EXPORT(skcce_grad_f64)(const double*, ptrdiff_t, ptrdiff_t, const double*,
                                   ptrdiff_t, double*);
 void SKCCE_EXPORT(skcce_grad_f32)(const float*, ptrdiff_t, ptrdiff_t, const float*,
