@@ -216,10 +216,10 @@ def test_few_features_many_classes_in_short_chunks(dtype, n_classes):
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 4])
-@pytest.mark.parametrize("n_features", [128, 301, 1000])
+@pytest.mark.parametrize("n_features", [64, 128, 301, 1000])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_long_rows_few_classes(dtype, n_features, n_classes):
-    """Rows of at least 16 vectors take the kernels vectorized over features
+    """Rows of at least 8 vectors take the kernels vectorized over features
     where class padding would leave most lanes empty (float32 with K <= 3),
     or half of them under AVX-512 (also float32 with K = 4, float64 with
     K = 2); other shapes keep the class-vectorized ones. Either way: equal

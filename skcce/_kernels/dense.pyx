@@ -163,10 +163,11 @@ cdef enum:
     # their lanes padding and rows hold at least this many 32-byte vectors of
     # features. With 32-byte vectors: float32 with K <= 3 (measured up to
     # 1.8x faster), no faster at half the lanes. With AVX-512's 64-byte ones:
-    # also float32 with K = 4 and float64 with K = 2 (1.1-1.4x faster).
+    # also float32 with K = 4 and float64 with K = 2 (1.1-1.4x faster). From
+    # 64 float32 features on (1.1-1.3x faster at 64-100 with K = 2).
     ROWS_MIN_PADDING_PERCENT = 60
     ROWS_MIN_PADDING_PERCENT_WIDE = 50
-    ROWS_MIN_VECTORS = 16
+    ROWS_MIN_VECTORS = 8
 
     PRODUCTS_CLASSES = 0
     PRODUCTS_FEATURES = 1
@@ -234,9 +235,10 @@ def product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t item
         when the padding would waste at least 60% of the lanes (float32 with
         2 or 3 classes), or half of them where the loops in use have 64-byte
         vectors (see :func:`simd_loops`: "avx512"; also float32 with 4
-        classes and float64 with 2), and rows hold at least 16 vectors of 32
-        bytes; "blas": BLAS GEMM (more than 200 classes). Depends on the
-        shape and on the instruction set in use only (a build without vector
+        classes and float64 with 2), and rows hold at least 8 vectors of 32
+        bytes (64 float32 or 32 float64 features); "blas": BLAS GEMM (more
+        than 200 classes). Depends on the shape and on the instruction set
+        in use only (a build without vector
         kernels: always "classes" up to 200 classes).
     """
     return _PRODUCT_NAMES[_product_kernels(n_features, n_classes, itemsize)]

@@ -76,7 +76,8 @@ SKCCE_INLINE void SKCCE_FN(skcce_logits_cols)(const SKCCE_T* X, ptrdiff_t m, ptr
                                               const int NW, const int NN, const int RB)
 {
     const ptrdiff_t block_bytes = (db > 0 ? db : 1) * (ptrdiff_t)sizeof(SKCCE_T);
-    const ptrdiff_t ahead = (SKCCE_PREFETCH_BYTES + block_bytes - 1) / block_bytes;
+    ptrdiff_t ahead = (SKCCE_PREFETCH_BYTES + block_bytes - 1) / block_bytes;
+    if (ahead < RB) ahead = RB; /* at least a tile ahead (very long rows) */
     ptrdiff_t i = 0;
     for (; i + RB <= m; i += RB) {
         const SKCCE_T* a = i + ahead + RB <= rows_readable ? X + (i + ahead) * d : NULL;

@@ -135,8 +135,10 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_logits))(const SKCCE_T* X, ptrdiff_t m, pt
                                               const SKCCE_T* W, ptrdiff_t K, SKCCE_T* Z,
                                               ptrdiff_t ldz, ptrdiff_t rows_readable)
 {
-    const ptrdiff_t row_bytes = d * (ptrdiff_t)sizeof(SKCCE_T);
-    const ptrdiff_t rows_ahead = (SKCCE_ROWS_PREFETCH_BYTES + row_bytes - 1) / row_bytes;
+    /* At least a tile ahead (very long rows), and no division by zero (d = 0). */
+    const ptrdiff_t row_bytes = (d > 0 ? d : 1) * (ptrdiff_t)sizeof(SKCCE_T);
+    ptrdiff_t rows_ahead = (SKCCE_ROWS_PREFETCH_BYTES + row_bytes - 1) / row_bytes;
+    if (rows_ahead < SKCCE_ROWS_LOGITS_RB) rows_ahead = SKCCE_ROWS_LOGITS_RB;
     ptrdiff_t i = 0;
     for (; i + SKCCE_ROWS_LOGITS_RB <= m; i += SKCCE_ROWS_LOGITS_RB) {
         const SKCCE_T* ahead = i + rows_ahead + SKCCE_ROWS_LOGITS_RB <= rows_readable

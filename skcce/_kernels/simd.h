@@ -27,6 +27,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The loops' arguments are those of the functions they point to (see
+ * microkernel.h, rowkernel_impl.h, sparse_tiles.h); the logits products'
+ * rows_readable is the number of rows of d elements readable from X on
+ * (at least m: the rest are only prefetched). */
 typedef struct {
     const char* name;
     void (*logits_f64)(const double* X, ptrdiff_t m, ptrdiff_t d, const double* Wt,
