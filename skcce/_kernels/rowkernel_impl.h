@@ -8,10 +8,11 @@
  *
  * W is class-major (K x d, the coefficient matrix itself), so both products
  * read X, W and G along contiguous features, in wide vectors (microkernel.h:
- * 64 bytes under AVX-512, 32 elsewhere). Every output entry is the same
- * sum for every call (lanes in a fixed order, then the tail), so results do
- * not depend on threads. float32 data sums a tile's rows in float32 registers
- * and adds them to the float64 G (at most SKCCE_ROWS_GRAD_RB rows at a time).
+ * 64 bytes under AVX-512, 32 elsewhere). Every output entry is the same sum
+ * for every call (lanes in a fixed order, then the tail; the gradient's sums
+ * over the chunk's rows in row order), so results do not depend on threads.
+ * float32 data sums a chunk's gradient in float32 registers (as SGEMM would)
+ * and adds it to the float64 G.
  *
  * Included once per element type by simd_loops.c, after microkernel.h, with
  *   SKCCE_T       the element type of X, W, Z and R (double or float),
@@ -25,14 +26,17 @@
 #define SKCCE_NLANES SKCCE_FN(SKCCE_LANES)
 #define SKCCE_SPLAT SKCCE_FN(SKCCE_BROADCAST)
 
-/* Rows and classes per logits tile (RB x KB accumulators), rows per gradient
- * tile: within 16 vector registers. The logits product streams X from memory
- * (the gradient reads it again from the cache) and fetches rows this many
- * bytes ahead into the L2 cache: measured 1.3-1.5x faster for 128 to 2,000
- * features, with 12 to 100 KiB ahead as good as one another. */
+/* Rows and classes per logits tile (RB x KB accumulators), wide vectors of
+ * features and classes per gradient tile (NJ x KB accumulators, summed over
+ * all the chunk's rows before G is read): within the registers. The logits
+ * product streams X from memory (the gradient reads it again from the cache)
+ * and fetches rows this many bytes ahead into the L2 cache: measured 1.3-1.5x
+ * faster for 128 to 2,000 features, with 12 to 100 KiB ahead as good as one
+ * another. */
 #define SKCCE_ROWS_LOGITS_RB 2
 #define SKCCE_ROWS_LOGITS_KB 4
-#define SKCCE_ROWS_GRAD_RB 8
+#define SKCCE_ROWS_GRAD_NJ (2 * SKCCE_WIDTH)
+#define SKCCE_ROWS_GRAD_KB 4
 #define SKCCE_ROWS_PREFETCH_BYTES 24576
 
 #if SKCCE_HAVE_VECTORS
@@ -168,48 +172,85 @@ SKCCE_INLINE void SKCCE_FN(skcce_add_wide_to_doubles)(double* g, const SKCCE_W* 
 #endif
 }
 
-/* G[k, :] += sum over RB rows of R[r, k] * X[r, :], for every class: wide
- * vectors of features, then (where a wide vector is two) at most one
- * 32-byte vector, then one feature at a time. */
-SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_tile)(const SKCCE_T* X, ptrdiff_t d,
-                                                 const SKCCE_T* R, ptrdiff_t ldr, ptrdiff_t K,
-                                                 double* G, const int RB)
+/* G[k, :NJ wide vectors] += the sum over the m rows of R[i, k] * X[i, :...]
+ * for KB classes, each sum in registers in row order. */
+SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_tile)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
+                                                 const SKCCE_T* R, ptrdiff_t ldr, double* G,
+                                                 const int NJ, const int KB)
 {
-    ptrdiff_t j = 0;
-    for (; j + SKCCE_WLANES <= d; j += SKCCE_WLANES) {
-        SKCCE_W x[SKCCE_ROWS_GRAD_RB];
-        for (int r = 0; r < RB; r++) x[r] = *(const SKCCE_WU*)(X + r * d + j);
-        for (ptrdiff_t k = 0; k < K; k++) {
-            SKCCE_W acc = x[0] * SKCCE_SPLAT_WIDE(R[k]);
-            for (int r = 1; r < RB; r++) acc += x[r] * SKCCE_SPLAT_WIDE(R[r * ldr + k]);
-            SKCCE_FN(skcce_add_wide_to_doubles)(G + k * d + j, &acc);
+    SKCCE_W acc[SKCCE_ROWS_GRAD_NJ][SKCCE_ROWS_GRAD_KB];
+    for (int v = 0; v < NJ; v++)
+        for (int k = 0; k < KB; k++) acc[v][k] = SKCCE_SPLAT_WIDE(0);
+    for (ptrdiff_t i = 0; i < m; i++) {
+        SKCCE_W x[SKCCE_ROWS_GRAD_NJ];
+        for (int v = 0; v < NJ; v++) x[v] = *(const SKCCE_WU*)(X + i * d + SKCCE_WLANES * v);
+        for (int k = 0; k < KB; k++) {
+            SKCCE_W r = SKCCE_SPLAT_WIDE(R[i * ldr + k]);
+            for (int v = 0; v < NJ; v++) acc[v][k] += x[v] * r;
         }
     }
+    for (int k = 0; k < KB; k++)
+        for (int v = 0; v < NJ; v++)
+            SKCCE_FN(skcce_add_wide_to_doubles)(G + k * d + SKCCE_WLANES * v, &acc[v][k]);
+}
+
+#if SKCCE_WIDTH == 2
+/* The same for one 32-byte vector of features. */
+SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_narrow_tile)(const SKCCE_T* X, ptrdiff_t m,
+                                                        ptrdiff_t d, const SKCCE_T* R,
+                                                        ptrdiff_t ldr, double* G, const int KB)
+{
+    SKCCE_V acc[SKCCE_ROWS_GRAD_KB];
+    for (int k = 0; k < KB; k++) acc[k] = SKCCE_SPLAT(0);
+    for (ptrdiff_t i = 0; i < m; i++) {
+        SKCCE_V x = *(const SKCCE_VU*)(X + i * d);
+        for (int k = 0; k < KB; k++) acc[k] += x * SKCCE_SPLAT(R[i * ldr + k]);
+    }
+    for (int k = 0; k < KB; k++) {
+        double* g = G + k * d;
+#if SKCCE_FLOAT64
+        *(skcce_vu_f64*)g = *(const skcce_vu_f64*)g + acc[k];
+#else
+        skcce_half_f32 half[2];
+        memcpy(half, &acc[k], sizeof half);
+        for (int h = 0; h < 2; h++)
+            *(skcce_vu_f64*)(g + 4 * h) = *(const skcce_vu_f64*)(g + 4 * h)
+                                          + __builtin_convertvector(half[h], skcce_v_f64);
+#endif
+    }
+}
+#endif
+
+/* The gradient rows of KB classes: tiles of NJ wide vectors of features,
+ * one tile of the remaining wide vectors, (where a wide vector is two) at
+ * most one 32-byte vector, then one feature at a time. */
+SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_classes)(const SKCCE_T* X, ptrdiff_t m,
+                                                    ptrdiff_t d, const SKCCE_T* R,
+                                                    ptrdiff_t ldr, double* G, const int KB)
+{
+    const ptrdiff_t step = SKCCE_ROWS_GRAD_NJ * SKCCE_WLANES;
+    ptrdiff_t j = 0;
+    for (; j + step <= d; j += step)
+        SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, SKCCE_ROWS_GRAD_NJ, KB);
+    switch ((d - j) / SKCCE_WLANES) {
+    case 0: break;
+    case 1: SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, 1, KB); break;
+#if SKCCE_ROWS_GRAD_NJ > 2
+    case 2: SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, 2, KB); break;
+    default: SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, 3, KB); break;
+#endif
+    }
+    j += (d - j) / SKCCE_WLANES * SKCCE_WLANES;
 #if SKCCE_WIDTH == 2
     if (j + SKCCE_NLANES <= d) {
-        SKCCE_V x[SKCCE_ROWS_GRAD_RB];
-        for (int r = 0; r < RB; r++) x[r] = *(const SKCCE_VU*)(X + r * d + j);
-        for (ptrdiff_t k = 0; k < K; k++) {
-            SKCCE_V acc = x[0] * SKCCE_SPLAT(R[k]);
-            for (int r = 1; r < RB; r++) acc += x[r] * SKCCE_SPLAT(R[r * ldr + k]);
-            double* g = G + k * d + j;
-#if SKCCE_FLOAT64
-            *(skcce_vu_f64*)g = *(const skcce_vu_f64*)g + acc;
-#else
-            skcce_half_f32 half[2];
-            memcpy(half, &acc, sizeof half);
-            for (int h = 0; h < 2; h++)
-                *(skcce_vu_f64*)(g + 4 * h) = *(const skcce_vu_f64*)(g + 4 * h)
-                                              + __builtin_convertvector(half[h], skcce_v_f64);
-#endif
-        }
+        SKCCE_FN(skcce_rows_grad_narrow_tile)(X + j, m, d, R, ldr, G + j, KB);
         j += SKCCE_NLANES;
     }
 #endif
     for (; j < d; j++)
-        for (ptrdiff_t k = 0; k < K; k++) {
-            SKCCE_T acc = X[j] * R[k];
-            for (int r = 1; r < RB; r++) acc += X[r * d + j] * R[r * ldr + k];
+        for (int k = 0; k < KB; k++) {
+            SKCCE_T acc = 0;
+            for (ptrdiff_t i = 0; i < m; i++) acc += X[i * d + j] * R[i * ldr + k];
             G[k * d + j] += (double)acc;
         }
 }
@@ -218,12 +259,16 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_grad))(const SKCCE_T* X, ptrdiff_t m, ptrd
                                             const SKCCE_T* R, ptrdiff_t ldr, ptrdiff_t K,
                                             double* G)
 {
-    ptrdiff_t i = 0;
-    for (; i + SKCCE_ROWS_GRAD_RB <= m; i += SKCCE_ROWS_GRAD_RB)
-        SKCCE_FN(skcce_rows_grad_tile)(X + i * d, d, R + i * ldr, ldr, K, G,
-                                       SKCCE_ROWS_GRAD_RB);
-    for (; i < m; i++)
-        SKCCE_FN(skcce_rows_grad_tile)(X + i * d, d, R + i * ldr, ldr, K, G, 1);
+    for (ptrdiff_t k0 = 0; k0 < K; k0 += SKCCE_ROWS_GRAD_KB) {
+        const SKCCE_T* r = R + k0;
+        double* g = G + k0 * d;
+        switch (K - k0) {
+        case 1: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, 1); break;
+        case 2: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, 2); break;
+        case 3: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, 3); break;
+        default: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, 4); break;
+        }
+    }
 }
 
 #else /* plain loops: the same sums, rounded in their own order */
@@ -256,7 +301,8 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_grad))(const SKCCE_T* X, ptrdiff_t m, ptrd
 
 #undef SKCCE_ROWS_LOGITS_RB
 #undef SKCCE_ROWS_LOGITS_KB
-#undef SKCCE_ROWS_GRAD_RB
+#undef SKCCE_ROWS_GRAD_NJ
+#undef SKCCE_ROWS_GRAD_KB
 #undef SKCCE_ROWS_PREFETCH_BYTES
 #undef SKCCE_FN
 #undef SKCCE_V
