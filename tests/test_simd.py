@@ -7,7 +7,7 @@ the environment variable SKCCE_SIMD. Each set is checked here, in a fresh
 interpreter, against the NumPy reference, on shapes that reach every loop:
 micro-kernel widths of 1 to 8 vectors (K = 3 to 29), several tiles of
 classes (K = 40, 150) and blocks of features (d = 300), the kernels
-vectorized over features (float32 with K = 2 to 4, float64 with K = 2; 133
+vectorized over features (float32 with K = 2 to 5, float64 with K = 2; 133
 and 141 features), the BLAS path,
 sparse data with specialized and generic class counts, and the L-BFGS
 direction's vector passes.
@@ -78,9 +78,10 @@ def _problems():
     # a tail of rows after the last tile and of features after the last
     # vector: 5 features (d = 133), or under AVX-512 one 32-byte vector and 5
     # (d = 141).
-    # Under AVX-512 also float32 with K = 4 and float64 with K = 2 (the class
-    # layout under the other sets).
-    for K, dtype in ((2, np.float32), (3, np.float32), (4, np.float32), (2, np.float64)):
+    # Under AVX-512 also float32 with K = 4 and 5 (two tiles of classes) and
+    # float64 with K = 2 (the class layout under the other sets).
+    for K, dtype in ((2, np.float32), (3, np.float32), (4, np.float32), (5, np.float32),
+                     (2, np.float64)):
         for d in (133, 141):
             n = 301
             problems[f"dense{K}_wide{d}_{np.dtype(dtype).name}"] = (

@@ -164,10 +164,16 @@ cdef enum:
     # features. With 32-byte vectors: float32 with K <= 3 (measured up to
     # 1.8x faster), no faster at half the lanes. With AVX-512's 64-byte ones:
     # also float32 with K = 4 and float64 with K = 2 (1.1-1.4x faster). From
-    # 64 float32 features on (1.1-1.3x faster at 64-100 with K = 2).
+    # 64 float32 features on (1.1-1.3x faster at 64-100 with K = 2). With
+    # 64-byte vectors and rows of at least ROWS_LONG_VECTORS vectors, also
+    # where the class tile is a single 32-byte vector a third or more padding
+    # (float32 with K = 5: 1.2-1.6x faster from 128 features, 1.2x slower at
+    # 100; K = 6-8 and float64 with K = 3-5 mixed).
     ROWS_MIN_PADDING_PERCENT = 60
     ROWS_MIN_PADDING_PERCENT_WIDE = 50
+    ROWS_MIN_PADDING_PERCENT_LONG = 37
     ROWS_MIN_VECTORS = 8
+    ROWS_LONG_VECTORS = 16
 
     PRODUCTS_CLASSES = 0
     PRODUCTS_FEATURES = 1
@@ -207,6 +213,9 @@ cdef int _product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes,
         return PRODUCTS_BLAS
     cdef Py_ssize_t min_padding = (
         ROWS_MIN_PADDING_PERCENT_WIDE if _wide_vectors else ROWS_MIN_PADDING_PERCENT)
+    if (_wide_vectors and padded == lanes
+            and n_features >= ROWS_LONG_VECTORS * lanes):
+        min_padding = ROWS_MIN_PADDING_PERCENT_LONG
     if (n_classes >= 2 and n_features >= ROWS_MIN_VECTORS * lanes
             and 100 * (padded - n_classes) >= min_padding * padded):
         return PRODUCTS_FEATURES
@@ -235,9 +244,9 @@ def product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t item
         when the padding would waste at least 60% of the lanes (float32 with
         2 or 3 classes), or half of them where the loops in use have 64-byte
         vectors (see :func:`simd_loops`: "avx512"; also float32 with 4
-        classes and float64 with 2), and rows hold at least 8 vectors of 32
-        bytes (64 float32 or 32 float64 features); "blas": BLAS GEMM (more
-        than 200 classes). Depends on the shape and on the instruction set
+        classes and float64 with 2, and float32 with 5 classes from 128
+        features), and rows hold at least 8 vectors of 32 bytes (64 float32
+        or 32 float64 features); "blas": BLAS GEMM (more than 200 classes). Depends on the shape and on the instruction set
         in use only (a build without vector
         kernels: always "classes" up to 200 classes).
     """
