@@ -246,9 +246,9 @@ def product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t item
         vectors (see :func:`simd_loops`: "avx512"; also float32 with 4
         classes and float64 with 2, and float32 with 5 classes from 128
         features), and rows hold at least 8 vectors of 32 bytes (64 float32
-        or 32 float64 features); "blas": BLAS GEMM (more than 200 classes). Depends on the shape and on the instruction set
-        in use only (a build without vector
-        kernels: always "classes" up to 200 classes).
+        or 32 float64 features); "blas": BLAS GEMM (more than 200 classes).
+        Depends on the shape and on the instruction set in use only (a build
+        without vector kernels: always "classes" up to 200 classes).
     """
     return _PRODUCT_NAMES[_product_kernels(n_features, n_classes, itemsize)]
 

@@ -92,6 +92,15 @@ typedef float skcce_wu_f32 __attribute__((vector_size(32 * SKCCE_WIDTH), aligned
  * tile was slower). */
 #define SKCCE_PREFETCH_BYTES 24576
 
+/* Rows of row_bytes each that make SKCCE_PREFETCH_BYTES, at least tile_rows
+ * (very long rows; row_bytes 0 counts as 1). */
+SKCCE_INLINE ptrdiff_t skcce_prefetch_rows(ptrdiff_t row_bytes, ptrdiff_t tile_rows)
+{
+    if (row_bytes < 1) row_bytes = 1;
+    ptrdiff_t rows = (SKCCE_PREFETCH_BYTES + row_bytes - 1) / row_bytes;
+    return rows < tile_rows ? tile_rows : rows;
+}
+
 #else /* no vector extensions: plain loops with the same semantics */
 
 #define SKCCE_HAVE_VECTORS 0

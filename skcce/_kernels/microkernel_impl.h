@@ -75,9 +75,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_logits_cols)(const SKCCE_T* X, ptrdiff_t m, ptr
                                               SKCCE_T* Z, int first, ptrdiff_t rows_readable,
                                               const int NW, const int NN, const int RB)
 {
-    const ptrdiff_t block_bytes = (db > 0 ? db : 1) * (ptrdiff_t)sizeof(SKCCE_T);
-    ptrdiff_t ahead = (SKCCE_PREFETCH_BYTES + block_bytes - 1) / block_bytes;
-    if (ahead < RB) ahead = RB; /* at least a tile ahead (very long rows) */
+    const ptrdiff_t ahead = skcce_prefetch_rows(db * (ptrdiff_t)sizeof(SKCCE_T), RB);
     ptrdiff_t i = 0;
     for (; i + RB <= m; i += RB) {
         const SKCCE_T* a = i + ahead + RB <= rows_readable ? X + (i + ahead) * d : NULL;
