@@ -141,7 +141,7 @@ def _kernel_cases(n_jobs):
     """Shapes that reach every path of the kernels: many row groups, the
     feature-vectorized products (float32 with 2 and 3 classes, float64 with 2
     under AVX-512), BLAS GEMM (more than 200 classes), many sparse chunks and
-    feature blocks."""
+    feature blocks, sparse class slices (more than 32 classes)."""
     rng = np.random.default_rng(7)
     results = {}
     for key, (n, d, K) in (("micro", (60_000, 30, 7)), ("features", (8_000, 300, 3)),
@@ -177,6 +177,24 @@ def _kernel_cases(n_jobs):
             est = SoftmaxClassifier(max_iter=3, n_jobs=n_jobs).fit(Xs, y)
             results[f"kernel/csr/{np.dtype(dtype).name}/{np.dtype(index).name}"
                     f"/n_jobs={n_jobs}"] = {
+                "loss": np.float64(loss), "grad": grad, "coef_": est.coef_,
+                "proba": est.predict_proba(Xs[:2000])}
+    # More than 32 classes and many non-zeros per feature: the sparse
+    # gather's class slices.
+    rng = np.random.default_rng(8)
+    n, d, nnz_per_row = 12_000, 2_000, 30
+    X = sp.csr_matrix((rng.normal(size=n * nnz_per_row),
+                       (np.repeat(np.arange(n), nnz_per_row),
+                        rng.integers(0, d, size=n * nnz_per_row))), shape=(n, d))
+    for K in (45, 100):
+        y = rng.integers(0, K, size=n)
+        coef = rng.normal(scale=0.2, size=(K, d + 1))
+        for dtype in (np.float64, np.float32):
+            Xs = X.astype(dtype)
+            loss, grad = crossentropy_loss_gradient(coef, Xs, y, l2_reg_strength=0.01,
+                                                    n_jobs=n_jobs)
+            est = SoftmaxClassifier(max_iter=3, n_jobs=n_jobs).fit(Xs, y)
+            results[f"kernel/csr_slices/K={K}/{np.dtype(dtype).name}/n_jobs={n_jobs}"] = {
                 "loss": np.float64(loss), "grad": grad, "coef_": est.coef_,
                 "proba": est.predict_proba(Xs[:2000])}
     return results

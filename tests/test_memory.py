@@ -11,7 +11,10 @@ tracemalloc counts allocations made through Python's and NumPy's allocators
 scratch buffers (allocated with ``PyMem_RawMalloc``): threads x chunk_rows x K
 values, plus the dense kernel's group gradients (4 slots per thread of
 n_features x K, padded to the vector width) and for the sparse kernel, per
-thread, chunk_rows x (2K + 1) values and 12 bytes per non-zero of one chunk.
+thread, chunk_rows x (2K + 1) values and 12 bytes per non-zero of one chunk
+(with class slices, K > 32: chunk_rows x K rounded up to 8 logits, the
+softmax's scratch for 65,536 // K rows, and one n_features x K copy of the
+coefficients).
 
 Each test warms up (imports, the BLAS controller) with a fit on a small slice
 first, so that import-time allocations are not counted. The fits use
@@ -138,8 +141,10 @@ def test_sparse_fit_peak_memory():
     - the fit sorts X into the sparse kernel's tiles once and keeps them
       (4-byte key + 8-byte value per non-zero), so that no evaluation sorts;
     - the sparse kernel has no per-thread gradient copies; its chunk
-      buffers (1,310 rows x (2K + 1) values: 0.5 MiB on one thread) are not
-      held at the peak, which falls inside the optimizer's step.
+      buffers (with class slices of 32: 2,048 rows x 56 logits and 1,310 rows
+      x (K + 3) of softmax scratch, 1.4 MiB on one thread) and its copy of the
+      coefficients (P doubles) are not held at the peak, which falls inside
+      the optimizer's step.
 
     LogisticRegression(max_iter=2) measured 307 MiB: its own L-BFGS state plus
     n x K float64 arrays (76 MiB each).
@@ -226,6 +231,26 @@ def test_kernel_scratch_is_traced_and_bounded():
         X.data, X.indices, X.indptr, d, y, None, 0.0, None, weights_t, np.zeros(K), T,
         grad_t)
     _assert_traced_scratch("sparse", call, expected)
+
+    # Class slices (K = 100 > 32, 50 non-zeros per feature): chunks of
+    # 65,536 // 32 = 2,048 rows, logits padded to 104 values per row, the
+    # softmax scratch for 655 rows, and one copy of W.T (d x K, 0.4 MiB).
+    n, d, K = 20_000, 500, 100
+    X = _random_csr(n, d, 25, rng)
+    y = rng.integers(0, K, size=n).astype(np.int32)
+    weights_t = rng.normal(size=(d, K))
+    grad_t = np.empty((d + 1, K))
+    n_slices, width = sparse.sparse_class_slices(K, X.nnz, d)
+    assert (n_slices, width) == (4, 32)
+    chunk_rows = sparse.sparse_chunk_rows(K, width)
+    softmax_rows = sparse.sparse_chunk_rows(K)
+    largest_nnz = np.diff(X.indptr[np.r_[0:n:chunk_rows, n]]).max()
+    expected = (T * (largest_nnz * 12 + chunk_rows * 104 * 8 + softmax_rows * (K + 3) * 8)
+                + d * K * 8)
+    call = lambda: sparse.csr_loss_gradient(  # noqa: E731
+        X.data, X.indices, X.indptr, d, y, None, 0.0, None, weights_t, np.zeros(K), T,
+        grad_t)
+    _assert_traced_scratch("sparse, class slices", call, expected)
 
     n, d, K = 20_000, 300, 100
     X = rng.standard_normal((n, d))

@@ -376,7 +376,8 @@ def _heavy_rows_problem(index_dtype):
 
 
 def _many_rows_problem(index_dtype):
-    n, d, K = 7000, 300, 40
+    """K = 40 with 35 non-zeros per feature: the gather's class slices."""
+    n, d, K = 9000, 300, 40
     X = sp.random(n, d, density=0.05, format="csr", random_state=13)
     X.data = np.random.default_rng(13).standard_normal(X.nnz)
     return _with_index_dtype(X, index_dtype), K
@@ -389,12 +390,13 @@ def _many_rows_problem(index_dtype):
 ], ids=["many rows", "many rows, no intercept", "heavy rows"])
 def test_bitwise_identical_for_any_n_jobs(make, fit_intercept, index_dtype):
     """Loss and gradient are bitwise identical for n_jobs in (1, 2, 3, 5, None)
-    on problems of more than 3 kernel chunks (at most sparse_chunk_rows(K)
-    rows each), with labels + weights and soft targets + smoothing; the common
+    on problems of more than 3 kernel chunks, with labels + weights and soft targets + smoothing; the common
     value matches the dense reference."""
     X, K = make(index_dtype)
     n, d = X.shape
-    assert n > 3 * sparse_kernel.sparse_chunk_rows(K)
+    _, width = sparse_kernel.sparse_class_slices(K, X.nnz, d)
+    bounds, _ = sparse_kernel._sparse_chunks(X.indptr, sparse_kernel.sparse_chunk_rows(K, width))
+    assert len(bounds) - 1 > 3
     rng = np.random.default_rng(14)
     y = rng.integers(0, K, size=n)
     Q = soft_targets(n, K, seed=15)
@@ -415,6 +417,68 @@ def test_bitwise_identical_for_any_n_jobs(make, fit_intercept, index_dtype):
                                            fit_intercept, eps)
         assert_allclose(results[0][0], ref_loss, rtol=1e-12)
         assert_grad_close(results[0][1], ref_grad, rtol=1e-12, atol_factor=1e-12)
+
+
+@pytest.mark.parametrize("K, width", [(33, 24), (45, 24), (100, 32), (300, 32)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_class_slices_match_reference_and_unsliced_kernel(K, width, dtype):
+    """With more than 32 classes and at least 32 non-zeros per feature, the
+    gather visits the classes in slices of ``width`` (whole cache lines; the
+    last slice narrower), with chunks of 65,536 // width rows. Checked:
+
+    - the layout: slices and more than 3 chunks;
+    - loss and gradient against the dense NumPy reference, with an
+      intercept, sample weights and unsorted rows, for n_jobs 1, 2, 3
+      (bitwise identical);
+    - the coefficient gradient bitwise equal to the unsliced kernel's: the
+      same X with empty features appended has fewer than 32 non-zeros per
+      feature, so one slice, other chunks and as many blocks; each value
+      gets its terms in the same order (X's indices sorted).
+    """
+    n_slices, got_width = sparse_kernel.sparse_class_slices(K, 32 * 500, 500)
+    assert (n_slices, got_width) == (-(-K // width), width)
+    rng = np.random.default_rng(K)
+    n, d, per_row = 4 * sparse_kernel.sparse_chunk_rows(K, width) + 17, 500, 4
+    cols = rng.integers(0, d, size=(n, per_row))
+    X = sp.csr_matrix((rng.standard_normal(n * per_row),
+                       (np.repeat(np.arange(n), per_row), cols.ravel())), shape=(n, d))
+    X.sum_duplicates()
+    X = X.astype(dtype)
+    assert X.nnz >= 32 * d
+    y = rng.integers(0, K, size=n)
+    sw = rng.uniform(0.5, 2.0, size=n)
+    coef = rng.normal(scale=0.3, size=(K, d + 1))
+    results = [skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw,
+                                                l2_reg_strength=0.01, n_jobs=n_jobs)
+               for n_jobs in (1, 2, 3)]
+    for loss, grad in results[1:]:
+        assert loss == results[0][0]
+        assert np.array_equal(grad, results[0][1])
+    ref_loss, ref_grad = ref_objective(coef, X.toarray().astype(np.float64), y, sw, 0.01,
+                                       True, 0.0)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    assert_allclose(results[0][0], ref_loss, rtol=rtol)
+    assert_grad_close(results[0][1], ref_grad, rtol=rtol, atol_factor=rtol)
+
+    wide = sp.hstack([X, sp.csr_matrix((n, 40 * d), dtype=dtype)], format="csr")
+    assert sparse_kernel.sparse_class_slices(K, wide.nnz, wide.shape[1]) == (1, K)
+    coef_wide = np.hstack([coef[:, :d], np.zeros((K, 40 * d)), coef[:, d:]])
+    _, grad_wide = skcce.crossentropy_loss_gradient(coef_wide, wide, y, sample_weight=sw,
+                                                    n_jobs=2)
+    _, grad = skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw, n_jobs=2)
+    assert np.array_equal(grad_wide[:, :d], grad[:, :d])
+    assert not grad_wide[:, d:-1].any()
+
+    # Unsorted rows: the same values up to rounding.
+    X.has_sorted_indices = False
+    for i in range(0, n, 3):
+        lo, hi = X.indptr[i], X.indptr[i + 1]
+        X.indices[lo:hi] = X.indices[lo:hi][::-1].copy()
+        X.data[lo:hi] = X.data[lo:hi][::-1].copy()
+    loss_u, grad_u = skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw,
+                                                      l2_reg_strength=0.01, n_jobs=2)
+    assert_allclose(loss_u, ref_loss, rtol=rtol)
+    assert_grad_close(grad_u, ref_grad, rtol=rtol, atol_factor=rtol)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -55,19 +55,19 @@ typedef struct {
     void (*log_ge1_inplace)(double* v, ptrdiff_t n);
     void (*tile_gather_f64)(const uint32_t* keys, const double* values, ptrdiff_t e0,
                             ptrdiff_t e1, int shift, const double* wb, ptrdiff_t K,
-                            double* z, const double* stream, const double* stream_end,
-                            ptrdiff_t lines);
+                            double* z, ptrdiff_t ldz, const double* stream,
+                            const double* stream_end, ptrdiff_t lines);
     void (*tile_gather_f32)(const uint32_t* keys, const float* values, ptrdiff_t e0,
                             ptrdiff_t e1, int shift, const double* wb, ptrdiff_t K,
-                            double* z, const double* stream, const double* stream_end,
-                            ptrdiff_t lines);
+                            double* z, ptrdiff_t ldz, const double* stream,
+                            const double* stream_end, ptrdiff_t lines);
     double* (*tile_scatter_f64)(const uint32_t* keys, const double* values, ptrdiff_t e0,
                                 ptrdiff_t e1, int shift, double* gb, ptrdiff_t K,
-                                const double* residuals, double* stream,
+                                const double* residuals, ptrdiff_t ldr, double* stream,
                                 const double* stream_end, ptrdiff_t lines);
     double* (*tile_scatter_f32)(const uint32_t* keys, const float* values, ptrdiff_t e0,
                                 ptrdiff_t e1, int shift, double* gb, ptrdiff_t K,
-                                const double* residuals, double* stream,
+                                const double* residuals, ptrdiff_t ldr, double* stream,
                                 const double* stream_end, ptrdiff_t lines);
     /* q = (q + a x) * scale, then return v . q, over n values (x or v NULL:
      * no update, no dot product); value i is summed into partial sum i % 8,

@@ -29,20 +29,22 @@ cdef extern from "simd.h":
         void (*log_ge1_inplace)(double* v, Py_ssize_t n) noexcept nogil
         void (*tile_gather_f64)(const uint32_t* keys, const double* values, Py_ssize_t e0,
                                 Py_ssize_t e1, int shift, const double* wb, Py_ssize_t K,
-                                double* z, const double* stream, const double* stream_end,
-                                Py_ssize_t lines) noexcept nogil
+                                double* z, Py_ssize_t ldz, const double* stream,
+                                const double* stream_end, Py_ssize_t lines) noexcept nogil
         void (*tile_gather_f32)(const uint32_t* keys, const float* values, Py_ssize_t e0,
                                 Py_ssize_t e1, int shift, const double* wb, Py_ssize_t K,
-                                double* z, const double* stream, const double* stream_end,
-                                Py_ssize_t lines) noexcept nogil
+                                double* z, Py_ssize_t ldz, const double* stream,
+                                const double* stream_end, Py_ssize_t lines) noexcept nogil
         double* (*tile_scatter_f64)(const uint32_t* keys, const double* values,
                                     Py_ssize_t e0, Py_ssize_t e1, int shift, double* gb,
-                                    Py_ssize_t K, const double* residuals, double* stream,
-                                    const double* stream_end, Py_ssize_t lines) noexcept nogil
+                                    Py_ssize_t K, const double* residuals, Py_ssize_t ldr,
+                                    double* stream, const double* stream_end,
+                                    Py_ssize_t lines) noexcept nogil
         double* (*tile_scatter_f32)(const uint32_t* keys, const float* values,
                                     Py_ssize_t e0, Py_ssize_t e1, int shift, double* gb,
-                                    Py_ssize_t K, const double* residuals, double* stream,
-                                    const double* stream_end, Py_ssize_t lines) noexcept nogil
+                                    Py_ssize_t K, const double* residuals, Py_ssize_t ldr,
+                                    double* stream, const double* stream_end,
+                                    Py_ssize_t lines) noexcept nogil
         double (*axpy_dot)(double* q, const double* x, double a, double scale,
                            const double* v, Py_ssize_t n) noexcept nogil
 

@@ -28,19 +28,19 @@ void SKCCE_EXPORT(skcce_log_ge1_inplace)(double*, ptrdiff_t);
 double SKCCE_EXPORT(skcce_axpy_dot)(double*, const double*, double, double, const double*,
                                     ptrdiff_t);
 void SKCCE_EXPORT(skcce_tile_gather_f64)(const uint32_t*, const double*, ptrdiff_t, ptrdiff_t,
-                                         int, const double*, ptrdiff_t, double*,
+                                         int, const double*, ptrdiff_t, double*, ptrdiff_t,
                                          const double*, const double*, ptrdiff_t);
 void SKCCE_EXPORT(skcce_tile_gather_f32)(const uint32_t*, const float*, ptrdiff_t, ptrdiff_t,
-                                         int, const double*, ptrdiff_t, double*,
+                                         int, const double*, ptrdiff_t, double*, ptrdiff_t,
                                          const double*, const double*, ptrdiff_t);
 double* SKCCE_EXPORT(skcce_tile_scatter_f64)(const uint32_t*, const double*, ptrdiff_t,
                                              ptrdiff_t, int, double*, ptrdiff_t,
-                                             const double*, double*, const double*,
-                                             ptrdiff_t);
+                                             const double*, ptrdiff_t, double*,
+                                             const double*, ptrdiff_t);
 double* SKCCE_EXPORT(skcce_tile_scatter_f32)(const uint32_t*, const float*, ptrdiff_t,
                                              ptrdiff_t, int, double*, ptrdiff_t,
-                                             const double*, double*, const double*,
-                                             ptrdiff_t);
+                                             const double*, ptrdiff_t, double*,
+                                             const double*, ptrdiff_t);
 
 #ifdef SKCCE_DISPATCH
 static const skcce_simd_loops SKCCE_EXPORT(skcce_loops) = {

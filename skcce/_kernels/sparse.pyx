@@ -29,6 +29,19 @@ every thread count. No per-thread copy of the d x K gradient exists: memory
 is O(threads x (chunk_rows x K + chunk non-zeros + blocks)) whatever
 n_features. A fit sorts X into its tiles once (:func:`csr_tile_cache`) and
 every evaluation skips step 1's sort.
+
+*Class slices.* With more than 32 classes, a chunk of 65,536 / K rows has
+fewer non-zeros than X has features when rows are short, and every chunk then
+streams nearly all the coefficient rows from memory for a few uses each (CSR
+200,000 x 50,000, 50 non-zeros per row, K = 100: 40 MB per chunk of 655
+rows). With at least 32 non-zeros per feature, step 1 gathers the logits one
+slice of at most 32 classes at a time, from a copy of W.T laid out slice
+after slice (made once per evaluation): only a slice of the chunk's logits
+needs to stay in cache, so chunks have 65,536 / width rows (2,048 for K =
+100), and the coefficient rows are streamed K / width times less often. The
+logits' rows are padded to whole cache lines (a multiple of 8 classes) so
+that no line is shared by two slices. Every logit gets its terms in the same
+order as without slices; the gradient's coefficient rows are bitwise the same.
 """
 
 from cython cimport floating
@@ -59,7 +72,19 @@ select_simd_loops()
 
 
 cdef enum:
+    # Rows x classes of the logits one gather pass updates: a chunk's (a class
+    # slice's part of them, with many classes), 512 KiB of float64, in L2.
     SPARSE_CHUNK_VALUES = 65536
+    # Widest class slice: with more classes (and enough non-zeros per
+    # feature), the gather runs once per slice of at most this many classes
+    # (the widest specialized row update of sparse_tiles.h).
+    SPARSE_SLICE_CLASSES = 32
+    # Fewest non-zeros per feature for class slices: below, copying W.T into
+    # slices costs more than the larger chunks save.
+    SPARSE_SLICE_MIN_NNZ_PER_FEATURE = 32
+    # Most rows x classes of a chunk's logits with class slices (8 MiB of
+    # float64 per thread).
+    SPARSE_MAX_CHUNK_VALUES = 1048576
     SPARSE_MIN_CHUNK_ROWS = 64
     # At most 2^16 rows: a tile entry stores the row within its chunk in 16 bits.
     SPARSE_MAX_CHUNK_ROWS = 16384
@@ -79,10 +104,46 @@ cdef enum:
 
 
 # ---------------------------------------------------------------------------
-# Layout: chunks of rows and blocks of features, from X's structure and K only.
+# Layout: chunks of rows, class slices and blocks of features, from X's
+# structure and K only.
 
-def sparse_chunk_rows(Py_ssize_t n_classes):
-    """Largest number of rows per chunk of the sparse kernel for K classes.
+def sparse_class_slices(Py_ssize_t n_classes, Py_ssize_t nnz, Py_ssize_t n_features):
+    """Class slices of the sparse kernel's gather.
+
+    With K > SPARSE_SLICE_CLASSES (32) classes and at least
+    SPARSE_SLICE_MIN_NNZ_PER_FEATURE non-zeros per feature, the logits are
+    gathered one slice of classes at a time, from a copy of W.T laid out slice
+    after slice: a gather pass then keeps only its slice of a chunk's logits
+    in cache, so a chunk can have K / width times more rows, and the
+    coefficient rows (streamed from memory once per chunk when they exceed
+    the cache) are read that many times less often. Slices are whole cache
+    lines of float64 (a multiple of 8 classes, but the last).
+
+    Parameters
+    ----------
+    n_classes, nnz, n_features : int
+
+    Returns
+    -------
+    n_slices : int
+    width : int
+        Classes per slice; the last slice has ``K - (n_slices - 1) * width``.
+    """
+    cdef Py_ssize_t K = max(n_classes, 1)
+    cdef Py_ssize_t n_slices = (K + SPARSE_SLICE_CLASSES - 1) // SPARSE_SLICE_CLASSES
+    cdef Py_ssize_t width
+    if n_slices == 1 or nnz < SPARSE_SLICE_MIN_NNZ_PER_FEATURE * n_features:
+        return 1, int(K)
+    width = ((K + n_slices - 1) // n_slices + 7) // 8 * 8
+    return int((K + width - 1) // width), int(width)
+
+
+def sparse_chunk_rows(Py_ssize_t n_classes, Py_ssize_t slice_width=0):
+    """Largest number of rows per chunk of the sparse kernel.
+
+    SPARSE_CHUNK_VALUES // width for class slices of ``width`` classes
+    (:func:`sparse_class_slices`; 0, the default: no slices, width K), at most
+    SPARSE_MAX_CHUNK_VALUES // K with slices.
 
     The sparse kernel's results do not depend on the thread count: its chunks
     and feature blocks depend on the data and K only, and every sum runs in a
@@ -91,20 +152,26 @@ def sparse_chunk_rows(Py_ssize_t n_classes):
     Parameters
     ----------
     n_classes : int
+    slice_width : int, default=0
 
     Returns
     -------
     chunk_rows : int
     """
-    return int(min(max(SPARSE_CHUNK_VALUES // max(n_classes, 1),
-                       SPARSE_MIN_CHUNK_ROWS), SPARSE_MAX_CHUNK_ROWS))
+    cdef Py_ssize_t K = max(n_classes, 1), rows
+    if slice_width <= 0 or slice_width >= K:
+        rows = SPARSE_CHUNK_VALUES // K
+    else:
+        rows = min(SPARSE_CHUNK_VALUES // slice_width, SPARSE_MAX_CHUNK_VALUES // K)
+    return int(min(max(rows, SPARSE_MIN_CHUNK_ROWS), SPARSE_MAX_CHUNK_ROWS))
 
 
 def sparse_block_shift(Py_ssize_t n_classes):
     """log2 of the number of features per block of the sparse kernel.
 
     The largest power of two of features (at most 2^16) whose K float64
-    coefficients take at most SPARSE_BLOCK_BYTES; at least one feature.
+    coefficients (or gradient values) take at most SPARSE_BLOCK_BYTES; at
+    least one feature.
 
     Parameters
     ----------
@@ -147,6 +214,11 @@ cdef struct SparseLayout:
     Py_ssize_t n_chunks
     Py_ssize_t chunk_rows      # most rows per chunk
     Py_ssize_t largest_nnz     # non-zeros of the largest chunk
+    Py_ssize_t residual_rows   # rows per softmax call within a chunk
+    Py_ssize_t n_slices        # class slices of the gather
+    Py_ssize_t slice_width     # classes per slice (the last may have fewer)
+    Py_ssize_t z_stride        # values per row of a chunk's logits (K, or K
+                               # rounded up to 8 with several slices)
     int block_shift            # features per block, as a power of two
     Py_ssize_t n_blocks        # feature blocks (at least 1)
     int n_threads
@@ -165,7 +237,12 @@ cdef SparseLayout _sparse_layout(const index_t[::1] indptr, Py_ssize_t nnz,
     cdef const Py_ssize_t[::1] bounds_view
     layout.n_features = n_features
     layout.n_classes = n_classes
-    layout.chunk_rows = min(sparse_chunk_rows(n_classes), n)
+    layout.n_slices, layout.slice_width = sparse_class_slices(n_classes, nnz, n_features)
+    layout.chunk_rows = min(sparse_chunk_rows(n_classes, layout.slice_width), n)
+    # The softmax runs on at most the rows of an unsliced chunk at a time
+    # (its scratch holds them).
+    layout.residual_rows = max(1, min(sparse_chunk_rows(n_classes), layout.chunk_rows))
+    layout.z_stride = n_classes if layout.n_slices == 1 else (n_classes + 7) // 8 * 8
     bounds, layout.largest_nnz = _sparse_chunks(indptr, layout.chunk_rows)
     bounds_owner.append(bounds)
     bounds_view = bounds
@@ -207,9 +284,12 @@ cdef struct TileCache:
     # Every chunk's tiles, built once by csr_tile_cache (all NULL: none).
     # Entries of chunk c sit where its non-zeros sit in the CSR arrays; its
     # block offsets are row c of block_start, relative to its first entry.
+    # With class slices, room for the coefficients' slices (d x K float64,
+    # on a cache line), else NULL.
     uint32_t* keys
     const void* values
     Py_ssize_t* block_start
+    double* coef_slices
 
 
 cdef inline size_t _aligned(size_t n) noexcept nogil:
@@ -217,8 +297,8 @@ cdef inline size_t _aligned(size_t n) noexcept nogil:
 
 
 cdef size_t _carve_tiles(ChunkTiles* tiles, char* p, Py_ssize_t largest_nnz,
-                         size_t value_size, Py_ssize_t chunk_rows, Py_ssize_t K,
-                         Py_ssize_t n_blocks) noexcept nogil:
+                         size_t value_size, Py_ssize_t chunk_rows, Py_ssize_t residual_rows,
+                         Py_ssize_t K, Py_ssize_t z_stride, Py_ssize_t n_blocks) noexcept nogil:
     """Lay out one thread's tile buffers at ``p``; return their size in bytes.
 
     The sorted keys and values of a chunk's non-zeros, its logits and
@@ -232,9 +312,9 @@ cdef size_t _carve_tiles(ChunkTiles* tiles, char* p, Py_ssize_t largest_nnz,
     values_at = offset
     offset += _aligned(nnz * value_size)
     z_at = offset
-    offset += _aligned(chunk_rows * K * sizeof(double))
+    offset += _aligned(chunk_rows * z_stride * sizeof(double))
     scratch_at = offset
-    offset += _aligned(residual_scratch_doubles(chunk_rows, K) * sizeof(double))
+    offset += _aligned(residual_scratch_doubles(residual_rows, K) * sizeof(double))
     blocks_at = offset
     offset += _aligned((6 * n_blocks + 1) * sizeof(Py_ssize_t))
     intercept_at = offset
@@ -317,61 +397,90 @@ cdef inline Py_ssize_t _stream_block(
 
 cdef inline void _tile_gather(const ChunkTiles* tiles, const floating* values_type,
                               Py_ssize_t e0, Py_ssize_t e1, int shift, const double* wb,
-                              Py_ssize_t K, const double* stream,
-                              const double* stream_end, Py_ssize_t lines) noexcept nogil:
+                              Py_ssize_t width, double* z, Py_ssize_t ldz,
+                              const double* stream, const double* stream_end,
+                              Py_ssize_t lines) noexcept nogil:
     """The gather loop of sparse_tiles.h for X's dtype (``values_type``)."""
     if floating is double:
         skcce_simd.tile_gather_f64(tiles.keys, <const double*> tiles.values, e0, e1, shift,
-                              wb, K, tiles.z, stream, stream_end, lines)
+                                   wb, width, z, ldz, stream, stream_end, lines)
     else:
         skcce_simd.tile_gather_f32(tiles.keys, <const float*> tiles.values, e0, e1, shift,
-                              wb, K, tiles.z, stream, stream_end, lines)
+                                   wb, width, z, ldz, stream, stream_end, lines)
 
 
 cdef inline double* _tile_scatter(const ChunkTiles* tiles, const floating* values_type,
                                   Py_ssize_t b, int shift, double* gb, Py_ssize_t K,
-                                  double* stream, const double* stream_end,
-                                  Py_ssize_t lines) noexcept nogil:
+                                  Py_ssize_t z_stride, double* stream,
+                                  const double* stream_end, Py_ssize_t lines) noexcept nogil:
     """The scatter loop of sparse_tiles.h for block b, X's dtype."""
     if floating is double:
         return skcce_simd.tile_scatter_f64(
             tiles.keys, <const double*> tiles.values, tiles.block_start[b],
-            tiles.block_start[b + 1], shift, gb, K, tiles.z, stream, stream_end, lines)
+            tiles.block_start[b + 1], shift, gb, K, tiles.z, z_stride, stream, stream_end,
+            lines)
     else:
         return skcce_simd.tile_scatter_f32(
             tiles.keys, <const float*> tiles.values, tiles.block_start[b],
-            tiles.block_start[b + 1], shift, gb, K, tiles.z, stream, stream_end, lines)
+            tiles.block_start[b + 1], shift, gb, K, tiles.z, z_stride, stream, stream_end,
+            lines)
 
 
 cdef void _gather_logits(
-    const ChunkTiles* tiles, const floating* values_type, Py_ssize_t n_blocks,
-    int block_shift, const double* weights_t, Py_ssize_t n_features,
-    Py_ssize_t n_classes,
+    const ChunkTiles* tiles, const floating* values_type, const SparseLayout* L,
+    const double* sliced_weights,
 ) noexcept nogil:
-    """``z[r, :] = sum x * W.T[j, :]`` over the chunk's entries, block by block.
+    """``z[r, :] = sum x * W.T[j, :]`` over the chunk's entries, one class
+    slice at a time, block by block.
 
-    For a row whose indices are sorted, the terms are added in CSR order.
-    ``values_type`` only selects the fused type (X's dtype).
+    ``sliced_weights`` holds W.T one class slice after the other (slice s,
+    classes k0 to k0 + w, is a C-ordered n_features x w matrix at
+    ``n_features * k0``; with one slice it is W.T itself). For a row whose
+    indices are sorted, the terms are added in CSR order. ``values_type``
+    only selects the fused type (X's dtype).
     """
-    cdef Py_ssize_t b, e0, e1, K = n_classes
-    cdef Py_ssize_t block_values = (<Py_ssize_t> 1 << block_shift) * K
+    cdef Py_ssize_t s, b, e0, e1, k0, width, block_values, K = L.n_classes
+    cdef const double* ws
     cdef const double* wb
     cdef const double* stream
-    cdef const double* stream_end = weights_t + n_features * K
-    memset(tiles.z, 0, (tiles.row_end - tiles.row_start) * K * sizeof(double))
-    for b in range(n_blocks):
-        wb = weights_t + (b << block_shift) * K
-        e0 = tiles.block_start[b]
-        e1 = tiles.block_start[b + 1]
-        stream = wb + block_values if b + 1 < n_blocks else NULL
-        _tile_gather(tiles, values_type, e0, e1, block_shift, wb, K, stream, stream_end,
-                     _stream_block(stream, block_values, e1 - e0))
+    cdef const double* stream_end
+    memset(tiles.z, 0, (tiles.row_end - tiles.row_start) * L.z_stride * sizeof(double))
+    for s in range(L.n_slices):
+        k0 = s * L.slice_width
+        width = min(L.slice_width, K - k0)
+        ws = sliced_weights + L.n_features * k0
+        stream_end = ws + L.n_features * width
+        block_values = (<Py_ssize_t> 1 << L.block_shift) * width
+        for b in range(L.n_blocks):
+            wb = ws + (b << L.block_shift) * width
+            e0 = tiles.block_start[b]
+            e1 = tiles.block_start[b + 1]
+            stream = wb + block_values if b + 1 < L.n_blocks else NULL
+            _tile_gather(tiles, values_type, e0, e1, L.block_shift, wb, width,
+                         tiles.z + k0, L.z_stride, stream, stream_end,
+                         _stream_block(stream, block_values, e1 - e0))
+
+
+cdef void _slice_classes(const double* weights_t, Py_ssize_t n_features,
+                         const SparseLayout* L, double* out) noexcept nogil:
+    """Copy W.T into ``out`` one class slice after the other (see
+    :func:`_gather_logits`), threads sharing the features."""
+    cdef Py_ssize_t j, s, k, k0, width, K = L.n_classes
+    cdef double* dst
+    cdef const double* src
+    for j in prange(n_features, num_threads=L.n_threads, schedule="static"):
+        for s in range(L.n_slices):
+            k0 = s * L.slice_width
+            width = min(L.slice_width, K - k0)
+            dst = out + n_features * k0 + j * width
+            src = weights_t + j * K + k0
+            for k in range(width):
+                dst[k] = src[k]
 
 
 cdef void _scatter_block(
     const ChunkTiles* tiles, Py_ssize_t n_chunks, const floating* values_type,
-    Py_ssize_t b, Py_ssize_t n_blocks, int block_shift, Py_ssize_t n_features,
-    Py_ssize_t n_classes, double* grad_t, bint zero_first,
+    Py_ssize_t b, const SparseLayout* L, double* grad_t, bint zero_first,
 ) noexcept nogil:
     """``G[j, :] += x * R[r, :]`` for the entries in feature block b of
     ``n_chunks`` consecutive chunks, chunks in order, rows in order.
@@ -382,36 +491,32 @@ cdef void _scatter_block(
     gradient rows of block b + 1 (usually this thread's next block) are
     prefetched in address order.
     """
-    cdef Py_ssize_t c, K = n_classes, n_entries = 0, lines
+    cdef Py_ssize_t c, K = L.n_classes, n_entries = 0, lines
+    cdef int block_shift = L.block_shift
     cdef Py_ssize_t block_values = (<Py_ssize_t> 1 << block_shift) * K
     cdef double* gb = grad_t + (b << block_shift) * K
-    cdef double* stream = gb + block_values if b + 1 < n_blocks else NULL
-    cdef const double* stream_end = grad_t + n_features * K
+    cdef double* stream = gb + block_values if b + 1 < L.n_blocks else NULL
+    cdef const double* stream_end = grad_t + L.n_features * K
     if zero_first:
         memset(gb, 0, max(0, min(<Py_ssize_t> 1 << block_shift,
-                                 n_features - (b << block_shift))) * K * sizeof(double))
+                                 L.n_features - (b << block_shift))) * K * sizeof(double))
     for c in range(n_chunks):
         n_entries += tiles[c].block_start[b + 1] - tiles[c].block_start[b]
     lines = _stream_block(stream, block_values, n_entries)
     for c in range(n_chunks):
-        stream = _tile_scatter(&tiles[c], values_type, b, block_shift, gb, K, stream,
-                               stream_end, lines)
+        stream = _tile_scatter(&tiles[c], values_type, b, block_shift, gb, K, L.z_stride,
+                               stream, stream_end, lines)
 
 
 cdef void _chunk_residuals(
     const floating* data, const index_t* indices, const index_t* indptr,
     Py_ssize_t row_start, Py_ssize_t row_end, const SparseLayout* L,
-    const double* weights_t, const double* intercept, const Targets* targets,
+    const double* sliced_weights, const double* intercept, const Targets* targets,
     const double* sw, ChunkTiles* tiles, const TileCache* cache, Py_ssize_t chunk_index,
 ) noexcept nogil:
     """Tile one chunk (or point at its cached tiles), then its logits, loss and
-    weighted residuals."""
-    cdef const double* sw_chunk = NULL
-    cdef Py_ssize_t first = indptr[row_start], K = L.n_classes
-    if sw != NULL:
-        sw_chunk = sw + row_start
-    tiles.row_start = row_start
-    tiles.row_end = row_end
+    weighted residuals (the softmax ``L.residual_rows`` rows at a time)."""
+    cdef Py_ssize_t first = indptr[row_start], K = L.n_classes, r0, rows
     if cache.keys != NULL:
         tiles.keys = cache.keys + first
         tiles.values = <void*> (<const floating*> cache.values + first)
@@ -419,22 +524,30 @@ cdef void _chunk_residuals(
     else:
         _tile_chunk(data, indices, indptr, row_start, row_end, L.block_shift, L.n_blocks,
                     tiles)
-    _gather_logits(tiles, data, L.n_blocks, L.block_shift, weights_t, L.n_features, K)
+    tiles.row_start = row_start
+    tiles.row_end = row_end
+    _gather_logits(tiles, data, L, sliced_weights)
     memset(tiles.intercept_sum, 0, K * sizeof(double))
-    tiles.loss = softmax_residual_chunk(
-        tiles.z, K, row_start, row_end - row_start, K, intercept,
-        targets, sw_chunk, tiles.intercept_sum, tiles.scratch)
+    tiles.loss = 0.0
+    r0 = row_start
+    while r0 < row_end:
+        rows = min(L.residual_rows, row_end - r0)
+        tiles.loss += softmax_residual_chunk(
+            tiles.z + (r0 - row_start) * L.z_stride, L.z_stride, r0, rows, K, intercept, targets,
+            sw + r0 if sw != NULL else NULL, tiles.intercept_sum, tiles.scratch)
+        r0 += rows
 
 
 cdef double _loss_gradient_waves(
     const floating* data, const index_t* indices, const index_t* indptr,
-    const SparseLayout* L, const double* weights_t, const double* intercept,
+    const SparseLayout* L, const double* sliced_weights, const double* intercept,
     const Targets* targets, const double* sw, ChunkTiles* tiles, const TileCache* cache,
     double* grad, double* grad_intercept,
 ) noexcept nogil:
     """The chunks in waves of one per thread (see the module docstring);
-    returns the loss sum. ``grad_intercept`` (K, or NULL) must be zeroed; the
-    gradient rows are zeroed block by block by the first wave."""
+    returns the loss sum. ``sliced_weights`` as in :func:`_gather_logits`.
+    ``grad_intercept`` (K, or NULL) must be zeroed; the gradient rows are
+    zeroed block by block by the first wave."""
     cdef Py_ssize_t s, b, k, wave = 0, wave_size, K = L.n_classes
     cdef int T = L.n_threads
     cdef double loss_total = 0.0
@@ -442,13 +555,12 @@ cdef double _loss_gradient_waves(
         wave_size = min(T, L.n_chunks - wave)
         for s in prange(wave_size, num_threads=T, schedule="static", chunksize=1):
             _chunk_residuals(data, indices, indptr, L.bounds[wave + s],
-                             L.bounds[wave + s + 1], L, weights_t, intercept, targets,
+                             L.bounds[wave + s + 1], L, sliced_weights, intercept, targets,
                              sw, &tiles[s], cache, wave + s)
         # Contiguous ranges of blocks per thread: each thread's next block is
         # (mostly) its own, for the prefetch.
         for b in prange(L.n_blocks, num_threads=T, schedule="static"):
-            _scatter_block(tiles, wave_size, data, b, L.n_blocks, L.block_shift,
-                           L.n_features, K, grad, wave == 0)
+            _scatter_block(tiles, wave_size, data, b, L, grad, wave == 0)
         for s in range(wave_size):
             loss_total = loss_total + tiles[s].loss
             if grad_intercept != NULL:
@@ -498,7 +610,8 @@ def csr_loss_gradient(
         Output, as in ``dense_loss_gradient``.
     tile_cache : tuple or None, default=None
         X's tiles from :func:`csr_tile_cache` (same X, same K): step 1 then
-        skips the sort. The result is bitwise the same.
+        skips the sort, and class slices reuse the cache's room for the
+        coefficients' copy. The result is bitwise the same.
 
     Returns
     -------
@@ -511,6 +624,8 @@ def csr_loss_gradient(
     cdef TileCache cache
     cdef ChunkTiles* tiles = NULL
     cdef char* arena = NULL
+    cdef char* sliced_arena = NULL
+    cdef double* sliced = NULL
     cdef char* tiles_start
     cdef size_t tile_bytes
     cdef const double* sw = weights_pointer(sample_weight)
@@ -540,7 +655,8 @@ def csr_loss_gradient(
         layout.largest_nnz = 0  # cached tiles need no sort buffers
 
     tile_bytes = _carve_tiles(NULL, NULL, layout.largest_nnz, sizeof(floating),
-                              layout.chunk_rows, K, layout.n_blocks)
+                              layout.chunk_rows, layout.residual_rows, K, layout.z_stride,
+                              layout.n_blocks)
     if tile_bytes > <size_t> ((PY_SSIZE_T_MAX - TILE_ALIGN) // layout.n_threads):
         raise MemoryError()
     tiles = <ChunkTiles*> PyMem_RawCalloc(layout.n_threads, sizeof(ChunkTiles))
@@ -553,12 +669,22 @@ def csr_loss_gradient(
         tiles_start = <char*> _aligned(<size_t> arena)
         for s in range(layout.n_threads):
             _carve_tiles(&tiles[s], tiles_start + s * tile_bytes, layout.largest_nnz,
-                         sizeof(floating), layout.chunk_rows, K, layout.n_blocks)
+                         sizeof(floating), layout.chunk_rows, layout.residual_rows, K,
+                         layout.z_stride, layout.n_blocks)
         if nnz > 0:
             dp = &data[0]
             ip = &indices[0]
         if d > 0:
             wp = &weights_t[0, 0]
+            if layout.n_slices > 1 and cache.coef_slices != NULL:
+                sliced = cache.coef_slices
+            elif layout.n_slices > 1:
+                # Slices on cache lines (TILE_ALIGN - 1 spare bytes).
+                sliced_arena = <char*> PyMem_RawMalloc(d * K * sizeof(double)
+                                                       + TILE_ALIGN - 1)
+                if sliced_arena == NULL:
+                    raise MemoryError()
+                sliced = <double*> _aligned(<size_t> sliced_arena)
         gp = &grad_t[0, 0]
         grad_bytes = grad_t.shape[0] * K * sizeof(double)
         if intercept is not None:
@@ -570,9 +696,14 @@ def csr_loss_gradient(
             # in the threads (prefault.h).
             skcce_prefault(tiles_start, layout.n_threads * tile_bytes)
             skcce_prefault(gp, grad_bytes)
+            if sliced != NULL:
+                skcce_prefault(sliced, d * K * sizeof(double))
+                _slice_classes(wp, d, &layout, sliced)
+                wp = sliced
             loss_sum = _loss_gradient_waves(dp, ip, &indptr[0], &layout, wp, bp, &targets,
                                             sw, tiles, &cache, gp, gbp)
     finally:
+        PyMem_RawFree(sliced_arena)
         PyMem_RawFree(arena)
         PyMem_RawFree(tiles)
     return loss_sum
@@ -586,21 +717,35 @@ cdef int _check_tile_cache(TileCache* cache, tile_cache, const SparseLayout* L,
     cdef const uint32_t[::1] keys
     cdef const floating[::1] values
     cdef const Py_ssize_t[:, ::1] block_start
+    cdef double[::1] slices_view
     cache.keys = NULL
     cache.values = NULL
     cache.block_start = NULL
+    cache.coef_slices = NULL
     if tile_cache is None:
         return 0
-    keys, values, block_start = tile_cache
+    keys, values, block_start, coef_slices = tile_cache
+    slices_view = coef_slices
     if (keys.shape[0] != nnz or values.shape[0] != nnz
             or block_start.shape[0] != L.n_chunks
-            or block_start.shape[1] != L.n_blocks + 1):
+            or block_start.shape[1] != L.n_blocks + 1
+            or slices_view.shape[0] != _slices_room(L)):
         raise ValueError("tile_cache was not built from this X and K")
     if nnz > 0:
         cache.keys = <uint32_t*> &keys[0]
         cache.values = <const void*> &values[0]
         cache.block_start = <Py_ssize_t*> &block_start[0, 0]
+    if L.n_slices > 1 and L.n_features > 0:
+        cache.coef_slices = <double*> _aligned(<size_t> &slices_view[0])
     return 0
+
+
+cdef Py_ssize_t _slices_room(const SparseLayout* L):
+    """Doubles of the tile cache's room for the coefficients' class slices:
+    d x K on a cache line (8 spare doubles), none without slices."""
+    if L.n_slices == 1 or L.n_features == 0:
+        return 0
+    return L.n_features * L.n_classes + TILE_ALIGN // 8
 
 
 def csr_tile_cache(
@@ -631,9 +776,11 @@ def csr_tile_cache(
     Returns
     -------
     tile_cache : tuple
-        ``(keys, values, block_start)``: uint32 keys and X's values in tile
-        order, both of length nnz, and intp block offsets of shape
-        (n_chunks, n_blocks + 1).
+        ``(keys, values, block_start, coef_slices)``: uint32 keys and X's
+        values in tile order, both of length nnz, intp block offsets of shape
+        (n_chunks, n_blocks + 1), and float64 room for the coefficients'
+        class slices (n_features x K and a cache line; empty without slices),
+        so that the evaluations of a fit do not allocate it each time.
     """
     cdef Py_ssize_t nnz = data.shape[0], c, first
     cdef int t
@@ -657,9 +804,10 @@ def csr_tile_cache(
     keys = np.empty(nnz, dtype=np.uint32)
     values = np.empty(nnz, dtype=np.float64 if floating is double else np.float32)
     block_start = np.empty((layout.n_chunks, layout.n_blocks + 1), dtype=np.intp)
+    coef_slices = np.empty(_slices_room(&layout))
     if nnz == 0 or layout.n_chunks == 0:
         block_start[:] = 0
-        return keys, values, block_start
+        return keys, values, block_start, coef_slices
     keys_view = keys
     values_view = values
     starts_view = block_start
@@ -692,4 +840,4 @@ def csr_tile_cache(
     finally:
         PyMem_RawFree(sort_buffers)
         PyMem_RawFree(tiles)
-    return keys, values, block_start
+    return keys, values, block_start, coef_slices
