@@ -149,8 +149,11 @@ class InMemoryData:
         For sparse X: sort X's non-zeros into the kernel's tiles at the first
         evaluation and keep them for the later ones (``skcce._kernels.sparse.csr_tile_cache``),
         which then skip the sort. Costs as much memory as X's data and indices
-        for the data term's lifetime; worth it for the many evaluations of a
-        fit, not for one. Results are bitwise the same.
+        (and, with more than 32 classes and 32 non-zeros per feature, room for
+        a copy of the coefficients, reused by every evaluation: evaluations
+        must not run concurrently) for the data term's lifetime; worth it for
+        the many evaluations of a fit, not for one. Results are bitwise the
+        same.
     """
 
     def __init__(self, X, targets, layout, *, sample_weight=None, label_smoothing=0.0,

@@ -527,12 +527,24 @@ def test_tile_cache_of_another_problem_is_rejected():
     are refused, not read out of bounds."""
     X, K = _many_rows_problem(np.int32)
     n, d = X.shape
+    own = sparse_kernel.csr_tile_cache(X.data, X.indices, X.indptr, d, K, 1)
     other = sparse_kernel.csr_tile_cache(X.data, X.indices, X.indptr, d, 3, 1)
     grad_t = np.empty((d + 1, K))
-    with pytest.raises(ValueError, match="tile_cache"):
-        sparse_kernel.csr_loss_gradient(
-            X.data, X.indices, X.indptr, d, np.zeros(n, dtype=np.int32), None, 0.0,
-            None, np.zeros((d, K)), np.zeros(K), 1, grad_t, other)
+    # another K; the tiles without the coefficients' room (K = 40 has class
+    # slices here); a room of the wrong size
+    for cache in (other, own[:3], own[:3] + (np.empty(d * K),)):
+        with pytest.raises(ValueError, match="tile_cache"):
+            sparse_kernel.csr_loss_gradient(
+                X.data, X.indices, X.indptr, d, np.zeros(n, dtype=np.int32), None, 0.0,
+                None, np.zeros((d, K)), np.zeros(K), 1, grad_t, cache)
+
+
+def test_no_class_slices_without_features():
+    """Class slices need features (and 32 non-zeros per feature)."""
+    assert sparse_kernel.sparse_class_slices(40, 1000, 0) == (1, 40)
+    assert sparse_kernel.sparse_class_slices(40, 31 * 10, 10) == (1, 40)
+    assert sparse_kernel.sparse_class_slices(40, 32 * 10, 10) == (2, 24)
+    assert sparse_kernel.sparse_class_slices(32, 10**6, 10) == (1, 32)
 
 
 # ---------------------------------------------------------------------------

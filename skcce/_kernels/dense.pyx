@@ -72,7 +72,7 @@ import numpy as np
 
 _SIMD_LOOPS = select_simd_loops()
 # Whether the loops in use have 64-byte vectors (see ROWS_MIN_PADDING_PERCENT).
-cdef bint _wide_vectors = _SIMD_LOOPS == "avx512"
+cdef bint _wide_vectors = skcce_simd.vector_bytes() >= 64
 
 
 def simd_loops():

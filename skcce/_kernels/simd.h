@@ -33,6 +33,10 @@
  * (at least m: the rest are only prefetched). */
 typedef struct {
     const char* name;
+    /* Bytes of the widest vectors the micro-kernels use: 64 where they pair
+     * 32-byte vectors in one register (AVX-512), 32 with vector extensions,
+     * 8 without. */
+    int (*vector_bytes)(void);
     void (*logits_f64)(const double* X, ptrdiff_t m, ptrdiff_t d, const double* Wt,
                        ptrdiff_t Kp, double* Z, ptrdiff_t rows_readable);
     void (*logits_f32)(const float* X, ptrdiff_t m, ptrdiff_t d, const float* Wt,

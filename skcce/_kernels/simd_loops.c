@@ -46,6 +46,15 @@
 #define SKCCE_SUFFIX f32
 #include "sparse_tiles_impl.h"
 
+int SKCCE_EXPORT(skcce_vector_bytes)(void)
+{
+#if SKCCE_HAVE_VECTORS
+    return 32 * SKCCE_WIDTH;
+#else
+    return (int)sizeof(double);
+#endif
+}
+
 void SKCCE_EXPORT(skcce_exp_nonpositive_inplace)(double* v, ptrdiff_t n)
 {
     for (ptrdiff_t i = 0; i < n; i++) v[i] = skcce_exp_nonpositive(v[i]);

@@ -23,6 +23,7 @@ void SKCCE_EXPORT(skcce_rows_grad_f64)(const double*, ptrdiff_t, ptrdiff_t, cons
                                        ptrdiff_t, ptrdiff_t, double*);
 void SKCCE_EXPORT(skcce_rows_grad_f32)(const float*, ptrdiff_t, ptrdiff_t, const float*,
                                        ptrdiff_t, ptrdiff_t, double*);
+int SKCCE_EXPORT(skcce_vector_bytes)(void);
 void SKCCE_EXPORT(skcce_exp_nonpositive_inplace)(double*, ptrdiff_t);
 void SKCCE_EXPORT(skcce_log_ge1_inplace)(double*, ptrdiff_t);
 double SKCCE_EXPORT(skcce_axpy_dot)(double*, const double*, double, double, const double*,
@@ -44,7 +45,7 @@ double* SKCCE_EXPORT(skcce_tile_scatter_f32)(const uint32_t*, const float*, ptrd
 
 #ifdef SKCCE_DISPATCH
 static const skcce_simd_loops SKCCE_EXPORT(skcce_loops) = {
-    SKCCE_STRING(SKCCE_TARGET),
+    SKCCE_STRING(SKCCE_TARGET), SKCCE_EXPORT(skcce_vector_bytes),
     SKCCE_EXPORT(skcce_logits_f64), SKCCE_EXPORT(skcce_logits_f32),
     SKCCE_EXPORT(skcce_grad_f64), SKCCE_EXPORT(skcce_grad_f32),
     SKCCE_EXPORT(skcce_rows_logits_f64), SKCCE_EXPORT(skcce_rows_logits_f32),

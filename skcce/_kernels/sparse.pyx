@@ -132,7 +132,8 @@ def sparse_class_slices(Py_ssize_t n_classes, Py_ssize_t nnz, Py_ssize_t n_featu
     cdef Py_ssize_t K = max(n_classes, 1)
     cdef Py_ssize_t n_slices = (K + SPARSE_SLICE_CLASSES - 1) // SPARSE_SLICE_CLASSES
     cdef Py_ssize_t width
-    if n_slices == 1 or nnz < SPARSE_SLICE_MIN_NNZ_PER_FEATURE * n_features:
+    if (n_slices == 1 or n_features == 0
+            or nnz < SPARSE_SLICE_MIN_NNZ_PER_FEATURE * n_features):
         return 1, int(K)
     width = ((K + n_slices - 1) // n_slices + 7) // 8 * 8
     return int((K + width - 1) // width), int(width)
@@ -611,7 +612,8 @@ def csr_loss_gradient(
     tile_cache : tuple or None, default=None
         X's tiles from :func:`csr_tile_cache` (same X, same K): step 1 then
         skips the sort, and class slices reuse the cache's room for the
-        coefficients' copy. The result is bitwise the same.
+        coefficients' copy. The result is bitwise the same. That room is
+        scratch: calls running at the same time must not share a cache.
 
     Returns
     -------
@@ -724,6 +726,8 @@ cdef int _check_tile_cache(TileCache* cache, tile_cache, const SparseLayout* L,
     cache.coef_slices = NULL
     if tile_cache is None:
         return 0
+    if len(tile_cache) != 4:
+        raise ValueError("tile_cache was not built from this X and K")
     keys, values, block_start, coef_slices = tile_cache
     slices_view = coef_slices
     if (keys.shape[0] != nnz or values.shape[0] != nnz
