@@ -330,6 +330,27 @@ def test_sparse_gradient_finite_differences(dtype, fit_intercept):
     assert_allclose(grad, fd, rtol=1e-6, atol=1e-8)
 
 
+def _reverse_every_third_row(X):
+    """Reverse the stored order of rows 0, 3, 6, ... in place: unsorted
+    indices, which the kernel must not rely on."""
+    X.has_sorted_indices = False
+    for i in range(0, X.shape[0], 3):
+        lo, hi = X.indptr[i], X.indptr[i + 1]
+        X.indices[lo:hi] = X.indices[lo:hi][::-1].copy()
+        X.data[lo:hi] = X.data[lo:hi][::-1].copy()
+
+
+def _same_for_every_n_jobs(coef, X, y, sw, l2):
+    """Loss and gradient for n_jobs 1, 2 and 3, asserted bitwise identical."""
+    results = [skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw,
+                                                l2_reg_strength=l2, n_jobs=n_jobs)
+               for n_jobs in (1, 2, 3)]
+    for loss, grad in results[1:]:
+        assert loss == results[0][0]
+        assert np.array_equal(grad, results[0][1])
+    return results[0]
+
+
 @pytest.mark.parametrize("n, d, K, density", [
     (300, 20_000, 3, 0.002),    # 2^15 features per block: one partial block
     (2500, 9_000, 20, 0.01),    # 2^9 features per block: 18 blocks
@@ -346,24 +367,14 @@ def test_feature_blocks_match_dense_reference(n, d, K, density):
     rng = np.random.default_rng(21)
     X = sp.random(n, d, density=density, format="csr", random_state=22)
     X.data = rng.standard_normal(X.nnz)
-    # Unsorted indices within rows: the kernel must not rely on sorted rows.
-    X.has_sorted_indices = False
-    for i in range(0, n, 3):
-        lo, hi = X.indptr[i], X.indptr[i + 1]
-        X.indices[lo:hi] = X.indices[lo:hi][::-1].copy()
-        X.data[lo:hi] = X.data[lo:hi][::-1].copy()
+    _reverse_every_third_row(X)
     y = rng.integers(0, K, size=n)
     sw = rng.uniform(0.5, 2.0, size=n)
     coef = rng.normal(scale=0.3, size=(K, d + 1))
-    results = [skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw,
-                                                l2_reg_strength=0.01, n_jobs=n_jobs)
-               for n_jobs in (1, 2, 3)]
+    loss, grad = _same_for_every_n_jobs(coef, X, y, sw, 0.01)
     ref_loss, ref_grad = ref_objective(coef, X.toarray(), y, sw, 0.01, True, 0.0)
-    assert_allclose(results[0][0], ref_loss, rtol=1e-12)
-    assert_grad_close(results[0][1], ref_grad, rtol=1e-12, atol_factor=1e-12)
-    for loss, grad in results[1:]:
-        assert loss == results[0][0]
-        assert np.array_equal(grad, results[0][1])
+    assert_allclose(loss, ref_loss, rtol=1e-12)
+    assert_grad_close(grad, ref_grad, rtol=1e-12, atol_factor=1e-12)
 
 
 def _heavy_rows_problem(index_dtype):
@@ -448,17 +459,12 @@ def test_class_slices_match_reference_and_unsliced_kernel(K, width, dtype):
     y = rng.integers(0, K, size=n)
     sw = rng.uniform(0.5, 2.0, size=n)
     coef = rng.normal(scale=0.3, size=(K, d + 1))
-    results = [skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw,
-                                                l2_reg_strength=0.01, n_jobs=n_jobs)
-               for n_jobs in (1, 2, 3)]
-    for loss, grad in results[1:]:
-        assert loss == results[0][0]
-        assert np.array_equal(grad, results[0][1])
+    loss, grad = _same_for_every_n_jobs(coef, X, y, sw, 0.01)
     ref_loss, ref_grad = ref_objective(coef, X.toarray().astype(np.float64), y, sw, 0.01,
                                        True, 0.0)
     rtol = 1e-12 if dtype == np.float64 else 1e-5
-    assert_allclose(results[0][0], ref_loss, rtol=rtol)
-    assert_grad_close(results[0][1], ref_grad, rtol=rtol, atol_factor=rtol)
+    assert_allclose(loss, ref_loss, rtol=rtol)
+    assert_grad_close(grad, ref_grad, rtol=rtol, atol_factor=rtol)
 
     wide = sp.hstack([X, sp.csr_matrix((n, 40 * d), dtype=dtype)], format="csr")
     assert sparse_kernel.sparse_class_slices(K, wide.nnz, wide.shape[1]) == (1, K)
@@ -470,11 +476,7 @@ def test_class_slices_match_reference_and_unsliced_kernel(K, width, dtype):
     assert not grad_wide[:, d:-1].any()
 
     # Unsorted rows: the same values up to rounding.
-    X.has_sorted_indices = False
-    for i in range(0, n, 3):
-        lo, hi = X.indptr[i], X.indptr[i + 1]
-        X.indices[lo:hi] = X.indices[lo:hi][::-1].copy()
-        X.data[lo:hi] = X.data[lo:hi][::-1].copy()
+    _reverse_every_third_row(X)
     loss_u, grad_u = skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw,
                                                       l2_reg_strength=0.01, n_jobs=2)
     assert_allclose(loss_u, ref_loss, rtol=rtol)
