@@ -10,6 +10,7 @@ vs labels, n_jobs invariance, (n, 1) y vs 1-D y).
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from numpy.testing import assert_allclose
 from scipy.special import softmax
 from sklearn.exceptions import DataConversionWarning
@@ -118,13 +119,20 @@ def test_loss_soft_targets_bitwise_across_n_jobs(dtype):
     assert_grad_close(g1, ref_grad, rtol=rtol, atol_factor=rtol)
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("K", [4, 9, 17, 40, 230])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_loss_one_hot_matrix_bitwise_equals_labels(dtype, fit_intercept, weighted):
+def test_loss_one_hot_matrix_bitwise_equals_labels(dtype, fit_intercept, weighted, K,
+                                                   sparse):
+    # Labels take the vectorized residuals from 8 classes on (16 in float32),
+    # one-hot targets the row-at-a-time ones; K = 230: the dense BLAS path.
     rng = np.random.default_rng(4)
-    n, d, K = 257, 5, 4
+    n, d = 257 + K, 5
     X = rng.normal(size=(n, d)).astype(dtype)
+    if sparse:
+        X = sp.csr_matrix(X * (rng.random((n, d)) < 0.5))
     y = rng.integers(0, K, size=n)
     Y = np.eye(K)[y]
     coef = rng.normal(size=(K, d + fit_intercept))
@@ -135,7 +143,8 @@ def test_loss_one_hot_matrix_bitwise_equals_labels(dtype, fit_intercept, weighte
     assert l_lab == l_mat
     assert np.array_equal(g_lab, g_mat)
     # independent check of the common value
-    ref_loss, ref_grad = ref_objective(coef, X, y, sw, 0.2, fit_intercept)
+    ref_loss, ref_grad = ref_objective(coef, X.toarray() if sparse else X, y, sw, 0.2,
+                                       fit_intercept)
     rtol = 1e-12 if dtype == np.float64 else 1e-5
     assert_allclose(l_lab, ref_loss, rtol=rtol)
     assert_grad_close(g_lab, ref_grad, rtol=rtol, atol_factor=rtol)

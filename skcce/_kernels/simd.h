@@ -2,7 +2,8 @@
  *
  * simd_loops.c holds the loops that decide the kernels' speed: the dense
  * micro-kernels (microkernel.h, rowkernel_impl.h), the sparse tile loops
- * (sparse_tiles.h), the vectorized exp and log (vector_exp.h) and the L-BFGS
+ * (sparse_tiles.h), the vectorized exp and log (vector_exp.h), the softmax
+ * residuals for class labels (softmax_impl.h) and the L-BFGS
  * direction's vector passes (skcce_axpy_dot). setup.py
  * compiles it once per instruction set the compiler can target: always the
  * baseline ("base"), and on x86-64 also AVX2 + FMA ("avx2") and AVX-512
@@ -73,6 +74,17 @@ typedef struct {
                                 ptrdiff_t e1, int shift, double* gb, ptrdiff_t K,
                                 const double* residuals, ptrdiff_t ldr, double* stream,
                                 const double* stream_end, ptrdiff_t lines);
+    /* A chunk's weighted softmax residuals for class labels, in place of its
+     * logits (z, n_rows x K, row stride ldz; b or sw NULL: no intercept, no
+     * weights); adds the residuals to grad_intercept (unless NULL) and
+     * returns the weighted loss sum (softmax_impl.h); scratch holds
+     * n_rows * (K + 3) doubles. */
+    double (*softmax_labels_f64)(double* z, ptrdiff_t ldz, ptrdiff_t n_rows, ptrdiff_t K,
+                                 const double* b, const int32_t* labels, const double* sw,
+                                 double* grad_intercept, double* scratch);
+    double (*softmax_labels_f32)(float* z, ptrdiff_t ldz, ptrdiff_t n_rows, ptrdiff_t K,
+                                 const double* b, const int32_t* labels, const double* sw,
+                                 double* grad_intercept, double* scratch);
     /* q = (q + a x) * scale, then return v . q, over n values (x or v NULL:
      * no update, no dot product); value i is summed into partial sum i % 8,
      * the eight added in a fixed order (the L-BFGS direction's passes). */

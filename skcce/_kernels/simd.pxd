@@ -1,7 +1,7 @@
 # The hot loops chosen at import for the CPU (simd.h): dense and sparse call
 # them through ``skcce_simd``.
 
-from libc.stdint cimport uint32_t
+from libc.stdint cimport int32_t, uint32_t
 
 
 cdef extern from "simd.h":
@@ -46,6 +46,14 @@ cdef extern from "simd.h":
                                     Py_ssize_t K, const double* residuals, Py_ssize_t ldr,
                                     double* stream, const double* stream_end,
                                     Py_ssize_t lines) noexcept nogil
+        double (*softmax_labels_f64)(double* z, Py_ssize_t ldz, Py_ssize_t n_rows,
+                                     Py_ssize_t K, const double* b, const int32_t* labels,
+                                     const double* sw, double* grad_intercept,
+                                     double* scratch) noexcept nogil
+        double (*softmax_labels_f32)(float* z, Py_ssize_t ldz, Py_ssize_t n_rows,
+                                     Py_ssize_t K, const double* b, const int32_t* labels,
+                                     const double* sw, double* grad_intercept,
+                                     double* scratch) noexcept nogil
         double (*axpy_dot)(double* q, const double* x, double a, double scale,
                            const double* v, Py_ssize_t n) noexcept nogil
 

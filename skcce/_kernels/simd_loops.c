@@ -46,6 +46,14 @@
 #define SKCCE_SUFFIX f32
 #include "sparse_tiles_impl.h"
 
+#define SKCCE_T double
+#define SKCCE_SUFFIX f64
+#include "softmax_impl.h"
+
+#define SKCCE_T float
+#define SKCCE_SUFFIX f32
+#include "softmax_impl.h"
+
 int SKCCE_EXPORT(skcce_vector_bytes)(void)
 {
 #if SKCCE_HAVE_VECTORS

@@ -26,6 +26,12 @@ void SKCCE_EXPORT(skcce_rows_grad_f32)(const float*, ptrdiff_t, ptrdiff_t, const
 int SKCCE_EXPORT(skcce_vector_bytes)(void);
 void SKCCE_EXPORT(skcce_exp_nonpositive_inplace)(double*, ptrdiff_t);
 void SKCCE_EXPORT(skcce_log_ge1_inplace)(double*, ptrdiff_t);
+double SKCCE_EXPORT(skcce_softmax_labels_f64)(double*, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                                               const double*, const int32_t*, const double*,
+                                               double*, double*);
+double SKCCE_EXPORT(skcce_softmax_labels_f32)(float*, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                                               const double*, const int32_t*, const double*,
+                                               double*, double*);
 double SKCCE_EXPORT(skcce_axpy_dot)(double*, const double*, double, double, const double*,
                                     ptrdiff_t);
 void SKCCE_EXPORT(skcce_tile_gather_f64)(const uint32_t*, const double*, ptrdiff_t, ptrdiff_t,
@@ -53,6 +59,7 @@ static const skcce_simd_loops SKCCE_EXPORT(skcce_loops) = {
     SKCCE_EXPORT(skcce_exp_nonpositive_inplace), SKCCE_EXPORT(skcce_log_ge1_inplace),
     SKCCE_EXPORT(skcce_tile_gather_f64), SKCCE_EXPORT(skcce_tile_gather_f32),
     SKCCE_EXPORT(skcce_tile_scatter_f64), SKCCE_EXPORT(skcce_tile_scatter_f32),
+    SKCCE_EXPORT(skcce_softmax_labels_f64), SKCCE_EXPORT(skcce_softmax_labels_f32),
     SKCCE_EXPORT(skcce_axpy_dot),
 };
 #undef SKCCE_EXPORT
