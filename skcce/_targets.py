@@ -137,7 +137,10 @@ def check_class_indices(y, n_classes, input_name="y"):
     if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
         raise ValueError(f"Input {input_name} contains NaN or infinity.")
     y_int = np.asarray(y).astype(np.int64, copy=False)
-    if y.size and not np.array_equal(y_int, y):
+    # Signed integers and booleans are int64 exactly; unsigned ones past
+    # int64's range wrap to negative values, which the range check refuses.
+    exact = y.dtype.kind in "bi" or y.dtype.kind == "u" and y.dtype.itemsize < 8
+    if y.size and not exact and not np.array_equal(y_int, y):
         raise ValueError(
             f"{input_name} must hold integer class indices 0..K-1 "
             "(non-integer values found)."
