@@ -182,7 +182,7 @@ def test_every_instruction_set_gives_the_reference_loss_and_gradient(cap, proble
         rtol = 1e-5 if name.endswith("float32") else 1e-12
         np.testing.assert_allclose(result["loss_" + name], ref_loss, rtol=rtol)
         assert_grad_close(result["grad_" + name], ref_grad, rtol=rtol, atol_factor=rtol)
-        # Labels take the vectorized residuals from 8 classes on (16 in
-        # float32), one-hot targets the row-at-a-time ones: the same bits.
+        # Labels take the residuals of the hot loops (softmax_impl.h), one-hot
+        # targets the baseline's row-at-a-time ones: the same bits.
         assert result["onehot_loss_" + name] == result["loss_" + name], name
         assert np.array_equal(result["onehot_grad_" + name], result["grad_" + name]), name

@@ -126,8 +126,9 @@ def test_loss_soft_targets_bitwise_across_n_jobs(dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_loss_one_hot_matrix_bitwise_equals_labels(dtype, fit_intercept, weighted, K,
                                                    sparse):
-    # Labels take the vectorized residuals from 8 classes on (16 in float32),
-    # one-hot targets the row-at-a-time ones; K = 230: the dense BLAS path.
+    # Labels take the residuals of the hot loops (softmax_impl.h; a copy per
+    # K below 8), one-hot targets the baseline's row-at-a-time ones; K = 230:
+    # the dense BLAS path.
     rng = np.random.default_rng(4)
     n, d = 257 + K, 5
     X = rng.normal(size=(n, d)).astype(dtype)

@@ -13,16 +13,6 @@ from skcce._kernels.crossentropy cimport (
 from skcce._kernels.simd cimport skcce_simd
 
 
-cdef enum:
-    # The residuals for class labels run in the hot loops (softmax_impl.h)
-    # from this many classes on; with fewer, their per-row loops are too
-    # short for vectors (measured 5-20% slower for 3 to 7 classes, and for
-    # float32 up to 12; 5-15% faster from 8 classes in float64, 16 in
-    # float32, e.g. 54 features and 300 classes).
-    VECTOR_RESIDUALS_MIN_CLASSES_F64 = 8
-    VECTOR_RESIDUALS_MIN_CLASSES_F32 = 16
-
-
 cdef inline Py_ssize_t residual_scratch_doubles(Py_ssize_t n_rows,
                                                 Py_ssize_t n_classes) noexcept nogil:
     """Doubles of scratch :func:`softmax_residual_chunk` needs for ``n_rows`` rows."""
@@ -84,12 +74,12 @@ cdef inline double softmax_residual_chunk(
     row the target logit, the sum of exps, whose logs are taken in one
     vectorized call (within 2 ulp), and ``s / sum``.
 
-    With class labels (no soft targets, no smoothing) and enough classes
-    (VECTOR_RESIDUALS_MIN_CLASSES_*), the same operations run in the hot
-    loops' vectors (``softmax_impl.h``, compiled for the instruction set in
-    use): the same results, bit for bit.
+    Class labels (no soft targets, no smoothing) take the same steps in the
+    hot loops (``softmax_impl.h``, compiled for the instruction set in use,
+    with a copy per class count below 8), whose results are those of the
+    loops below for one-hot targets, bit for bit.
     """
-    cdef Py_ssize_t i, k, label, K = n_classes
+    cdef Py_ssize_t i, k, K = n_classes
     cdef double zmax, sum_exp, weight, scale
     cdef double loss = 0.0
     cdef floating* row
@@ -97,14 +87,12 @@ cdef inline double softmax_residual_chunk(
     cdef double* target_logit = scratch + n_rows * K
     cdef double* log_sum_exp = target_logit + n_rows
     cdef double* scales = log_sum_exp + n_rows
-    cdef bint plain_labels = targets.proba == NULL and targets.smoothing == 0.0
-    if floating is double:
-        if plain_labels and K >= VECTOR_RESIDUALS_MIN_CLASSES_F64:
+    if targets.proba == NULL and targets.smoothing == 0.0:
+        if floating is double:
             return skcce_simd.softmax_labels_f64(z, row_stride, n_rows, K, intercept,
                                                  targets.labels + first_row, sw,
                                                  grad_intercept, scratch)
-    else:
-        if plain_labels and K >= VECTOR_RESIDUALS_MIN_CLASSES_F32:
+        else:
             return skcce_simd.softmax_labels_f32(z, row_stride, n_rows, K, intercept,
                                                  targets.labels + first_row, sw,
                                                  grad_intercept, scratch)
@@ -122,24 +110,14 @@ cdef inline double softmax_residual_chunk(
         log_sum_exp[i] = sum_exp
         scales[i] = (1.0 if sw == NULL else sw[i]) / sum_exp
     skcce_simd.log_ge1_inplace(log_sum_exp, n_rows)
-    # The residuals in float64, in place of the exps; the label's term after
-    # the row's loop (a test of k against the label in it would be
-    # mispredicted once a row).
+    # The residuals in float64, in place of the exps.
     for i in range(n_rows):
         e = scratch + i * K
         weight = 1.0 if sw == NULL else sw[i]
         loss = loss + weight * (log_sum_exp[i] - target_logit[i])
         scale = scales[i]
-        if plain_labels:
-            for k in range(K):
-                e[k] = e[k] * scale
-            label = targets.labels[first_row + i]
-            e[label] = e[label] - weight
-        else:
-            for k in range(K):
-                e[k] = e[k] * scale - weight * target(targets, first_row + i, k, K)
-    # Stored and summed in a pass of their own: loading a row's residuals
-    # right after its label's store would stall store forwarding.
+        for k in range(K):
+            e[k] = e[k] * scale - weight * target(targets, first_row + i, k, K)
     for i in range(n_rows):
         row = z + i * row_stride
         e = scratch + i * K

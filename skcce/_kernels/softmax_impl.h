@@ -126,17 +126,42 @@ SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_loops)(
     return loss;
 }
 
-double SKCCE_EXPORT(SKCCE_FN(skcce_softmax_labels))(SKCCE_T* z, ptrdiff_t ldz,
-                                                   ptrdiff_t n_rows, ptrdiff_t K,
-                                                   const double* b, const int32_t* labels,
-                                                   const double* sw, double* grad_intercept,
-                                                   double* scratch)
+SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_any_b)(
+    SKCCE_T* z, ptrdiff_t ldz, ptrdiff_t n_rows, const ptrdiff_t K, const double* b,
+    const int32_t* labels, const double* sw, double* grad_intercept, double* scratch)
 {
     if (b != NULL)
         return SKCCE_FN(skcce_softmax_labels_loops)(z, ldz, n_rows, K, b, labels, sw,
                                                     grad_intercept, scratch, 1);
     return SKCCE_FN(skcce_softmax_labels_loops)(z, ldz, n_rows, K, b, labels, sw,
                                                 grad_intercept, scratch, 0);
+}
+
+/* Fewer than 8 classes: a copy of the loops per K, whose loops over a row's
+ * classes the compiler unrolls (a loop of a few values at run time costs
+ * more than its work). */
+double SKCCE_EXPORT(SKCCE_FN(skcce_softmax_labels))(SKCCE_T* z, ptrdiff_t ldz,
+                                                   ptrdiff_t n_rows, ptrdiff_t K,
+                                                   const double* b, const int32_t* labels,
+                                                   const double* sw, double* grad_intercept,
+                                                   double* scratch)
+{
+#define SKCCE_SOFTMAX_CASE(k)                                                            \
+    case k:                                                                              \
+        return SKCCE_FN(skcce_softmax_labels_any_b)(z, ldz, n_rows, k, b, labels, sw,    \
+                                                    grad_intercept, scratch)
+    switch (K) {
+    SKCCE_SOFTMAX_CASE(2);
+    SKCCE_SOFTMAX_CASE(3);
+    SKCCE_SOFTMAX_CASE(4);
+    SKCCE_SOFTMAX_CASE(5);
+    SKCCE_SOFTMAX_CASE(6);
+    SKCCE_SOFTMAX_CASE(7);
+    default:
+        return SKCCE_FN(skcce_softmax_labels_any_b)(z, ldz, n_rows, K, b, labels, sw,
+                                                    grad_intercept, scratch);
+    }
+#undef SKCCE_SOFTMAX_CASE
 }
 
 #undef SKCCE_SOFTMAX_LOGIT
