@@ -185,7 +185,11 @@ def extensions():
     depends on all of them (a change to a header rebuilds every module).
     """
     here = os.path.dirname(os.path.abspath(__file__))
-    optimize = [] if sys.platform == "win32" else ["-O3"]
+    # No fused multiply-add where the source rounds twice (GCC fuses by
+    # default wherever the target has FMA: aarch64, -march=native), so that
+    # the Cython loops round as the hot loops of simd_loops.c that must match
+    # them bit for bit (softmax_impl.h); MSVC does not fuse by default.
+    optimize = [] if sys.platform == "win32" else ["-O3", "-ffp-contract=off"]
     modules = [
         Extension(
             f"skcce._kernels.{name}",

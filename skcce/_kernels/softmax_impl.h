@@ -7,8 +7,9 @@
  * set (AVX-512: eight doubles at once instead of two). Every value is the
  * same operation on the same operands, so the results are
  * softmax_residual_chunk's bit for bit:
- *   - the row's maximum skips NaNs after the first logit (in eight running
- *     maxima: the largest value is the same in any order);
+ *   - the row's maximum skips NaNs after the first logit (from 8 classes on
+ *     in eight running maxima: the largest value is the same in any order,
+ *     but for the sign of a zero, which changes no result);
  *   - the sum of a row's exps is residuals.pxd's row_sum (eight interleaved
  *     partial sums from 8 classes on);
  *   - exp and log are vector_exp.h's;

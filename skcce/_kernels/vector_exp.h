@@ -38,7 +38,9 @@ static inline double skcce_exp_nonpositive(double x) {
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    long long t_bits, shifter_bits, scale_bits;
+    /* Unsigned: the exponent's shift is defined for every bit pattern (a
+     * NaN's too). */
+    unsigned long long t_bits, shifter_bits, scale_bits;
     double scale;
     memcpy(&t_bits, &t, 8);
     memcpy(&shifter_bits, &shifter, 8);
