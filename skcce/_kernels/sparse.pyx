@@ -107,6 +107,11 @@ cdef enum:
 # Layout: chunks of rows, class slices and blocks of features, from X's
 # structure and K only.
 
+cdef inline Py_ssize_t _whole_lines(Py_ssize_t n_doubles) noexcept:
+    """``n_doubles`` rounded up to whole cache lines of float64 (8 values)."""
+    return (n_doubles + 7) // 8 * 8
+
+
 def sparse_class_slices(Py_ssize_t n_classes, Py_ssize_t nnz, Py_ssize_t n_features):
     """Class slices of the sparse kernel's gather.
 
@@ -135,7 +140,7 @@ def sparse_class_slices(Py_ssize_t n_classes, Py_ssize_t nnz, Py_ssize_t n_featu
     if (n_slices == 1 or n_features == 0
             or nnz < SPARSE_SLICE_MIN_NNZ_PER_FEATURE * n_features):
         return 1, int(K)
-    width = ((K + n_slices - 1) // n_slices + 7) // 8 * 8
+    width = _whole_lines((K + n_slices - 1) // n_slices)
     return int((K + width - 1) // width), int(width)
 
 
@@ -243,7 +248,7 @@ cdef SparseLayout _sparse_layout(const index_t[::1] indptr, Py_ssize_t nnz,
     # The softmax runs on at most the rows of an unsliced chunk at a time
     # (its scratch holds them).
     layout.residual_rows = max(1, min(sparse_chunk_rows(n_classes), layout.chunk_rows))
-    layout.z_stride = n_classes if layout.n_slices == 1 else (n_classes + 7) // 8 * 8
+    layout.z_stride = n_classes if layout.n_slices == 1 else _whole_lines(n_classes)
     bounds, layout.largest_nnz = _sparse_chunks(indptr, layout.chunk_rows)
     bounds_owner.append(bounds)
     bounds_view = bounds
@@ -295,6 +300,13 @@ cdef struct TileCache:
 
 cdef inline size_t _aligned(size_t n) noexcept nogil:
     return (n + TILE_ALIGN - 1) & ~(<size_t> TILE_ALIGN - 1)
+
+
+cdef inline char* _malloc_lines(size_t n, char** block) noexcept:
+    """``n`` bytes from a cache line boundary (the allocator only promises
+    16 bytes): ``*block`` is what to free, NULL if out of memory."""
+    block[0] = <char*> PyMem_RawMalloc(n + TILE_ALIGN - 1)
+    return NULL if block[0] == NULL else <char*> _aligned(<size_t> block[0])
 
 
 cdef size_t _carve_tiles(ChunkTiles* tiles, char* p, Py_ssize_t largest_nnz,
@@ -662,13 +674,10 @@ def csr_loss_gradient(
     if tile_bytes > <size_t> ((PY_SSIZE_T_MAX - TILE_ALIGN) // layout.n_threads):
         raise MemoryError()
     tiles = <ChunkTiles*> PyMem_RawCalloc(layout.n_threads, sizeof(ChunkTiles))
-    # TILE_ALIGN - 1 spare bytes: the tiles start on a cache line boundary
-    # (the allocator only promises 16 bytes).
-    arena = <char*> PyMem_RawMalloc(layout.n_threads * tile_bytes + TILE_ALIGN - 1)
+    tiles_start = _malloc_lines(layout.n_threads * tile_bytes, &arena)
     try:
         if tiles == NULL or arena == NULL:
             raise MemoryError()
-        tiles_start = <char*> _aligned(<size_t> arena)
         for s in range(layout.n_threads):
             _carve_tiles(&tiles[s], tiles_start + s * tile_bytes, layout.largest_nnz,
                          sizeof(floating), layout.chunk_rows, layout.residual_rows, K,
@@ -681,12 +690,9 @@ def csr_loss_gradient(
             if layout.n_slices > 1 and cache.coef_slices != NULL:
                 sliced = cache.coef_slices
             elif layout.n_slices > 1:
-                # Slices on cache lines (TILE_ALIGN - 1 spare bytes).
-                sliced_arena = <char*> PyMem_RawMalloc(d * K * sizeof(double)
-                                                       + TILE_ALIGN - 1)
+                sliced = <double*> _malloc_lines(d * K * sizeof(double), &sliced_arena)
                 if sliced_arena == NULL:
                     raise MemoryError()
-                sliced = <double*> _aligned(<size_t> sliced_arena)
         gp = &grad_t[0, 0]
         grad_bytes = grad_t.shape[0] * K * sizeof(double)
         if intercept is not None:
