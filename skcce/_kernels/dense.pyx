@@ -168,12 +168,19 @@ cdef enum:
     # 64-byte vectors and rows of at least ROWS_LONG_VECTORS vectors, also
     # where the class tile is a single 32-byte vector a third or more padding
     # (float32 with K = 5: 1.2-1.6x faster from 128 features, 1.2x slower at
-    # 100; K = 6-8 and float64 with K = 3-5 mixed).
+    # 100; K = 6-8 and float64 with K = 3-5 mixed). With 64-byte vectors and
+    # rows of at least ROWS_VERY_LONG_VECTORS vectors, wherever the class
+    # tile is a single 32-byte vector (which leaves half of each 64-byte
+    # instruction unused): float64 with K = 3 1.1-1.35x faster from 300
+    # features, float32 with K = 6-8 1.2-1.4x at 784 (K = 6 also at 2,000),
+    # float64 with K = 4 as fast; with K = 6-8 float32 at 300 features
+    # the class tile is faster.
     ROWS_MIN_PADDING_PERCENT = 60
     ROWS_MIN_PADDING_PERCENT_WIDE = 50
     ROWS_MIN_PADDING_PERCENT_LONG = 37
     ROWS_MIN_VECTORS = 8
     ROWS_LONG_VECTORS = 16
+    ROWS_VERY_LONG_VECTORS = 64
 
     PRODUCTS_CLASSES = 0
     PRODUCTS_FEATURES = 1
@@ -216,6 +223,9 @@ cdef int _product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes,
     if (_wide_vectors and padded == lanes
             and n_features >= ROWS_LONG_VECTORS * lanes):
         min_padding = ROWS_MIN_PADDING_PERCENT_LONG
+    if (_wide_vectors and padded == lanes
+            and n_features >= ROWS_VERY_LONG_VECTORS * lanes):
+        min_padding = 0
     if (n_classes >= 2 and n_features >= ROWS_MIN_VECTORS * lanes
             and 100 * (padded - n_classes) >= min_padding * padded):
         return PRODUCTS_FEATURES
@@ -244,9 +254,11 @@ def product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t item
         when the padding would waste at least 60% of the lanes (float32 with
         2 or 3 classes), or half of them where the loops in use have 64-byte
         vectors (see :func:`simd_loops`: "avx512"; also float32 with 4
-        classes and float64 with 2, and float32 with 5 classes from 128
-        features), and rows hold at least 8 vectors of 32 bytes (64 float32
-        or 32 float64 features); "blas": BLAS GEMM (more than 200 classes).
+        classes and float64 with 2, float32 with 5 classes from 128
+        features, float64 with 3 or 4 classes from 256 features and float32
+        with 5 to 8 from 512), and rows hold at least 8 vectors of 32 bytes
+        (64 float32 or 32 float64 features); "blas": BLAS GEMM (more than
+        200 classes).
         Depends on the shape and on the instruction set in use only (a build
         without vector kernels: always "classes" up to 200 classes).
     """
@@ -450,12 +462,15 @@ cdef inline void _logits_product(const floating* X, Py_ssize_t m, Py_ssize_t d,
 
 cdef inline void _gradient_product(const floating* X, Py_ssize_t m, Py_ssize_t d,
                                    const floating* residuals, Py_ssize_t ldw,
-                                   double* grad) noexcept nogil:
-    """G (d x ldw, float64) += X_c.T @ R in the micro-kernel of X's dtype."""
+                                   double* grad, Py_ssize_t rows_ahead) noexcept nogil:
+    """G (d x ldw, float64) += X_c.T @ R in the micro-kernel of X's dtype,
+    fetching the ``rows_ahead`` rows after X_c into the cache meanwhile."""
     if floating is double:
-        skcce_simd.grad_f64(X, m, d, residuals, ldw, grad)
+        skcce_simd.grad_f64(X, m, d, residuals, ldw, grad, X + m * d,
+                            rows_ahead * d * sizeof(floating))
     else:
-        skcce_simd.grad_f32(X, m, d, residuals, ldw, grad)
+        skcce_simd.grad_f32(X, m, d, residuals, ldw, grad, X + m * d,
+                            rows_ahead * d * sizeof(floating))
 
 
 cdef inline void _rows_logits_product(const floating* X, Py_ssize_t m, Py_ssize_t d,
@@ -471,12 +486,16 @@ cdef inline void _rows_logits_product(const floating* X, Py_ssize_t m, Py_ssize_
 
 cdef inline void _rows_gradient_product(const floating* X, Py_ssize_t m, Py_ssize_t d,
                                         const floating* residuals, Py_ssize_t ldr,
-                                        Py_ssize_t K, double* grad_rows) noexcept nogil:
-    """G (K x d, float64) += R.T @ X_c, vectorized over features."""
+                                        Py_ssize_t K, double* grad_rows,
+                                        Py_ssize_t rows_ahead) noexcept nogil:
+    """G (K x d, float64) += R.T @ X_c, vectorized over features, fetching
+    the ``rows_ahead`` rows after X_c into the cache meanwhile."""
     if floating is double:
-        skcce_simd.rows_grad_f64(X, m, d, residuals, ldr, K, grad_rows)
+        skcce_simd.rows_grad_f64(X, m, d, residuals, ldr, K, grad_rows, X + m * d,
+                                 rows_ahead * d * sizeof(floating))
     else:
-        skcce_simd.rows_grad_f32(X, m, d, residuals, ldr, K, grad_rows)
+        skcce_simd.rows_grad_f32(X, m, d, residuals, ldr, K, grad_rows, X + m * d,
+                                 rows_ahead * d * sizeof(floating))
 
 
 cdef double _group_loss_gradient(
@@ -531,9 +550,11 @@ cdef double _group_loss_gradient(
         if d == 0:
             pass
         elif L.products == PRODUCTS_CLASSES:
-            _gradient_product(xc, m, d, z, ldw, grad)
+            _gradient_product(xc, m, d, z, ldw, grad,
+                              min(L.chunk_rows, row_end - r0 - m))
         elif L.products == PRODUCTS_FEATURES:
-            _rows_gradient_product(xc, m, d, z, ldw, K, grad_rows)
+            _rows_gradient_product(xc, m, d, z, ldw, K, grad_rows,
+                                   min(L.chunk_rows, row_end - r0 - m))
         elif floating is double:
             gemm(b"N", b"T", <int> K, <int> d, <int> m, z, <int> K,
                  xc, <int> d, <double> (0.0 if first else 1.0), grad, <int> K)

@@ -140,6 +140,7 @@ SKCCE_INLINE void skcce_add_floats_to_doubles(double* g, const float* v)
  * classes, over all m rows. */
 SKCCE_INLINE void SKCCE_FN(skcce_grad_tile)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                             const SKCCE_T* R, ptrdiff_t Kp, double* G,
+                                            skcce_fetch_ahead* fetch,
                                             const int JB, const int NW, const int NN)
 {
     SKCCE_W acc[SKCCE_MAX_JB][SKCCE_MAX_NW];
@@ -153,6 +154,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_grad_tile)(const SKCCE_T* X, ptrdiff_t m, ptrdi
         SKCCE_V rt;
         for (int v = 0; v < NW; v++) r[v] = *(const SKCCE_WU*)(R + i * Kp + SKCCE_WLANES * v);
         if (NN) rt = *(const SKCCE_VU*)(R + i * Kp + SKCCE_WLANES * NW);
+        skcce_fetch_line(fetch, i);
         for (int jj = 0; jj < JB; jj++) {
             if (NW) {
                 SKCCE_W x = SKCCE_SPLAT_WIDE(X[i * d + jj]);
@@ -174,23 +176,26 @@ SKCCE_INLINE void SKCCE_FN(skcce_grad_tile)(const SKCCE_T* X, ptrdiff_t m, ptrdi
  * at a time. */
 SKCCE_INLINE void SKCCE_FN(skcce_grad_cols)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                             ptrdiff_t db, const SKCCE_T* R, ptrdiff_t Kp,
-                                            double* G, const int NW, const int NN,
-                                            const int JB)
+                                            double* G, skcce_fetch_ahead* fetch,
+                                            const int NW, const int NN, const int JB)
 {
     ptrdiff_t j = 0;
     for (; j + JB <= db; j += JB)
-        SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, JB, NW, NN);
+        SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, fetch, JB, NW, NN);
     /* The last db % JB features in one tile too. */
+#define SKCCE_FEATURES(jb) \
+    SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, fetch, jb, NW, NN)
     switch (db - j) {
     case 0: break;
-    case 1: SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 1, NW, NN); break;
-    case 2: SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 2, NW, NN); break;
-    case 3: SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 3, NW, NN); break;
-    case 4: SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 4, NW, NN); break;
-    case 5: SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 5, NW, NN); break;
-    case 6: SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 6, NW, NN); break;
-    default: SKCCE_FN(skcce_grad_tile)(X + j, m, d, R, Kp, G + j * Kp, 7, NW, NN); break;
+    case 1: SKCCE_FEATURES(1); break;
+    case 2: SKCCE_FEATURES(2); break;
+    case 3: SKCCE_FEATURES(3); break;
+    case 4: SKCCE_FEATURES(4); break;
+    case 5: SKCCE_FEATURES(5); break;
+    case 6: SKCCE_FEATURES(6); break;
+    default: SKCCE_FEATURES(7); break;
     }
+#undef SKCCE_FEATURES
 }
 
 /* Tiles of classes of up to SKCCE_PANEL_NV 32-byte vectors, as NV / WIDTH
@@ -248,11 +253,14 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_logits))(const SKCCE_T* X, ptrdiff_t m, ptrdiff
 }
 
 void SKCCE_EXPORT(SKCCE_FN(skcce_grad))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
-                                       const SKCCE_T* R, ptrdiff_t Kp, double* G)
+                                       const SKCCE_T* R, ptrdiff_t Kp, double* G,
+                                       const void* ahead, ptrdiff_t ahead_bytes)
 {
+    skcce_fetch_ahead fetch = skcce_fetch_start(ahead, ahead_bytes);
 #define SKCCE_GRAD_CASE(nv) \
     case nv: SKCCE_FN(skcce_grad_cols)(X + j0, m, d, db, R + k0, Kp, G + j0 * Kp + k0, \
-                                       SKCCE_NW(nv), SKCCE_NN(nv), SKCCE_GRAD_JB(nv)); break
+                                       &fetch, SKCCE_NW(nv), SKCCE_NN(nv), \
+                                       SKCCE_GRAD_JB(nv)); break
     SKCCE_FOR_EACH_TILE(SKCCE_GRAD_CASE)
 #undef SKCCE_GRAD_CASE
 }
@@ -281,8 +289,11 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_logits))(const SKCCE_T* X, ptrdiff_t m, ptrdiff
 }
 
 void SKCCE_EXPORT(SKCCE_FN(skcce_grad))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
-                                 const SKCCE_T* R, ptrdiff_t Kp, double* G)
+                                 const SKCCE_T* R, ptrdiff_t Kp, double* G,
+                                 const void* ahead, ptrdiff_t ahead_bytes)
 {
+    (void)ahead;
+    (void)ahead_bytes;
     for (ptrdiff_t j = 0; j < d; j++)
         for (ptrdiff_t k = 0; k < Kp; k++) {
             SKCCE_T acc = 0;

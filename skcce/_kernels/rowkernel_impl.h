@@ -173,6 +173,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_add_wide_to_doubles)(double* g, const SKCCE_W* 
  * for KB classes, each sum in registers in row order. */
 SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_tile)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                                  const SKCCE_T* R, ptrdiff_t ldr, double* G,
+                                                 skcce_fetch_ahead* fetch,
                                                  const int NJ, const int KB)
 {
     SKCCE_W acc[SKCCE_ROWS_GRAD_NJ][SKCCE_ROWS_GRAD_KB];
@@ -181,6 +182,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_tile)(const SKCCE_T* X, ptrdiff_t m, 
     for (ptrdiff_t i = 0; i < m; i++) {
         SKCCE_W x[SKCCE_ROWS_GRAD_NJ];
         for (int v = 0; v < NJ; v++) x[v] = *(const SKCCE_WU*)(X + i * d + SKCCE_WLANES * v);
+        skcce_fetch_line(fetch, i);
         for (int k = 0; k < KB; k++) {
             SKCCE_W r = SKCCE_SPLAT_WIDE(R[i * ldr + k]);
             for (int v = 0; v < NJ; v++) acc[v][k] += x[v] * r;
@@ -219,18 +221,20 @@ SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_narrow_tile)(const SKCCE_T* X, ptrdif
  * most one 32-byte vector, then one feature at a time. */
 SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_classes)(const SKCCE_T* X, ptrdiff_t m,
                                                     ptrdiff_t d, const SKCCE_T* R,
-                                                    ptrdiff_t ldr, double* G, const int KB)
+                                                    ptrdiff_t ldr, double* G,
+                                                    skcce_fetch_ahead* fetch, const int KB)
 {
     const ptrdiff_t step = SKCCE_ROWS_GRAD_NJ * SKCCE_WLANES;
     ptrdiff_t j = 0;
     for (; j + step <= d; j += step)
-        SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, SKCCE_ROWS_GRAD_NJ, KB);
+        SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, fetch, SKCCE_ROWS_GRAD_NJ,
+                                       KB);
     switch ((d - j) / SKCCE_WLANES) {
     case 0: break;
-    case 1: SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, 1, KB); break;
+    case 1: SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, fetch, 1, KB); break;
 #if SKCCE_ROWS_GRAD_NJ > 2
-    case 2: SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, 2, KB); break;
-    default: SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, 3, KB); break;
+    case 2: SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, fetch, 2, KB); break;
+    default: SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, fetch, 3, KB); break;
 #endif
     }
     j += (d - j) / SKCCE_WLANES * SKCCE_WLANES;
@@ -250,16 +254,18 @@ SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_classes)(const SKCCE_T* X, ptrdiff_t 
 
 void SKCCE_EXPORT(SKCCE_FN(skcce_rows_grad))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                             const SKCCE_T* R, ptrdiff_t ldr, ptrdiff_t K,
-                                            double* G)
+                                            double* G, const void* ahead,
+                                            ptrdiff_t ahead_bytes)
 {
+    skcce_fetch_ahead fetch = skcce_fetch_start(ahead, ahead_bytes);
     for (ptrdiff_t k0 = 0; k0 < K; k0 += SKCCE_ROWS_GRAD_KB) {
         const SKCCE_T* r = R + k0;
         double* g = G + k0 * d;
         switch (K - k0) {
-        case 1: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, 1); break;
-        case 2: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, 2); break;
-        case 3: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, 3); break;
-        default: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, 4); break;
+        case 1: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 1); break;
+        case 2: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 2); break;
+        case 3: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 3); break;
+        default: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 4); break;
         }
     }
 }
@@ -281,8 +287,11 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_logits))(const SKCCE_T* X, ptrdiff_t m, pt
 
 void SKCCE_EXPORT(SKCCE_FN(skcce_rows_grad))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                             const SKCCE_T* R, ptrdiff_t ldr, ptrdiff_t K,
-                                            double* G)
+                                            double* G, const void* ahead,
+                                            ptrdiff_t ahead_bytes)
 {
+    (void)ahead;
+    (void)ahead_bytes;
     for (ptrdiff_t i = 0; i < m; i++)
         for (ptrdiff_t k = 0; k < K; k++) {
             double r = (double)R[i * ldr + k];

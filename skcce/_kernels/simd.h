@@ -31,7 +31,8 @@
 /* The loops' arguments are those of the functions they point to (see
  * microkernel.h, rowkernel_impl.h, sparse_tiles.h); the logits products'
  * rows_readable is the number of rows of d elements readable from X on
- * (at least m: the rest are only prefetched). */
+ * (at least m: the rest are only prefetched); the gradient products fetch
+ * the ahead_bytes from ahead (the next chunk of X, or NULL) into the cache. */
 typedef struct {
     const char* name;
     /* Bytes of the widest vectors the micro-kernels use: 64 where they pair
@@ -43,9 +44,9 @@ typedef struct {
     void (*logits_f32)(const float* X, ptrdiff_t m, ptrdiff_t d, const float* Wt,
                        ptrdiff_t Kp, float* Z, ptrdiff_t rows_readable);
     void (*grad_f64)(const double* X, ptrdiff_t m, ptrdiff_t d, const double* R,
-                     ptrdiff_t Kp, double* G);
+                     ptrdiff_t Kp, double* G, const void* ahead, ptrdiff_t ahead_bytes);
     void (*grad_f32)(const float* X, ptrdiff_t m, ptrdiff_t d, const float* R,
-                     ptrdiff_t Kp, double* G);
+                     ptrdiff_t Kp, double* G, const void* ahead, ptrdiff_t ahead_bytes);
     void (*rows_logits_f64)(const double* X, ptrdiff_t m, ptrdiff_t d, const double* W,
                             ptrdiff_t K, double* Z, ptrdiff_t ldz,
                             ptrdiff_t rows_readable);
@@ -53,9 +54,11 @@ typedef struct {
                             ptrdiff_t K, float* Z, ptrdiff_t ldz,
                             ptrdiff_t rows_readable);
     void (*rows_grad_f64)(const double* X, ptrdiff_t m, ptrdiff_t d, const double* R,
-                          ptrdiff_t ldr, ptrdiff_t K, double* G);
+                          ptrdiff_t ldr, ptrdiff_t K, double* G, const void* ahead,
+                          ptrdiff_t ahead_bytes);
     void (*rows_grad_f32)(const float* X, ptrdiff_t m, ptrdiff_t d, const float* R,
-                          ptrdiff_t ldr, ptrdiff_t K, double* G);
+                          ptrdiff_t ldr, ptrdiff_t K, double* G, const void* ahead,
+                          ptrdiff_t ahead_bytes);
     void (*exp_nonpositive_inplace)(double* v, ptrdiff_t n);
     void (*log_ge1_inplace)(double* v, ptrdiff_t n);
     void (*tile_gather_f64)(const uint32_t* keys, const double* values, ptrdiff_t e0,

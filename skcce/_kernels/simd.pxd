@@ -13,9 +13,11 @@ cdef extern from "simd.h":
         void (*logits_f32)(const float* X, Py_ssize_t m, Py_ssize_t d, const float* Wt,
                            Py_ssize_t Kp, float* Z, Py_ssize_t rows_readable) noexcept nogil
         void (*grad_f64)(const double* X, Py_ssize_t m, Py_ssize_t d, const double* R,
-                         Py_ssize_t Kp, double* G) noexcept nogil
+                         Py_ssize_t Kp, double* G, const void* ahead,
+                         Py_ssize_t ahead_bytes) noexcept nogil
         void (*grad_f32)(const float* X, Py_ssize_t m, Py_ssize_t d, const float* R,
-                         Py_ssize_t Kp, double* G) noexcept nogil
+                         Py_ssize_t Kp, double* G, const void* ahead,
+                         Py_ssize_t ahead_bytes) noexcept nogil
         void (*rows_logits_f64)(const double* X, Py_ssize_t m, Py_ssize_t d,
                                 const double* W, Py_ssize_t K, double* Z,
                                 Py_ssize_t ldz, Py_ssize_t rows_readable) noexcept nogil
@@ -23,9 +25,11 @@ cdef extern from "simd.h":
                                 const float* W, Py_ssize_t K, float* Z,
                                 Py_ssize_t ldz, Py_ssize_t rows_readable) noexcept nogil
         void (*rows_grad_f64)(const double* X, Py_ssize_t m, Py_ssize_t d, const double* R,
-                              Py_ssize_t ldr, Py_ssize_t K, double* G) noexcept nogil
+                              Py_ssize_t ldr, Py_ssize_t K, double* G, const void* ahead,
+                              Py_ssize_t ahead_bytes) noexcept nogil
         void (*rows_grad_f32)(const float* X, Py_ssize_t m, Py_ssize_t d, const float* R,
-                              Py_ssize_t ldr, Py_ssize_t K, double* G) noexcept nogil
+                              Py_ssize_t ldr, Py_ssize_t K, double* G, const void* ahead,
+                              Py_ssize_t ahead_bytes) noexcept nogil
         void (*exp_nonpositive_inplace)(double* v, Py_ssize_t n) noexcept nogil
         void (*log_ge1_inplace)(double* v, Py_ssize_t n) noexcept nogil
         void (*tile_gather_f64)(const uint32_t* keys, const double* values, Py_ssize_t e0,

@@ -12,17 +12,17 @@ void SKCCE_EXPORT(skcce_logits_f64)(const double*, ptrdiff_t, ptrdiff_t, const d
 void SKCCE_EXPORT(skcce_logits_f32)(const float*, ptrdiff_t, ptrdiff_t, const float*,
                                     ptrdiff_t, float*, ptrdiff_t);
 void SKCCE_EXPORT(skcce_grad_f64)(const double*, ptrdiff_t, ptrdiff_t, const double*,
-                                  ptrdiff_t, double*);
+                                  ptrdiff_t, double*, const void*, ptrdiff_t);
 void SKCCE_EXPORT(skcce_grad_f32)(const float*, ptrdiff_t, ptrdiff_t, const float*,
-                                  ptrdiff_t, double*);
+                                  ptrdiff_t, double*, const void*, ptrdiff_t);
 void SKCCE_EXPORT(skcce_rows_logits_f64)(const double*, ptrdiff_t, ptrdiff_t, const double*,
                                          ptrdiff_t, double*, ptrdiff_t, ptrdiff_t);
 void SKCCE_EXPORT(skcce_rows_logits_f32)(const float*, ptrdiff_t, ptrdiff_t, const float*,
                                          ptrdiff_t, float*, ptrdiff_t, ptrdiff_t);
 void SKCCE_EXPORT(skcce_rows_grad_f64)(const double*, ptrdiff_t, ptrdiff_t, const double*,
-                                       ptrdiff_t, ptrdiff_t, double*);
+                                       ptrdiff_t, ptrdiff_t, double*, const void*, ptrdiff_t);
 void SKCCE_EXPORT(skcce_rows_grad_f32)(const float*, ptrdiff_t, ptrdiff_t, const float*,
-                                       ptrdiff_t, ptrdiff_t, double*);
+                                       ptrdiff_t, ptrdiff_t, double*, const void*, ptrdiff_t);
 int SKCCE_EXPORT(skcce_vector_bytes)(void);
 void SKCCE_EXPORT(skcce_exp_nonpositive_inplace)(double*, ptrdiff_t);
 void SKCCE_EXPORT(skcce_log_ge1_inplace)(double*, ptrdiff_t);
