@@ -76,8 +76,8 @@ typedef float skcce_wu_f32 __attribute__((vector_size(32 * SKCCE_WIDTH), aligned
  * tile. */
 #define SKCCE_MAX_NW 4
 #define SKCCE_PANEL_NV (SKCCE_MAX_NW * SKCCE_WIDTH)
-#define SKCCE_MAX_RB (4 * SKCCE_WIDTH)
-#define SKCCE_MAX_JB 8
+#define SKCCE_MAX_RB (SKCCE_WIDTH == 2 ? 16 : 4)
+#define SKCCE_MAX_JB (SKCCE_WIDTH == 2 ? 16 : 8)
 /* With several tiles of classes, both products run over blocks of this many
  * features, each block for all tiles of classes before the next: the block
  * of X (the chunk's rows) stays in the L2 cache across tiles of classes, and
