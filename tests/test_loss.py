@@ -190,6 +190,23 @@ def test_many_classes_and_features_in_long_chunks(dtype, K):
     _assert_reference_and_reproducible(n, d, K, dtype, seed=7)
 
 
+@pytest.mark.parametrize("n_features, n_classes, long_chunks",
+                         [(54, 300, True), (100, 1000, True), (20, 1000, False)])
+def test_float32_blas_chunk_rows(n_features, n_classes, long_chunks):
+    """float32 on the BLAS path adds each chunk's float32 gradient to the
+    float64 one: chunks hold at least 256 rows where their logits and scratch
+    still fit 1 MiB (K = 300) or the gradient exceeds 256 KiB (d = 100,
+    K = 1,000), else as many as the scratch bound allows. Either way: equal
+    to the NumPy reference, and bitwise the same for every thread count."""
+    chunk_rows = dense.row_partition(n_features, n_classes, 4)[0]
+    scratch_row_bytes = n_classes * 4 + (n_classes + 3) * 8
+    if long_chunks:
+        assert chunk_rows >= 256
+    else:
+        assert chunk_rows < 256 and chunk_rows * scratch_row_bytes <= 262144
+    _assert_reference_and_reproducible(1203, n_features, n_classes, np.float32, seed=5)
+
+
 @pytest.mark.parametrize("n_classes", [20, 100, 1000])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_few_features_many_classes_in_short_chunks(dtype, n_classes):
@@ -205,10 +222,9 @@ def test_few_features_many_classes_in_short_chunks(dtype, n_classes):
     scratch_row_bytes = dense.microkernel_width(n_classes, itemsize) * itemsize \
         + (n_classes + 3) * 8
     assert chunk_rows * d * itemsize < 131072  # shorter than X alone would allow
-    if dtype is np.float32 and n_classes > 200:
-        assert chunk_rows == 256  # BLAS path: float32 gradients added once per chunk
-    else:
-        assert chunk_rows * scratch_row_bytes <= 262144
+    # (float32 on the BLAS path: chunks of at least 256 rows only where their
+    # scratch fits 1 MiB or the gradient exceeds 256 KiB; neither here)
+    assert chunk_rows * scratch_row_bytes <= 262144
     if n_classes == 1000:
         # Blocks of 64 MFLOP, not 1 MiB of X (16,384 rows): groups for many threads.
         assert dense.dense_partition(n, d, n_classes, itemsize)[2] >= 8
