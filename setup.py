@@ -80,7 +80,7 @@ SIMD_FLAGS = {
     "msvc": [("avx2", ["/arch:AVX2"]), ("avx512", ["/arch:AVX512"])],
 }
 # Kernel modules that call the hot loops.
-SIMD_MODULES = ("dense", "sparse", "reductions")
+SIMD_MODULES = ("dense", "sparse", "reductions", "predict")
 
 X86_PROBE = textwrap.dedent(
     """

@@ -196,10 +196,17 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         if scores.ndim == 1:
             return self.classes_[(scores > 0).astype(int)]
         best = scores.argmax(axis=1)
-        overflowed = ~np.isfinite(scores).all(axis=1)
-        if np.any(overflowed):
-            rows = np.flatnonzero(overflowed)
-            best[rows] = self.predict_proba(_take_rows(X, rows)).argmax(axis=1)
+        # Finite scores (the usual case) have a finite sum. Otherwise a row
+        # overflowed where its largest logit is not finite (argmax picks a
+        # NaN first); an infinitely negative logit below a finite one does
+        # not change the row's label.
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = scores.sum()
+        if not np.isfinite(total):
+            largest = np.take_along_axis(scores, best[:, None], axis=1)[:, 0]
+            rows = np.flatnonzero(~np.isfinite(largest))
+            if rows.size:
+                best[rows] = self.predict_proba(_take_rows(X, rows)).argmax(axis=1)
         return self.classes_[best]
 
     @dask_blockwise

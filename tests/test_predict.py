@@ -117,6 +117,40 @@ def test_dense_matches_numpy_and_sklearn(X_dtype, model_dtype):
                     else 1e-6)
 
 
+@pytest.mark.parametrize("n_classes", [3, 9, 33, 200, 201])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_class_counts_and_layouts(dtype, n_classes):
+    """C-ordered X in the model's dtype takes the loss's micro-kernels up to
+    200 classes (BLAS above, and for Fortran-ordered X): every method against
+    NumPy/SciPy on several chunks, for both layouts."""
+    n = 2 * _chunk_rows(dtype, 37) + 5
+    X = _data(n, 37, dtype=dtype, seed=3)
+    coef, intercept = _coefs(37, n_classes, dtype, seed=4)
+    clf = _model(coef, intercept)
+    _assert_matches(clf, X, coef, intercept, dtype)
+    _assert_matches(clf, np.asfortranarray(X), coef, intercept, dtype)
+
+
+def test_probabilities_far_below_the_largest():
+    """Rows whose logits span more than 708 (where the vectorized exp of the
+    softmax gives 0): the tiny probabilities still match SciPy's softmax
+    relative to their size, and the log-probabilities too."""
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((500, 4))
+    coef = np.array([[0.0, 0.0, 0.0, 0.0], [300.0, 0.0, 0.0, 0.0],
+                     [-300.0, 0.0, 0.0, 0.0], [0.0, 1.0, -1.0, 0.5]])
+    intercept = np.array([0.0, 1.0, -1.0, 0.0])
+    clf = _model(coef, intercept)
+    z = X @ coef.T + intercept
+    assert np.ptp(z, axis=1).max() > 1000
+    proba = clf.predict_proba(X)
+    expected = softmax(z, axis=1)
+    normal = expected > np.finfo(np.float64).tiny
+    assert (expected[normal] < 1e-300).any()
+    assert_allclose(proba[normal], expected[normal], rtol=1e-12, atol=0)
+    assert_allclose(clf.predict_log_proba(X), log_softmax(z, axis=1), rtol=1e-12)
+
+
 @pytest.mark.parametrize("X_dtype", [np.float64, np.float32, np.float16, np.int64,
                                      np.int32, np.uint8, np.bool_])
 @pytest.mark.parametrize("model_dtype", [np.float64, np.float32])

@@ -8,8 +8,11 @@ probabilities (softmax) or log-probabilities (log-softmax). Nothing of size
 n_samples x K is allocated besides ``out``: the working memory is a few
 kilobytes to a few hundred kilobytes per thread.
 
-Dense ``X`` is cut into chunks of rows; threads take chunks, and each chunk's
-logits are written straight into its rows of ``out`` by one GEMM (BLAS must
+Dense ``X`` is cut into chunks of rows; threads take chunks. For up to 200
+classes, when ``X`` is C-ordered in the model's dtype, a chunk's logits come
+from the register-blocked micro-kernels of the loss (``microkernel.h``, in
+the instruction set chosen at import) into a per-thread buffer; otherwise
+they are written straight into its rows of ``out`` by one GEMM (BLAS must
 be held to one thread by the caller). When ``X`` is float32 and the model
 float64, each chunk is converted to float64 tile by tile in a per-thread
 buffer and multiplied by DGEMM, so ``X`` is never copied as a whole. ``X``
@@ -37,8 +40,18 @@ from cython.parallel cimport prange
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport exp, log, fabs, frexp, ldexp, isfinite
+from libc.string cimport memcpy, memset
 
 from skcce._kernels.common cimport gemm, index_t, omp_get_thread_num
+from skcce._kernels.simd cimport select_simd_loops, skcce_simd
+
+cdef extern from "microkernel.h":
+    int SKCCE_LANES_f64
+    int SKCCE_LANES_f32
+
+import numpy as np
+
+_SIMD_LOOPS = select_simd_loops()
 
 
 # dtype of the model and of the output (float32 only when X and the model
@@ -61,6 +74,10 @@ cdef enum:
     # into when the model is float64 (256 KiB).
     TILE_ELEMS = 32768
     SPARSE_CHUNK_ROWS = 256
+    # Up to this many classes the logits of C-ordered X come from the
+    # micro-kernels (as in the loss; with few classes BLAS spends most of its
+    # time packing panels for a product only K columns wide).
+    MICRO_MAX_CLASSES = 200
 
 
 DECISION = MODE_DECISION
@@ -221,28 +238,103 @@ cdef double _rescaled_sparse_row(
     return scale_x
 
 
+cdef inline void _shift_row(const double* z, Py_ssize_t n_classes,
+                            double* shifted) noexcept nogil:
+    """``shifted = z - max(z)`` (finite ``z``): all <= 0."""
+    cdef Py_ssize_t k
+    cdef double zmax = z[0]
+    for k in range(1, n_classes):
+        if z[k] > zmax:
+            zmax = z[k]
+    for k in range(n_classes):
+        shifted[k] = z[k] - zmax
+
+
+cdef void _softmax_rows(real_t* out, Py_ssize_t n_rows, Py_ssize_t n_classes, int mode,
+                        const double* shifted, double* exps,
+                        const unsigned char* done) noexcept nogil:
+    """Softmax or log-softmax of a chunk's rows from their shifted logits.
+
+    The exps of the whole chunk in one call of the vectorized exp (as in the
+    loss), then per row ``exp / sum`` or ``shifted - log(sum)``, as
+    ``_finish_row`` does with unit scales; rows flagged ``done`` (already
+    written) are skipped. The vectorized exp gives 0 below -708, so those few
+    (probabilities under 1e-307) take libm's value.
+    """
+    cdef Py_ssize_t i, k, K = n_classes
+    cdef double total, t, lse
+    cdef double lowest = -DBL_MAX if real_t is double else -FLT_MAX
+    cdef const double* s
+    cdef double* e
+    cdef real_t* o
+    memcpy(exps, shifted, n_rows * K * sizeof(double))
+    skcce_simd.exp_nonpositive_inplace(exps, n_rows * K)
+    for i in range(n_rows):
+        if done[i]:
+            continue
+        s = shifted + i * K
+        e = exps + i * K
+        o = out + i * K
+        total = 0.0
+        for k in range(K):
+            if s[k] < -708.0:
+                e[k] = exp(s[k])
+            total = total + e[k]
+        if mode == MODE_PROBA:
+            for k in range(K):
+                o[k] = <real_t> (e[k] / total)
+        else:
+            lse = log(total)
+            for k in range(K):
+                t = s[k] - lse
+                o[k] = <real_t> (t if t > lowest else lowest)
+
+
+cdef inline void _micro_logits(const real_t* X, Py_ssize_t m, Py_ssize_t d,
+                               const real_t* weights_padded, Py_ssize_t ldw, real_t* z,
+                               Py_ssize_t rows_readable) noexcept nogil:
+    """Z (m x ldw) = X_c @ W.T in the micro-kernel of the model's dtype."""
+    if real_t is double:
+        skcce_simd.logits_f64(X, m, d, weights_padded, ldw, z, rows_readable)
+    else:
+        skcce_simd.logits_f32(X, m, d, weights_padded, ldw, z, rows_readable)
+
+
 cdef void _dense_chunk(
     const floating* X, Py_ssize_t row_stride, Py_ssize_t col_stride,
     Py_ssize_t n_features, Py_ssize_t row_start, Py_ssize_t n_rows,
-    const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes,
-    double scale_w, int mode, real_t* out, real_t* tile, Py_ssize_t tile_cols,
-    double* z,
+    Py_ssize_t n_samples, const real_t* weights_t, const real_t* intercept,
+    Py_ssize_t n_classes, double scale_w, int mode, real_t* out, real_t* tile,
+    Py_ssize_t tile_cols, const real_t* weights_padded, Py_ssize_t ldw, real_t* logits,
+    double* z, double* shifted, double* exps, unsigned char* done,
 ) noexcept nogil:
     """Rows [row_start, row_start + n_rows) of ``out``.
 
     ``X[i, j]`` is at ``X + i * row_stride + j * col_stride``, with one of the
     strides equal to 1. ``tile`` (n_rows x tile_cols scratch) is used only
-    when X's dtype differs from the model's; ``z`` is K float64 scratch.
+    when X's dtype differs from the model's; ``weights_padded`` (n_features
+    x ldw, zero past K) and ``logits`` (n_rows x ldw scratch) only on the
+    micro-kernel path (X C-ordered in the model's dtype, else NULL); ``z`` is
+    K float64 scratch; ``shifted`` and ``exps`` (n_rows x K float64) and
+    ``done`` (n_rows flags) are the (log-)softmax's scratch.
     """
     cdef Py_ssize_t i, j, k, j0, cols, K = n_classes, d = n_features
     cdef real_t* oc = out + row_start * K
     cdef const floating* xc = X + row_start * row_stride
     cdef double scale_x
-    # The logits start at the intercepts; the GEMMs add X_c @ W.T to them.
-    for i in range(n_rows):
-        for k in range(K):
-            oc[i * K + k] = intercept[k]
-    if d > 0:
+    if weights_padded != NULL:
+        # Z = X_c @ W.T in the micro-kernel, then the intercepts.
+        _micro_logits(<const real_t*> xc, n_rows, d, weights_padded, ldw, logits,
+                      n_samples - row_start)
+        for i in range(n_rows):
+            for k in range(K):
+                oc[i * K + k] = logits[i * ldw + k] + intercept[k]
+    else:
+        # The logits start at the intercepts; the GEMMs add X_c @ W.T to them.
+        for i in range(n_rows):
+            for k in range(K):
+                oc[i * K + k] = intercept[k]
+    if d > 0 and weights_padded == NULL:
         if (floating is float and real_t is float) or (
                 floating is double and real_t is double):
             # Column-major view: out_c.T (K x m) += W (K x d) @ X_c.T (d x m);
@@ -269,11 +361,17 @@ cdef void _dense_chunk(
     for i in range(n_rows):
         if _load_row(oc + i * K, z, K):
             if mode != MODE_DECISION:
-                _finish_row(z, K, 1.0, 1.0, mode, oc + i * K)
+                _shift_row(z, K, shifted + i * K)
+                done[i] = 0
         else:
             scale_x = _rescaled_dense_row(xc + i * row_stride, col_stride, d,
                                           weights_t, intercept, K, scale_w, z)
             _finish_row(z, K, scale_x, scale_w, mode, oc + i * K)
+            if mode != MODE_DECISION:
+                memset(shifted + i * K, 0, K * sizeof(double))
+                done[i] = 1
+    if mode != MODE_DECISION:
+        _softmax_rows(oc, n_rows, K, mode, shifted, exps, done)
 
 
 cdef void _sparse_chunk(
@@ -418,8 +516,15 @@ def dense_predict(
     cdef real_t* outp
     cdef real_t* tile_buf = NULL
     cdef double* z_buf = NULL
+    cdef real_t* logits_buf = NULL
+    cdef double* softmax_buf = NULL
+    cdef unsigned char* done_buf = NULL
+    cdef const real_t* padded_p = NULL
+    cdef real_t[:, ::1] padded
+    cdef Py_ssize_t ldw = K, lanes
     cdef bint convert = not ((floating is float and real_t is float)
                              or (floating is double and real_t is double))
+    cdef bint micro
 
     _check_model(d, K, weights_t, intercept, mode, out, n)
     if n == 0:
@@ -435,13 +540,31 @@ def dense_predict(
     n_chunks = (n + chunk_rows - 1) // chunk_rows
     T = <int> max(1, min(n_threads, n_chunks))
     tile_cols = min(max(TILE_ELEMS // chunk_rows, 1), max(d, 1))
+    # The micro-kernels read rows d apart and W.T with K padded to the vector
+    # width, zero past K.
+    micro = (not convert and d > 0 and K <= MICRO_MAX_CLASSES
+             and col_stride == 1 and row_stride == d)
+    if micro:
+        lanes = SKCCE_LANES_f64 if real_t is double else SKCCE_LANES_f32
+        ldw = (K + lanes - 1) // lanes * lanes
+        padded_array = np.zeros((d, ldw),
+                                dtype=np.float64 if real_t is double else np.float32)
+        padded_array[:, :K] = np.asarray(weights_t)
+        padded = padded_array
+        padded_p = &padded[0, 0]
     if convert:
         tile_size = chunk_rows * tile_cols
         # PyMem_Raw* (thread-safe without the GIL) so tracemalloc sees it.
         tile_buf = <real_t*> PyMem_RawMalloc(T * tile_size * sizeof(real_t))
     z_buf = <double*> PyMem_RawMalloc(T * K * sizeof(double))
+    if mode != MODE_DECISION:
+        softmax_buf = <double*> PyMem_RawMalloc(T * 2 * chunk_rows * K * sizeof(double))
+        done_buf = <unsigned char*> PyMem_RawMalloc(T * chunk_rows)
+    if micro:
+        logits_buf = <real_t*> PyMem_RawMalloc(T * chunk_rows * ldw * sizeof(real_t))
     try:
-        if z_buf == NULL or (convert and tile_buf == NULL):
+        if z_buf == NULL or (convert and tile_buf == NULL) or (micro and logits_buf == NULL) \
+                or (mode != MODE_DECISION and (softmax_buf == NULL or done_buf == NULL)):
             raise MemoryError()
         if d > 0:
             wp = &weights_t[0, 0]
@@ -452,19 +575,33 @@ def dense_predict(
                 # No OpenMP region at all on one thread (also safe after fork).
                 for c in range(n_chunks):
                     _dense_chunk(Xp, row_stride, col_stride, d, c * chunk_rows,
-                                 min(chunk_rows, n - c * chunk_rows), wp, bp, K,
-                                 scale_w, mode, outp, tile_buf, tile_cols, z_buf)
+                                 min(chunk_rows, n - c * chunk_rows), n, wp, bp, K,
+                                 scale_w, mode, outp, tile_buf, tile_cols, padded_p, ldw,
+                                 logits_buf, z_buf, softmax_buf,
+                                 NULL if softmax_buf == NULL
+                                 else softmax_buf + chunk_rows * K, done_buf)
             else:
                 for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
                     tid = omp_get_thread_num()
                     _dense_chunk(Xp, row_stride, col_stride, d, c * chunk_rows,
-                                 min(chunk_rows, n - c * chunk_rows), wp, bp, K,
+                                 min(chunk_rows, n - c * chunk_rows), n, wp, bp, K,
                                  scale_w, mode, outp,
                                  NULL if tile_buf == NULL else tile_buf + tid * tile_size,
-                                 tile_cols, z_buf + tid * K)
+                                 tile_cols, padded_p, ldw,
+                                 NULL if logits_buf == NULL
+                                 else logits_buf + tid * chunk_rows * ldw,
+                                 z_buf + tid * K,
+                                 NULL if softmax_buf == NULL
+                                 else softmax_buf + tid * 2 * chunk_rows * K,
+                                 NULL if softmax_buf == NULL
+                                 else softmax_buf + (tid * 2 + 1) * chunk_rows * K,
+                                 NULL if done_buf == NULL else done_buf + tid * chunk_rows)
     finally:
         PyMem_RawFree(tile_buf)
         PyMem_RawFree(z_buf)
+        PyMem_RawFree(logits_buf)
+        PyMem_RawFree(softmax_buf)
+        PyMem_RawFree(done_buf)
 
 
 def csr_predict(
