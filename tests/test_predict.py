@@ -541,6 +541,29 @@ def test_predict_proba_peak_memory_is_the_result():
                     atol=1e-15)
 
 
+@pytest.mark.parametrize("n_classes", [60, 5000])
+def test_predict_proba_scratch_is_small_for_few_rows(n_classes):
+    """A few rows with many classes: the (log-)softmax scratch is a few blocks
+    of 8,192 doubles per thread, not a chunk's rows x K; the micro-kernel's
+    logits buffer has at most n rows. Peak at most the result, the model's
+    transposed (and padded) copies and 1 MiB; values against NumPy."""
+    n, d = 3, 20
+    coef, intercept = _coefs(d, n_classes, seed=8)
+    clf = _model(coef, intercept, n_jobs=2)
+    X = _data(n, d, seed=9)
+    clf.predict_proba(X)  # warm-up
+    for method in ("predict_proba", "predict_log_proba"):
+        tracemalloc.start()
+        try:
+            got = getattr(clf, method)(X)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        model_copies = 2 * d * (n_classes + 8) * 8
+        assert peak <= got.nbytes + model_copies + MiB, (method, peak / MiB)
+        assert_allclose(got, _reference(X, coef, intercept)[method], rtol=1e-12, atol=1e-12)
+
+
 def test_validation_messages_are_scikit_learn_s():
     """Not fitted, wrong number of features, NaN: scikit-learn's errors."""
     coef, intercept = _coefs(4, 3)

@@ -177,8 +177,8 @@ cdef enum:
     # 100; K = 6-8 and float64 with K = 3-5 mixed). With 64-byte vectors and
     # rows of at least ROWS_VERY_LONG_VECTORS vectors, wherever the class
     # tile is a single 32-byte vector (which leaves half of each 64-byte
-    # instruction unused): float64 with K = 3 1.1-1.35x faster from 300
-    # features, float32 with K = 6-8 1.2-1.4x at 784 (K = 6 also at 2,000),
+    # instruction unused): float64 with K = 3 1.1-1.35x faster at 300 to
+    # 2,000 features (slightly at 200), float32 with K = 6-8 1.2-1.4x at 784 (K = 6 also at 2,000),
     # float64 with K = 4 as fast; with K = 6-8 float32 at 300 features
     # the class tile is faster.
     ROWS_MIN_PADDING_PERCENT = 60
@@ -472,7 +472,8 @@ cdef inline void _gradient_product(const floating* X, Py_ssize_t m, Py_ssize_t d
                                    const floating* residuals, Py_ssize_t ldw,
                                    double* grad, Py_ssize_t rows_ahead) noexcept nogil:
     """G (d x ldw, float64) += X_c.T @ R in the micro-kernel of X's dtype,
-    fetching the ``rows_ahead`` rows after X_c into the cache meanwhile."""
+    fetching (the start of) the ``rows_ahead`` rows after X_c into the cache
+    meanwhile."""
     if floating is double:
         skcce_simd.grad_f64(X, m, d, residuals, ldw, grad, X + m * d,
                             rows_ahead * d * sizeof(floating))
@@ -497,7 +498,8 @@ cdef inline void _rows_gradient_product(const floating* X, Py_ssize_t m, Py_ssiz
                                         Py_ssize_t K, double* grad_rows,
                                         Py_ssize_t rows_ahead) noexcept nogil:
     """G (K x d, float64) += R.T @ X_c, vectorized over features, fetching
-    the ``rows_ahead`` rows after X_c into the cache meanwhile."""
+    (the start of) the ``rows_ahead`` rows after X_c into the cache
+    meanwhile."""
     if floating is double:
         skcce_simd.rows_grad_f64(X, m, d, residuals, ldr, K, grad_rows, X + m * d,
                                  rows_ahead * d * sizeof(floating))

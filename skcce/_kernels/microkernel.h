@@ -102,32 +102,35 @@ SKCCE_INLINE ptrdiff_t skcce_prefetch_rows(ptrdiff_t row_bytes, ptrdiff_t tile_r
 }
 
 /* While a gradient product works on a chunk already in the cache, memory
- * would sit idle; so it fetches the next chunk of X into the L2 cache, a line
- * every SKCCE_FETCH_EVERY passes of its innermost loop, and the next logits
- * product finds it there (the chunks fit the L2 cache with room to spare).
- * A line every pass was up to 1.1x slower than every second one (a prefetch
- * holds a fill buffer until its line arrives); every fourth, too little.
- * Prefetches change no result. */
+ * would sit idle; so it fetches the start of the next chunk of X into the L2
+ * cache, a line every SKCCE_FETCH_EVERY passes of its loop over the chunk's
+ * rows, as many as its tiles make passes (about half of the next chunk for
+ * tiles of 8 float64 features), and the next logits product finds them
+ * there. A line every pass was up to 1.1x slower than every second one (a
+ * prefetch holds a fill buffer until its line arrives); every fourth, too
+ * few. Prefetches change no result. */
 #define SKCCE_FETCH_EVERY 2
 typedef struct {
-    const char* next;
-    const char* end;
+    const char* start;
+    ptrdiff_t fetched;
+    ptrdiff_t bytes;
 } skcce_fetch_ahead;
 
 SKCCE_INLINE skcce_fetch_ahead skcce_fetch_start(const void* ahead, ptrdiff_t bytes)
 {
     skcce_fetch_ahead f;
-    f.next = (const char*)ahead;
-    f.end = ahead && bytes > 0 ? f.next + bytes : f.next;
+    f.start = (const char*)ahead;
+    f.fetched = 0;
+    f.bytes = ahead && bytes > 0 ? bytes : 0;
     return f;
 }
 
 /* In pass `pass` of a loop: the next line, every SKCCE_FETCH_EVERY passes. */
 SKCCE_INLINE void skcce_fetch_line(skcce_fetch_ahead* f, ptrdiff_t pass)
 {
-    if (pass % SKCCE_FETCH_EVERY == SKCCE_FETCH_EVERY - 1 && f->next < f->end) {
-        __builtin_prefetch(f->next, 0, 2);
-        f->next += 64;
+    if (pass % SKCCE_FETCH_EVERY == SKCCE_FETCH_EVERY - 1 && f->fetched < f->bytes) {
+        __builtin_prefetch(f->start + f->fetched, 0, 2);
+        f->fetched += 64;
     }
 }
 

@@ -5,8 +5,9 @@
 Computes, into a caller-provided ``out`` of shape (n_samples, K), the logits
 ``Z = X @ W.T + b`` and optionally turns each row, in place, into
 probabilities (softmax) or log-probabilities (log-softmax). Nothing of size
-n_samples x K is allocated besides ``out``: the working memory is a few
-kilobytes to a few hundred kilobytes per thread.
+n_samples x K is allocated besides ``out``: the working memory is at most
+about a megabyte per thread (a chunk's logits on the micro-kernel path, the
+softmax's blocks of rows, a float32 tile), and a padded copy of W.T.
 
 Dense ``X`` is cut into chunks of rows; threads take chunks. For up to 200
 classes, when ``X`` is C-ordered in the model's dtype, a chunk's logits come
@@ -74,6 +75,9 @@ cdef enum:
     # into when the model is float64 (256 KiB).
     TILE_ELEMS = 32768
     SPARSE_CHUNK_ROWS = 256
+    # Doubles of each (log-)softmax scratch buffer, per thread: the rows of
+    # a chunk go through it in blocks (a row at a time for huge K).
+    SOFTMAX_DOUBLES = 8192
     # Up to this many classes the logits of C-ordered X come from the
     # micro-kernels (as in the loss; with few classes BLAS spends most of its
     # time packing panels for a product only K columns wide).
@@ -112,6 +116,11 @@ def sparse_chunk_rows():
     chunk_rows : int
     """
     return SPARSE_CHUNK_ROWS
+
+
+cdef inline Py_ssize_t softmax_block_rows(Py_ssize_t n_classes) noexcept nogil:
+    """Rows per block of the chunk-wide (log-)softmax."""
+    return max(1, SOFTMAX_DOUBLES // max(n_classes, 1))
 
 
 cdef inline double _power_of_two_scale(double value) noexcept nogil:
@@ -315,10 +324,11 @@ cdef void _dense_chunk(
     when X's dtype differs from the model's; ``weights_padded`` (n_features
     x ldw, zero past K) and ``logits`` (n_rows x ldw scratch) only on the
     micro-kernel path (X C-ordered in the model's dtype, else NULL); ``z`` is
-    K float64 scratch; ``shifted`` and ``exps`` (n_rows x K float64) and
-    ``done`` (n_rows flags) are the (log-)softmax's scratch.
+    K float64 scratch; ``shifted`` and ``exps`` (softmax_block_rows(K) x K
+    float64) and ``done`` (as many flags) are the (log-)softmax's scratch.
     """
     cdef Py_ssize_t i, j, k, j0, cols, K = n_classes, d = n_features
+    cdef Py_ssize_t block_rows, b0, b1
     cdef real_t* oc = out + row_start * K
     cdef const floating* xc = X + row_start * row_stride
     cdef double scale_x
@@ -358,20 +368,30 @@ cdef void _dense_chunk(
                 gemm(b"N", b"N", <int> K, <int> n_rows, <int> cols, weights_t + j0 * K,
                      <int> K, tile, <int> cols, <real_t> 1.0, oc, <int> K)
                 j0 = j0 + cols
-    for i in range(n_rows):
-        if _load_row(oc + i * K, z, K):
-            if mode != MODE_DECISION:
-                _shift_row(z, K, shifted + i * K)
-                done[i] = 0
-        else:
-            scale_x = _rescaled_dense_row(xc + i * row_stride, col_stride, d,
-                                          weights_t, intercept, K, scale_w, z)
-            _finish_row(z, K, scale_x, scale_w, mode, oc + i * K)
-            if mode != MODE_DECISION:
-                memset(shifted + i * K, 0, K * sizeof(double))
-                done[i] = 1
-    if mode != MODE_DECISION:
-        _softmax_rows(oc, n_rows, K, mode, shifted, exps, done)
+    if mode == MODE_DECISION:
+        for i in range(n_rows):
+            if not _load_row(oc + i * K, z, K):
+                scale_x = _rescaled_dense_row(xc + i * row_stride, col_stride, d,
+                                              weights_t, intercept, K, scale_w, z)
+                _finish_row(z, K, scale_x, scale_w, mode, oc + i * K)
+        return
+    # (Log-)softmax in blocks of rows whose scratch is SOFTMAX_DOUBLES.
+    block_rows = softmax_block_rows(K)
+    b0 = 0
+    while b0 < n_rows:
+        b1 = min(b0 + block_rows, n_rows)
+        for i in range(b0, b1):
+            if _load_row(oc + i * K, z, K):
+                _shift_row(z, K, shifted + (i - b0) * K)
+                done[i - b0] = 0
+            else:
+                scale_x = _rescaled_dense_row(xc + i * row_stride, col_stride, d,
+                                              weights_t, intercept, K, scale_w, z)
+                _finish_row(z, K, scale_x, scale_w, mode, oc + i * K)
+                memset(shifted + (i - b0) * K, 0, K * sizeof(double))
+                done[i - b0] = 1
+        _softmax_rows(oc + b0 * K, b1 - b0, K, mode, shifted, exps, done)
+        b0 = b1
 
 
 cdef void _sparse_chunk(
@@ -521,7 +541,7 @@ def dense_predict(
     cdef unsigned char* done_buf = NULL
     cdef const real_t* padded_p = NULL
     cdef real_t[:, ::1] padded
-    cdef Py_ssize_t ldw = K, lanes
+    cdef Py_ssize_t ldw = K, lanes, softmax_rows = 0, logits_rows = 0
     cdef bint convert = not ((floating is float and real_t is float)
                              or (floating is double and real_t is double))
     cdef bint micro
@@ -547,21 +567,26 @@ def dense_predict(
     if micro:
         lanes = SKCCE_LANES_f64 if real_t is double else SKCCE_LANES_f32
         ldw = (K + lanes - 1) // lanes * lanes
-        padded_array = np.zeros((d, ldw),
-                                dtype=np.float64 if real_t is double else np.float32)
-        padded_array[:, :K] = np.asarray(weights_t)
-        padded = padded_array
-        padded_p = &padded[0, 0]
+        logits_rows = min(chunk_rows, n)
+        if ldw == K:
+            padded_p = &weights_t[0, 0]
+        else:
+            padded_array = np.zeros((d, ldw),
+                                    dtype=np.float64 if real_t is double else np.float32)
+            padded_array[:, :K] = np.asarray(weights_t)
+            padded = padded_array
+            padded_p = &padded[0, 0]
     if convert:
         tile_size = chunk_rows * tile_cols
         # PyMem_Raw* (thread-safe without the GIL) so tracemalloc sees it.
         tile_buf = <real_t*> PyMem_RawMalloc(T * tile_size * sizeof(real_t))
     z_buf = <double*> PyMem_RawMalloc(T * K * sizeof(double))
     if mode != MODE_DECISION:
-        softmax_buf = <double*> PyMem_RawMalloc(T * 2 * chunk_rows * K * sizeof(double))
-        done_buf = <unsigned char*> PyMem_RawMalloc(T * chunk_rows)
+        softmax_rows = min(chunk_rows, softmax_block_rows(K))
+        softmax_buf = <double*> PyMem_RawMalloc(T * 2 * softmax_rows * K * sizeof(double))
+        done_buf = <unsigned char*> PyMem_RawMalloc(T * softmax_rows)
     if micro:
-        logits_buf = <real_t*> PyMem_RawMalloc(T * chunk_rows * ldw * sizeof(real_t))
+        logits_buf = <real_t*> PyMem_RawMalloc(T * logits_rows * ldw * sizeof(real_t))
     try:
         if z_buf == NULL or (convert and tile_buf == NULL) or (micro and logits_buf == NULL) \
                 or (mode != MODE_DECISION and (softmax_buf == NULL or done_buf == NULL)):
@@ -579,7 +604,7 @@ def dense_predict(
                                  scale_w, mode, outp, tile_buf, tile_cols, padded_p, ldw,
                                  logits_buf, z_buf, softmax_buf,
                                  NULL if softmax_buf == NULL
-                                 else softmax_buf + chunk_rows * K, done_buf)
+                                 else softmax_buf + softmax_rows * K, done_buf)
             else:
                 for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
                     tid = omp_get_thread_num()
@@ -589,13 +614,13 @@ def dense_predict(
                                  NULL if tile_buf == NULL else tile_buf + tid * tile_size,
                                  tile_cols, padded_p, ldw,
                                  NULL if logits_buf == NULL
-                                 else logits_buf + tid * chunk_rows * ldw,
+                                 else logits_buf + tid * logits_rows * ldw,
                                  z_buf + tid * K,
                                  NULL if softmax_buf == NULL
-                                 else softmax_buf + tid * 2 * chunk_rows * K,
+                                 else softmax_buf + tid * 2 * softmax_rows * K,
                                  NULL if softmax_buf == NULL
-                                 else softmax_buf + (tid * 2 + 1) * chunk_rows * K,
-                                 NULL if done_buf == NULL else done_buf + tid * chunk_rows)
+                                 else softmax_buf + (tid * 2 + 1) * softmax_rows * K,
+                                 NULL if done_buf == NULL else done_buf + tid * softmax_rows)
     finally:
         PyMem_RawFree(tile_buf)
         PyMem_RawFree(z_buf)

@@ -32,7 +32,8 @@
  * microkernel.h, rowkernel_impl.h, sparse_tiles.h); the logits products'
  * rows_readable is the number of rows of d elements readable from X on
  * (at least m: the rest are only prefetched); the gradient products fetch
- * the ahead_bytes from ahead (the next chunk of X, or NULL) into the cache. */
+ * up to ahead_bytes from ahead (the next chunk of X, or NULL) into the
+ * cache. */
 typedef struct {
     const char* name;
     /* Bytes of the widest vectors the micro-kernels use: 64 where they pair
