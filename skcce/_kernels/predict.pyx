@@ -136,6 +136,24 @@ cdef inline double _power_of_two_scale(double value) noexcept nogil:
     return ldexp(1.0, exponent - 1)
 
 
+cdef inline void _normalize_row(const double* v, Py_ssize_t n_classes, double total,
+                                int mode, real_t* out) noexcept nogil:
+    """A row's probabilities ``v / total`` (``v`` its exps) or log-probabilities
+    ``v - log(total)`` (``v`` its shifted logits), the latter saturated at the
+    output dtype's most negative finite value."""
+    cdef Py_ssize_t k
+    cdef double t, lse
+    cdef double lowest = -DBL_MAX if real_t is double else -FLT_MAX
+    if mode == MODE_PROBA:
+        for k in range(n_classes):
+            out[k] = <real_t> (v[k] / total)
+    else:
+        lse = log(total)
+        for k in range(n_classes):
+            t = v[k] - lse
+            out[k] = <real_t> (t if t > lowest else lowest)
+
+
 cdef inline void _finish_row(double* z, Py_ssize_t n_classes, double scale_x,
                              double scale_w, int mode, real_t* out) noexcept nogil:
     """Write the row's logits ``scale_x * scale_w * z``, or their (log-)softmax.
@@ -146,8 +164,7 @@ cdef inline void _finish_row(double* z, Py_ssize_t n_classes, double scale_x,
     probability of 0 and a saturated log-probability.
     """
     cdef Py_ssize_t k, K = n_classes
-    cdef double zmax, total, t, lse
-    cdef double lowest = -DBL_MAX if real_t is double else -FLT_MAX
+    cdef double zmax, total, t
     if mode == MODE_DECISION:
         for k in range(K):
             out[k] = <real_t> ((z[k] * scale_x) * scale_w)
@@ -165,14 +182,7 @@ cdef inline void _finish_row(double* z, Py_ssize_t n_classes, double scale_x,
         else:
             total = total + exp(t)
         z[k] = t
-    if mode == MODE_PROBA:
-        for k in range(K):
-            out[k] = <real_t> (z[k] / total)
-    else:
-        lse = log(total)
-        for k in range(K):
-            t = z[k] - lse
-            out[k] = <real_t> (t if t > lowest else lowest)
+    _normalize_row(z, K, total, mode, out)
 
 
 cdef inline bint _load_row(const real_t* row, double* z,
@@ -271,8 +281,7 @@ cdef void _softmax_rows(real_t* out, Py_ssize_t n_rows, Py_ssize_t n_classes, in
     (probabilities under 1e-307) take libm's value.
     """
     cdef Py_ssize_t i, k, K = n_classes
-    cdef double total, t, lse
-    cdef double lowest = -DBL_MAX if real_t is double else -FLT_MAX
+    cdef double total
     cdef const double* s
     cdef double* e
     cdef real_t* o
@@ -290,13 +299,9 @@ cdef void _softmax_rows(real_t* out, Py_ssize_t n_rows, Py_ssize_t n_classes, in
                 e[k] = exp(s[k])
             total = total + e[k]
         if mode == MODE_PROBA:
-            for k in range(K):
-                o[k] = <real_t> (e[k] / total)
+            _normalize_row(e, K, total, mode, o)
         else:
-            lse = log(total)
-            for k in range(K):
-                t = s[k] - lse
-                o[k] = <real_t> (t if t > lowest else lowest)
+            _normalize_row(s, K, total, mode, o)
 
 
 cdef inline void _micro_logits(const real_t* X, Py_ssize_t m, Py_ssize_t d,
