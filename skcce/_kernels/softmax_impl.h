@@ -127,6 +127,131 @@ SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_loops)(
     return loss;
 }
 
+/* Steps 2 to 4 of skcce_softmax_labels_few_block for one row (i) of the
+ * block's class-major values e (row stride n): the rows a vector does not
+ * fill. */
+SKCCE_INLINE void SKCCE_FN(skcce_softmax_labels_row)(double* SKCCE_RESTRICT e, ptrdiff_t n,
+                                                     ptrdiff_t i, const ptrdiff_t K,
+                                                     int32_t label, double weight,
+                                                     double* SKCCE_RESTRICT row_loss)
+{
+    double v[8];
+    for (ptrdiff_t k = 0; k < K; k++) v[k] = e[k * n + i];
+    double zmax = v[0];
+    for (ptrdiff_t k = 1; k < K; k++) zmax = v[k] > zmax ? v[k] : zmax;
+    double label_logit = v[0];
+    for (ptrdiff_t k = 1; k < K; k++) label_logit = label == k ? v[k] : label_logit;
+    label_logit = label_logit - zmax;
+    for (ptrdiff_t k = 0; k < K; k++) v[k] = skcce_exp_nonpositive(v[k] - zmax);
+    double sum = 0.0 + v[0];
+    for (ptrdiff_t k = 1; k < K; k++) sum = sum + v[k];
+    double scale = weight / sum;
+    row_loss[i] = weight * (skcce_log_ge1(sum) - label_logit);
+    for (ptrdiff_t k = 0; k < K; k++) {
+        double r = v[k] * scale;
+        e[k * n + i] = label == k ? r - weight : r;
+    }
+}
+
+/* The same steps for fewer than 8 classes (K a compile-time constant), for a
+ * block of n rows whose values fit the L1 cache:
+ *   1. the logits (plus intercepts) into scratch, class by class (e[k * n + i]);
+ *   2.-4. per row: maximum, label's logit, exps, sum, loss and residuals,
+ *      in vectors of rows (across a row's few classes, each step would be
+ *      a handful of scalar operations), in place in e;
+ *   5. the residuals back in place of the logits, and the loss and the
+ *      intercepts' gradient (g, K values, NULL for none) summed on from
+ *      `loss` and g in row order.
+ * Every value is the same operation on the same operands as in
+ * skcce_softmax_labels_loops (the vector exp and log are the scalar ones
+ * lane by lane), so the results are its own bit for bit. */
+SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_few_block)(
+    SKCCE_T* SKCCE_RESTRICT z, ptrdiff_t ldz, ptrdiff_t n, const ptrdiff_t K,
+    const double* SKCCE_RESTRICT b, const int32_t* SKCCE_RESTRICT labels,
+    const double* SKCCE_RESTRICT sw, double loss, double* SKCCE_RESTRICT g,
+    double* SKCCE_RESTRICT scratch, const int has_b, const int has_sw)
+{
+    double* SKCCE_RESTRICT e = scratch;
+    double* SKCCE_RESTRICT row_loss = scratch + n * K;
+    /* Row by row: a column at a time would touch a cache line per value. */
+    for (ptrdiff_t i = 0; i < n; i++)
+        for (ptrdiff_t k = 0; k < K; k++) e[k * n + i] = SKCCE_SOFTMAX_LOGIT(z + i * ldz, k);
+    ptrdiff_t i = 0;
+#if SKCCE_HAVE_VECTORS
+    for (; i + SKCCE_DLANES <= n; i += SKCCE_DLANES) {
+        skcce_w_f64 v[8];
+        for (ptrdiff_t k = 0; k < K; k++) v[k] = *(const skcce_wu_f64*)(e + k * n + i);
+        skcce_wi_f64 label;
+        for (int l = 0; l < SKCCE_DLANES; l++) label[l] = labels[i + l];
+        skcce_w_f64 zmax = v[0];
+        for (ptrdiff_t k = 1; k < K; k++) zmax = skcce_vselect(v[k] > zmax, v[k], zmax);
+        skcce_w_f64 label_logit = v[0];
+        for (ptrdiff_t k = 1; k < K; k++)
+            label_logit = skcce_vselect(label == k, v[k], label_logit);
+        label_logit = label_logit - zmax;
+        for (ptrdiff_t k = 0; k < K; k++) v[k] = skcce_exp_nonpositive_v(v[k] - zmax);
+        skcce_w_f64 sum = 0.0 + v[0];
+        for (ptrdiff_t k = 1; k < K; k++) sum = sum + v[k];
+        skcce_w_f64 weight =
+            has_sw ? *(const skcce_wu_f64*)(sw + i) : SKCCE_BROADCAST_WIDE_f64(1.0);
+        skcce_w_f64 scale = weight / sum;
+        *(skcce_wu_f64*)(row_loss + i) = weight * (skcce_log_ge1_v(sum) - label_logit);
+        for (ptrdiff_t k = 0; k < K; k++) {
+            skcce_w_f64 r = v[k] * scale;
+            *(skcce_wu_f64*)(e + k * n + i) = skcce_vselect(label == k, r - weight, r);
+        }
+    }
+#endif
+    for (; i < n; i++)
+        SKCCE_FN(skcce_softmax_labels_row)(e, n, i, K, labels[i], has_sw ? sw[i] : 1.0,
+                                           row_loss);
+    /* The K + 1 chains of additions side by side, and beside the stores. */
+    if (g != NULL) {
+        double gk[8];
+        for (ptrdiff_t k = 0; k < K; k++) gk[k] = g[k];
+        for (ptrdiff_t i = 0; i < n; i++) {
+            loss = loss + row_loss[i];
+            for (ptrdiff_t k = 0; k < K; k++) {
+                z[i * ldz + k] = (SKCCE_T)e[k * n + i];
+                gk[k] = gk[k] + e[k * n + i];
+            }
+        }
+        for (ptrdiff_t k = 0; k < K; k++) g[k] = gk[k];
+    } else {
+        for (ptrdiff_t i = 0; i < n; i++) {
+            loss = loss + row_loss[i];
+            for (ptrdiff_t k = 0; k < K; k++) z[i * ldz + k] = (SKCCE_T)e[k * n + i];
+        }
+    }
+    return loss;
+}
+
+/* skcce_softmax_labels_few_block over blocks of SKCCE_SOFTMAX_BLOCK_ROWS
+ * rows: a block's values stay in the L1 cache across the steps (a chunk's
+ * 2,048 rows of 5 classes at once made them L2-bound). */
+#ifndef SKCCE_SOFTMAX_BLOCK_ROWS
+#define SKCCE_SOFTMAX_BLOCK_ROWS 256
+#endif
+SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_few)(
+    SKCCE_T* z, ptrdiff_t ldz, ptrdiff_t n, const ptrdiff_t K, const double* b,
+    const int32_t* labels, const double* sw, double* grad_intercept, double* scratch,
+    const int has_b)
+{
+    double loss = 0.0;
+    for (ptrdiff_t r0 = 0; r0 < n; r0 += SKCCE_SOFTMAX_BLOCK_ROWS) {
+        ptrdiff_t rows = n - r0 < SKCCE_SOFTMAX_BLOCK_ROWS ? n - r0 : SKCCE_SOFTMAX_BLOCK_ROWS;
+        if (sw != NULL)
+            loss = SKCCE_FN(skcce_softmax_labels_few_block)(
+                z + r0 * ldz, ldz, rows, K, b, labels + r0, sw + r0, loss, grad_intercept,
+                scratch, has_b, 1);
+        else
+            loss = SKCCE_FN(skcce_softmax_labels_few_block)(
+                z + r0 * ldz, ldz, rows, K, b, labels + r0, NULL, loss, grad_intercept,
+                scratch, has_b, 0);
+    }
+    return loss;
+}
+
 SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_any_b)(
     SKCCE_T* z, ptrdiff_t ldz, ptrdiff_t n_rows, const ptrdiff_t K, const double* b,
     const int32_t* labels, const double* sw, double* grad_intercept, double* scratch)
@@ -138,9 +263,8 @@ SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_any_b)(
                                                 grad_intercept, scratch, 0);
 }
 
-/* Fewer than 8 classes: a copy of the loops per K, whose loops over a row's
- * classes the compiler unrolls (a loop of a few values at run time costs
- * more than its work). */
+/* Fewer than 8 classes: skcce_softmax_labels_few, a copy per K (whose loops
+ * over a row's classes the compiler unrolls); more: the row-by-row loops. */
 double SKCCE_EXPORT(SKCCE_FN(skcce_softmax_labels))(SKCCE_T* z, ptrdiff_t ldz,
                                                    ptrdiff_t n_rows, ptrdiff_t K,
                                                    const double* b, const int32_t* labels,
@@ -149,8 +273,10 @@ double SKCCE_EXPORT(SKCCE_FN(skcce_softmax_labels))(SKCCE_T* z, ptrdiff_t ldz,
 {
 #define SKCCE_SOFTMAX_CASE(k)                                                            \
     case k:                                                                              \
-        return SKCCE_FN(skcce_softmax_labels_any_b)(z, ldz, n_rows, k, b, labels, sw,    \
-                                                    grad_intercept, scratch)
+        return b != NULL ? SKCCE_FN(skcce_softmax_labels_few)(z, ldz, n_rows, k, b, labels, \
+                                                              sw, grad_intercept, scratch, 1) \
+                         : SKCCE_FN(skcce_softmax_labels_few)(z, ldz, n_rows, k, b, labels, \
+                                                              sw, grad_intercept, scratch, 0)
     switch (K) {
     SKCCE_SOFTMAX_CASE(2);
     SKCCE_SOFTMAX_CASE(3);
