@@ -17,19 +17,6 @@
 
 #include "microkernel.h"
 
-/* a * b + c, in one rounding where the instruction set has fused
- * multiply-adds (the polynomials' steps then cost one instruction instead of
- * two; the kernels are otherwise compiled without contraction), else in
- * two. */
-#ifndef SKCCE_USE_FMA
-#define SKCCE_USE_FMA 0
-#endif
-#if SKCCE_USE_FMA
-#define SKCCE_MADD(a, b, c) __builtin_fma((a), (b), (c))
-#else
-#define SKCCE_MADD(a, b, c) ((a) * (b) + (c))
-#endif
-
 static inline double skcce_exp_nonpositive(double x) {
     const double log2e = 1.4426950408889634;
     const double ln2_hi = 6.93147180369123816490e-01; /* 0x3fe62e42fee00000 */
@@ -40,19 +27,19 @@ static inline double skcce_exp_nonpositive(double x) {
     double k = t - shifter;
     double r = (xc - k * ln2_hi) - k * ln2_lo;
     double p = 1.0 / 6227020800.0;
-    p = SKCCE_MADD(p, r, 1.0 / 479001600.0);
-    p = SKCCE_MADD(p, r, 1.0 / 39916800.0);
-    p = SKCCE_MADD(p, r, 1.0 / 3628800.0);
-    p = SKCCE_MADD(p, r, 1.0 / 362880.0);
-    p = SKCCE_MADD(p, r, 1.0 / 40320.0);
-    p = SKCCE_MADD(p, r, 1.0 / 5040.0);
-    p = SKCCE_MADD(p, r, 1.0 / 720.0);
-    p = SKCCE_MADD(p, r, 1.0 / 120.0);
-    p = SKCCE_MADD(p, r, 1.0 / 24.0);
-    p = SKCCE_MADD(p, r, 1.0 / 6.0);
-    p = SKCCE_MADD(p, r, 0.5);
-    p = SKCCE_MADD(p, r, 1.0);
-    p = SKCCE_MADD(p, r, 1.0);
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
     /* Unsigned: the exponent's shift is defined for every bit pattern (a
      * NaN's too). */
     unsigned long long t_bits, shifter_bits, scale_bits;
@@ -93,15 +80,15 @@ static inline double skcce_log_ge1(double x) {
     double f = (m - 1.0) / (m + 1.0);
     double s = f * f;
     double p = 1.0 / 21.0;
-    p = SKCCE_MADD(p, s, 1.0 / 19.0);
-    p = SKCCE_MADD(p, s, 1.0 / 17.0);
-    p = SKCCE_MADD(p, s, 1.0 / 15.0);
-    p = SKCCE_MADD(p, s, 1.0 / 13.0);
-    p = SKCCE_MADD(p, s, 1.0 / 11.0);
-    p = SKCCE_MADD(p, s, 1.0 / 9.0);
-    p = SKCCE_MADD(p, s, 1.0 / 7.0);
-    p = SKCCE_MADD(p, s, 1.0 / 5.0);
-    p = SKCCE_MADD(p, s, 1.0 / 3.0);
+    p = p * s + 1.0 / 19.0;
+    p = p * s + 1.0 / 17.0;
+    p = p * s + 1.0 / 15.0;
+    p = p * s + 1.0 / 13.0;
+    p = p * s + 1.0 / 11.0;
+    p = p * s + 1.0 / 9.0;
+    p = p * s + 1.0 / 7.0;
+    p = p * s + 1.0 / 5.0;
+    p = p * s + 1.0 / 3.0;
     /* log(m) = 2f + 2f s p, the small term added last. */
     double two_f = f + f;
     double y = e * ln2_hi + (two_f + (two_f * s * p + e * ln2_lo));
@@ -122,17 +109,6 @@ SKCCE_INLINE skcce_w_f64 skcce_vselect(skcce_wi_f64 mask, skcce_w_f64 a, skcce_w
     return (skcce_w_f64)(((skcce_wi_f64)a & mask) | ((skcce_wi_f64)b & ~mask));
 }
 
-SKCCE_INLINE skcce_w_f64 skcce_vmadd(skcce_w_f64 a, skcce_w_f64 b, skcce_w_f64 c)
-{
-#if SKCCE_USE_FMA
-    skcce_w_f64 r;
-    for (int l = 0; l < SKCCE_DLANES; l++) r[l] = __builtin_fma(a[l], b[l], c[l]);
-    return r;
-#else
-    return a * b + c;
-#endif
-}
-
 #define SKCCE_VSPLAT(s) SKCCE_BROADCAST_WIDE_f64(s)
 
 SKCCE_INLINE skcce_w_f64 skcce_exp_nonpositive_v(skcce_w_f64 x)
@@ -148,19 +124,19 @@ SKCCE_INLINE skcce_w_f64 skcce_exp_nonpositive_v(skcce_w_f64 x)
     skcce_w_f64 k = t - shifter;
     skcce_w_f64 r = (xc - k * ln2_hi) - k * ln2_lo;
     skcce_w_f64 p = SKCCE_VSPLAT(1.0 / 6227020800.0);
-    p = skcce_vmadd(p, r, SKCCE_VSPLAT(1.0 / 479001600.0));
-    p = skcce_vmadd(p, r, SKCCE_VSPLAT(1.0 / 39916800.0));
-    p = skcce_vmadd(p, r, SKCCE_VSPLAT(1.0 / 3628800.0));
-    p = skcce_vmadd(p, r, SKCCE_VSPLAT(1.0 / 362880.0));
-    p = skcce_vmadd(p, r, SKCCE_VSPLAT(1.0 / 40320.0));
-    p = skcce_vmadd(p, r, SKCCE_VSPLAT(1.0 / 5040.0));
-    p = skcce_vmadd(p, r, SKCCE_VSPLAT(1.0 / 720.0));
-    p = skcce_vmadd(p, r, SKCCE_VSPLAT(1.0 / 120.0));
-    p = skcce_vmadd(p, r, SKCCE_VSPLAT(1.0 / 24.0));
-    p = skcce_vmadd(p, r, SKCCE_VSPLAT(1.0 / 6.0));
-    p = skcce_vmadd(p, r, SKCCE_VSPLAT(0.5));
-    p = skcce_vmadd(p, r, SKCCE_VSPLAT(1.0));
-    p = skcce_vmadd(p, r, SKCCE_VSPLAT(1.0));
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
     const skcce_wn_f64 shifter_bits = (skcce_wn_f64)shifter;
     skcce_wn_f64 scale_bits = ((skcce_wn_f64)t - shifter_bits + 1023) << 52;
     skcce_w_f64 y = p * (skcce_w_f64)scale_bits;
@@ -181,15 +157,15 @@ SKCCE_INLINE skcce_w_f64 skcce_log_ge1_v(skcce_w_f64 x)
     skcce_w_f64 f = (m - 1.0) / (m + 1.0);
     skcce_w_f64 s = f * f;
     skcce_w_f64 p = SKCCE_VSPLAT(1.0 / 21.0);
-    p = skcce_vmadd(p, s, SKCCE_VSPLAT(1.0 / 19.0));
-    p = skcce_vmadd(p, s, SKCCE_VSPLAT(1.0 / 17.0));
-    p = skcce_vmadd(p, s, SKCCE_VSPLAT(1.0 / 15.0));
-    p = skcce_vmadd(p, s, SKCCE_VSPLAT(1.0 / 13.0));
-    p = skcce_vmadd(p, s, SKCCE_VSPLAT(1.0 / 11.0));
-    p = skcce_vmadd(p, s, SKCCE_VSPLAT(1.0 / 9.0));
-    p = skcce_vmadd(p, s, SKCCE_VSPLAT(1.0 / 7.0));
-    p = skcce_vmadd(p, s, SKCCE_VSPLAT(1.0 / 5.0));
-    p = skcce_vmadd(p, s, SKCCE_VSPLAT(1.0 / 3.0));
+    p = p * s + 1.0 / 19.0;
+    p = p * s + 1.0 / 17.0;
+    p = p * s + 1.0 / 15.0;
+    p = p * s + 1.0 / 13.0;
+    p = p * s + 1.0 / 11.0;
+    p = p * s + 1.0 / 9.0;
+    p = p * s + 1.0 / 7.0;
+    p = p * s + 1.0 / 5.0;
+    p = p * s + 1.0 / 3.0;
     skcce_w_f64 two_f = f + f;
     skcce_w_f64 y = e * ln2_hi + (two_f + (two_f * s * p + e * ln2_lo));
     y = skcce_vselect(x > 1.79769313486231570815e+308, x, y);
