@@ -81,12 +81,13 @@ SKCCE_INLINE double SKCCE_FN(skcce_softmax_row_sum)(const double* SKCCE_RESTRICT
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
-/* With constant has_b, each use compiles to its own loops. */
+/* With constant has_b, each use compiles to its own loops; the loss is summed
+ * on from `loss`. */
 SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_loops)(
     SKCCE_T* SKCCE_RESTRICT z, ptrdiff_t ldz, ptrdiff_t n, ptrdiff_t K,
     const double* SKCCE_RESTRICT b, const int32_t* SKCCE_RESTRICT labels,
     const double* SKCCE_RESTRICT sw, double* SKCCE_RESTRICT grad_intercept,
-    double* SKCCE_RESTRICT scratch, const int has_b)
+    double* SKCCE_RESTRICT scratch, double loss, const int has_b)
 {
     /* scratch: the shifted logits, then exps, then residuals (n x K), and
      * per row the label's shifted logit (then the row's loss), the sum of
@@ -94,7 +95,6 @@ SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_loops)(
     double* SKCCE_RESTRICT row_loss = scratch + n * K;
     double* SKCCE_RESTRICT log_sum = row_loss + n;
     double* SKCCE_RESTRICT scale = log_sum + n;
-    double loss = 0.0;
     for (ptrdiff_t i = 0; i < n; i++) {
         const SKCCE_T* row = z + i * ldz;
         double* e = scratch + i * K;
@@ -252,15 +252,33 @@ SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_few)(
     return loss;
 }
 
+/* skcce_softmax_labels_loops over blocks of about SKCCE_SOFTMAX_BLOCK_VALUES
+ * logits (at least a row): the block's scratch stays in the L1 cache across
+ * the loops' passes (a chunk's whole, 2,048 rows of 20 classes, made them
+ * L2-bound). The loss is summed on from block to block, so the results are
+ * the same bit for bit. */
+#ifndef SKCCE_SOFTMAX_BLOCK_VALUES
+#define SKCCE_SOFTMAX_BLOCK_VALUES 2048
+#endif
 SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_any_b)(
     SKCCE_T* z, ptrdiff_t ldz, ptrdiff_t n_rows, const ptrdiff_t K, const double* b,
     const int32_t* labels, const double* sw, double* grad_intercept, double* scratch)
 {
-    if (b != NULL)
-        return SKCCE_FN(skcce_softmax_labels_loops)(z, ldz, n_rows, K, b, labels, sw,
-                                                    grad_intercept, scratch, 1);
-    return SKCCE_FN(skcce_softmax_labels_loops)(z, ldz, n_rows, K, b, labels, sw,
-                                                grad_intercept, scratch, 0);
+    const ptrdiff_t block = K < SKCCE_SOFTMAX_BLOCK_VALUES ? SKCCE_SOFTMAX_BLOCK_VALUES / K : 1;
+    double loss = 0.0;
+    for (ptrdiff_t r0 = 0; r0 < n_rows; r0 += block) {
+        ptrdiff_t rows = n_rows - r0 < block ? n_rows - r0 : block;
+        const double* sw_block = sw != NULL ? sw + r0 : NULL;
+        if (b != NULL)
+            loss = SKCCE_FN(skcce_softmax_labels_loops)(z + r0 * ldz, ldz, rows, K, b,
+                                                        labels + r0, sw_block,
+                                                        grad_intercept, scratch, loss, 1);
+        else
+            loss = SKCCE_FN(skcce_softmax_labels_loops)(z + r0 * ldz, ldz, rows, K, b,
+                                                        labels + r0, sw_block,
+                                                        grad_intercept, scratch, loss, 0);
+    }
+    return loss;
 }
 
 /* Fewer than 8 classes: skcce_softmax_labels_few, a copy per K (whose loops
