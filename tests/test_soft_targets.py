@@ -119,6 +119,28 @@ def test_loss_soft_targets_bitwise_across_n_jobs(dtype):
     assert_grad_close(g1, ref_grad, rtol=rtol, atol_factor=rtol)
 
 
+def test_one_row_loss_one_hot_matrix_bitwise_equals_labels():
+    """One row's loss at a time (weight 1 in a vector of 8 rows, the others 0),
+    labels against one-hot targets, bit for bit: a chunk's sum would hide a
+    1-ulp difference in one row's log, as a vector log that the compiler
+    fused differently once gave in about 1 of 1,000 rows with two classes
+    (the first logit below among them)."""
+    rng = np.random.default_rng(11)
+    K, n = 2, 8
+    sw = np.zeros(n)
+    sw[3] = 1.0
+    X = np.zeros((n, K))
+    y = np.zeros(n, dtype=int)
+    coef = np.zeros((K, K + 1))
+    mismatches = 0
+    for t in [float.fromhex("-0x1.6847dc59465ap-1"), *rng.uniform(-0.89, 0.0, size=5000)]:
+        coef[1, -1] = t  # logits (0, t): sums of exps in [1.41, 2]
+        l_lab, g_lab = crossentropy_loss_gradient(coef, X, y, sample_weight=sw)
+        l_mat, g_mat = crossentropy_loss_gradient(coef, X, np.eye(K)[y], sample_weight=sw)
+        mismatches += (l_lab != l_mat) + (not np.array_equal(g_lab, g_mat))
+    assert mismatches == 0
+
+
 @pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("K", [4, 9, 17, 40, 230])
 @pytest.mark.parametrize("weighted", [False, True])

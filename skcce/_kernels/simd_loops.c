@@ -8,9 +8,12 @@
 #error "SKCCE_TARGET must name the instruction set (setup.py defines it)"
 #endif
 
-/* Functions that take or return vectors are always inlined, so GCC's note
- * that their ABI depends on AVX (in the baseline set) does not apply. */
-#if defined(__GNUC__) && !defined(__clang__)
+/* Functions that take or return vectors are always inlined, so the
+ * compilers' warning that their ABI depends on AVX (in the baseline set)
+ * does not apply. */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpsabi"
+#elif defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 

@@ -12,10 +12,15 @@
  *     but for the sign of a zero, which changes no result);
  *   - the sum of a row's exps is residuals.pxd's row_sum (eight interleaved
  *     partial sums from 8 classes on);
- *   - exp and log are vector_exp.h's;
+ *   - exp and log are vector_exp.h's (with fewer than 8 classes, exp in
+ *     its vector version, the same lane by lane);
  *   - a weighted row loss is rounded before it is added, and the label's
- *     residual is subtracted from the rounded product (products are stored
- *     before the sums that read them, so no fused multiply-add forms).
+ *     residual is subtracted from the rounded product: the compilers
+ *     (which may fuse multiply-adds in this file) keep the product because
+ *     the other classes' residuals are that product itself (the tests of
+ *     one-hot targets against labels would catch a fused one).
+ * Bit for bit means NaN payloads and signs aside. Labels must lie in
+ * [0, K) (the estimator encodes them).
  *
  * For each row i (weight s, 1 without weights; label y):
  *   m = max_k (z_k + b_k),  S = sum_k exp(z_k + b_k - m),
@@ -128,12 +133,14 @@ SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_loops)(
 }
 
 /* Steps 2 to 4 of skcce_softmax_labels_few_block for one row (i) of the
- * block's class-major values e (row stride n): the rows a vector does not
- * fill. */
+ * block's class-major values e (row stride n), the label's shifted logit
+ * stored in row_loss[i] and the sum of exps in log_sum[i]: the rows a vector
+ * does not fill. */
 SKCCE_INLINE void SKCCE_FN(skcce_softmax_labels_row)(double* SKCCE_RESTRICT e, ptrdiff_t n,
                                                      ptrdiff_t i, const ptrdiff_t K,
                                                      int32_t label, double weight,
-                                                     double* SKCCE_RESTRICT row_loss)
+                                                     double* SKCCE_RESTRICT row_loss,
+                                                     double* SKCCE_RESTRICT log_sum)
 {
     double v[8];
     for (ptrdiff_t k = 0; k < K; k++) v[k] = e[k * n + i];
@@ -146,7 +153,8 @@ SKCCE_INLINE void SKCCE_FN(skcce_softmax_labels_row)(double* SKCCE_RESTRICT e, p
     double sum = 0.0 + v[0];
     for (ptrdiff_t k = 1; k < K; k++) sum = sum + v[k];
     double scale = weight / sum;
-    row_loss[i] = weight * (skcce_log_ge1(sum) - label_logit);
+    row_loss[i] = label_logit;
+    log_sum[i] = sum;
     for (ptrdiff_t k = 0; k < K; k++) {
         double r = v[k] * scale;
         e[k * n + i] = label == k ? r - weight : r;
@@ -156,15 +164,17 @@ SKCCE_INLINE void SKCCE_FN(skcce_softmax_labels_row)(double* SKCCE_RESTRICT e, p
 /* The same steps for fewer than 8 classes (K a compile-time constant), for a
  * block of n rows whose values fit the L1 cache:
  *   1. the logits (plus intercepts) into scratch, class by class (e[k * n + i]);
- *   2.-4. per row: maximum, label's logit, exps, sum, loss and residuals,
- *      in vectors of rows (across a row's few classes, each step would be
- *      a handful of scalar operations), in place in e;
- *   5. the residuals back in place of the logits, and the loss and the
+ *   2.-4. per row: maximum, label's logit, exps, sum and residuals, in
+ *      vectors of rows (across a row's few classes, each step would be a
+ *      handful of scalar operations), in place in e;
+ *   5. the logs of the sums (the scalar log, see vector_exp.h) and the
+ *      rows' losses;
+ *   6. the residuals back in place of the logits, and the loss and the
  *      intercepts' gradient (g, K values, NULL for none) summed on from
  *      `loss` and g in row order.
  * Every value is the same operation on the same operands as in
- * skcce_softmax_labels_loops (the vector exp and log are the scalar ones
- * lane by lane), so the results are its own bit for bit. */
+ * skcce_softmax_labels_loops (the vector exp is the scalar one lane by
+ * lane), so the results are its own bit for bit. */
 SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_few_block)(
     SKCCE_T* SKCCE_RESTRICT z, ptrdiff_t ldz, ptrdiff_t n, const ptrdiff_t K,
     const double* SKCCE_RESTRICT b, const int32_t* SKCCE_RESTRICT labels,
@@ -173,6 +183,7 @@ SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_few_block)(
 {
     double* SKCCE_RESTRICT e = scratch;
     double* SKCCE_RESTRICT row_loss = scratch + n * K;
+    double* SKCCE_RESTRICT log_sum = row_loss + n;
     /* Row by row: a column at a time would touch a cache line per value. */
     for (ptrdiff_t i = 0; i < n; i++)
         for (ptrdiff_t k = 0; k < K; k++) e[k * n + i] = SKCCE_SOFTMAX_LOGIT(z + i * ldz, k);
@@ -195,7 +206,8 @@ SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_few_block)(
         skcce_w_f64 weight =
             has_sw ? *(const skcce_wu_f64*)(sw + i) : SKCCE_BROADCAST_WIDE_f64(1.0);
         skcce_w_f64 scale = weight / sum;
-        *(skcce_wu_f64*)(row_loss + i) = weight * (skcce_log_ge1_v(sum) - label_logit);
+        *(skcce_wu_f64*)(row_loss + i) = label_logit;
+        *(skcce_wu_f64*)(log_sum + i) = sum;
         for (ptrdiff_t k = 0; k < K; k++) {
             skcce_w_f64 r = v[k] * scale;
             *(skcce_wu_f64*)(e + k * n + i) = skcce_vselect(label == k, r - weight, r);
@@ -204,7 +216,14 @@ SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_few_block)(
 #endif
     for (; i < n; i++)
         SKCCE_FN(skcce_softmax_labels_row)(e, n, i, K, labels[i], has_sw ? sw[i] : 1.0,
-                                           row_loss);
+                                           row_loss, log_sum);
+    /* The logs of the sums with the scalar function (one loop, as in
+     * skcce_softmax_labels_loops), then the rows' losses. */
+    for (ptrdiff_t i = 0; i < n; i++) log_sum[i] = skcce_log_ge1(log_sum[i]);
+    for (ptrdiff_t i = 0; i < n; i++) {
+        double weight = has_sw ? sw[i] : 1.0;
+        row_loss[i] = weight * (log_sum[i] - row_loss[i]);
+    }
     /* The K + 1 chains of additions side by side, and beside the stores. */
     if (g != NULL) {
         double gk[8];

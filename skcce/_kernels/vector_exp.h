@@ -97,8 +97,13 @@ static inline double skcce_log_ge1(double x) {
 }
 
 #if SKCCE_HAVE_VECTORS
-/* The same two functions on a wide vector of doubles (microkernel.h), lane
- * by lane the same operations, so the same results bit for bit. */
+/* skcce_exp_nonpositive on a wide vector of doubles (microkernel.h): lane by
+ * lane the same operations, so the same results bit for bit (NaN payloads
+ * aside) also where the compiler fuses multiply-adds: every addition in it
+ * has at most one product operand, so there is one way to fuse each. (Not
+ * so in the log, whose `two_f * s * p + e * ln2_lo` GCC fused differently
+ * in a vector version, 1 ulp apart in 1 of 10,000 values: the softmax takes
+ * its logs with the scalar function.) */
 #define SKCCE_DLANES (4 * SKCCE_WIDTH)
 typedef long long skcce_wi_f64 __attribute__((vector_size(32 * SKCCE_WIDTH)));
 typedef unsigned long long skcce_wn_f64 __attribute__((vector_size(32 * SKCCE_WIDTH)));
@@ -144,33 +149,6 @@ SKCCE_INLINE skcce_w_f64 skcce_exp_nonpositive_v(skcce_w_f64 x)
     return skcce_vselect(x != x, x, y);
 }
 
-SKCCE_INLINE skcce_w_f64 skcce_log_ge1_v(skcce_w_f64 x)
-{
-    const skcce_w_f64 ln2_hi = SKCCE_VSPLAT(6.93147180369123816490e-01);
-    const skcce_w_f64 ln2_lo = SKCCE_VSPLAT(1.90821492927058770002e-10);
-    const long long sqrt_half_bits = 0x3fe6a09e667f3bcdLL;
-    const long long two52_bits = 0x4330000000000000LL;
-    skcce_wi_f64 offset = (skcce_wi_f64)x - sqrt_half_bits;
-    skcce_wi_f64 exponent = offset >> 52;
-    skcce_w_f64 m = (skcce_w_f64)((offset & 0x000fffffffffffffLL) + sqrt_half_bits);
-    skcce_w_f64 e = (skcce_w_f64)(two52_bits + exponent) - 4503599627370496.0;
-    skcce_w_f64 f = (m - 1.0) / (m + 1.0);
-    skcce_w_f64 s = f * f;
-    skcce_w_f64 p = SKCCE_VSPLAT(1.0 / 21.0);
-    p = p * s + 1.0 / 19.0;
-    p = p * s + 1.0 / 17.0;
-    p = p * s + 1.0 / 15.0;
-    p = p * s + 1.0 / 13.0;
-    p = p * s + 1.0 / 11.0;
-    p = p * s + 1.0 / 9.0;
-    p = p * s + 1.0 / 7.0;
-    p = p * s + 1.0 / 5.0;
-    p = p * s + 1.0 / 3.0;
-    skcce_w_f64 two_f = f + f;
-    skcce_w_f64 y = e * ln2_hi + (two_f + (two_f * s * p + e * ln2_lo));
-    y = skcce_vselect(x > 1.79769313486231570815e+308, x, y);
-    return skcce_vselect(x != x, x, y);
-}
 #undef SKCCE_VSPLAT
 #endif
 
