@@ -17,29 +17,41 @@
 
 #include "microkernel.h"
 
+/* The arithmetic of exp for xc in [-708, 0], one text for the scalar exp and
+ * its vector version (T double or a vector of doubles, SPLAT(s) a T of the
+ * double s), so that both do the same operations: declares t, xc / ln 2
+ * plus 1.5 * 2^52 (whose low bits hold k = round(xc / ln 2)), and p =
+ * exp(r) for r = xc - k ln 2 (ln 2 split in two, k ln2_hi exact), by the
+ * degree-13 Taylor polynomial in Horner form. Every addition has at most
+ * one product operand, so a compiler that fuses multiply-adds can fuse each
+ * in one way only, the same in both. */
+#define SKCCE_SCALAR(s) (s)
+#define SKCCE_EXP_REDUCED(T, SPLAT, xc, t, p)                                      \
+    T t = (xc) * 1.4426950408889634 + 6755399441055744.0;                          \
+    T p = SPLAT(1.0 / 6227020800.0);                                               \
+    {                                                                              \
+        T k_ = t - 6755399441055744.0;                                             \
+        T r_ = ((xc) - k_ * 6.93147180369123816490e-01) /* 0x3fe62e42fee00000 */  \
+               - k_ * 1.90821492927058770002e-10;         /* 0x3dea39ef35793c76 */  \
+        p = p * r_ + 1.0 / 479001600.0;                                            \
+        p = p * r_ + 1.0 / 39916800.0;                                             \
+        p = p * r_ + 1.0 / 3628800.0;                                              \
+        p = p * r_ + 1.0 / 362880.0;                                               \
+        p = p * r_ + 1.0 / 40320.0;                                                \
+        p = p * r_ + 1.0 / 5040.0;                                                 \
+        p = p * r_ + 1.0 / 720.0;                                                  \
+        p = p * r_ + 1.0 / 120.0;                                                  \
+        p = p * r_ + 1.0 / 24.0;                                                   \
+        p = p * r_ + 1.0 / 6.0;                                                    \
+        p = p * r_ + 0.5;                                                          \
+        p = p * r_ + 1.0;                                                          \
+        p = p * r_ + 1.0;                                                          \
+    }
+
 static inline double skcce_exp_nonpositive(double x) {
-    const double log2e = 1.4426950408889634;
-    const double ln2_hi = 6.93147180369123816490e-01; /* 0x3fe62e42fee00000 */
-    const double ln2_lo = 1.90821492927058770002e-10; /* 0x3dea39ef35793c76 */
-    const double shifter = 6755399441055744.0;        /* 1.5 * 2^52 */
+    const double shifter = 6755399441055744.0; /* 1.5 * 2^52 */
     double xc = x < -708.0 ? -708.0 : x;
-    double t = xc * log2e + shifter;
-    double k = t - shifter;
-    double r = (xc - k * ln2_hi) - k * ln2_lo;
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    SKCCE_EXP_REDUCED(double, SKCCE_SCALAR, xc, t, p);
     /* Unsigned: the exponent's shift is defined for every bit pattern (a
      * NaN's too). */
     unsigned long long t_bits, shifter_bits, scale_bits;
@@ -98,12 +110,10 @@ static inline double skcce_log_ge1(double x) {
 
 #if SKCCE_HAVE_VECTORS
 /* skcce_exp_nonpositive on a wide vector of doubles (microkernel.h): lane by
- * lane the same operations, so the same results bit for bit (NaN payloads
- * aside) also where the compiler fuses multiply-adds: every addition in it
- * has at most one product operand, so there is one way to fuse each. (Not
- * so in the log, whose `two_f * s * p + e * ln2_lo` GCC fused differently
- * in a vector version, 1 ulp apart in 1 of 10,000 values: the softmax takes
- * its logs with the scalar function.) */
+ * lane the same operations (SKCCE_EXP_REDUCED), so the same results bit for
+ * bit, NaN payloads aside. (The log has no vector version: its
+ * `two_f * s * p + e * ln2_lo` has two product operands, which GCC fused
+ * differently in one, 1 ulp apart in about 1 of 1,000 sums.) */
 #define SKCCE_DLANES (4 * SKCCE_WIDTH)
 typedef long long skcce_wi_f64 __attribute__((vector_size(32 * SKCCE_WIDTH)));
 typedef unsigned long long skcce_wn_f64 __attribute__((vector_size(32 * SKCCE_WIDTH)));
@@ -118,30 +128,11 @@ SKCCE_INLINE skcce_w_f64 skcce_vselect(skcce_wi_f64 mask, skcce_w_f64 a, skcce_w
 
 SKCCE_INLINE skcce_w_f64 skcce_exp_nonpositive_v(skcce_w_f64 x)
 {
-    const skcce_w_f64 log2e = SKCCE_VSPLAT(1.4426950408889634);
-    const skcce_w_f64 ln2_hi = SKCCE_VSPLAT(6.93147180369123816490e-01);
-    const skcce_w_f64 ln2_lo = SKCCE_VSPLAT(1.90821492927058770002e-10);
     const skcce_w_f64 shifter = SKCCE_VSPLAT(6755399441055744.0);
     const skcce_w_f64 lowest = SKCCE_VSPLAT(-708.0);
     skcce_wi_f64 below = x < lowest;
     skcce_w_f64 xc = skcce_vselect(below, lowest, x);
-    skcce_w_f64 t = xc * log2e + shifter;
-    skcce_w_f64 k = t - shifter;
-    skcce_w_f64 r = (xc - k * ln2_hi) - k * ln2_lo;
-    skcce_w_f64 p = SKCCE_VSPLAT(1.0 / 6227020800.0);
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    SKCCE_EXP_REDUCED(skcce_w_f64, SKCCE_VSPLAT, xc, t, p);
     const skcce_wn_f64 shifter_bits = (skcce_wn_f64)shifter;
     skcce_wn_f64 scale_bits = ((skcce_wn_f64)t - shifter_bits + 1023) << 52;
     skcce_w_f64 y = p * (skcce_w_f64)scale_bits;
