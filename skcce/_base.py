@@ -7,11 +7,11 @@ import scipy.sparse as sp
 from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import Hidden, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from skcce._array_api import array_namespace, predict_linear_xp, to_numpy
 from skcce._dask import dask_blockwise
-from skcce._prediction import DECISION, LOG_PROBA, PROBA, predict_linear
+from skcce._prediction import DECISION, LOG_PROBA, PROBA, known_finite, predict_linear
 from skcce._sparse import check_sparse_structure, is_sparse, kernel_csr
 from skcce._targets import encode_targets
 from skcce._threads import effective_n_threads
@@ -277,18 +277,20 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         namespace = array_namespace(X)
         if namespace is not None:
             return self._linear_prediction_array_api(X, mode, full, *namespace)
-        # scikit-learn's finiteness check first sums X; for finite data near
-        # the float64 limit that sum overflows and warns, although the
-        # element-wise check it falls back to passes.
         check_sparse_structure(X)
-        with np.errstate(over="ignore", invalid="ignore"):
-            X = validate_data(self, X, accept_sparse="csr", reset=False)
+        n_threads = effective_n_threads(self.n_jobs)
+        X = validate_data(self, X, accept_sparse="csr", reset=False, ensure_all_finite=False)
+        if not known_finite(X, n_threads):
+            # scikit-learn's check, for its error. It first sums X; for
+            # finite data near the float64 limit that sum overflows and
+            # warns, although the element-wise check it falls back to passes.
+            with np.errstate(over="ignore", invalid="ignore"):
+                check_array(X, accept_sparse="csr", input_name="X", estimator=self)
         coef, intercept = self._dense_coef(), np.ravel(self.intercept_)
         if full and coef.shape[0] == 1:
             coef = np.concatenate([-coef, coef])
             intercept = np.concatenate([-intercept, intercept])
-        return predict_linear(X, coef, intercept, mode=mode,
-                              n_threads=effective_n_threads(self.n_jobs))
+        return predict_linear(X, coef, intercept, mode=mode, n_threads=n_threads)
 
 
     def _dense_coef(self):

@@ -27,7 +27,7 @@ converted to CSR once by the caller's validation.
 import numpy as np
 import scipy.sparse as sp
 
-from skcce._kernels import predict
+from skcce._kernels import predict, reductions
 from skcce._threads import single_threaded_blas
 
 DECISION = predict.DECISION
@@ -36,6 +36,39 @@ LOG_PROBA = predict.LOG_PROBA
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _BLAS_INT_MAX = 2**31 - 1
+
+
+def known_finite(X, n_threads):
+    """Whether validated X is certainly finite, checked in threads.
+
+    True for integer and bool data, and for float32 or float64 data (dense
+    C- or Fortran-ordered, or CSR values) without NaN or infinity. False
+    otherwise, also for data this check does not read (other dtypes, other
+    layouts): the caller then runs scikit-learn's check, which raises its
+    error for non-finite data.
+
+    Parameters
+    ----------
+    X : ndarray or scipy.sparse.csr_matrix of shape (n_samples, n_features)
+    n_threads : int
+
+    Returns
+    -------
+    finite : bool
+    """
+    values = X.data if sp.issparse(X) else X
+    if values.dtype.kind in "iub":
+        return True
+    if values.dtype not in _FLOATS:
+        return False
+    if sp.issparse(X):
+        if not values.flags.c_contiguous:
+            return False
+    elif values.flags.c_contiguous or values.flags.f_contiguous:
+        values = values.ravel(order="K")  # a view
+    else:
+        return False
+    return reductions.all_finite(values, n_threads)
 
 
 def prediction_dtype(X_dtype, coef_dtype, intercept_dtype):

@@ -593,3 +593,64 @@ def test_kernel_rejects_malformed_csr():
             predict_kernel.csr_predict(data, np.array(indices, dtype=np.int32),
                                  np.array(indptr, dtype=np.int32), weights_t,
                                  intercept, predict_kernel.PROBA, 2, out)
+
+
+_FINITE_BLOCK = 65536  # values per block of reductions.all_finite
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [1, 7, 8, 9, _FINITE_BLOCK - 1, _FINITE_BLOCK, 3 * _FINITE_BLOCK + 5])
+def test_all_finite_matches_numpy(dtype, n):
+    """The threaded finiteness check against np.isfinite: extreme finite values
+    (the largest, subnormals, signed zeros) pass; a NaN, +inf or -inf at the
+    first, last or a block's first or last position fails, for 1-3 threads."""
+    from skcce._kernels import reductions
+
+    finfo = np.finfo(dtype)
+    values = np.random.default_rng(n).standard_normal(n).astype(dtype)
+    values[:: 5] = finfo.max
+    values[1:: 7] = -finfo.max
+    values[2:: 11] = finfo.smallest_subnormal
+    values[3:: 13] = -0.0
+    for n_threads in (1, 2, 3):
+        assert reductions.all_finite(values, n_threads) is True
+    positions = {0, n - 1, min(_FINITE_BLOCK, n - 1), min(_FINITE_BLOCK - 1, n - 1)}
+    for position in positions:
+        for bad in (np.nan, np.inf, -np.inf):
+            spoiled = values.copy()
+            spoiled[position] = bad
+            assert not np.isfinite(spoiled).all()
+            for n_threads in (1, 2, 3):
+                assert reductions.all_finite(spoiled, n_threads) is False
+    assert reductions.all_finite(np.zeros(0, dtype=dtype), 2) is True
+
+
+def _layouts_and_formats(X, tmp_path):
+    """``_layouts`` of X, and X as float32 and as CSR."""
+    return {**_layouts(X, tmp_path), "float32": X.astype(np.float32), "csr": sp.csr_matrix(X)}
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_X_in_prediction_raises_like_logistic_regression(bad, tmp_path):
+    """Every prediction method, on every layout, rejects a NaN or infinite
+    value of X with LogisticRegression's error and message."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 5))
+    y = np.arange(40) % 3
+    ours = SoftmaxClassifier().fit(X, y)
+    theirs = LogisticRegression().fit(X, y)
+    X_bad = X.copy()
+    X_bad[17, 3] = bad
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "good").mkdir()
+    good_layouts = _layouts_and_formats(X, tmp_path / "good")
+    for name, X_layout in _layouts_and_formats(X_bad, tmp_path / "bad").items():
+        for method in ("predict", "predict_proba", "predict_log_proba", "decision_function"):
+            with pytest.raises(ValueError) as expected:
+                getattr(theirs, method)(X_layout)
+            message = str(expected.value).replace("LogisticRegression", "SoftmaxClassifier")
+            with pytest.raises(ValueError, match=re.escape(message)):
+                getattr(ours, method)(X_layout)
+        # The same data without the bad value predicts as before.
+        assert_allclose(ours.predict_proba(good_layouts[name]), ours.predict_proba(X),
+                        rtol=1e-6)

@@ -3,8 +3,9 @@
 """Row-parallel reductions beside the loss kernels, and the build's OpenMP.
 
 The crossentropy metric (:func:`rows_crossentropy`), the objective's
-finishing passes (:func:`divide_inplace`, :func:`add_penalty_gradient`) and
-the column statistics of the rescaling (:func:`dense_column_square_sums`).
+finishing passes (:func:`divide_inplace`, :func:`add_penalty_gradient`), the
+column statistics of the rescaling (:func:`dense_column_square_sums`) and the
+finiteness check of prediction's input (:func:`all_finite`).
 Each cuts rows into blocks fixed by the shape, never by the thread count, and
 adds per-block sums in block order: results are the same for every
 ``n_threads``.
@@ -177,6 +178,54 @@ def rows_crossentropy(
         for b in range(blocks.count):
             total = total + partial[b]
     return total
+
+
+cdef bint _block_finite(const floating* v, Py_ssize_t n) noexcept nogil:
+    """Whether ``v[0:n]`` are all finite: ``v * 0`` is 0 for a finite value
+    and NaN for an infinite or NaN one, so eight running sums of it (no
+    branch per value, independent additions) end finite exactly then."""
+    cdef double acc[8]
+    cdef Py_ssize_t i = 0, l
+    for l in range(8):
+        acc[l] = 0.0
+    while i + 8 <= n:
+        for l in range(8):
+            acc[l] = acc[l] + v[i + l] * 0.0
+        i = i + 8
+    while i < n:
+        acc[0] = acc[0] + v[i] * 0.0
+        i = i + 1
+    return (((acc[0] + acc[1]) + (acc[2] + acc[3]))
+            + ((acc[4] + acc[5]) + (acc[6] + acc[7]))) == 0.0
+
+
+def all_finite(const floating[::1] values, int n_threads):
+    """Whether every value is finite (neither NaN nor infinite).
+
+    In parallel over blocks of values (scikit-learn's check sums the whole
+    array in one thread first).
+
+    Parameters
+    ----------
+    values : ndarray of shape (n,), float32 or float64, contiguous
+    n_threads : int
+
+    Returns
+    -------
+    finite : bool
+    """
+    cdef RowBlocks blocks = _row_blocks(values.shape[0], HELPER_BLOCK_VALUES)
+    cdef Py_ssize_t b
+    cdef int bad = 0
+    if values.shape[0] == 0:
+        return True
+    with nogil:
+        for b in prange(blocks.count, num_threads=_block_threads(n_threads, blocks),
+                        schedule="static"):
+            if not _block_finite(&values[b * blocks.rows],
+                                 _block_end(blocks, b) - b * blocks.rows):
+                bad += 1
+    return bad == 0
 
 
 def divide_inplace(double[:, ::1] a, double divisor, int n_threads):
