@@ -278,13 +278,16 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         if namespace is not None:
             return self._linear_prediction_array_api(X, mode, full, *namespace)
         check_sparse_structure(X)
-        n_threads = effective_n_threads(self.n_jobs)
-        X = validate_data(self, X, accept_sparse="csr", reset=False, ensure_all_finite=False)
-        if not known_finite(X, n_threads):
-            # scikit-learn's check, for its error. It first sums X; for
-            # finite data near the float64 limit that sum overflows and
-            # warns, although the element-wise check it falls back to passes.
-            with np.errstate(over="ignore", invalid="ignore"):
+        # scikit-learn's finiteness check first sums X; for finite data near
+        # the float64 limit that sum overflows and warns, although the
+        # element-wise check it falls back to passes (so does a conversion
+        # from values beyond float64, which the check then rejects).
+        with np.errstate(over="ignore", invalid="ignore"):
+            X = validate_data(self, X, accept_sparse="csr", reset=False,
+                              ensure_all_finite=False)
+            n_threads = effective_n_threads(self.n_jobs)
+            if not get_config()["assume_finite"] and not known_finite(X, n_threads):
+                # scikit-learn's check, for its error.
                 check_array(X, accept_sparse="csr", input_name="X", estimator=self)
         coef, intercept = self._dense_coef(), np.ravel(self.intercept_)
         if full and coef.shape[0] == 1:

@@ -654,3 +654,40 @@ def test_non_finite_X_in_prediction_raises_like_logistic_regression(bad, tmp_pat
         # The same data without the bad value predicts as before.
         assert_allclose(ours.predict_proba(good_layouts[name]), ours.predict_proba(X),
                         rtol=1e-6)
+
+
+def test_assume_finite_skips_the_finiteness_check_like_logistic_regression():
+    """Under ``assume_finite=True`` a NaN in X is not looked for: no error, as
+    with LogisticRegression, and the row's predictions are NaN like its own."""
+    import sklearn
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 5))
+    y = np.arange(40) % 3
+    ours = SoftmaxClassifier().fit(X, y)
+    theirs = LogisticRegression().fit(X, y)
+    X[17, 3] = np.nan
+    with sklearn.config_context(assume_finite=True):
+        decision = ours.decision_function(X)
+        assert np.isnan(theirs.decision_function(X)[17]).all()
+    assert np.isnan(decision[17]).all()
+    assert np.isfinite(np.delete(decision, 17, axis=0)).all()
+
+
+def test_values_near_the_float64_limit_predict_without_warnings(tmp_path):
+    """Finite values near the largest double: scikit-learn's check would overflow
+    summing them (and warn); no layout warns, and values beyond float64 in
+    object data are rejected with scikit-learn's error alone."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 5))
+    y = np.arange(40) % 3
+    clf = SoftmaxClassifier().fit(X, y)
+    huge = np.full((40, 5), np.finfo(np.float64).max / 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for X_layout in _layouts(huge, tmp_path).values():
+            assert np.isfinite(clf.predict_proba(X_layout)).all()
+        beyond = X.astype(object)
+        beyond[0, 0] = np.longdouble("1e400")
+        with pytest.raises(ValueError, match="Input X contains infinity"):
+            clf.predict_proba(beyond)
