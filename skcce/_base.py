@@ -285,15 +285,21 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         with np.errstate(over="ignore", invalid="ignore"):
             X = validate_data(self, X, accept_sparse="csr", reset=False,
                               ensure_all_finite=False)
-            n_threads = effective_n_threads(self.n_jobs)
-            if not get_config()["assume_finite"] and not known_finite(X, n_threads):
-                # scikit-learn's check, for its error.
-                check_array(X, accept_sparse="csr", input_name="X", estimator=self)
+        n_threads = effective_n_threads(self.n_jobs)
         coef, intercept = self._dense_coef(), np.ravel(self.intercept_)
         if full and coef.shape[0] == 1:
             coef = np.concatenate([-coef, coef])
             intercept = np.concatenate([-intercept, intercept])
-        return predict_linear(X, coef, intercept, mode=mode, n_threads=n_threads)
+        # The kernel mostly sees whether X is finite as it computes the logits
+        # (a separate pass would cost about as much as the prediction).
+        out, X_finite = predict_linear(X, coef, intercept, mode=mode, n_threads=n_threads)
+        if X_finite is not True and not get_config()["assume_finite"]:
+            if X_finite is None and known_finite(X, n_threads):
+                return out
+            with np.errstate(over="ignore", invalid="ignore"):
+                # scikit-learn's check, for its error.
+                check_array(X, accept_sparse="csr", input_name="X", estimator=self)
+        return out
 
 
     def _dense_coef(self):

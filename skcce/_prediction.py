@@ -41,6 +41,8 @@ _BLAS_INT_MAX = 2**31 - 1
 def known_finite(X, n_threads):
     """Whether validated X is certainly finite, checked in threads.
 
+    A separate pass over X, for when the prediction kernel could not tell.
+
     True for integer and bool data, and for float32 or float64 data (dense
     C- or Fortran-ordered, or CSR values) without NaN or infinity. False
     otherwise, also for data this check does not read (other dtypes, other
@@ -105,6 +107,11 @@ def predict_linear(X, coef, intercept, *, mode, n_threads):
     -------
     out : ndarray of shape (n_samples, n_classes), float32 or float64, C order
         See :func:`prediction_dtype` for the dtype.
+    X_finite : bool or None
+        Whether X is free of NaN and infinity, as the kernel saw it while
+        computing the logits, or None when it could not tell (X read by BLAS,
+        which may skip multiplications by zero): see :func:`known_finite`.
+        Rows of X with a NaN or infinity get NaN (log-)probabilities.
     """
     coef = np.asarray(coef)
     n_classes, n_features = coef.shape
@@ -123,15 +130,15 @@ def predict_linear(X, coef, intercept, *, mode, n_threads):
         indices, indptr = X.indices, X.indptr
         if indices.dtype != indptr.dtype or indices.dtype not in (np.int32, np.int64):
             indices, indptr = indices.astype(np.int64), indptr.astype(np.int64)
-        predict.csr_predict(data, indices, indptr, weights_t, intercept, mode,
-                             n_threads, out)
-        return out
+        X_finite = predict.csr_predict(data, indices, indptr, weights_t, intercept,
+                                       mode, n_threads, out)
+        return out, X_finite
 
     X = _dense_operand(X, dtype)
     # Each thread calls GEMM on its own chunks.
     with single_threaded_blas():
-        predict.dense_predict(X, weights_t, intercept, mode, n_threads, out)
-    return out
+        X_finite = predict.dense_predict(X, weights_t, intercept, mode, n_threads, out)
+    return out, X_finite
 
 
 def _dense_operand(X, dtype):

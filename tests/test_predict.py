@@ -26,6 +26,7 @@ from sklearn.linear_model import LogisticRegression
 
 from skcce import SoftmaxClassifier, SoftmaxClassifierCV, _prediction
 from skcce._kernels import predict as predict_kernel
+from skcce._kernels import reductions
 
 MiB = 2**20
 METHODS = ("decision_function", "predict_proba", "predict_log_proba")
@@ -595,7 +596,7 @@ def test_kernel_rejects_malformed_csr():
                                  intercept, predict_kernel.PROBA, 2, out)
 
 
-_FINITE_BLOCK = 65536  # values per block of reductions.all_finite
+_FINITE_BLOCK = reductions.BLOCK_VALUES
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -604,14 +605,12 @@ def test_all_finite_matches_numpy(dtype, n):
     """The threaded finiteness check against np.isfinite: extreme finite values
     (the largest, subnormals, signed zeros) pass; a NaN, +inf or -inf at the
     first, last or a block's first or last position fails, for 1-3 threads."""
-    from skcce._kernels import reductions
-
     finfo = np.finfo(dtype)
     values = np.random.default_rng(n).standard_normal(n).astype(dtype)
-    values[:: 5] = finfo.max
-    values[1:: 7] = -finfo.max
-    values[2:: 11] = finfo.smallest_subnormal
-    values[3:: 13] = -0.0
+    values[::5] = finfo.max
+    values[1::7] = -finfo.max
+    values[2::11] = finfo.smallest_subnormal
+    values[3::13] = -0.0
     for n_threads in (1, 2, 3):
         assert reductions.all_finite(values, n_threads) is True
     positions = {0, n - 1, min(_FINITE_BLOCK, n - 1), min(_FINITE_BLOCK - 1, n - 1)}
@@ -656,6 +655,93 @@ def test_non_finite_X_in_prediction_raises_like_logistic_regression(bad, tmp_pat
                         rtol=1e-6)
 
 
+def _kernel_prediction(X, coef, intercept, mode, n_threads):
+    """The prediction kernel's output and its finiteness verdict on X."""
+    weights_t = np.ascontiguousarray(coef.T)
+    out = np.empty((X.shape[0], coef.shape[0]), dtype=coef.dtype)
+    if sp.issparse(X):
+        X_finite = predict_kernel.csr_predict(X.data, X.indices, X.indptr, weights_t,
+                                              intercept, mode, n_threads, out)
+    else:
+        X_finite = predict_kernel.dense_predict(X, weights_t, intercept, mode, n_threads,
+                                                out)
+    return out, X_finite
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_classes", [2, 5, 17])
+def test_kernel_sees_non_finite_X_against_numpy(dtype, n_classes):
+    """The kernel's verdict on C-ordered X in the model's dtype and on CSR
+    against np.isfinite: a NaN or infinity at the first, last or a chunk's
+    edge rows, also where every coefficient of its feature is 0 (inf * 0 is
+    NaN), is found by every mode and thread count. Finite rows are unchanged."""
+    chunk = _chunk_rows(dtype)
+    X = _data(2 * chunk + 3, dtype=dtype)
+    coef, intercept = _coefs(N_FEATURES, n_classes, dtype)
+    coef[:, 7] = 0.0
+    modes = (predict_kernel.DECISION, predict_kernel.PROBA, predict_kernel.LOG_PROBA)
+    forms = {"dense": lambda A: A, "csr": sp.csr_matrix}
+    clean = {(form, mode): _kernel_prediction(to_form(X), coef, intercept, mode, 2)
+             for form, to_form in forms.items() for mode in modes}
+    assert all(X_finite is True for _, X_finite in clean.values())
+    for row in (0, chunk - 1, chunk, X.shape[0] - 1):
+        for column in (0, 7, N_FEATURES - 1):
+            for bad in (np.nan, np.inf, -np.inf):
+                X_bad = X.copy()
+                X_bad[row, column] = bad
+                assert not np.isfinite(X_bad).all()
+                for form, to_form in forms.items():
+                    for mode in modes:
+                        for n_threads in (1, 3):
+                            out, X_finite = _kernel_prediction(
+                                to_form(X_bad), coef, intercept, mode, n_threads)
+                            assert X_finite is False
+                            others = np.arange(X.shape[0]) != row
+                            assert_array_equal(out[others],
+                                               clean[form, mode][0][others])
+                            if mode != predict_kernel.DECISION:
+                                assert np.isnan(out[row]).all()
+
+
+def test_estimator_checks_X_when_the_kernel_cannot_tell(monkeypatch):
+    """A kernel verdict of None (as from a BLAS that skips multiplications by
+    zero) makes the estimator check X itself, with LogisticRegression's error."""
+    kernel = predict_kernel.dense_predict
+
+    def unsure(*args):
+        kernel(*args)
+        return None
+
+    monkeypatch.setattr(_prediction.predict, "dense_predict", unsure)
+    coef, intercept = _coefs(N_FEATURES, 3)
+    clf, lr = _model(coef, intercept), _sklearn_model(coef, intercept)
+    X = np.asfortranarray(_data(50))
+    assert_allclose(clf.predict_proba(X), lr.predict_proba(X), rtol=1e-12)
+    X[10, 3] = np.inf
+    with pytest.raises(ValueError) as expected:
+        lr.predict_proba(X)
+    message = str(expected.value).replace("LogisticRegression", "SoftmaxClassifier")
+    with pytest.raises(ValueError, match=re.escape(message)):
+        clf.predict_proba(X)
+
+
+def test_kernel_cannot_tell_without_reading_every_value():
+    """Where the kernel does not multiply every value of X itself (X read by
+    BLAS; CSR values outside indptr's range), it says so for finite X (the
+    estimator then checks X on its own: see the layouts' test above)."""
+    X = _data(300)
+    coef, intercept = _coefs(N_FEATURES, 4)
+    assert _kernel_prediction(np.asfortranarray(X), coef, intercept,
+                              predict_kernel.PROBA, 2)[1] is None
+    csr = sp.csr_matrix(X)
+    assert _kernel_prediction(csr, coef, intercept, predict_kernel.PROBA, 2)[1] is True
+    padded = csr.copy()  # a NaN stored past indptr[-1]
+    padded.data = np.append(csr.data, np.nan)
+    padded.indices = np.append(csr.indices, np.zeros(1, csr.indices.dtype))
+    assert padded.data.size > padded.indptr[-1]
+    assert _kernel_prediction(padded, coef, intercept, predict_kernel.PROBA, 2)[1] is None
+
+
 def test_assume_finite_skips_the_finiteness_check_like_logistic_regression():
     """Under ``assume_finite=True`` a NaN in X is not looked for: no error, as
     with LogisticRegression, and the row's predictions are NaN like its own."""
@@ -672,6 +758,10 @@ def test_assume_finite_skips_the_finiteness_check_like_logistic_regression():
         assert np.isnan(theirs.decision_function(X)[17]).all()
     assert np.isnan(decision[17]).all()
     assert np.isfinite(np.delete(decision, 17, axis=0)).all()
+    with sklearn.config_context(assume_finite=True):
+        for method in ("predict_proba", "predict_log_proba"):
+            assert_array_equal(np.isnan(getattr(ours, method)(X)),
+                               np.isnan(getattr(theirs, method)(X)), err_msg=method)
 
 
 def test_values_near_the_float64_limit_predict_without_warnings(tmp_path):

@@ -40,7 +40,7 @@ from cython cimport floating
 from cython.parallel cimport prange
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from libc.float cimport DBL_MAX, FLT_MAX
-from libc.math cimport exp, log, fabs, frexp, ldexp, isfinite
+from libc.math cimport exp, log, fabs, frexp, ldexp, isfinite, NAN
 from libc.string cimport memcpy, memset
 
 from skcce._kernels.common cimport gemm, index_t, omp_get_thread_num
@@ -197,6 +197,22 @@ cdef inline bint _load_row(const real_t* row, double* z,
     return finite
 
 
+cdef inline bint _row_is_finite(const floating* x, Py_ssize_t stride,
+                                Py_ssize_t n_values) noexcept nogil:
+    """Whether ``x[0], x[stride], ...`` (``n_values`` of them) are all finite."""
+    cdef Py_ssize_t j
+    for j in range(n_values):
+        if not isfinite(x[j * stride]):
+            return False
+    return True
+
+
+cdef inline void _fill_nan(real_t* out, Py_ssize_t n_classes) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(n_classes):
+        out[k] = <real_t> NAN
+
+
 cdef inline void _init_scaled_row(const real_t* intercept, Py_ssize_t n_classes,
                                   double scale_x, double scale_w,
                                   double* z) noexcept nogil:
@@ -314,7 +330,7 @@ cdef inline void _micro_logits(const real_t* X, Py_ssize_t m, Py_ssize_t d,
         skcce_simd.logits_f32(X, m, d, weights_padded, ldw, z, rows_readable)
 
 
-cdef void _dense_chunk(
+cdef Py_ssize_t _dense_chunk(
     const floating* X, Py_ssize_t row_stride, Py_ssize_t col_stride,
     Py_ssize_t n_features, Py_ssize_t row_start, Py_ssize_t n_rows,
     Py_ssize_t n_samples, const real_t* weights_t, const real_t* intercept,
@@ -322,7 +338,8 @@ cdef void _dense_chunk(
     Py_ssize_t tile_cols, const real_t* weights_padded, Py_ssize_t ldw, real_t* logits,
     double* z, double* shifted, double* exps, unsigned char* done,
 ) noexcept nogil:
-    """Rows [row_start, row_start + n_rows) of ``out``.
+    """Rows [row_start, row_start + n_rows) of ``out``; returns how many of
+    these rows of X hold a NaN or an infinity.
 
     ``X[i, j]`` is at ``X + i * row_stride + j * col_stride``, with one of the
     strides equal to 1. ``tile`` (n_rows x tile_cols scratch) is used only
@@ -331,9 +348,14 @@ cdef void _dense_chunk(
     micro-kernel path (X C-ordered in the model's dtype, else NULL); ``z`` is
     K float64 scratch; ``shifted`` and ``exps`` (softmax_block_rows(K) x K
     float64) and ``done`` (as many flags) are the (log-)softmax's scratch.
+
+    A NaN or infinity in a row of X makes every one of its logits non-finite
+    when each value is multiplied in (IEEE arithmetic: ``inf * 0`` is NaN), so
+    only rows with non-finite logits are looked at. Their logits are left as
+    computed, and their (log-)probabilities are NaN.
     """
     cdef Py_ssize_t i, j, k, j0, cols, K = n_classes, d = n_features
-    cdef Py_ssize_t block_rows, b0, b1
+    cdef Py_ssize_t block_rows, b0, b1, non_finite_rows = 0
     cdef real_t* oc = out + row_start * K
     cdef const floating* xc = X + row_start * row_stride
     cdef double scale_x
@@ -376,10 +398,13 @@ cdef void _dense_chunk(
     if mode == MODE_DECISION:
         for i in range(n_rows):
             if not _load_row(oc + i * K, z, K):
+                if not _row_is_finite(xc + i * row_stride, col_stride, d):
+                    non_finite_rows += 1
+                    continue
                 scale_x = _rescaled_dense_row(xc + i * row_stride, col_stride, d,
                                               weights_t, intercept, K, scale_w, z)
                 _finish_row(z, K, scale_x, scale_w, mode, oc + i * K)
-        return
+        return non_finite_rows
     # (Log-)softmax in blocks of rows whose scratch is SOFTMAX_DOUBLES.
     block_rows = softmax_block_rows(K)
     b0 = 0
@@ -390,23 +415,30 @@ cdef void _dense_chunk(
                 _shift_row(z, K, shifted + (i - b0) * K)
                 done[i - b0] = 0
             else:
-                scale_x = _rescaled_dense_row(xc + i * row_stride, col_stride, d,
-                                              weights_t, intercept, K, scale_w, z)
-                _finish_row(z, K, scale_x, scale_w, mode, oc + i * K)
+                if _row_is_finite(xc + i * row_stride, col_stride, d):
+                    scale_x = _rescaled_dense_row(xc + i * row_stride, col_stride, d,
+                                                  weights_t, intercept, K, scale_w, z)
+                    _finish_row(z, K, scale_x, scale_w, mode, oc + i * K)
+                else:
+                    non_finite_rows += 1
+                    _fill_nan(oc + i * K, K)
                 memset(shifted + (i - b0) * K, 0, K * sizeof(double))
                 done[i - b0] = 1
         _softmax_rows(oc + b0 * K, b1 - b0, K, mode, shifted, exps, done)
         b0 = b1
+    return non_finite_rows
 
 
-cdef void _sparse_chunk(
+cdef Py_ssize_t _sparse_chunk(
     const floating* data, const index_t* indices, const index_t* indptr,
     Py_ssize_t row_start, Py_ssize_t row_end,
     const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes,
     double scale_w, int mode, real_t* out, double* z,
 ) noexcept nogil:
-    """Rows [row_start, row_end) of ``out`` from CSR X, accumulated in float64."""
-    cdef Py_ssize_t i, p, k, p0, p1, K = n_classes
+    """Rows [row_start, row_end) of ``out`` from CSR X, accumulated in float64;
+    returns how many of these rows hold a NaN or an infinity (see
+    ``_dense_chunk``: every stored value is multiplied in)."""
+    cdef Py_ssize_t i, p, k, p0, p1, K = n_classes, non_finite_rows = 0
     cdef double v, scale_x
     cdef const real_t* w
     cdef bint finite
@@ -426,10 +458,18 @@ cdef void _sparse_chunk(
                 finite = False
         if finite:
             _finish_row(z, K, 1.0, 1.0, mode, out + i * K)
+        elif not _row_is_finite(data + p0, 1, p1 - p0):
+            non_finite_rows += 1
+            if mode == MODE_DECISION:
+                for k in range(K):
+                    out[i * K + k] = <real_t> z[k]
+            else:
+                _fill_nan(out + i * K, K)
         else:
             scale_x = _rescaled_sparse_row(data + p0, indices + p0, p1 - p0,
                                            weights_t, intercept, K, scale_w, z)
             _finish_row(z, K, scale_x, scale_w, mode, out + i * K)
+    return non_finite_rows
 
 
 cdef double _model_scale(const real_t[:, ::1] weights_t,
@@ -528,6 +568,15 @@ def dense_predict(
         must hold BLAS to one thread.
     out : ndarray of shape (n_samples, K), float32 or float64, C order
         Output, overwritten.
+
+    Returns
+    -------
+    X_finite : bool or None
+        False if X holds a NaN or an infinity (its rows' logits are left as
+        computed, their probabilities are NaN). True if X is finite: the
+        micro-kernels multiply every value of X into the logits, so a
+        non-finite value cannot go unseen. None when the GEMM path found no
+        non-finite value: a BLAS may skip multiplications by zero.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], K = weights_t.shape[1]
     cdef Py_ssize_t itemsize = sizeof(floating)
@@ -550,10 +599,11 @@ def dense_predict(
     cdef bint convert = not ((floating is float and real_t is float)
                              or (floating is double and real_t is double))
     cdef bint micro
+    cdef Py_ssize_t non_finite_rows = 0
 
     _check_model(d, K, weights_t, intercept, mode, out, n)
     if n == 0:
-        return
+        return True
     row_stride = X.strides[0] // itemsize
     col_stride = X.strides[1] // itemsize
     if d > 0:
@@ -604,7 +654,7 @@ def dense_predict(
             if T == 1:
                 # No OpenMP region at all on one thread (also safe after fork).
                 for c in range(n_chunks):
-                    _dense_chunk(Xp, row_stride, col_stride, d, c * chunk_rows,
+                    non_finite_rows += _dense_chunk(Xp, row_stride, col_stride, d, c * chunk_rows,
                                  min(chunk_rows, n - c * chunk_rows), n, wp, bp, K,
                                  scale_w, mode, outp, tile_buf, tile_cols, padded_p, ldw,
                                  logits_buf, z_buf, softmax_buf,
@@ -613,7 +663,7 @@ def dense_predict(
             else:
                 for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
                     tid = omp_get_thread_num()
-                    _dense_chunk(Xp, row_stride, col_stride, d, c * chunk_rows,
+                    non_finite_rows += _dense_chunk(Xp, row_stride, col_stride, d, c * chunk_rows,
                                  min(chunk_rows, n - c * chunk_rows), n, wp, bp, K,
                                  scale_w, mode, outp,
                                  NULL if tile_buf == NULL else tile_buf + tid * tile_size,
@@ -632,6 +682,9 @@ def dense_predict(
         PyMem_RawFree(logits_buf)
         PyMem_RawFree(softmax_buf)
         PyMem_RawFree(done_buf)
+    if non_finite_rows > 0:
+        return False
+    return True if (micro or d == 0) else None
 
 
 def csr_predict(
@@ -667,12 +720,20 @@ def csr_predict(
     ValueError
         If the CSR structure is malformed (decreasing ``indptr``, or column
         indices outside ``[0, n_features)``): it is checked before use.
+
+    Returns
+    -------
+    X_finite : bool or None
+        Whether the stored values are all finite (each is multiplied into
+        the logits; see ``dense_predict``), or None when ``data`` holds values
+        outside ``indptr``'s range, which are not read.
     """
     cdef Py_ssize_t n = indptr.shape[0] - 1, d = weights_t.shape[0]
     cdef Py_ssize_t K = weights_t.shape[1], nnz = indices.shape[0]
     cdef Py_ssize_t c, n_chunks
     cdef int T, tid
     cdef bint malformed = False
+    cdef Py_ssize_t non_finite_rows = 0
     cdef double scale_w
     cdef double* z_buf = NULL
     cdef const floating* dp = NULL
@@ -688,7 +749,7 @@ def csr_predict(
     if data.shape[0] != nnz:
         raise ValueError("data and indices must have the same length")
     if n == 0:
-        return
+        return True if nnz == 0 else None
     with nogil:
         malformed = _csr_is_malformed(&indices[0] if nnz > 0 else NULL, &indptr[0], n,
                                       nnz, d)
@@ -712,12 +773,15 @@ def csr_predict(
         outp = &out[0, 0]
         with nogil:
             if T == 1:
-                _sparse_chunk(dp, ip, pp, 0, n, wp, bp, K, scale_w, mode, outp, z_buf)
+                non_finite_rows = _sparse_chunk(dp, ip, pp, 0, n, wp, bp, K, scale_w, mode, outp, z_buf)
             else:
                 for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
                     tid = omp_get_thread_num()
-                    _sparse_chunk(dp, ip, pp, c * SPARSE_CHUNK_ROWS,
+                    non_finite_rows += _sparse_chunk(dp, ip, pp, c * SPARSE_CHUNK_ROWS,
                                   min((c + 1) * SPARSE_CHUNK_ROWS, n), wp, bp, K,
                                   scale_w, mode, outp, z_buf + tid * K)
     finally:
         PyMem_RawFree(z_buf)
+    if non_finite_rows > 0:
+        return False
+    return True if (indptr[0] == 0 and indptr[n] == nnz) else None

@@ -48,6 +48,10 @@ cdef enum:
     COLUMN_MAX_BLOCKS = 64
     COLUMN_MIN_BLOCK_ROWS = 4096
 
+# Values per block of the threads' partition in the helpers (all_finite,
+# ...): tests place values around block edges.
+BLOCK_VALUES = HELPER_BLOCK_VALUES
+
 
 def openmp_enabled():
     """Whether the kernels were built with OpenMP support.
