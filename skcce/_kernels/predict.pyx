@@ -185,16 +185,13 @@ cdef inline void _finish_row(double* z, Py_ssize_t n_classes, double scale_x,
     _normalize_row(z, K, total, mode, out)
 
 
-cdef inline bint _load_row(const real_t* row, double* z,
-                           Py_ssize_t n_classes) noexcept nogil:
-    """Copy a row of logits to float64 ``z``; return whether all are finite."""
+cdef inline bint _logits_are_finite(const real_t* row, Py_ssize_t n_classes) noexcept nogil:
+    """Whether a row of logits is finite (``inf - inf`` and NaN give NaN)."""
     cdef Py_ssize_t k
-    cdef bint finite = True
+    cdef double check = 0.0
     for k in range(n_classes):
-        z[k] = row[k]
-        if not isfinite(z[k]):
-            finite = False
-    return finite
+        check = check + (<double> row[k] - <double> row[k])
+    return check == 0.0
 
 
 cdef inline bint _row_is_finite(const floating* x, Py_ssize_t stride,
@@ -273,16 +270,26 @@ cdef double _rescaled_sparse_row(
     return scale_x
 
 
-cdef inline void _shift_row(const double* z, Py_ssize_t n_classes,
+cdef inline bint _shift_row(const real_t* row, Py_ssize_t n_classes,
                             double* shifted) noexcept nogil:
-    """``shifted = z - max(z)`` (finite ``z``): all <= 0."""
+    """``shifted = row - max(row)`` in float64 (all <= 0) if the row is finite;
+    returns whether it is.
+
+    Reads the logits where they were stored a while ago (not from a scratch
+    row just written, whose reloads would stall on store forwarding).
+    """
     cdef Py_ssize_t k
-    cdef double zmax = z[0]
-    for k in range(1, n_classes):
-        if z[k] > zmax:
-            zmax = z[k]
+    cdef double zmax = row[0], check = 0.0
     for k in range(n_classes):
-        shifted[k] = z[k] - zmax
+        check = check + (<double> row[k] - <double> row[k])
+    if check != 0.0:
+        return False
+    for k in range(1, n_classes):
+        if row[k] > zmax:
+            zmax = row[k]
+    for k in range(n_classes):
+        shifted[k] = <double> row[k] - zmax
+    return True
 
 
 cdef void _softmax_rows(real_t* out, Py_ssize_t n_rows, Py_ssize_t n_classes, int mode,
@@ -397,7 +404,7 @@ cdef Py_ssize_t _dense_chunk(
                 j0 = j0 + cols
     if mode == MODE_DECISION:
         for i in range(n_rows):
-            if not _load_row(oc + i * K, z, K):
+            if not _logits_are_finite(oc + i * K, K):
                 if not _row_is_finite(xc + i * row_stride, col_stride, d):
                     non_finite_rows += 1
                     continue
@@ -411,8 +418,7 @@ cdef Py_ssize_t _dense_chunk(
     while b0 < n_rows:
         b1 = min(b0 + block_rows, n_rows)
         for i in range(b0, b1):
-            if _load_row(oc + i * K, z, K):
-                _shift_row(z, K, shifted + (i - b0) * K)
+            if _shift_row(oc + i * K, K, shifted + (i - b0) * K):
                 done[i - b0] = 0
             else:
                 if _row_is_finite(xc + i * row_stride, col_stride, d):
