@@ -24,7 +24,10 @@ float64.
 
 Numerics. Softmax and log-softmax are computed in float64 from the row
 maximum ``m``: ``p_k = exp(z_k - m) / s`` and
-``log p_k = (z_k - m) - log(s)`` with ``s = sum_k exp(z_k - m)``. A row whose
+``log p_k = (z_k - m) - log(s)`` with ``s = sum_k exp(z_k - m)``. On the
+micro-kernel path they run in the hot loops' instruction set, eight rows at
+a time (``predict_softmax_impl.h``), and ``p_k`` is ``exp(z_k - m) * (1 / s)``,
+within an ulp of the quotient. A row whose
 logits overflow (an infinity, or NaN from ``inf - inf`` inside a dot
 product) is recomputed in float64 from ``X`` and ``W`` scaled by powers of
 two, which cannot overflow, so its probabilities still follow the exact
@@ -337,6 +340,23 @@ cdef inline void _micro_logits(const real_t* X, Py_ssize_t m, Py_ssize_t d,
         skcce_simd.logits_f32(X, m, d, weights_padded, ldw, z, rows_readable)
 
 
+cdef inline Py_ssize_t _recompute_row(
+    const floating* x, Py_ssize_t col_stride, Py_ssize_t n_features,
+    const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes,
+    double scale_w, int mode, double* z, real_t* out,
+) noexcept nogil:
+    """The (log-)probabilities of a row whose logits are not finite: rescaled
+    if its values are finite, else NaN. Returns 1 if a value is not finite."""
+    cdef double scale_x
+    if _row_is_finite(x, col_stride, n_features):
+        scale_x = _rescaled_dense_row(x, col_stride, n_features, weights_t, intercept,
+                                      n_classes, scale_w, z)
+        _finish_row(z, n_classes, scale_x, scale_w, mode, out)
+        return 0
+    _fill_nan(out, n_classes)
+    return 1
+
+
 cdef Py_ssize_t _dense_chunk(
     const floating* X, Py_ssize_t row_stride, Py_ssize_t col_stride,
     Py_ssize_t n_features, Py_ssize_t row_start, Py_ssize_t n_rows,
@@ -354,7 +374,9 @@ cdef Py_ssize_t _dense_chunk(
     x ldw, zero past K) and ``logits`` (n_rows x ldw scratch) only on the
     micro-kernel path (X C-ordered in the model's dtype, else NULL); ``z`` is
     K float64 scratch; ``shifted`` and ``exps`` (softmax_block_rows(K) x K
-    float64) and ``done`` (as many flags) are the (log-)softmax's scratch.
+    float64) and ``done`` (as many flags, or n_rows on the micro-kernel path,
+    whose (log-)softmax runs in the hot loops' instruction set) are the
+    (log-)softmax's scratch.
 
     A NaN or infinity in a row of X makes every one of its logits non-finite
     when each value is multiplied in (IEEE arithmetic: ``inf * 0`` is NaN), so
@@ -370,6 +392,22 @@ cdef Py_ssize_t _dense_chunk(
         # Z = X_c @ W.T in the micro-kernel, then the intercepts.
         _micro_logits(<const real_t*> xc, n_rows, d, weights_padded, ldw, logits,
                       n_samples - row_start)
+        if mode != MODE_DECISION:
+            # (Log-)softmax of all the rows in the hot loops' instruction set;
+            # ``done`` flags rows whose logits are not finite (shifted and
+            # exps hold at least 16 K doubles).
+            if real_t is double:
+                skcce_simd.predict_softmax_f64(logits, ldw, n_rows, K, intercept,
+                                               mode == MODE_LOG_PROBA, oc, done, shifted)
+            else:
+                skcce_simd.predict_softmax_f32(logits, ldw, n_rows, K, intercept,
+                                               mode == MODE_LOG_PROBA, oc, done, shifted)
+            for i in range(n_rows):
+                if done[i]:
+                    non_finite_rows += _recompute_row(xc + i * row_stride, col_stride, d,
+                                                      weights_t, intercept, K, scale_w,
+                                                      mode, z, oc + i * K)
+            return non_finite_rows
         for i in range(n_rows):
             for k in range(K):
                 oc[i * K + k] = logits[i * ldw + k] + intercept[k]
@@ -421,13 +459,9 @@ cdef Py_ssize_t _dense_chunk(
             if _shift_row(oc + i * K, K, shifted + (i - b0) * K):
                 done[i - b0] = 0
             else:
-                if _row_is_finite(xc + i * row_stride, col_stride, d):
-                    scale_x = _rescaled_dense_row(xc + i * row_stride, col_stride, d,
-                                                  weights_t, intercept, K, scale_w, z)
-                    _finish_row(z, K, scale_x, scale_w, mode, oc + i * K)
-                else:
-                    non_finite_rows += 1
-                    _fill_nan(oc + i * K, K)
+                non_finite_rows += _recompute_row(xc + i * row_stride, col_stride, d,
+                                                  weights_t, intercept, K, scale_w, mode,
+                                                  z, oc + i * K)
                 memset(shifted + (i - b0) * K, 0, K * sizeof(double))
                 done[i - b0] = 1
         _softmax_rows(oc + b0 * K, b1 - b0, K, mode, shifted, exps, done)
@@ -601,7 +635,7 @@ def dense_predict(
     cdef unsigned char* done_buf = NULL
     cdef const real_t* padded_p = NULL
     cdef real_t[:, ::1] padded
-    cdef Py_ssize_t ldw = K, lanes, softmax_rows = 0, logits_rows = 0
+    cdef Py_ssize_t ldw = K, lanes, softmax_rows = 0, logits_rows = 0, done_rows = 0
     cdef bint convert = not ((floating is float and real_t is float)
                              or (floating is double and real_t is double))
     cdef bint micro
@@ -645,7 +679,9 @@ def dense_predict(
     if mode != MODE_DECISION:
         softmax_rows = min(chunk_rows, softmax_block_rows(K))
         softmax_buf = <double*> PyMem_RawMalloc(T * 2 * softmax_rows * K * sizeof(double))
-        done_buf = <unsigned char*> PyMem_RawMalloc(T * softmax_rows)
+        # The hot loops' softmax flags all of a chunk's rows at once.
+        done_rows = max(softmax_rows, logits_rows)
+        done_buf = <unsigned char*> PyMem_RawMalloc(T * done_rows)
     if micro:
         logits_buf = <real_t*> PyMem_RawMalloc(T * logits_rows * ldw * sizeof(real_t))
     try:
@@ -681,7 +717,7 @@ def dense_predict(
                                  else softmax_buf + tid * 2 * softmax_rows * K,
                                  NULL if softmax_buf == NULL
                                  else softmax_buf + (tid * 2 + 1) * softmax_rows * K,
-                                 NULL if done_buf == NULL else done_buf + tid * softmax_rows)
+                                 NULL if done_buf == NULL else done_buf + tid * done_rows)
     finally:
         PyMem_RawFree(tile_buf)
         PyMem_RawFree(z_buf)

@@ -94,6 +94,16 @@ typedef struct {
      * the eight added in a fixed order (the L-BFGS direction's passes). */
     double (*axpy_dot)(double* q, const double* x, double a, double scale,
                        const double* v, ptrdiff_t n);
+    /* Prediction's softmax (log_mode 0) or log-softmax (1) of n_rows rows of
+     * logits z (row stride ldz) plus intercepts b, into out (n_rows x K);
+     * rows whose logits are not finite are flagged in nonfinite and left
+     * untouched (predict_softmax_impl.h). scratch holds 16 K doubles. */
+    void (*predict_softmax_f64)(const double* z, ptrdiff_t ldz, ptrdiff_t n_rows,
+                                ptrdiff_t K, const double* b, int log_mode, double* out,
+                                unsigned char* nonfinite, double* scratch);
+    void (*predict_softmax_f32)(const float* z, ptrdiff_t ldz, ptrdiff_t n_rows,
+                                ptrdiff_t K, const float* b, int log_mode, float* out,
+                                unsigned char* nonfinite, double* scratch);
 } skcce_simd_loops;
 
 /* The selected loops (all NULL until skcce_simd_select). */

@@ -60,6 +60,14 @@ cdef extern from "simd.h":
                                      double* scratch) noexcept nogil
         double (*axpy_dot)(double* q, const double* x, double a, double scale,
                            const double* v, Py_ssize_t n) noexcept nogil
+        void (*predict_softmax_f64)(const double* z, Py_ssize_t ldz, Py_ssize_t n_rows,
+                                    Py_ssize_t K, const double* b, int log_mode,
+                                    double* out, unsigned char* nonfinite,
+                                    double* scratch) noexcept nogil
+        void (*predict_softmax_f32)(const float* z, Py_ssize_t ldz, Py_ssize_t n_rows,
+                                    Py_ssize_t K, const float* b, int log_mode,
+                                    float* out, unsigned char* nonfinite,
+                                    double* scratch) noexcept nogil
 
     skcce_simd_loops skcce_simd
     const char* skcce_simd_select(const char* cap)

@@ -63,6 +63,16 @@
 #define SKCCE_SUFFIX f32
 #include "softmax_impl.h"
 
+#define SKCCE_T double
+#define SKCCE_SUFFIX f64
+#define SKCCE_LOWEST (-1.7976931348623157e308)
+#include "predict_softmax_impl.h"
+
+#define SKCCE_T float
+#define SKCCE_SUFFIX f32
+#define SKCCE_LOWEST (-3.4028234663852886e38)
+#include "predict_softmax_impl.h"
+
 int SKCCE_EXPORT(skcce_vector_bytes)(void)
 {
 #if SKCCE_HAVE_VECTORS

@@ -34,6 +34,12 @@ double SKCCE_EXPORT(skcce_softmax_labels_f32)(float*, ptrdiff_t, ptrdiff_t, ptrd
                                                double*, double*);
 double SKCCE_EXPORT(skcce_axpy_dot)(double*, const double*, double, double, const double*,
                                     ptrdiff_t);
+void SKCCE_EXPORT(skcce_predict_softmax_f64)(const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                                             const double*, int, double*, unsigned char*,
+                                             double*);
+void SKCCE_EXPORT(skcce_predict_softmax_f32)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                                             const float*, int, float*, unsigned char*,
+                                             double*);
 void SKCCE_EXPORT(skcce_tile_gather_f64)(const uint32_t*, const double*, ptrdiff_t, ptrdiff_t,
                                          int, const double*, ptrdiff_t, double*, ptrdiff_t,
                                          const double*, const double*, ptrdiff_t);
@@ -61,6 +67,7 @@ static const skcce_simd_loops SKCCE_EXPORT(skcce_loops) = {
     SKCCE_EXPORT(skcce_tile_scatter_f64), SKCCE_EXPORT(skcce_tile_scatter_f32),
     SKCCE_EXPORT(skcce_softmax_labels_f64), SKCCE_EXPORT(skcce_softmax_labels_f32),
     SKCCE_EXPORT(skcce_axpy_dot),
+    SKCCE_EXPORT(skcce_predict_softmax_f64), SKCCE_EXPORT(skcce_predict_softmax_f32),
 };
 #undef SKCCE_EXPORT
 #endif

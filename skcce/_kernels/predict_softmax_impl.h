@@ -1,0 +1,145 @@
+/* Prediction's softmax and log-softmax of a chunk's logits, in the hot
+ * loops' vectors.
+ *
+ * For each row of logits z (plus intercepts b, added in the element type):
+ *   m = max_k z_k,  s_k = z_k - m,  S = sum_k exp(s_k)  (in class order),
+ *   out_k = exp(s_k) * (1 / S),  or  out_k = max(s_k - log(S), lowest)
+ * with lowest the element type's most negative finite value. exp is
+ * vector_exp.h's, or libm's below -708 (where vector_exp.h gives 0); log is
+ * libm's. A probability is within an ulp of exp(s_k) / S (one division per
+ * row, not per class).
+ *
+ * Rows go in blocks of SKCCE_PREDICT_ROWS, whose values are kept class by
+ * class (scratch[k * SKCCE_PREDICT_ROWS + row]): the loops over a block's
+ * rows are then vector operations, for any number of classes, while each
+ * row's maximum and sum still run over its classes in order.
+ *
+ * A row whose logits are not all finite is flagged (nonfinite[i] = 1, else
+ * 0) and its output is left as it was: the caller rescales it or reports X.
+ *
+ * Included once per element type by simd_loops.c with
+ *   SKCCE_T       the element type of logits, intercepts and output,
+ *   SKCCE_SUFFIX  the suffix of the type's names (f64 or f32),
+ *   SKCCE_LOWEST  the type's most negative finite value, as a double,
+ * which it undefines at the end. */
+
+#include <math.h>
+
+#define SKCCE_FN(name) SKCCE_TYPED(name, SKCCE_SUFFIX)
+#ifndef SKCCE_PREDICT_ROWS
+#define SKCCE_PREDICT_ROWS 8
+/* Whether a block's values go through the wide vectors' exp. */
+#if SKCCE_HAVE_VECTORS
+#if SKCCE_PREDICT_ROWS % SKCCE_DLANES == 0
+#define SKCCE_PREDICT_WIDE 1
+#endif
+#endif
+#ifndef SKCCE_PREDICT_WIDE
+#define SKCCE_PREDICT_WIDE 0
+#endif
+#endif
+
+/* One block of `rows` rows (<= SKCCE_PREDICT_ROWS; constant in the main
+ * loop, so that the compiler vectorizes over the rows). */
+SKCCE_INLINE void SKCCE_FN(skcce_predict_softmax_block)(
+    const SKCCE_T* SKCCE_RESTRICT z, ptrdiff_t ldz, ptrdiff_t K,
+    const SKCCE_T* SKCCE_RESTRICT b, int log_mode, SKCCE_T* SKCCE_RESTRICT out,
+    unsigned char* SKCCE_RESTRICT nonfinite, double* SKCCE_RESTRICT shifted,
+    double* SKCCE_RESTRICT exps, const int rows)
+{
+    double zmax[SKCCE_PREDICT_ROWS], zmin[SKCCE_PREDICT_ROWS], check[SKCCE_PREDICT_ROWS];
+    double total[SKCCE_PREDICT_ROWS];
+    int below = 0;
+    for (int l = 0; l < rows; l++) check[l] = 0.0;
+    for (ptrdiff_t k = 0; k < K; k++)
+        for (int l = 0; l < rows; l++) {
+            const SKCCE_T logit = z[l * ldz + k] + b[k];
+            const double v = (double)logit;
+            shifted[k * SKCCE_PREDICT_ROWS + l] = v;
+            check[l] = check[l] + (v - v); /* NaN unless finite */
+        }
+    for (int l = 0; l < rows; l++) zmax[l] = zmin[l] = shifted[l];
+    for (ptrdiff_t k = 1; k < K; k++)
+        for (int l = 0; l < rows; l++) {
+            const double v = shifted[k * SKCCE_PREDICT_ROWS + l];
+            zmax[l] = v > zmax[l] ? v : zmax[l];
+            zmin[l] = v < zmin[l] ? v : zmin[l];
+        }
+    /* Rounding is monotonic: some z_k - m is below -708 iff min_k z_k - m is. */
+    for (int l = 0; l < rows; l++) below |= zmin[l] - zmax[l] < -708.0;
+    for (ptrdiff_t k = 0; k < K; k++)
+        for (int l = 0; l < rows; l++)
+            shifted[k * SKCCE_PREDICT_ROWS + l] = shifted[k * SKCCE_PREDICT_ROWS + l] - zmax[l];
+#if SKCCE_PREDICT_WIDE
+    /* The wide vectors' exp (the same lane by lane): the compilers vectorize
+     * the loop below in half-width vectors at most. */
+    if (rows == SKCCE_PREDICT_ROWS) {
+        for (ptrdiff_t v = 0; v < K * SKCCE_PREDICT_ROWS; v += SKCCE_DLANES)
+            *(skcce_wu_f64*)(exps + v) =
+                skcce_exp_nonpositive_v(*(const skcce_wu_f64*)(shifted + v));
+    } else
+#endif
+    {
+        for (ptrdiff_t k = 0; k < K; k++)
+            for (int l = 0; l < rows; l++)
+                exps[k * SKCCE_PREDICT_ROWS + l] =
+                    skcce_exp_nonpositive(shifted[k * SKCCE_PREDICT_ROWS + l]);
+    }
+    if (below)
+        for (ptrdiff_t k = 0; k < K; k++)
+            for (int l = 0; l < rows; l++) {
+                const double s = shifted[k * SKCCE_PREDICT_ROWS + l];
+                if (s < -708.0) exps[k * SKCCE_PREDICT_ROWS + l] = exp(s);
+            }
+    for (int l = 0; l < rows; l++) total[l] = 0.0;
+    for (ptrdiff_t k = 0; k < K; k++)
+        for (int l = 0; l < rows; l++)
+            total[l] = total[l] + exps[k * SKCCE_PREDICT_ROWS + l];
+    /* The results over the block's rows first, in vectors, then each row's
+     * stores. */
+    if (log_mode) {
+        double log_total[SKCCE_PREDICT_ROWS];
+        for (int l = 0; l < rows; l++) log_total[l] = log(total[l]);
+        for (ptrdiff_t k = 0; k < K; k++)
+            for (int l = 0; l < rows; l++) {
+                const double t = shifted[k * SKCCE_PREDICT_ROWS + l] - log_total[l];
+                exps[k * SKCCE_PREDICT_ROWS + l] = t > SKCCE_LOWEST ? t : SKCCE_LOWEST;
+            }
+    } else {
+        double inverse[SKCCE_PREDICT_ROWS];
+        for (int l = 0; l < rows; l++) inverse[l] = 1.0 / total[l];
+        for (ptrdiff_t k = 0; k < K; k++)
+            for (int l = 0; l < rows; l++)
+                exps[k * SKCCE_PREDICT_ROWS + l] = exps[k * SKCCE_PREDICT_ROWS + l] * inverse[l];
+    }
+    for (int l = 0; l < rows; l++) {
+        SKCCE_T* SKCCE_RESTRICT row = out + l * K;
+        nonfinite[l] = check[l] != 0.0;
+        if (nonfinite[l])
+            continue;
+        for (ptrdiff_t k = 0; k < K; k++)
+            row[k] = (SKCCE_T)exps[k * SKCCE_PREDICT_ROWS + l];
+    }
+}
+
+void SKCCE_EXPORT(SKCCE_FN(skcce_predict_softmax))(
+    const SKCCE_T* z, ptrdiff_t ldz, ptrdiff_t n_rows, ptrdiff_t K, const SKCCE_T* b,
+    int log_mode, SKCCE_T* out, unsigned char* nonfinite, double* scratch)
+{
+    double* shifted = scratch;
+    double* exps = scratch + SKCCE_PREDICT_ROWS * K;
+    ptrdiff_t i = 0;
+    for (; i + SKCCE_PREDICT_ROWS <= n_rows; i += SKCCE_PREDICT_ROWS)
+        SKCCE_FN(skcce_predict_softmax_block)(z + i * ldz, ldz, K, b, log_mode, out + i * K,
+                                              nonfinite + i, shifted, exps,
+                                              SKCCE_PREDICT_ROWS);
+    if (i < n_rows)
+        SKCCE_FN(skcce_predict_softmax_block)(z + i * ldz, ldz, K, b, log_mode, out + i * K,
+                                              nonfinite + i, shifted, exps,
+                                              (int)(n_rows - i));
+}
+
+#undef SKCCE_FN
+#undef SKCCE_T
+#undef SKCCE_SUFFIX
+#undef SKCCE_LOWEST
