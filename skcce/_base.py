@@ -11,7 +11,14 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from skcce._array_api import array_namespace, predict_linear_xp, to_numpy
 from skcce._dask import dask_blockwise
-from skcce._prediction import DECISION, LOG_PROBA, PROBA, known_finite, predict_linear
+from skcce._prediction import (
+    DECISION,
+    LOG_PROBA,
+    PROBA,
+    known_finite,
+    largest_columns,
+    predict_linear,
+)
 from skcce._sparse import check_sparse_structure, is_sparse, kernel_csr
 from skcce._targets import encode_targets
 from skcce._threads import effective_n_threads
@@ -195,18 +202,14 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         scores = self.decision_function(X)
         if scores.ndim == 1:
             return self.classes_[(scores > 0).astype(int)]
-        best = scores.argmax(axis=1)
-        # Finite scores (the usual case) have a finite sum. Otherwise a row
-        # overflowed where its largest logit is not finite (argmax picks a
-        # NaN first); an infinitely negative logit below a finite one does
+        best, largest_finite = largest_columns(scores, effective_n_threads(self.n_jobs))
+        # A row overflowed where its largest logit is not finite (argmax picks
+        # a NaN first); an infinitely negative logit below a finite one does
         # not change the row's label.
-        with np.errstate(over="ignore", invalid="ignore"):
-            total = scores.sum()
-        if not np.isfinite(total):
+        if not largest_finite:
             largest = np.take_along_axis(scores, best[:, None], axis=1)[:, 0]
             rows = np.flatnonzero(~np.isfinite(largest))
-            if rows.size:
-                best[rows] = self.predict_proba(_take_rows(X, rows)).argmax(axis=1)
+            best[rows] = self.predict_proba(_take_rows(X, rows)).argmax(axis=1)
         return self.classes_[best]
 
     @dask_blockwise

@@ -73,6 +73,25 @@ def known_finite(X, n_threads):
     return reductions.all_finite(values, n_threads)
 
 
+def largest_columns(scores, n_threads):
+    """Each row's ``np.argmax``, in threads, and whether the values picked are finite.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n_samples, n_classes), float32 or float64
+    n_threads : int
+
+    Returns
+    -------
+    best : ndarray of shape (n_samples,), intp
+        As ``scores.argmax(axis=1)``: the first largest value, or the first
+        NaN, of each row.
+    all_finite : bool
+        Whether ``scores[i, best[i]]`` is finite for every row.
+    """
+    return reductions.rows_argmax(np.ascontiguousarray(scores), n_threads)
+
+
 def prediction_dtype(X_dtype, coef_dtype, intercept_dtype):
     """The output dtype scikit-learn's linear models give: float32 or float64.
 
@@ -111,7 +130,8 @@ def predict_linear(X, coef, intercept, *, mode, n_threads):
         Whether X is free of NaN and infinity, as the kernel saw it while
         computing the logits, or None when it could not tell (X read by BLAS,
         which may skip multiplications by zero): see :func:`known_finite`.
-        Rows of X with a NaN or infinity get NaN (log-)probabilities.
+        Rows of X with a NaN or infinity get NaN (log-)probabilities (and
+        logits as computed).
     """
     coef = np.asarray(coef)
     n_classes, n_features = coef.shape

@@ -624,6 +624,41 @@ def test_all_finite_matches_numpy(dtype, n):
     assert reductions.all_finite(np.zeros(0, dtype=dtype), 2) is True
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_classes", [1, 2, 5, 17])
+def test_rows_argmax_matches_numpy(dtype, n_classes):
+    """The threaded argmax of predict against np.argmax(axis=1): ties (also
+    between -0.0 and 0.0) go to the first, a NaN wins over everything, the
+    first NaN over later ones; infinities; rows around the block size; and
+    the finiteness of the values picked, for 1-3 threads."""
+    block_rows = _FINITE_BLOCK // n_classes
+    n = 2 * block_rows + 3
+    rng = np.random.default_rng(n_classes)
+    scores = rng.integers(-3, 3, size=(n, n_classes)).astype(dtype)  # many ties
+    specials = [np.nan, np.inf, -np.inf, -0.0, 0.0]
+    for row in (0, 1, 2, block_rows - 1, block_rows, n - 2, n - 1):
+        columns = rng.integers(0, n_classes, size=min(3, n_classes))
+        scores[row, columns] = rng.choice(specials, size=columns.size)
+    scores[5] = -np.inf
+    scores[6, :] = np.nan
+    scores[7] = -0.0
+    scores[7, -1] = 0.0
+    expected = scores.argmax(axis=1)
+    picked_finite = np.isfinite(scores[np.arange(n), expected]).all()
+    assert not picked_finite
+    for n_threads in (1, 2, 3):
+        best, all_finite = reductions.rows_argmax(scores, n_threads)
+        assert best.dtype == expected.dtype
+        assert_array_equal(best, expected)
+        assert all_finite is False
+    finite = np.where(np.isfinite(scores), scores, 1.0).astype(dtype)
+    best, all_finite = reductions.rows_argmax(finite, 2)
+    assert_array_equal(best, finite.argmax(axis=1))
+    assert all_finite is True
+    best, all_finite = reductions.rows_argmax(np.zeros((0, n_classes), dtype), 2)
+    assert best.shape == (0,) and all_finite is True
+
+
 def _layouts_and_formats(X, tmp_path):
     """``_layouts`` of X, and X as float32 and as CSR."""
     return {**_layouts(X, tmp_path), "float32": X.astype(np.float32), "csr": sp.csr_matrix(X)}
@@ -703,6 +738,26 @@ def test_kernel_sees_non_finite_X_against_numpy(dtype, n_classes):
                                 assert np.isnan(out[row]).all()
 
 
+@pytest.mark.parametrize("case", ["fortran", "many-classes"])
+def test_blas_path_flags_non_finite_rows(case):
+    """On the BLAS path too, a row of X with a NaN or infinity gets NaN
+    (log-)probabilities, the kernel does not report X as finite, and the
+    other rows are unchanged."""
+    n_classes = 201 if case == "many-classes" else 4
+    X = _data(300)
+    coef, intercept = _coefs(N_FEATURES, n_classes)
+    to_form = np.asfortranarray if case == "fortran" else np.ascontiguousarray
+    for mode in (predict_kernel.PROBA, predict_kernel.LOG_PROBA):
+        clean, _ = _kernel_prediction(to_form(X), coef, intercept, mode, 2)
+        for bad in (np.nan, np.inf):
+            X_bad = X.copy()
+            X_bad[123, 4] = bad
+            out, X_finite = _kernel_prediction(to_form(X_bad), coef, intercept, mode, 2)
+            assert X_finite is not True
+            assert np.isnan(out[123]).all()
+            assert_array_equal(np.delete(out, 123, axis=0), np.delete(clean, 123, axis=0))
+
+
 def test_estimator_checks_X_when_the_kernel_cannot_tell(monkeypatch):
     """A kernel verdict of None (as from a BLAS that skips multiplications by
     zero) makes the estimator check X itself, with LogisticRegression's error."""
@@ -733,6 +788,12 @@ def test_kernel_cannot_tell_without_reading_every_value():
     coef, intercept = _coefs(N_FEATURES, 4)
     assert _kernel_prediction(np.asfortranarray(X), coef, intercept,
                               predict_kernel.PROBA, 2)[1] is None
+    many_coef, many_intercept = _coefs(N_FEATURES, 201)  # more classes than the micro-kernels
+    assert _kernel_prediction(X, many_coef, many_intercept, predict_kernel.PROBA, 2)[1] is None
+    weights_t = np.ascontiguousarray(coef.T)
+    out = np.empty((X.shape[0], 4))
+    assert predict_kernel.dense_predict(X.astype(np.float32), weights_t, intercept,
+                                        predict_kernel.PROBA, 2, out) is None
     csr = sp.csr_matrix(X)
     assert _kernel_prediction(csr, coef, intercept, predict_kernel.PROBA, 2)[1] is True
     padded = csr.copy()  # a NaN stored past indptr[-1]
