@@ -10,10 +10,12 @@ classes (K = 40, 150) and blocks of features (d = 300), the kernels
 vectorized over features (float32 with K = 2 to 5, float64 with K = 2; 133
 and 141 features), the BLAS path,
 sparse data with specialized and generic class counts, the softmax residuals
-for labels (bitwise those of one-hot targets), and the L-BFGS direction's
-vector passes.
+for labels (bitwise those of one-hot targets), the L-BFGS direction's
+vector passes, and prediction's softmax and log-softmax (micro-kernel and
+BLAS paths, rows whose logits span more than 708).
 """
 
+import inspect
 import math
 import os
 import subprocess
@@ -22,13 +24,26 @@ import textwrap
 
 import numpy as np
 import pytest
+from scipy.special import log_softmax, softmax
 
 from skcce._kernels import dense
 from _reference import assert_grad_close, numpy_loss_gradient, two_loop_direction
 
 SETS = ("base", "avx2", "avx512")
 
-CHILD = textwrap.dedent(
+
+def prediction_rows(X):
+    """X for prediction: in float64, every 97th row times 400, so that its
+    logits span more than 708 (libm's exp in the softmax)."""
+    if X.dtype != np.float64:
+        return X
+    X = X.copy()
+    X[::97] *= 400.0
+    return X
+
+
+# The child defines prediction_rows too.
+CHILD = "import numpy as np\n" + inspect.getsource(prediction_rows) + textwrap.dedent(
     """
     import sys
     import numpy as np
@@ -61,6 +76,15 @@ CHILD = textwrap.dedent(
             sample_weight=data["w_" + name], l2_reg_strength=0.01)
         out["onehot_loss_" + name] = np.array(loss)
         out["onehot_grad_" + name] = grad
+        if name.startswith("dense"):
+            from skcce._kernels import predict
+            W, b = data["coef_" + name][:, :-1], data["coef_" + name][:, -1]
+            X = prediction_rows(X)
+            weights_t = np.ascontiguousarray(W.T, dtype=X.dtype)
+            for mode, key in ((predict.PROBA, "proba_"), (predict.LOG_PROBA, "logproba_")):
+                values = np.empty((X.shape[0], K), X.dtype)
+                predict.dense_predict(X, weights_t, b.astype(X.dtype), mode, 2, values)
+                out[key + name] = values
     np.savez(sys.argv[2], **out)
     """
 )
@@ -186,3 +210,13 @@ def test_every_instruction_set_gives_the_reference_loss_and_gradient(cap, proble
         # targets the baseline's row-at-a-time ones: the same bits.
         assert result["onehot_loss_" + name] == result["loss_" + name], name
         assert np.array_equal(result["onehot_grad_" + name], result["grad_" + name]), name
+        if name.startswith("dense"):
+            # Prediction against SciPy's (log-)softmax of float64 logits.
+            logits = prediction_rows(X).astype(np.float64) @ coef[:, :-1].T + coef[:, -1]
+            rtol, atol = (1e-10, 1e-300) if X.dtype == np.float64 else (1e-4, 1e-7)
+            np.testing.assert_allclose(result["proba_" + name], softmax(logits, axis=1),
+                                       rtol=rtol, atol=atol, err_msg=name)
+            np.testing.assert_allclose(result["logproba_" + name],
+                                       log_softmax(logits, axis=1), rtol=rtol,
+                                       atol=1e-5 if X.dtype == np.float32 else 1e-10,
+                                       err_msg=name)

@@ -6,8 +6,9 @@ Computes, into a caller-provided ``out`` of shape (n_samples, K), the logits
 ``Z = X @ W.T + b`` and optionally turns each row, in place, into
 probabilities (softmax) or log-probabilities (log-softmax). Nothing of size
 n_samples x K is allocated besides ``out``: the working memory is at most
-about a megabyte per thread (a chunk's logits on the micro-kernel path, the
-softmax's blocks of rows, a float32 tile), and a padded copy of W.T.
+about a megabyte per thread (a chunk's logits on the micro-kernel path, 16
+rows of K doubles for the softmax, a float32 tile) for up to about 8,000
+classes, and a padded copy of W.T.
 
 Dense ``X`` is cut into chunks of rows; threads take chunks. For up to 200
 classes, when ``X`` is C-ordered in the model's dtype, a chunk's logits come
@@ -24,9 +25,9 @@ float64.
 
 Numerics. Softmax and log-softmax are computed in float64 from the row
 maximum ``m``: ``p_k = exp(z_k - m) / s`` and
-``log p_k = (z_k - m) - log(s)`` with ``s = sum_k exp(z_k - m)``. On the
-micro-kernel path they run in the hot loops' instruction set, eight rows at
-a time (``predict_softmax_impl.h``), and ``p_k`` is ``exp(z_k - m) * (1 / s)``,
+``log p_k = (z_k - m) - log(s)`` with ``s = sum_k exp(z_k - m)``. They run in
+the hot loops' instruction set, eight rows at a time
+(``predict_softmax_impl.h``), and ``p_k`` is ``exp(z_k - m) * (1 / s)``,
 within an ulp of the quotient. A row whose
 logits overflow (an infinity, or NaN from ``inf - inf`` inside a dot
 product) is recomputed in float64 from ``X`` and ``W`` scaled by powers of
@@ -44,10 +45,9 @@ from cython.parallel cimport prange
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport exp, log, fabs, frexp, ldexp, isfinite, NAN
-from libc.string cimport memcpy, memset
 
 from skcce._kernels.common cimport gemm, index_t, omp_get_thread_num
-from skcce._kernels.simd cimport select_simd_loops, skcce_simd
+from skcce._kernels.simd cimport SKCCE_PREDICT_ROWS, select_simd_loops, skcce_simd
 
 cdef extern from "microkernel.h":
     int SKCCE_LANES_f64
@@ -78,9 +78,6 @@ cdef enum:
     # into when the model is float64 (256 KiB).
     TILE_ELEMS = 32768
     SPARSE_CHUNK_ROWS = 256
-    # Doubles of each (log-)softmax scratch buffer, per thread: the rows of
-    # a chunk go through it in blocks (a row at a time for huge K).
-    SOFTMAX_DOUBLES = 8192
     # Up to this many classes the logits of C-ordered X come from the
     # micro-kernels (as in the loss; with few classes BLAS spends most of its
     # time packing panels for a product only K columns wide).
@@ -121,9 +118,12 @@ def sparse_chunk_rows():
     return SPARSE_CHUNK_ROWS
 
 
-cdef inline Py_ssize_t softmax_block_rows(Py_ssize_t n_classes) noexcept nogil:
-    """Rows per block of the chunk-wide (log-)softmax."""
-    return max(1, SOFTMAX_DOUBLES // max(n_classes, 1))
+cdef inline Py_ssize_t _unshared(Py_ssize_t size, Py_ssize_t itemsize) noexcept nogil:
+    """Elements between two threads' scratch of ``size`` elements: a multiple
+    of 4 KiB, at least 4 KiB more than the size, so that no page holds two
+    threads' scratch. With only 128 bytes between them (no shared cache line,
+    nor pair of lines), the softmax on two threads took 5-10% longer."""
+    return (size * itemsize + 8191) // 4096 * 4096 // itemsize
 
 
 cdef inline double _power_of_two_scale(double value) noexcept nogil:
@@ -273,63 +273,6 @@ cdef double _rescaled_sparse_row(
     return scale_x
 
 
-cdef inline bint _shift_row(const real_t* row, Py_ssize_t n_classes,
-                            double* shifted) noexcept nogil:
-    """``shifted = row - max(row)`` in float64 (all <= 0) if the row is finite;
-    returns whether it is.
-
-    Reads the logits where they were stored a while ago (not from a scratch
-    row just written, whose reloads would stall on store forwarding).
-    """
-    cdef Py_ssize_t k
-    cdef double zmax = row[0], check = 0.0
-    for k in range(n_classes):
-        check = check + (<double> row[k] - <double> row[k])
-    if check != 0.0:
-        return False
-    for k in range(1, n_classes):
-        if row[k] > zmax:
-            zmax = row[k]
-    for k in range(n_classes):
-        shifted[k] = <double> row[k] - zmax
-    return True
-
-
-cdef void _softmax_rows(real_t* out, Py_ssize_t n_rows, Py_ssize_t n_classes, int mode,
-                        const double* shifted, double* exps,
-                        const unsigned char* done) noexcept nogil:
-    """Softmax or log-softmax of a chunk's rows from their shifted logits.
-
-    The exps of the whole chunk in one call of the vectorized exp (as in the
-    loss), then per row ``exp / sum`` or ``shifted - log(sum)``, as
-    ``_finish_row`` does with unit scales; rows flagged ``done`` (already
-    written) are skipped. The vectorized exp gives 0 below -708, so those few
-    (probabilities under 1e-307) take libm's value.
-    """
-    cdef Py_ssize_t i, k, K = n_classes
-    cdef double total
-    cdef const double* s
-    cdef double* e
-    cdef real_t* o
-    memcpy(exps, shifted, n_rows * K * sizeof(double))
-    skcce_simd.exp_nonpositive_inplace(exps, n_rows * K)
-    for i in range(n_rows):
-        if done[i]:
-            continue
-        s = shifted + i * K
-        e = exps + i * K
-        o = out + i * K
-        total = 0.0
-        for k in range(K):
-            if s[k] < -708.0:
-                e[k] = exp(s[k])
-            total = total + e[k]
-        if mode == MODE_PROBA:
-            _normalize_row(e, K, total, mode, o)
-        else:
-            _normalize_row(s, K, total, mode, o)
-
-
 cdef inline void _micro_logits(const real_t* X, Py_ssize_t m, Py_ssize_t d,
                                const real_t* weights_padded, Py_ssize_t ldw, real_t* z,
                                Py_ssize_t rows_readable) noexcept nogil:
@@ -345,25 +288,41 @@ cdef inline Py_ssize_t _recompute_row(
     const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes,
     double scale_w, int mode, double* z, real_t* out,
 ) noexcept nogil:
-    """The (log-)probabilities of a row whose logits are not finite: rescaled
-    if its values are finite, else NaN. Returns 1 if a value is not finite."""
+    """The output row of a row whose logits are not finite: rescaled if its
+    values are finite; else NaN (log-)probabilities, or the logits left as
+    computed. Returns 1 if a value is not finite."""
     cdef double scale_x
     if _row_is_finite(x, col_stride, n_features):
         scale_x = _rescaled_dense_row(x, col_stride, n_features, weights_t, intercept,
                                       n_classes, scale_w, z)
         _finish_row(z, n_classes, scale_x, scale_w, mode, out)
         return 0
-    _fill_nan(out, n_classes)
+    if mode != MODE_DECISION:
+        _fill_nan(out, n_classes)
     return 1
+
+
+cdef inline void _predict_softmax(const real_t* z, Py_ssize_t ldz, Py_ssize_t n_rows,
+                                  Py_ssize_t n_classes, const real_t* intercept, int mode,
+                                  real_t* out, unsigned char* nonfinite,
+                                  double* scratch) noexcept nogil:
+    """(Log-)softmax of ``z + intercept`` in the hot loops' instruction set;
+    flags rows whose logits are not finite (``predict_softmax_impl.h``)."""
+    if real_t is double:
+        skcce_simd.predict_softmax_f64(z, ldz, n_rows, n_classes, intercept,
+                                       mode == MODE_LOG_PROBA, out, nonfinite, scratch)
+    else:
+        skcce_simd.predict_softmax_f32(z, ldz, n_rows, n_classes, intercept,
+                                       mode == MODE_LOG_PROBA, out, nonfinite, scratch)
 
 
 cdef Py_ssize_t _dense_chunk(
     const floating* X, Py_ssize_t row_stride, Py_ssize_t col_stride,
     Py_ssize_t n_features, Py_ssize_t row_start, Py_ssize_t n_rows,
     Py_ssize_t n_samples, const real_t* weights_t, const real_t* intercept,
-    Py_ssize_t n_classes, double scale_w, int mode, real_t* out, real_t* tile,
-    Py_ssize_t tile_cols, const real_t* weights_padded, Py_ssize_t ldw, real_t* logits,
-    double* z, double* shifted, double* exps, unsigned char* done,
+    const real_t* zeros, Py_ssize_t n_classes, double scale_w, int mode, real_t* out,
+    real_t* tile, Py_ssize_t tile_cols, const real_t* weights_padded, Py_ssize_t ldw,
+    real_t* logits, double* z, double* softmax_scratch, unsigned char* nonfinite,
 ) noexcept nogil:
     """Rows [row_start, row_start + n_rows) of ``out``; returns how many of
     these rows of X hold a NaN or an infinity.
@@ -372,11 +331,10 @@ cdef Py_ssize_t _dense_chunk(
     strides equal to 1. ``tile`` (n_rows x tile_cols scratch) is used only
     when X's dtype differs from the model's; ``weights_padded`` (n_features
     x ldw, zero past K) and ``logits`` (n_rows x ldw scratch) only on the
-    micro-kernel path (X C-ordered in the model's dtype, else NULL); ``z`` is
-    K float64 scratch; ``shifted`` and ``exps`` (softmax_block_rows(K) x K
-    float64) and ``done`` (as many flags, or n_rows on the micro-kernel path,
-    whose (log-)softmax runs in the hot loops' instruction set) are the
-    (log-)softmax's scratch.
+    micro-kernel path (X C-ordered in the model's dtype, else NULL). ``zeros``
+    is K zeros; ``z`` is K float64 scratch; ``softmax_scratch``
+    (2 SKCCE_PREDICT_ROWS x K float64) and ``nonfinite`` (n_rows flags) are
+    the (log-)softmax's.
 
     A NaN or infinity in a row of X makes every one of its logits non-finite
     when each value is multiplied in (IEEE arithmetic: ``inf * 0`` is NaN), so
@@ -384,88 +342,65 @@ cdef Py_ssize_t _dense_chunk(
     computed, and their (log-)probabilities are NaN.
     """
     cdef Py_ssize_t i, j, k, j0, cols, K = n_classes, d = n_features
-    cdef Py_ssize_t block_rows, b0, b1, non_finite_rows = 0
+    cdef Py_ssize_t non_finite_rows = 0
     cdef real_t* oc = out + row_start * K
     cdef const floating* xc = X + row_start * row_stride
-    cdef double scale_x
+    cdef double check
+    cdef real_t logit
     if weights_padded != NULL:
-        # Z = X_c @ W.T in the micro-kernel, then the intercepts.
+        # Z = X_c @ W.T in the micro-kernel; the intercepts are added below.
         _micro_logits(<const real_t*> xc, n_rows, d, weights_padded, ldw, logits,
                       n_samples - row_start)
         if mode != MODE_DECISION:
-            # (Log-)softmax of all the rows in the hot loops' instruction set;
-            # ``done`` flags rows whose logits are not finite (shifted and
-            # exps hold at least 16 K doubles).
-            if real_t is double:
-                skcce_simd.predict_softmax_f64(logits, ldw, n_rows, K, intercept,
-                                               mode == MODE_LOG_PROBA, oc, done, shifted)
-            else:
-                skcce_simd.predict_softmax_f32(logits, ldw, n_rows, K, intercept,
-                                               mode == MODE_LOG_PROBA, oc, done, shifted)
+            _predict_softmax(logits, ldw, n_rows, K, intercept, mode, oc, nonfinite,
+                             softmax_scratch)
+        else:
             for i in range(n_rows):
-                if done[i]:
-                    non_finite_rows += _recompute_row(xc + i * row_stride, col_stride, d,
-                                                      weights_t, intercept, K, scale_w,
-                                                      mode, z, oc + i * K)
-            return non_finite_rows
-        for i in range(n_rows):
-            for k in range(K):
-                oc[i * K + k] = logits[i * ldw + k] + intercept[k]
+                check = 0.0
+                for k in range(K):
+                    logit = logits[i * ldw + k] + intercept[k]
+                    oc[i * K + k] = logit
+                    check = check + (<double> logit - <double> logit)
+                nonfinite[i] = check != 0.0
     else:
         # The logits start at the intercepts; the GEMMs add X_c @ W.T to them.
         for i in range(n_rows):
             for k in range(K):
                 oc[i * K + k] = intercept[k]
-    if d > 0 and weights_padded == NULL:
-        if (floating is float and real_t is float) or (
-                floating is double and real_t is double):
-            # Column-major view: out_c.T (K x m) += W (K x d) @ X_c.T (d x m);
-            # W.T row-major is W column-major, and X_c.T is X_c read in place.
-            if col_stride == 1:
-                gemm(b"N", b"N", <int> K, <int> n_rows, <int> d, weights_t, <int> K,
-                     <const real_t*> xc, <int> row_stride, <real_t> 1.0, oc, <int> K)
+        if d > 0:
+            if (floating is float and real_t is float) or (
+                    floating is double and real_t is double):
+                # Column-major view: out_c.T (K x m) += W (K x d) @ X_c.T (d x m);
+                # W.T row-major is W column-major, and X_c.T is X_c read in place.
+                if col_stride == 1:
+                    gemm(b"N", b"N", <int> K, <int> n_rows, <int> d, weights_t, <int> K,
+                         <const real_t*> xc, <int> row_stride, <real_t> 1.0, oc, <int> K)
+                else:
+                    gemm(b"N", b"T", <int> K, <int> n_rows, <int> d, weights_t, <int> K,
+                         <const real_t*> xc, <int> col_stride, <real_t> 1.0, oc, <int> K)
             else:
-                gemm(b"N", b"T", <int> K, <int> n_rows, <int> d, weights_t, <int> K,
-                     <const real_t*> xc, <int> col_stride, <real_t> 1.0, oc, <int> K)
+                # X's dtype differs from the model's: convert the chunk tile by
+                # tile (column blocks), so the buffer stays small for any width.
+                j0 = 0
+                while j0 < d:
+                    cols = min(tile_cols, d - j0)
+                    for i in range(n_rows):
+                        for j in range(cols):
+                            tile[i * cols + j] = <real_t> xc[i * row_stride
+                                                             + (j0 + j) * col_stride]
+                    gemm(b"N", b"N", <int> K, <int> n_rows, <int> cols, weights_t + j0 * K,
+                         <int> K, tile, <int> cols, <real_t> 1.0, oc, <int> K)
+                    j0 = j0 + cols
+        if mode != MODE_DECISION:
+            # In place: the logits already hold the intercepts.
+            _predict_softmax(oc, K, n_rows, K, zeros, mode, oc, nonfinite, softmax_scratch)
         else:
-            # X's dtype differs from the model's: convert the chunk tile by
-            # tile (column blocks), so the buffer stays small for any width.
-            j0 = 0
-            while j0 < d:
-                cols = min(tile_cols, d - j0)
-                for i in range(n_rows):
-                    for j in range(cols):
-                        tile[i * cols + j] = <real_t> xc[i * row_stride
-                                                         + (j0 + j) * col_stride]
-                gemm(b"N", b"N", <int> K, <int> n_rows, <int> cols, weights_t + j0 * K,
-                     <int> K, tile, <int> cols, <real_t> 1.0, oc, <int> K)
-                j0 = j0 + cols
-    if mode == MODE_DECISION:
-        for i in range(n_rows):
-            if not _logits_are_finite(oc + i * K, K):
-                if not _row_is_finite(xc + i * row_stride, col_stride, d):
-                    non_finite_rows += 1
-                    continue
-                scale_x = _rescaled_dense_row(xc + i * row_stride, col_stride, d,
-                                              weights_t, intercept, K, scale_w, z)
-                _finish_row(z, K, scale_x, scale_w, mode, oc + i * K)
-        return non_finite_rows
-    # (Log-)softmax in blocks of rows whose scratch is SOFTMAX_DOUBLES.
-    block_rows = softmax_block_rows(K)
-    b0 = 0
-    while b0 < n_rows:
-        b1 = min(b0 + block_rows, n_rows)
-        for i in range(b0, b1):
-            if _shift_row(oc + i * K, K, shifted + (i - b0) * K):
-                done[i - b0] = 0
-            else:
-                non_finite_rows += _recompute_row(xc + i * row_stride, col_stride, d,
-                                                  weights_t, intercept, K, scale_w, mode,
-                                                  z, oc + i * K)
-                memset(shifted + (i - b0) * K, 0, K * sizeof(double))
-                done[i - b0] = 1
-        _softmax_rows(oc + b0 * K, b1 - b0, K, mode, shifted, exps, done)
-        b0 = b1
+            for i in range(n_rows):
+                nonfinite[i] = not _logits_are_finite(oc + i * K, K)
+    for i in range(n_rows):
+        if nonfinite[i]:
+            non_finite_rows += _recompute_row(xc + i * row_stride, col_stride, d, weights_t,
+                                              intercept, K, scale_w, mode, z, oc + i * K)
     return non_finite_rows
 
 
@@ -632,10 +567,11 @@ def dense_predict(
     cdef double* z_buf = NULL
     cdef real_t* logits_buf = NULL
     cdef double* softmax_buf = NULL
-    cdef unsigned char* done_buf = NULL
+    cdef unsigned char* nonfinite_buf = NULL
     cdef const real_t* padded_p = NULL
     cdef real_t[:, ::1] padded
-    cdef Py_ssize_t ldw = K, lanes, softmax_rows = 0, logits_rows = 0, done_rows = 0
+    cdef real_t[::1] zeros
+    cdef Py_ssize_t ldw = K, lanes, logits_rows, flags_size, softmax_size = 0
     cdef bint convert = not ((floating is float and real_t is float)
                              or (floating is double and real_t is double))
     cdef bint micro
@@ -662,7 +598,6 @@ def dense_predict(
     if micro:
         lanes = SKCCE_LANES_f64 if real_t is double else SKCCE_LANES_f32
         ldw = (K + lanes - 1) // lanes * lanes
-        logits_rows = min(chunk_rows, n)
         if ldw == K:
             padded_p = &weights_t[0, 0]
         else:
@@ -675,18 +610,20 @@ def dense_predict(
         tile_size = chunk_rows * tile_cols
         # PyMem_Raw* (thread-safe without the GIL) so tracemalloc sees it.
         tile_buf = <real_t*> PyMem_RawMalloc(T * tile_size * sizeof(real_t))
+    zeros = np.zeros(K, dtype=np.float64 if real_t is double else np.float32)
+    logits_rows = min(chunk_rows, n)
     z_buf = <double*> PyMem_RawMalloc(T * K * sizeof(double))
+    flags_size = _unshared(logits_rows, 1)
+    nonfinite_buf = <unsigned char*> PyMem_RawMalloc(T * flags_size)
     if mode != MODE_DECISION:
-        softmax_rows = min(chunk_rows, softmax_block_rows(K))
-        softmax_buf = <double*> PyMem_RawMalloc(T * 2 * softmax_rows * K * sizeof(double))
-        # The hot loops' softmax flags all of a chunk's rows at once.
-        done_rows = max(softmax_rows, logits_rows)
-        done_buf = <unsigned char*> PyMem_RawMalloc(T * done_rows)
+        softmax_size = _unshared(2 * SKCCE_PREDICT_ROWS * K, sizeof(double))
+        softmax_buf = <double*> PyMem_RawMalloc(T * softmax_size * sizeof(double))
     if micro:
         logits_buf = <real_t*> PyMem_RawMalloc(T * logits_rows * ldw * sizeof(real_t))
     try:
-        if z_buf == NULL or (convert and tile_buf == NULL) or (micro and logits_buf == NULL) \
-                or (mode != MODE_DECISION and (softmax_buf == NULL or done_buf == NULL)):
+        if z_buf == NULL or nonfinite_buf == NULL or (convert and tile_buf == NULL) \
+                or (micro and logits_buf == NULL) \
+                or (mode != MODE_DECISION and softmax_buf == NULL):
             raise MemoryError()
         if d > 0:
             wp = &weights_t[0, 0]
@@ -697,33 +634,29 @@ def dense_predict(
                 # No OpenMP region at all on one thread (also safe after fork).
                 for c in range(n_chunks):
                     non_finite_rows += _dense_chunk(Xp, row_stride, col_stride, d, c * chunk_rows,
-                                 min(chunk_rows, n - c * chunk_rows), n, wp, bp, K,
-                                 scale_w, mode, outp, tile_buf, tile_cols, padded_p, ldw,
-                                 logits_buf, z_buf, softmax_buf,
-                                 NULL if softmax_buf == NULL
-                                 else softmax_buf + softmax_rows * K, done_buf)
+                                 min(chunk_rows, n - c * chunk_rows), n, wp, bp, &zeros[0],
+                                 K, scale_w, mode, outp, tile_buf, tile_cols, padded_p, ldw,
+                                 logits_buf, z_buf, softmax_buf, nonfinite_buf)
             else:
                 for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
                     tid = omp_get_thread_num()
                     non_finite_rows += _dense_chunk(Xp, row_stride, col_stride, d, c * chunk_rows,
-                                 min(chunk_rows, n - c * chunk_rows), n, wp, bp, K,
-                                 scale_w, mode, outp,
+                                 min(chunk_rows, n - c * chunk_rows), n, wp, bp, &zeros[0],
+                                 K, scale_w, mode, outp,
                                  NULL if tile_buf == NULL else tile_buf + tid * tile_size,
                                  tile_cols, padded_p, ldw,
                                  NULL if logits_buf == NULL
                                  else logits_buf + tid * logits_rows * ldw,
                                  z_buf + tid * K,
                                  NULL if softmax_buf == NULL
-                                 else softmax_buf + tid * 2 * softmax_rows * K,
-                                 NULL if softmax_buf == NULL
-                                 else softmax_buf + (tid * 2 + 1) * softmax_rows * K,
-                                 NULL if done_buf == NULL else done_buf + tid * done_rows)
+                                 else softmax_buf + tid * softmax_size,
+                                 nonfinite_buf + tid * flags_size)
     finally:
         PyMem_RawFree(tile_buf)
         PyMem_RawFree(z_buf)
         PyMem_RawFree(logits_buf)
         PyMem_RawFree(softmax_buf)
-        PyMem_RawFree(done_buf)
+        PyMem_RawFree(nonfinite_buf)
     if non_finite_rows > 0:
         return False
     return True if (micro or d == 0) else None

@@ -9,7 +9,7 @@
  * libm's. A probability is within an ulp of exp(s_k) / S (one division per
  * row, not per class).
  *
- * Rows go in blocks of SKCCE_PREDICT_ROWS, whose values are kept class by
+ * Rows go in blocks of SKCCE_PREDICT_ROWS (simd.h), whose values are kept class by
  * class (scratch[k * SKCCE_PREDICT_ROWS + row]): the loops over a block's
  * rows are then vector operations, for any number of classes, while each
  * row's maximum and sum still run over its classes in order.
@@ -26,24 +26,24 @@
 #include <math.h>
 
 #define SKCCE_FN(name) SKCCE_TYPED(name, SKCCE_SUFFIX)
-#ifndef SKCCE_PREDICT_ROWS
-#define SKCCE_PREDICT_ROWS 8
 /* Whether a block's values go through the wide vectors' exp. */
+#ifndef SKCCE_PREDICT_WIDE
 #if SKCCE_HAVE_VECTORS
 #if SKCCE_PREDICT_ROWS % SKCCE_DLANES == 0
 #define SKCCE_PREDICT_WIDE 1
 #endif
 #endif
+#endif
 #ifndef SKCCE_PREDICT_WIDE
 #define SKCCE_PREDICT_WIDE 0
 #endif
-#endif
 
 /* One block of `rows` rows (<= SKCCE_PREDICT_ROWS; constant in the main
- * loop, so that the compiler vectorizes over the rows). */
+ * loop, so that the compiler vectorizes over the rows). z and out may be the
+ * same rows (ldz = K): a block's logits are all read before its first store. */
 SKCCE_INLINE void SKCCE_FN(skcce_predict_softmax_block)(
-    const SKCCE_T* SKCCE_RESTRICT z, ptrdiff_t ldz, ptrdiff_t K,
-    const SKCCE_T* SKCCE_RESTRICT b, int log_mode, SKCCE_T* SKCCE_RESTRICT out,
+    const SKCCE_T* z, ptrdiff_t ldz, ptrdiff_t K,
+    const SKCCE_T* SKCCE_RESTRICT b, int log_mode, SKCCE_T* out,
     unsigned char* SKCCE_RESTRICT nonfinite, double* SKCCE_RESTRICT shifted,
     double* SKCCE_RESTRICT exps, const int rows)
 {

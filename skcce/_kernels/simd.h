@@ -28,6 +28,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Rows per block of prediction's (log-)softmax (predict_softmax_impl.h). */
+#define SKCCE_PREDICT_ROWS 8
+
 /* The loops' arguments are those of the functions they point to (see
  * microkernel.h, rowkernel_impl.h, sparse_tiles.h); the logits products'
  * rows_readable is the number of rows of d elements readable from X on
@@ -95,9 +98,10 @@ typedef struct {
     double (*axpy_dot)(double* q, const double* x, double a, double scale,
                        const double* v, ptrdiff_t n);
     /* Prediction's softmax (log_mode 0) or log-softmax (1) of n_rows rows of
-     * logits z (row stride ldz) plus intercepts b, into out (n_rows x K);
-     * rows whose logits are not finite are flagged in nonfinite and left
-     * untouched (predict_softmax_impl.h). scratch holds 16 K doubles. */
+     * logits z (row stride ldz) plus intercepts b, into out (n_rows x K; may
+     * be z itself, with ldz = K); rows whose logits are not finite are
+     * flagged in nonfinite and left untouched (predict_softmax_impl.h).
+     * scratch holds 2 * SKCCE_PREDICT_ROWS * K doubles. */
     void (*predict_softmax_f64)(const double* z, ptrdiff_t ldz, ptrdiff_t n_rows,
                                 ptrdiff_t K, const double* b, int log_mode, double* out,
                                 unsigned char* nonfinite, double* scratch);

@@ -5,6 +5,8 @@ from libc.stdint cimport int32_t, uint32_t
 
 
 cdef extern from "simd.h":
+    int SKCCE_PREDICT_ROWS
+
     ctypedef struct skcce_simd_loops:
         const char* name
         int (*vector_bytes)() noexcept nogil
