@@ -13,10 +13,10 @@ from skcce._array_api import array_namespace, predict_linear_xp, to_numpy
 from skcce._dask import dask_blockwise
 from skcce._prediction import (
     DECISION,
+    LABELS,
     LOG_PROBA,
     PROBA,
     known_finite,
-    largest_columns,
     predict_linear,
 )
 from skcce._sparse import check_sparse_structure, is_sparse, kernel_csr
@@ -193,24 +193,15 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             Labels from ``classes_``. Rows whose logits overflow the data's
             dtype (several classes at +inf) take the class ``predict_proba``
             ranks first, which the kernel computes from the exact logits.
+            The kernel picks each row's label as it computes its logits,
+            without an n_samples x n_classes array.
         """
         check_is_fitted(self)
         _check_same_namespace(X, self, attribute="coef_", method="predict")
         namespace = array_namespace(X)
         if namespace is not None:
             return self._predict_array_api(X, *namespace)
-        scores = self.decision_function(X)
-        if scores.ndim == 1:
-            return self.classes_[(scores > 0).astype(int)]
-        best, largest_finite = largest_columns(scores, effective_n_threads(self.n_jobs))
-        # A row overflowed where its largest logit is not finite (argmax picks
-        # a NaN first); an infinitely negative logit below a finite one does
-        # not change the row's label.
-        if not largest_finite:
-            largest = np.take_along_axis(scores, best[:, None], axis=1)[:, 0]
-            rows = np.flatnonzero(~np.isfinite(largest))
-            best[rows] = self.predict_proba(_take_rows(X, rows)).argmax(axis=1)
-        return self.classes_[best]
+        return self.classes_[self._linear_prediction(X, LABELS, full=False)]
 
     @dask_blockwise
     def decision_function(self, X):
@@ -384,7 +375,7 @@ def _as_numpy(array):
 
 
 _PREDICTION_METHODS = {DECISION: "decision_function", PROBA: "predict_proba",
-                       LOG_PROBA: "predict_log_proba"}
+                       LOG_PROBA: "predict_log_proba", LABELS: "predict"}
 
 
 def _check_same_namespace(X, estimator, *, attribute, method):
@@ -399,10 +390,3 @@ def _check_same_namespace(X, estimator, *, attribute, method):
     check_same_namespace(X, estimator, attribute=attribute, method=method)
 
 
-def _take_rows(X, rows):
-    """Rows of array-like or sparse X (validated again by the caller)."""
-    if is_sparse(X):
-        return X.tocsr()[rows]
-    if hasattr(X, "iloc"):
-        return X.iloc[rows]
-    return np.asarray(X)[rows]

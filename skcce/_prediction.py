@@ -1,10 +1,11 @@
 """Prediction of a linear softmax model: dtype and layout rules around the kernel.
 
 :func:`predict_linear` takes validated data (a NumPy array or a CSR matrix)
-and the model, and returns the logits, the probabilities or the
-log-probabilities, computed chunk by chunk in threads by
-:mod:`skcce._kernels.predict` into the result array: nothing else of size
-n_samples x n_classes is allocated.
+and the model, and returns the logits, the probabilities, the
+log-probabilities or ``predict``'s class indices, computed chunk by chunk in
+threads by :mod:`skcce._kernels.predict` into the result array: nothing else
+of size n_samples x n_classes is allocated (for class indices, not even the
+result).
 
 Output dtype: scikit-learn's ``LinearClassifierMixin`` computes
 ``X @ coef_.T + intercept_`` with NumPy, so its result has NumPy's
@@ -33,6 +34,8 @@ from skcce._threads import single_threaded_blas
 DECISION = predict.DECISION
 PROBA = predict.PROBA
 LOG_PROBA = predict.LOG_PROBA
+# ``predict``'s class indices: the kernel's own entry points, not a mode.
+LABELS = "labels"
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _BLAS_INT_MAX = 2**31 - 1
@@ -73,25 +76,6 @@ def known_finite(X, n_threads):
     return reductions.all_finite(values, n_threads)
 
 
-def largest_columns(scores, n_threads):
-    """Each row's ``np.argmax``, in threads, and whether the values picked are finite.
-
-    Parameters
-    ----------
-    scores : ndarray of shape (n_samples, n_classes), float32 or float64
-    n_threads : int
-
-    Returns
-    -------
-    best : ndarray of shape (n_samples,), intp
-        As ``scores.argmax(axis=1)``: the first largest value, or the first
-        NaN, of each row.
-    all_finite : bool
-        Whether ``scores[i, best[i]]`` is finite for every row.
-    """
-    return reductions.rows_argmax(np.ascontiguousarray(scores), n_threads)
-
-
 def prediction_dtype(X_dtype, coef_dtype, intercept_dtype):
     """The output dtype scikit-learn's linear models give: float32 or float64.
 
@@ -117,15 +101,18 @@ def predict_linear(X, coef, intercept, *, mode, n_threads):
         Validated numeric data with ``n_features`` columns.
     coef : ndarray of shape (n_classes, n_features)
     intercept : array-like of shape (n_classes,) or scalar
-    mode : {DECISION, PROBA, LOG_PROBA}
-        Logits, probabilities (rows sum to 1) or log-probabilities.
+    mode : {DECISION, PROBA, LOG_PROBA, LABELS}
+        Logits, probabilities (rows sum to 1), log-probabilities, or
+        ``predict``'s class indices (see
+        :func:`skcce._kernels.predict.dense_predict_labels`).
     n_threads : int
         OpenMP threads (>= 1); the result is bitwise identical for every value.
 
     Returns
     -------
     out : ndarray of shape (n_samples, n_classes), float32 or float64, C order
-        See :func:`prediction_dtype` for the dtype.
+        See :func:`prediction_dtype` for the dtype. For LABELS, of shape
+        (n_samples,), intp.
     X_finite : bool or None
         Whether X is free of NaN and infinity, as the kernel saw it while
         computing the logits, or None when it could not tell (X read by BLAS,
@@ -141,7 +128,11 @@ def predict_linear(X, coef, intercept, *, mode, n_threads):
     weights_t = np.ascontiguousarray(coef.T, dtype=dtype)
     intercept = np.ascontiguousarray(
         np.broadcast_to(np.ravel(intercept), (n_classes,)), dtype=dtype)
-    out = np.empty((X.shape[0], n_classes), dtype=dtype)
+    labels = mode == LABELS
+    if labels:
+        out = np.empty(X.shape[0], dtype=np.intp)
+    else:
+        out = np.empty((X.shape[0], n_classes), dtype=dtype)
     n_threads = max(1, int(n_threads))
 
     if sp.issparse(X):
@@ -150,14 +141,21 @@ def predict_linear(X, coef, intercept, *, mode, n_threads):
         indices, indptr = X.indices, X.indptr
         if indices.dtype != indptr.dtype or indices.dtype not in (np.int32, np.int64):
             indices, indptr = indices.astype(np.int64), indptr.astype(np.int64)
-        X_finite = predict.csr_predict(data, indices, indptr, weights_t, intercept,
-                                       mode, n_threads, out)
+        if labels:
+            X_finite = predict.csr_predict_labels(data, indices, indptr, weights_t,
+                                                  intercept, n_threads, out)
+        else:
+            X_finite = predict.csr_predict(data, indices, indptr, weights_t, intercept,
+                                           mode, n_threads, out)
         return out, X_finite
 
     X = _dense_operand(X, dtype)
     # Each thread calls GEMM on its own chunks.
     with single_threaded_blas():
-        X_finite = predict.dense_predict(X, weights_t, intercept, mode, n_threads, out)
+        if labels:
+            X_finite = predict.dense_predict_labels(X, weights_t, intercept, n_threads, out)
+        else:
+            X_finite = predict.dense_predict(X, weights_t, intercept, mode, n_threads, out)
     return out, X_finite
 
 

@@ -21,6 +21,7 @@ import pytest
 import scipy.sparse as sp
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.special import log_softmax, softmax
+from sklearn import config_context
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 
@@ -542,6 +543,38 @@ def test_predict_proba_peak_memory_is_the_result():
                     atol=1e-15)
 
 
+def test_predict_peak_memory_is_the_labels():
+    """predict on 200,000 x 100 with K = 50 allocates the class indices and
+    the labels (n values each) and little else: no n x K logits (76 MiB).
+    Labels against NumPy's argmax of the logits."""
+    n, d, K = 200_000, 100, 50
+    rng = np.random.default_rng(8)
+    X64 = rng.standard_normal((n, d))
+    coef, intercept = _coefs(d, K)
+    clf = _model(coef, intercept, n_jobs=2)
+    expected = clf.classes_[np.argmax(X64 @ coef.T + intercept, axis=1)]
+    inputs = {
+        "C float64": X64,
+        "F float64": np.asfortranarray(X64),
+        "float32 data, float64 model": X64.astype(np.float32),
+        "CSR": sp.csr_matrix(np.where(np.abs(X64) > 1.5, X64, 0.0)),
+    }
+    clf.predict(X64[:1000])  # warm-up: imports, BLAS controller
+    for name, X in inputs.items():
+        tracemalloc.start()
+        try:
+            labels = clf.predict(X)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak <= 2 * n * 8 + 2 * MiB, f"{name}: peak {peak / MiB:.1f} MiB"
+        if name in ("C float64", "F float64"):
+            assert_array_equal(labels, expected)
+    csr = inputs["CSR"]
+    assert_array_equal(clf.predict(csr),
+                       clf.classes_[np.argmax(csr @ coef.T + intercept, axis=1)])
+
+
 @pytest.mark.parametrize("n_classes", [60, 5000])
 def test_predict_proba_scratch_is_small_for_few_rows(n_classes):
     """A few rows with many classes: the (log-)softmax scratch is a few blocks
@@ -625,38 +658,56 @@ def test_all_finite_matches_numpy(dtype, n):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n_classes", [1, 2, 5, 17])
-def test_rows_argmax_matches_numpy(dtype, n_classes):
-    """The threaded argmax of predict against np.argmax(axis=1): ties (also
-    between -0.0 and 0.0) go to the first, a NaN wins over everything, the
-    first NaN over later ones; infinities; rows around the block size; and
-    the finiteness of the values picked, for 1-3 threads."""
-    block_rows = _FINITE_BLOCK // n_classes
-    n = 2 * block_rows + 3
+@pytest.mark.parametrize("n_classes", [1, 2, 5, 17, 230])
+def test_kernel_labels_match_numpy(dtype, n_classes):
+    """predict's labels from the kernel against NumPy's on exact logits
+    (small integers: many ties, which go to the first largest), for one
+    column ``logit > 0``; C, Fortran and CSR X (micro-kernels and BLAS) over
+    several chunks, 1-3 threads; rows of X with a NaN get 0 (the argmax of
+    their NaN logits, as LogisticRegression's under assume_finite)."""
     rng = np.random.default_rng(n_classes)
-    scores = rng.integers(-3, 3, size=(n, n_classes)).astype(dtype)  # many ties
-    specials = [np.nan, np.inf, -np.inf, -0.0, 0.0]
-    for row in (0, 1, 2, block_rows - 1, block_rows, n - 2, n - 1):
-        columns = rng.integers(0, n_classes, size=min(3, n_classes))
-        scores[row, columns] = rng.choice(specials, size=columns.size)
-    scores[5] = -np.inf
-    scores[6, :] = np.nan
-    scores[7] = -0.0
-    scores[7, -1] = 0.0
-    expected = scores.argmax(axis=1)
-    picked_finite = np.isfinite(scores[np.arange(n), expected]).all()
-    assert not picked_finite
+    n, d = 1500, 6
+    X = rng.integers(-2, 3, size=(n, d)).astype(dtype)
+    X[::7] = 0.0  # all logits equal to the intercepts
+    coef = rng.integers(-1, 2, size=(n_classes, d)).astype(dtype)
+    intercept = rng.integers(-1, 1, size=n_classes).astype(dtype)
+    logits = X.astype(np.float64) @ coef.T.astype(np.float64) + intercept
+    expected = (logits[:, 0] > 0).astype(np.intp) if n_classes == 1 else logits.argmax(axis=1)
+    assert len(np.unique(expected)) > 1
+    weights_t = np.ascontiguousarray(coef.T)
+    bad = X.copy()
+    bad[[3, 600, n - 1], [0, 5, 2]] = np.nan
     for n_threads in (1, 2, 3):
-        best, all_finite = reductions.rows_argmax(scores, n_threads)
-        assert best.dtype == expected.dtype
-        assert_array_equal(best, expected)
-        assert all_finite is False
-    finite = np.where(np.isfinite(scores), scores, 1.0).astype(dtype)
-    best, all_finite = reductions.rows_argmax(finite, 2)
-    assert_array_equal(best, finite.argmax(axis=1))
-    assert all_finite is True
-    best, all_finite = reductions.rows_argmax(np.zeros((0, n_classes), dtype), 2)
-    assert best.shape == (0,) and all_finite is True
+        for data in (X, np.asfortranarray(X), sp.csr_matrix(X)):
+            labels = np.full(n, -1, dtype=np.intp)
+            if sp.issparse(data):
+                verdict = predict_kernel.csr_predict_labels(
+                    data.data, data.indices, data.indptr, weights_t, intercept, n_threads,
+                    labels)
+            else:
+                verdict = predict_kernel.dense_predict_labels(data, weights_t, intercept,
+                                                              n_threads, labels)
+            assert_array_equal(labels, expected)
+            assert verdict is not False
+        labels = np.full(n, -1, dtype=np.intp)
+        verdict = predict_kernel.dense_predict_labels(bad, weights_t, intercept, n_threads,
+                                                      labels)
+        assert verdict is False
+        with np.errstate(invalid="ignore"):
+            bad_logits = bad.astype(np.float64) @ coef.T.astype(np.float64) + intercept
+        bad_expected = (bad_logits[:, 0] > 0).astype(np.intp) if n_classes == 1 \
+            else bad_logits.argmax(axis=1)
+        assert_array_equal(labels, bad_expected)
+
+
+def test_predict_matches_logistic_regression_on_nan_rows():
+    """Under assume_finite, rows of X with a NaN get LogisticRegression's label."""
+    coef, intercept = _coefs(4, 5)
+    X = _data(40, 4, seed=3)
+    X[[2, 17], [1, 3]] = np.nan
+    with config_context(assume_finite=True):
+        assert_array_equal(_model(coef, intercept).predict(X),
+                           _sklearn_model(coef, intercept).predict(X))
 
 
 def _layouts_and_formats(X, tmp_path):

@@ -4,11 +4,13 @@
 
 Computes, into a caller-provided ``out`` of shape (n_samples, K), the logits
 ``Z = X @ W.T + b`` and optionally turns each row, in place, into
-probabilities (softmax) or log-probabilities (log-softmax). Nothing of size
+probabilities (softmax) or log-probabilities (log-softmax); or, with
+``dense_predict_labels`` and ``csr_predict_labels``, only each row's
+``predict`` class index, from its chunk's logits. Nothing of size
 n_samples x K is allocated besides ``out``: the working memory is at most
-about a megabyte per thread (a chunk's logits on the micro-kernel path, 16
-rows of K doubles for the softmax, a float32 tile) for up to about 8,000
-classes, and a padded copy of W.T.
+about a megabyte per thread (a chunk's logits on the micro-kernel path or
+for the labels, 16 rows of K doubles for the softmax, a float32 tile) for up
+to about 2,000 classes, and a padded copy of W.T.
 
 Dense ``X`` is cut into chunks of rows; threads take chunks. For up to 200
 classes, when ``X`` is C-ordered in the model's dtype, a chunk's logits come
@@ -46,6 +48,7 @@ from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport exp, log, fabs, frexp, ldexp, isfinite, NAN
 
+from skcce._kernels.argmax cimport row_argmax
 from skcce._kernels.common cimport gemm, index_t, omp_get_thread_num
 from skcce._kernels.simd cimport SKCCE_PREDICT_ROWS, select_simd_loops, skcce_simd
 
@@ -302,6 +305,44 @@ cdef inline Py_ssize_t _recompute_row(
     return 1
 
 
+cdef inline Py_ssize_t _label_of_rescaled(double* z, Py_ssize_t n_classes,
+                                         double scale_x, double scale_w,
+                                         real_t* row) noexcept nogil:
+    """The class ``predict_proba`` ranks first for rescaled logits ``z``
+    (see ``_finish_row``); ``row`` (K values) receives the probabilities."""
+    cdef bint finite
+    _finish_row(z, n_classes, scale_x, scale_w, MODE_PROBA, row)
+    return row_argmax(row, n_classes, &finite)
+
+
+cdef inline Py_ssize_t _dense_row_label(
+    real_t* row, Py_ssize_t n_classes, const floating* x, Py_ssize_t col_stride,
+    Py_ssize_t n_features, const real_t* weights_t, const real_t* intercept,
+    double scale_w, double* z,
+) noexcept nogil:
+    """``predict``'s class index of a row of X from its logits ``row``, as
+    LogisticRegression's: ``logit > 0`` for one column, else NumPy's argmax.
+
+    When the logit picked is not finite (the row overflowed), the class
+    ``predict_proba`` ranks first, from the exact logits rescaled (``row`` is
+    overwritten); 0 when the row of X holds a NaN or an infinity (its
+    probabilities are NaN).
+    """
+    cdef bint finite
+    cdef double scale_x
+    cdef Py_ssize_t best
+    if n_classes == 1:
+        return row[0] > 0
+    best = row_argmax(row, n_classes, &finite)
+    if finite:
+        return best
+    if not _row_is_finite(x, col_stride, n_features):
+        return 0
+    scale_x = _rescaled_dense_row(x, col_stride, n_features, weights_t, intercept,
+                                  n_classes, scale_w, z)
+    return _label_of_rescaled(z, n_classes, scale_x, scale_w, row)
+
+
 cdef inline void _predict_softmax(const real_t* z, Py_ssize_t ldz, Py_ssize_t n_rows,
                                   Py_ssize_t n_classes, const real_t* intercept, int mode,
                                   real_t* out, unsigned char* nonfinite,
@@ -320,12 +361,15 @@ cdef Py_ssize_t _dense_chunk(
     const floating* X, Py_ssize_t row_stride, Py_ssize_t col_stride,
     Py_ssize_t n_features, Py_ssize_t row_start, Py_ssize_t n_rows,
     Py_ssize_t n_samples, const real_t* weights_t, const real_t* intercept,
-    const real_t* zeros, Py_ssize_t n_classes, double scale_w, int mode, real_t* out,
+    const real_t* zeros, Py_ssize_t n_classes, double scale_w, int mode, real_t* oc,
     real_t* tile, Py_ssize_t tile_cols, const real_t* weights_padded, Py_ssize_t ldw,
     real_t* logits, double* z, double* softmax_scratch, unsigned char* nonfinite,
+    Py_ssize_t* labels,
 ) noexcept nogil:
-    """Rows [row_start, row_start + n_rows) of ``out``; returns how many of
-    these rows of X hold a NaN or an infinity.
+    """The output rows ``oc`` (n_rows x K) of rows [row_start, row_start +
+    n_rows) of X, and their labels if ``labels`` is not NULL (then ``mode``
+    is DECISION and ``oc`` scratch); returns how many of these rows of X hold
+    a NaN or an infinity.
 
     ``X[i, j]`` is at ``X + i * row_stride + j * col_stride``, with one of the
     strides equal to 1. ``tile`` (n_rows x tile_cols scratch) is used only
@@ -343,7 +387,6 @@ cdef Py_ssize_t _dense_chunk(
     """
     cdef Py_ssize_t i, j, k, j0, cols, K = n_classes, d = n_features
     cdef Py_ssize_t non_finite_rows = 0
-    cdef real_t* oc = out + row_start * K
     cdef const floating* xc = X + row_start * row_stride
     cdef double check
     cdef real_t logit
@@ -401,23 +444,54 @@ cdef Py_ssize_t _dense_chunk(
         if nonfinite[i]:
             non_finite_rows += _recompute_row(xc + i * row_stride, col_stride, d, weights_t,
                                               intercept, K, scale_w, mode, z, oc + i * K)
+    if labels != NULL:
+        for i in range(n_rows):
+            labels[i] = _dense_row_label(oc + i * K, K, xc + i * row_stride, col_stride, d,
+                                         weights_t, intercept, scale_w, z)
     return non_finite_rows
+
+
+cdef inline Py_ssize_t _sparse_row_label(
+    real_t* row, Py_ssize_t n_classes, bint x_finite, const floating* values,
+    const index_t* columns, Py_ssize_t nnz, const real_t* weights_t,
+    const real_t* intercept, double scale_w, double* z,
+) noexcept nogil:
+    """``_dense_row_label`` of a CSR row (``x_finite``: its values are)."""
+    cdef bint finite
+    cdef double scale_x
+    cdef Py_ssize_t best
+    if n_classes == 1:
+        return row[0] > 0
+    best = row_argmax(row, n_classes, &finite)
+    if finite:
+        return best
+    if not x_finite:
+        return 0
+    scale_x = _rescaled_sparse_row(values, columns, nnz, weights_t, intercept, n_classes,
+                                   scale_w, z)
+    return _label_of_rescaled(z, n_classes, scale_x, scale_w, row)
 
 
 cdef Py_ssize_t _sparse_chunk(
     const floating* data, const index_t* indices, const index_t* indptr,
     Py_ssize_t row_start, Py_ssize_t row_end,
     const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes,
-    double scale_w, int mode, real_t* out, double* z,
+    double scale_w, int mode, real_t* out, double* z, real_t* row_scratch,
+    Py_ssize_t* labels,
 ) noexcept nogil:
     """Rows [row_start, row_end) of ``out`` from CSR X, accumulated in float64;
     returns how many of these rows hold a NaN or an infinity (see
-    ``_dense_chunk``: every stored value is multiplied in)."""
+    ``_dense_chunk``: every stored value is multiplied in). If ``labels`` is
+    not NULL, ``mode`` is DECISION, ``out`` is unused and each row's logits
+    go through ``row_scratch`` (K values) to its label (``labels[i]``; see
+    ``_dense_row_label``)."""
     cdef Py_ssize_t i, p, k, p0, p1, K = n_classes, non_finite_rows = 0
     cdef double v, scale_x
     cdef const real_t* w
-    cdef bint finite
+    cdef real_t* row
+    cdef bint finite, x_finite
     for i in range(row_start, row_end):
+        row = row_scratch if labels != NULL else out + i * K
         for k in range(K):
             z[k] = intercept[k]
         p0 = indptr[i]
@@ -431,19 +505,24 @@ cdef Py_ssize_t _sparse_chunk(
         for k in range(K):
             if not isfinite(z[k]):
                 finite = False
+        x_finite = True
         if finite:
-            _finish_row(z, K, 1.0, 1.0, mode, out + i * K)
+            _finish_row(z, K, 1.0, 1.0, mode, row)
         elif not _row_is_finite(data + p0, 1, p1 - p0):
+            x_finite = False
             non_finite_rows += 1
             if mode == MODE_DECISION:
                 for k in range(K):
-                    out[i * K + k] = <real_t> z[k]
+                    row[k] = <real_t> z[k]
             else:
-                _fill_nan(out + i * K, K)
+                _fill_nan(row, K)
         else:
             scale_x = _rescaled_sparse_row(data + p0, indices + p0, p1 - p0,
                                            weights_t, intercept, K, scale_w, z)
-            _finish_row(z, K, scale_x, scale_w, mode, out + i * K)
+            _finish_row(z, K, scale_x, scale_w, mode, row)
+        if labels != NULL:
+            labels[i] = _sparse_row_label(row, K, x_finite, data + p0, indices + p0,
+                                          p1 - p0, weights_t, intercept, scale_w, z)
     return non_finite_rows
 
 
@@ -495,7 +574,7 @@ cdef bint _csr_is_malformed(const index_t* indices, const index_t* indptr, Py_ss
 cdef int _check_model(Py_ssize_t n_features, Py_ssize_t n_classes,
                       const real_t[:, ::1] weights_t,
                       const real_t[::1] intercept, int mode,
-                      real_t[:, ::1] out, Py_ssize_t n) except -1:
+                      Py_ssize_t out_rows, Py_ssize_t out_cols, Py_ssize_t n) except -1:
     """Check the shapes of the model and the output, and the mode.
 
     Raises
@@ -507,7 +586,7 @@ cdef int _check_model(Py_ssize_t n_features, Py_ssize_t n_classes,
         raise ValueError("weights_t must have n_features rows")
     if n_classes < 1 or intercept.shape[0] != n_classes:
         raise ValueError("intercept must have one entry per column of weights_t")
-    if out.shape[0] != n or out.shape[1] != n_classes:
+    if out_rows != n or out_cols != n_classes:
         raise ValueError("out must have shape (n_samples, n_classes)")
     if mode not in (MODE_DECISION, MODE_PROBA, MODE_LOG_PROBA):
         raise ValueError(f"unknown mode {mode}")
@@ -553,6 +632,52 @@ def dense_predict(
         non-finite value cannot go unseen. None when the GEMM path found no
         non-finite value: a BLAS may skip multiplications by zero.
     """
+    _check_model(X.shape[1], weights_t.shape[1], weights_t, intercept, mode, out.shape[0],
+                 out.shape[1], X.shape[0])
+    return _dense_run(X, weights_t, intercept, mode, n_threads,
+                      &out[0, 0] if out.shape[0] > 0 else NULL, NULL)
+
+
+def dense_predict_labels(
+    const floating[:, :] X,
+    const real_t[:, ::1] weights_t,
+    const real_t[::1] intercept,
+    int n_threads,
+    Py_ssize_t[::1] labels,
+):
+    """``predict``'s class indices of dense X, into ``labels``, without the
+    n_samples x K logits.
+
+    Each row's label is LogisticRegression's: ``logit > 0`` for one column
+    of ``weights_t``, else the first largest logit (a NaN wins, as in
+    ``np.argmax``). A row whose largest logit overflows takes the class its
+    probabilities rank first (from the exact logits, see the module's
+    numerics), and a row of X with a NaN or an infinity takes 0 (its
+    probabilities are NaN).
+
+    Parameters
+    ----------
+    X, weights_t, intercept, n_threads
+        As for :func:`dense_predict`.
+    labels : ndarray of shape (n_samples,), intp
+        Output, overwritten.
+
+    Returns
+    -------
+    X_finite : bool or None
+        As for :func:`dense_predict`.
+    """
+    _check_model(X.shape[1], weights_t.shape[1], weights_t, intercept, MODE_DECISION,
+                 labels.shape[0], weights_t.shape[1], X.shape[0])
+    return _dense_run(X, weights_t, intercept, MODE_DECISION, n_threads, NULL,
+                      &labels[0] if labels.shape[0] > 0 else NULL)
+
+
+cdef object _dense_run(const floating[:, :] X, const real_t[:, ::1] weights_t,
+                       const real_t[::1] intercept, int mode, int n_threads,
+                       real_t* outp, Py_ssize_t* labelsp):
+    """:func:`dense_predict` into ``outp``, or labels into ``labelsp`` (not
+    NULL: ``outp`` is NULL, the logits go through per-thread chunk rows)."""
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], K = weights_t.shape[1]
     cdef Py_ssize_t itemsize = sizeof(floating)
     cdef Py_ssize_t row_stride, col_stride, chunk_rows, n_chunks, tile_cols, c
@@ -562,8 +687,8 @@ def dense_predict(
     cdef const floating* Xp = NULL
     cdef const real_t* wp = NULL
     cdef const real_t* bp
-    cdef real_t* outp
     cdef real_t* tile_buf = NULL
+    cdef real_t* rows_buf = NULL
     cdef double* z_buf = NULL
     cdef real_t* logits_buf = NULL
     cdef double* softmax_buf = NULL
@@ -571,13 +696,12 @@ def dense_predict(
     cdef const real_t* padded_p = NULL
     cdef real_t[:, ::1] padded
     cdef real_t[::1] zeros
-    cdef Py_ssize_t ldw = K, lanes, logits_rows, flags_size, softmax_size = 0
+    cdef Py_ssize_t ldw = K, lanes, logits_rows, flags_size, softmax_size = 0, rows_size = 0
     cdef bint convert = not ((floating is float and real_t is float)
                              or (floating is double and real_t is double))
     cdef bint micro
     cdef Py_ssize_t non_finite_rows = 0
 
-    _check_model(d, K, weights_t, intercept, mode, out, n)
     if n == 0:
         return True
     row_stride = X.strides[0] // itemsize
@@ -620,29 +744,38 @@ def dense_predict(
         softmax_buf = <double*> PyMem_RawMalloc(T * softmax_size * sizeof(double))
     if micro:
         logits_buf = <real_t*> PyMem_RawMalloc(T * logits_rows * ldw * sizeof(real_t))
+    if labelsp != NULL:
+        # A chunk's logits, before their labels.
+        rows_size = _unshared(logits_rows * K, sizeof(real_t))
+        rows_buf = <real_t*> PyMem_RawMalloc(T * rows_size * sizeof(real_t))
     try:
         if z_buf == NULL or nonfinite_buf == NULL or (convert and tile_buf == NULL) \
                 or (micro and logits_buf == NULL) \
-                or (mode != MODE_DECISION and softmax_buf == NULL):
+                or (mode != MODE_DECISION and softmax_buf == NULL) \
+                or (labelsp != NULL and rows_buf == NULL):
             raise MemoryError()
         if d > 0:
             wp = &weights_t[0, 0]
         bp = &intercept[0]
-        outp = &out[0, 0]
         with nogil:
             if T == 1:
                 # No OpenMP region at all on one thread (also safe after fork).
                 for c in range(n_chunks):
                     non_finite_rows += _dense_chunk(Xp, row_stride, col_stride, d, c * chunk_rows,
                                  min(chunk_rows, n - c * chunk_rows), n, wp, bp, &zeros[0],
-                                 K, scale_w, mode, outp, tile_buf, tile_cols, padded_p, ldw,
-                                 logits_buf, z_buf, softmax_buf, nonfinite_buf)
+                                 K, scale_w, mode,
+                                 rows_buf if labelsp != NULL else outp + c * chunk_rows * K,
+                                 tile_buf, tile_cols, padded_p, ldw,
+                                 logits_buf, z_buf, softmax_buf, nonfinite_buf,
+                                 NULL if labelsp == NULL else labelsp + c * chunk_rows)
             else:
                 for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
                     tid = omp_get_thread_num()
                     non_finite_rows += _dense_chunk(Xp, row_stride, col_stride, d, c * chunk_rows,
                                  min(chunk_rows, n - c * chunk_rows), n, wp, bp, &zeros[0],
-                                 K, scale_w, mode, outp,
+                                 K, scale_w, mode,
+                                 rows_buf + tid * rows_size if labelsp != NULL
+                                 else outp + c * chunk_rows * K,
                                  NULL if tile_buf == NULL else tile_buf + tid * tile_size,
                                  tile_cols, padded_p, ldw,
                                  NULL if logits_buf == NULL
@@ -650,13 +783,15 @@ def dense_predict(
                                  z_buf + tid * K,
                                  NULL if softmax_buf == NULL
                                  else softmax_buf + tid * softmax_size,
-                                 nonfinite_buf + tid * flags_size)
+                                 nonfinite_buf + tid * flags_size,
+                                 NULL if labelsp == NULL else labelsp + c * chunk_rows)
     finally:
         PyMem_RawFree(tile_buf)
         PyMem_RawFree(z_buf)
         PyMem_RawFree(logits_buf)
         PyMem_RawFree(softmax_buf)
         PyMem_RawFree(nonfinite_buf)
+        PyMem_RawFree(rows_buf)
     if non_finite_rows > 0:
         return False
     return True if (micro or d == 0) else None
@@ -703,24 +838,66 @@ def csr_predict(
         the logits; see ``dense_predict``), or None when ``data`` holds values
         outside ``indptr``'s range, which are not read.
     """
+    if indptr.shape[0] < 1:
+        raise ValueError("indptr must have n_samples + 1 entries")
+    _check_model(weights_t.shape[0], weights_t.shape[1], weights_t, intercept, mode,
+                 out.shape[0], out.shape[1], indptr.shape[0] - 1)
+    return _csr_run(data, indices, indptr, weights_t, intercept, mode, n_threads,
+                    &out[0, 0] if out.shape[0] > 0 else NULL, NULL)
+
+
+def csr_predict_labels(
+    const floating[::1] data,
+    const index_t[::1] indices,
+    const index_t[::1] indptr,
+    const real_t[:, ::1] weights_t,
+    const real_t[::1] intercept,
+    int n_threads,
+    Py_ssize_t[::1] labels,
+):
+    """``predict``'s class indices of CSR X, into ``labels``: see
+    :func:`dense_predict_labels`.
+
+    Parameters
+    ----------
+    data, indices, indptr, weights_t, intercept, n_threads
+        As for :func:`csr_predict`.
+    labels : ndarray of shape (n_samples,), intp
+        Output, overwritten.
+
+    Returns
+    -------
+    X_finite : bool or None
+        As for :func:`csr_predict`.
+    """
+    if indptr.shape[0] < 1:
+        raise ValueError("indptr must have n_samples + 1 entries")
+    _check_model(weights_t.shape[0], weights_t.shape[1], weights_t, intercept,
+                 MODE_DECISION, labels.shape[0], weights_t.shape[1], indptr.shape[0] - 1)
+    return _csr_run(data, indices, indptr, weights_t, intercept, MODE_DECISION, n_threads,
+                    NULL, &labels[0] if labels.shape[0] > 0 else NULL)
+
+
+cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
+                     const index_t[::1] indptr, const real_t[:, ::1] weights_t,
+                     const real_t[::1] intercept, int mode, int n_threads,
+                     real_t* outp, Py_ssize_t* labelsp):
+    """:func:`csr_predict` into ``outp``, or labels into ``labelsp``."""
     cdef Py_ssize_t n = indptr.shape[0] - 1, d = weights_t.shape[0]
     cdef Py_ssize_t K = weights_t.shape[1], nnz = indices.shape[0]
-    cdef Py_ssize_t c, n_chunks
+    cdef Py_ssize_t c, n_chunks, scratch_size
     cdef int T, tid
     cdef bint malformed = False
     cdef Py_ssize_t non_finite_rows = 0
     cdef double scale_w
-    cdef double* z_buf = NULL
+    cdef double* scratch_buf = NULL
+    cdef double* zp
     cdef const floating* dp = NULL
     cdef const index_t* ip = NULL
     cdef const index_t* pp
     cdef const real_t* wp = NULL
     cdef const real_t* bp
-    cdef real_t* outp
 
-    if n < 0:
-        raise ValueError("indptr must have n_samples + 1 entries")
-    _check_model(d, K, weights_t, intercept, mode, out, n)
     if data.shape[0] != nnz:
         raise ValueError("data and indices must have the same length")
     if n == 0:
@@ -734,8 +911,10 @@ def csr_predict(
 
     n_chunks = (n + SPARSE_CHUNK_ROWS - 1) // SPARSE_CHUNK_ROWS
     T = <int> max(1, min(n_threads, n_chunks))
-    z_buf = <double*> PyMem_RawMalloc(T * K * sizeof(double))
-    if z_buf == NULL:
+    # Per thread: K float64 logits, then a row of K output values (labels).
+    scratch_size = _unshared(2 * K, sizeof(double))
+    scratch_buf = <double*> PyMem_RawMalloc(T * scratch_size * sizeof(double))
+    if scratch_buf == NULL:
         raise MemoryError()
     try:
         if nnz > 0:
@@ -745,18 +924,20 @@ def csr_predict(
         if d > 0:
             wp = &weights_t[0, 0]
         bp = &intercept[0]
-        outp = &out[0, 0]
         with nogil:
             if T == 1:
-                non_finite_rows = _sparse_chunk(dp, ip, pp, 0, n, wp, bp, K, scale_w, mode, outp, z_buf)
+                non_finite_rows = _sparse_chunk(dp, ip, pp, 0, n, wp, bp, K, scale_w, mode,
+                                                outp, scratch_buf,
+                                                <real_t*> (scratch_buf + K), labelsp)
             else:
                 for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
                     tid = omp_get_thread_num()
+                    zp = scratch_buf + tid * scratch_size
                     non_finite_rows += _sparse_chunk(dp, ip, pp, c * SPARSE_CHUNK_ROWS,
                                   min((c + 1) * SPARSE_CHUNK_ROWS, n), wp, bp, K,
-                                  scale_w, mode, outp, z_buf + tid * K)
+                                  scale_w, mode, outp, zp, <real_t*> (zp + K), labelsp)
     finally:
-        PyMem_RawFree(z_buf)
+        PyMem_RawFree(scratch_buf)
     if non_finite_rows > 0:
         return False
     return True if (indptr[0] == 0 and indptr[n] == nnz) else None

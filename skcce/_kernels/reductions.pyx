@@ -5,8 +5,7 @@
 The crossentropy metric (:func:`rows_crossentropy`), the objective's
 finishing passes (:func:`divide_inplace`, :func:`add_penalty_gradient`), the
 column statistics of the rescaling (:func:`dense_column_square_sums`), the
-finiteness check of prediction's input (:func:`all_finite`) and the labels'
-argmax (:func:`rows_argmax`).
+finiteness check of prediction's input (:func:`all_finite`).
 Each cuts rows into blocks fixed by the shape, never by the thread count, and
 adds per-block sums in block order: results are the same for every
 ``n_threads``.
@@ -231,89 +230,6 @@ def all_finite(const floating[::1] values, int n_threads):
                                  _block_end(blocks, b) - b * blocks.rows):
                 bad += 1
     return bad == 0
-
-
-cdef inline Py_ssize_t _row_argmax_exact(const floating* row, Py_ssize_t n_classes) noexcept nogil:
-    """NumPy's argmax of a row: the first largest value, a NaN counting as
-    larger than every number (the first NaN wins)."""
-    cdef Py_ssize_t k, pick = 0
-    cdef floating largest = row[0], v
-    if largest != largest:
-        return 0
-    for k in range(1, n_classes):
-        v = row[k]
-        if v != v:
-            return k
-        if v > largest:
-            largest = v
-            pick = k
-    return pick
-
-
-cdef Py_ssize_t _block_argmax(const floating* scores, Py_ssize_t row_start,
-                              Py_ssize_t row_end, Py_ssize_t n_classes,
-                              Py_ssize_t* best) noexcept nogil:
-    """``np.argmax`` of rows [row_start, row_end), into ``best``; returns how
-    many of their picked values are not finite."""
-    cdef Py_ssize_t i, k, pick, K = n_classes, non_finite = 0
-    cdef const floating* row
-    cdef floating largest, v
-    cdef bint larger, nan_seen
-    for i in range(row_start, row_end):
-        row = scores + i * K
-        # Without branches on the data (random rows would mispredict half the
-        # comparisons); rows with a NaN go the exact way, and pick one.
-        pick = 0
-        largest = row[0]
-        nan_seen = largest != largest
-        for k in range(1, K):
-            v = row[k]
-            nan_seen = nan_seen | (v != v)
-            larger = v > largest
-            pick = k if larger else pick
-            largest = v if larger else largest
-        if nan_seen:
-            pick = _row_argmax_exact(row, K)
-            non_finite += 1
-        elif not (largest - largest == 0):
-            non_finite += 1
-        best[i] = pick
-    return non_finite
-
-
-def rows_argmax(const floating[:, ::1] scores, int n_threads):
-    """The column of each row's largest value, as ``np.argmax(scores, axis=1)``.
-
-    In parallel over blocks of rows (NumPy's argmax along a short last axis
-    costs a call per row). The first largest value wins; a NaN counts as
-    larger than every number, so the first NaN of a row wins.
-
-    Parameters
-    ----------
-    scores : ndarray of shape (n, K), float32 or float64, C order, K >= 1
-    n_threads : int
-
-    Returns
-    -------
-    best : ndarray of shape (n,), intp
-    all_finite : bool
-        Whether every row's picked value is finite.
-    """
-    cdef Py_ssize_t n = scores.shape[0], K = scores.shape[1], b
-    cdef RowBlocks blocks = _row_blocks(n, HELPER_BLOCK_VALUES // max(K, 1))
-    cdef Py_ssize_t non_finite = 0
-    if K < 1:
-        raise ValueError("scores must have at least one column")
-    best_array = np.empty(n, dtype=np.intp)
-    cdef Py_ssize_t[::1] best = best_array
-    if n == 0:
-        return best_array, True
-    with nogil:
-        for b in prange(blocks.count, num_threads=_block_threads(n_threads, blocks),
-                        schedule="static"):
-            non_finite += _block_argmax(&scores[0, 0], b * blocks.rows,
-                                        _block_end(blocks, b), K, &best[0])
-    return best_array, non_finite == 0
 
 
 def divide_inplace(double[:, ::1] a, double divisor, int n_threads):
