@@ -12,7 +12,7 @@ and 141 features), the BLAS path,
 sparse data with specialized and generic class counts, the softmax residuals
 for labels (bitwise those of one-hot targets), the L-BFGS direction's
 vector passes, and prediction's softmax and log-softmax (micro-kernel and
-BLAS paths, rows whose logits span more than 708).
+BLAS paths, rows whose logits span more than 708) and labels.
 """
 
 import inspect
@@ -85,6 +85,9 @@ CHILD = "import numpy as np\n" + inspect.getsource(prediction_rows) + textwrap.d
                 values = np.empty((X.shape[0], K), X.dtype)
                 predict.dense_predict(X, weights_t, b.astype(X.dtype), mode, 2, values)
                 out[key + name] = values
+            labels = np.empty(X.shape[0], dtype=np.intp)
+            predict.dense_predict_labels(X, weights_t, b.astype(X.dtype), 2, labels)
+            out["labels_" + name] = labels
     np.savez(sys.argv[2], **out)
     """
 )
@@ -220,3 +223,10 @@ def test_every_instruction_set_gives_the_reference_loss_and_gradient(cap, proble
                                        log_softmax(logits, axis=1), rtol=rtol,
                                        atol=1e-5 if X.dtype == np.float32 else 1e-10,
                                        err_msg=name)
+            # predict's labels: NumPy's argmax where the top two logits are
+            # further apart than the logits' rounding.
+            top2 = np.sort(logits, axis=1)[:, -2:]
+            clear = top2[:, 1] - top2[:, 0] > (1e-3 if X.dtype == np.float32 else 1e-9)
+            assert clear.mean() > 0.9, name
+            np.testing.assert_array_equal(result["labels_" + name][clear],
+                                          logits.argmax(axis=1)[clear], err_msg=name)

@@ -343,6 +343,19 @@ cdef inline Py_ssize_t _dense_row_label(
     return _label_of_rescaled(z, n_classes, scale_x, scale_w, row)
 
 
+cdef inline void _predict_labels(const real_t* z, Py_ssize_t ldz, Py_ssize_t n_rows,
+                                 Py_ssize_t n_classes, const real_t* intercept,
+                                 Py_ssize_t* labels, unsigned char* nonfinite) noexcept nogil:
+    """Labels of the rows of ``z + intercept`` whose logits are all finite, in
+    the hot loops' instruction set; flags the others."""
+    if real_t is double:
+        skcce_simd.predict_labels_f64(z, ldz, n_rows, n_classes, intercept, labels,
+                                      nonfinite)
+    else:
+        skcce_simd.predict_labels_f32(z, ldz, n_rows, n_classes, intercept, labels,
+                                      nonfinite)
+
+
 cdef inline void _predict_softmax(const real_t* z, Py_ssize_t ldz, Py_ssize_t n_rows,
                                   Py_ssize_t n_classes, const real_t* intercept, int mode,
                                   real_t* out, unsigned char* nonfinite,
@@ -397,6 +410,12 @@ cdef Py_ssize_t _dense_chunk(
         if mode != MODE_DECISION:
             _predict_softmax(logits, ldw, n_rows, K, intercept, mode, oc, nonfinite,
                              softmax_scratch)
+        elif labels != NULL:
+            _predict_labels(logits, ldw, n_rows, K, intercept, labels, nonfinite)
+            for i in range(n_rows):
+                if nonfinite[i]:
+                    for k in range(K):
+                        oc[i * K + k] = logits[i * ldw + k] + intercept[k]
         else:
             for i in range(n_rows):
                 check = 0.0
@@ -437,17 +456,19 @@ cdef Py_ssize_t _dense_chunk(
         if mode != MODE_DECISION:
             # In place: the logits already hold the intercepts.
             _predict_softmax(oc, K, n_rows, K, zeros, mode, oc, nonfinite, softmax_scratch)
+        elif labels != NULL:
+            _predict_labels(oc, K, n_rows, K, zeros, labels, nonfinite)
         else:
             for i in range(n_rows):
                 nonfinite[i] = not _logits_are_finite(oc + i * K, K)
+    # Rows with non-finite logits (their logits are in oc).
     for i in range(n_rows):
         if nonfinite[i]:
             non_finite_rows += _recompute_row(xc + i * row_stride, col_stride, d, weights_t,
                                               intercept, K, scale_w, mode, z, oc + i * K)
-    if labels != NULL:
-        for i in range(n_rows):
-            labels[i] = _dense_row_label(oc + i * K, K, xc + i * row_stride, col_stride, d,
-                                         weights_t, intercept, scale_w, z)
+            if labels != NULL:
+                labels[i] = _dense_row_label(oc + i * K, K, xc + i * row_stride, col_stride,
+                                             d, weights_t, intercept, scale_w, z)
     return non_finite_rows
 
 

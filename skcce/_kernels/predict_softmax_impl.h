@@ -1,5 +1,5 @@
 /* Prediction's softmax and log-softmax of a chunk's logits, in the hot
- * loops' vectors.
+ * loops' vectors, and predict's labels (skcce_predict_labels, at the end).
  *
  * For each row of logits z (plus intercepts b, added in the element type):
  *   m = max_k z_k,  s_k = z_k - m,  S = sum_k exp(s_k)  (in class order),
@@ -137,6 +137,45 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_predict_softmax))(
         SKCCE_FN(skcce_predict_softmax_block)(z + i * ldz, ldz, K, b, log_mode, out + i * K,
                                               nonfinite + i, shifted, exps,
                                               (int)(n_rows - i));
+}
+
+/* predict's class index of each row of logits z (row stride ldz) plus
+ * intercepts b whose logits are all finite: the first largest (NumPy's
+ * argmax without NaN), or logit > 0 for K = 1. Rows whose logits are not
+ * all finite are flagged (nonfinite[i] = 1, else 0) and their label left as
+ * it was. Eight rows at a time, so that their comparisons run side by side
+ * rather than one dependent chain per row. */
+void SKCCE_EXPORT(SKCCE_FN(skcce_predict_labels))(
+    const SKCCE_T* z, ptrdiff_t ldz, ptrdiff_t n_rows, ptrdiff_t K, const SKCCE_T* b,
+    ptrdiff_t* labels, unsigned char* nonfinite)
+{
+    for (ptrdiff_t i = 0; i < n_rows; i += SKCCE_PREDICT_ROWS) {
+        const int rows = n_rows - i < SKCCE_PREDICT_ROWS ? (int)(n_rows - i)
+                                                         : SKCCE_PREDICT_ROWS;
+        const SKCCE_T* block = z + i * ldz;
+        SKCCE_T best[SKCCE_PREDICT_ROWS];
+        ptrdiff_t pick[SKCCE_PREDICT_ROWS];
+        double check[SKCCE_PREDICT_ROWS];
+        for (int l = 0; l < rows; l++) {
+            const SKCCE_T v = block[l * ldz] + b[0];
+            best[l] = v;
+            pick[l] = 0;
+            check[l] = (double)v - (double)v; /* NaN unless finite */
+        }
+        for (ptrdiff_t k = 1; k < K; k++)
+            for (int l = 0; l < rows; l++) {
+                const SKCCE_T v = block[l * ldz + k] + b[k];
+                const int larger = v > best[l];
+                check[l] = check[l] + ((double)v - (double)v);
+                best[l] = larger ? v : best[l];
+                pick[l] = larger ? k : pick[l];
+            }
+        for (int l = 0; l < rows; l++) {
+            nonfinite[i + l] = check[l] != 0.0;
+            if (check[l] == 0.0)
+                labels[i + l] = K == 1 ? (ptrdiff_t)(best[l] > 0) : pick[l];
+        }
+    }
 }
 
 #undef SKCCE_FN

@@ -108,6 +108,13 @@ typedef struct {
     void (*predict_softmax_f32)(const float* z, ptrdiff_t ldz, ptrdiff_t n_rows,
                                 ptrdiff_t K, const float* b, int log_mode, float* out,
                                 unsigned char* nonfinite, double* scratch);
+    /* predict's class index of each row of z plus b whose logits are all
+     * finite, into labels; the others are flagged in nonfinite (labels left
+     * as they were; predict_softmax_impl.h). */
+    void (*predict_labels_f64)(const double* z, ptrdiff_t ldz, ptrdiff_t n_rows, ptrdiff_t K,
+                               const double* b, ptrdiff_t* labels, unsigned char* nonfinite);
+    void (*predict_labels_f32)(const float* z, ptrdiff_t ldz, ptrdiff_t n_rows, ptrdiff_t K,
+                               const float* b, ptrdiff_t* labels, unsigned char* nonfinite);
 } skcce_simd_loops;
 
 /* The selected loops (all NULL until skcce_simd_select). */

@@ -70,6 +70,12 @@ cdef extern from "simd.h":
                                     Py_ssize_t K, const float* b, int log_mode,
                                     float* out, unsigned char* nonfinite,
                                     double* scratch) noexcept nogil
+        void (*predict_labels_f64)(const double* z, Py_ssize_t ldz, Py_ssize_t n_rows,
+                                   Py_ssize_t K, const double* b, Py_ssize_t* labels,
+                                   unsigned char* nonfinite) noexcept nogil
+        void (*predict_labels_f32)(const float* z, Py_ssize_t ldz, Py_ssize_t n_rows,
+                                   Py_ssize_t K, const float* b, Py_ssize_t* labels,
+                                   unsigned char* nonfinite) noexcept nogil
 
     skcce_simd_loops skcce_simd
     const char* skcce_simd_select(const char* cap)

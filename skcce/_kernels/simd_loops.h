@@ -40,6 +40,10 @@ void SKCCE_EXPORT(skcce_predict_softmax_f64)(const double*, ptrdiff_t, ptrdiff_t
 void SKCCE_EXPORT(skcce_predict_softmax_f32)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                                              const float*, int, float*, unsigned char*,
                                              double*);
+void SKCCE_EXPORT(skcce_predict_labels_f64)(const double*, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                                            const double*, ptrdiff_t*, unsigned char*);
+void SKCCE_EXPORT(skcce_predict_labels_f32)(const float*, ptrdiff_t, ptrdiff_t, ptrdiff_t,
+                                            const float*, ptrdiff_t*, unsigned char*);
 void SKCCE_EXPORT(skcce_tile_gather_f64)(const uint32_t*, const double*, ptrdiff_t, ptrdiff_t,
                                          int, const double*, ptrdiff_t, double*, ptrdiff_t,
                                          const double*, const double*, ptrdiff_t);
@@ -68,6 +72,7 @@ static const skcce_simd_loops SKCCE_EXPORT(skcce_loops) = {
     SKCCE_EXPORT(skcce_softmax_labels_f64), SKCCE_EXPORT(skcce_softmax_labels_f32),
     SKCCE_EXPORT(skcce_axpy_dot),
     SKCCE_EXPORT(skcce_predict_softmax_f64), SKCCE_EXPORT(skcce_predict_softmax_f32),
+    SKCCE_EXPORT(skcce_predict_labels_f64), SKCCE_EXPORT(skcce_predict_labels_f32),
 };
 #undef SKCCE_EXPORT
 #endif
