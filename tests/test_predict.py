@@ -552,7 +552,6 @@ def test_predict_peak_memory_is_the_labels():
     X64 = rng.standard_normal((n, d))
     coef, intercept = _coefs(d, K)
     clf = _model(coef, intercept, n_jobs=2)
-    expected = clf.classes_[np.argmax(X64 @ coef.T + intercept, axis=1)]
     inputs = {
         "C float64": X64,
         "F float64": np.asfortranarray(X64),
@@ -568,8 +567,10 @@ def test_predict_peak_memory_is_the_labels():
         finally:
             tracemalloc.stop()
         assert peak <= 2 * n * 8 + 2 * MiB, f"{name}: peak {peak / MiB:.1f} MiB"
-        if name in ("C float64", "F float64"):
-            assert_array_equal(labels, expected)
+        if name != "CSR":
+            values = np.asarray(X, dtype=np.float64)  # float32 data: its own values
+            assert_array_equal(labels, clf.classes_[np.argmax(values @ coef.T + intercept,
+                                                              axis=1)])
     csr = inputs["CSR"]
     assert_array_equal(clf.predict(csr),
                        clf.classes_[np.argmax(csr @ coef.T + intercept, axis=1)])
@@ -670,7 +671,7 @@ def test_kernel_labels_match_numpy(dtype, n_classes):
     X = rng.integers(-2, 3, size=(n, d)).astype(dtype)
     X[::7] = 0.0  # all logits equal to the intercepts
     coef = rng.integers(-1, 2, size=(n_classes, d)).astype(dtype)
-    intercept = rng.integers(-1, 1, size=n_classes).astype(dtype)
+    intercept = rng.integers(-1, 2, size=n_classes).astype(dtype)
     logits = X.astype(np.float64) @ coef.T.astype(np.float64) + intercept
     expected = (logits[:, 0] > 0).astype(np.intp) if n_classes == 1 else logits.argmax(axis=1)
     assert len(np.unique(expected)) > 1
@@ -689,15 +690,21 @@ def test_kernel_labels_match_numpy(dtype, n_classes):
                                                               n_threads, labels)
             assert_array_equal(labels, expected)
             assert verdict is not False
-        labels = np.full(n, -1, dtype=np.intp)
-        verdict = predict_kernel.dense_predict_labels(bad, weights_t, intercept, n_threads,
-                                                      labels)
-        assert verdict is False
         with np.errstate(invalid="ignore"):
             bad_logits = bad.astype(np.float64) @ coef.T.astype(np.float64) + intercept
         bad_expected = (bad_logits[:, 0] > 0).astype(np.intp) if n_classes == 1 \
             else bad_logits.argmax(axis=1)
-        assert_array_equal(labels, bad_expected)
+        for data in (bad, np.asfortranarray(bad), sp.csr_matrix(bad)):
+            labels = np.full(n, -1, dtype=np.intp)
+            if sp.issparse(data):
+                verdict = predict_kernel.csr_predict_labels(
+                    data.data, data.indices, data.indptr, weights_t, intercept, n_threads,
+                    labels)
+            else:
+                verdict = predict_kernel.dense_predict_labels(data, weights_t, intercept,
+                                                              n_threads, labels)
+            assert verdict is False
+            assert_array_equal(labels, bad_expected)
 
 
 def test_predict_matches_logistic_regression_on_nan_rows():

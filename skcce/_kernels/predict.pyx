@@ -7,10 +7,11 @@ Computes, into a caller-provided ``out`` of shape (n_samples, K), the logits
 probabilities (softmax) or log-probabilities (log-softmax); or, with
 ``dense_predict_labels`` and ``csr_predict_labels``, only each row's
 ``predict`` class index, from its chunk's logits. Nothing of size
-n_samples x K is allocated besides ``out``: the working memory is at most
-about a megabyte per thread (a chunk's logits on the micro-kernel path or
-for the labels, 16 rows of K doubles for the softmax, a float32 tile) for up
-to about 2,000 classes, and a padded copy of W.T.
+n_samples x K is allocated besides ``out``: the working memory per thread
+is a chunk's logits on the micro-kernel path or for the labels (at most 512
+rows of K values: at most 4 KiB per class, 800 KiB for 200 classes), 16
+rows of K doubles for the softmax and a float32 tile; and a padded copy of
+W.T.
 
 Dense ``X`` is cut into chunks of rows; threads take chunks. For up to 200
 classes, when ``X`` is C-ordered in the model's dtype, a chunk's logits come
@@ -751,11 +752,12 @@ cdef object _dense_run(const floating[:, :] X, const real_t[:, ::1] weights_t,
             padded_array[:, :K] = np.asarray(weights_t)
             padded = padded_array
             padded_p = &padded[0, 0]
+    # Python objects before the raw buffers, which only the try below frees.
+    zeros = np.zeros(K, dtype=np.float64 if real_t is double else np.float32)
     if convert:
         tile_size = chunk_rows * tile_cols
         # PyMem_Raw* (thread-safe without the GIL) so tracemalloc sees it.
         tile_buf = <real_t*> PyMem_RawMalloc(T * tile_size * sizeof(real_t))
-    zeros = np.zeros(K, dtype=np.float64 if real_t is double else np.float32)
     logits_rows = min(chunk_rows, n)
     z_buf = <double*> PyMem_RawMalloc(T * K * sizeof(double))
     flags_size = _unshared(logits_rows, 1)
