@@ -510,9 +510,12 @@ def test_overflowing_float32_logits():
     assert_allclose(decision[0, 0], exact[0, 0], rtol=1e-6)
 
 
-def test_predict_proba_peak_memory_is_the_result():
-    """predict_proba on 200,000 x 100 with K = 50 allocates the result and
-    little else (no n x K logits, no copy of X)."""
+@pytest.mark.parametrize("method", ["predict_proba", "predict"])
+def test_prediction_peak_memory_is_the_result(method):
+    """predict_proba and predict on 200,000 x 100 with K = 50 (C, Fortran,
+    float32 data with a float64 model, CSR) allocate their result and little
+    else: no copy of X, and no n x K logits (76 MiB; predict's result is the
+    class indices and the labels, n values each). Results against NumPy."""
     n, d, K = 200_000, 100, 50
     rng = np.random.default_rng(7)
     X64 = rng.standard_normal((n, d))
@@ -524,56 +527,27 @@ def test_predict_proba_peak_memory_is_the_result():
         "float32 data, float64 model": X64.astype(np.float32),
         "CSR": sp.csr_matrix(np.where(np.abs(X64) > 1.5, X64, 0.0)),
     }
-    clf.predict_proba(X64[:1000])  # warm-up: imports, BLAS controller
+    getattr(clf, method)(X64[:1000])  # warm-up: imports, BLAS controller
     for name, X in inputs.items():
         tracemalloc.start()
         try:
-            proba = clf.predict_proba(X)
+            got = getattr(clf, method)(X)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        result = n * K * 8
-        assert proba.nbytes == result
+        result = n * K * 8 if method == "predict_proba" else 2 * n * 8
         assert peak <= result + 2 * MiB, (
             f"{name}: peak {peak / MiB:.1f} MiB for a {result / MiB:.1f} MiB result")
-        del proba
-    # The result is right (spot check against NumPy on a slice).
-    assert_allclose(clf.predict_proba(X64[:500]),
-                    _reference(X64[:500], coef, intercept)["predict_proba"], rtol=1e-12,
-                    atol=1e-15)
-
-
-def test_predict_peak_memory_is_the_labels():
-    """predict on 200,000 x 100 with K = 50 allocates the class indices and
-    the labels (n values each) and little else: no n x K logits (76 MiB).
-    Labels against NumPy's argmax of the logits."""
-    n, d, K = 200_000, 100, 50
-    rng = np.random.default_rng(8)
-    X64 = rng.standard_normal((n, d))
-    coef, intercept = _coefs(d, K)
-    clf = _model(coef, intercept, n_jobs=2)
-    inputs = {
-        "C float64": X64,
-        "F float64": np.asfortranarray(X64),
-        "float32 data, float64 model": X64.astype(np.float32),
-        "CSR": sp.csr_matrix(np.where(np.abs(X64) > 1.5, X64, 0.0)),
-    }
-    clf.predict(X64[:1000])  # warm-up: imports, BLAS controller
-    for name, X in inputs.items():
-        tracemalloc.start()
-        try:
-            labels = clf.predict(X)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
-        assert peak <= 2 * n * 8 + 2 * MiB, f"{name}: peak {peak / MiB:.1f} MiB"
-        if name != "CSR":
-            values = np.asarray(X, dtype=np.float64)  # float32 data: its own values
-            assert_array_equal(labels, clf.classes_[np.argmax(values @ coef.T + intercept,
-                                                              axis=1)])
-    csr = inputs["CSR"]
-    assert_array_equal(clf.predict(csr),
-                       clf.classes_[np.argmax(csr @ coef.T + intercept, axis=1)])
+        # float32 data: its own values; CSR: its dense values.
+        values = X.toarray() if sp.issparse(X) else np.asarray(X, dtype=np.float64)
+        if method == "predict_proba":
+            assert got.shape == (n, K)
+            assert_allclose(got[:500], _reference(values[:500], coef, intercept)[method],
+                            rtol=1e-12, atol=1e-15)
+        else:
+            assert_array_equal(got, clf.classes_[np.argmax(values @ coef.T + intercept,
+                                                           axis=1)])
+        del got
 
 
 @pytest.mark.parametrize("n_classes", [60, 5000])
@@ -672,39 +646,27 @@ def test_kernel_labels_match_numpy(dtype, n_classes):
     X[::7] = 0.0  # all logits equal to the intercepts
     coef = rng.integers(-1, 2, size=(n_classes, d)).astype(dtype)
     intercept = rng.integers(-1, 2, size=n_classes).astype(dtype)
-    logits = X.astype(np.float64) @ coef.T.astype(np.float64) + intercept
-    expected = (logits[:, 0] > 0).astype(np.intp) if n_classes == 1 else logits.argmax(axis=1)
-    assert len(np.unique(expected)) > 1
-    weights_t = np.ascontiguousarray(coef.T)
     bad = X.copy()
     bad[[3, 600, n - 1], [0, 5, 2]] = np.nan
-    for n_threads in (1, 2, 3):
-        for data in (X, np.asfortranarray(X), sp.csr_matrix(X)):
-            labels = np.full(n, -1, dtype=np.intp)
-            if sp.issparse(data):
-                verdict = predict_kernel.csr_predict_labels(
-                    data.data, data.indices, data.indptr, weights_t, intercept, n_threads,
-                    labels)
-            else:
-                verdict = predict_kernel.dense_predict_labels(data, weights_t, intercept,
-                                                              n_threads, labels)
-            assert_array_equal(labels, expected)
-            assert verdict is not False
+    weights_t = np.ascontiguousarray(coef.T)
+    for values, finite in ((X, True), (bad, False)):
         with np.errstate(invalid="ignore"):
-            bad_logits = bad.astype(np.float64) @ coef.T.astype(np.float64) + intercept
-        bad_expected = (bad_logits[:, 0] > 0).astype(np.intp) if n_classes == 1 \
-            else bad_logits.argmax(axis=1)
-        for data in (bad, np.asfortranarray(bad), sp.csr_matrix(bad)):
-            labels = np.full(n, -1, dtype=np.intp)
-            if sp.issparse(data):
-                verdict = predict_kernel.csr_predict_labels(
-                    data.data, data.indices, data.indptr, weights_t, intercept, n_threads,
-                    labels)
-            else:
-                verdict = predict_kernel.dense_predict_labels(data, weights_t, intercept,
-                                                              n_threads, labels)
-            assert verdict is False
-            assert_array_equal(labels, bad_expected)
+            logits = values.astype(np.float64) @ coef.T.astype(np.float64) + intercept
+        expected = (logits[:, 0] > 0).astype(np.intp) if n_classes == 1 \
+            else logits.argmax(axis=1)
+        assert len(np.unique(expected)) > 1
+        for n_threads in (1, 2, 3):
+            for data in (values, np.asfortranarray(values), sp.csr_matrix(values)):
+                labels = np.full(n, -1, dtype=np.intp)
+                if sp.issparse(data):
+                    verdict = predict_kernel.csr_predict_labels(
+                        data.data, data.indices, data.indptr, weights_t, intercept,
+                        n_threads, labels)
+                else:
+                    verdict = predict_kernel.dense_predict_labels(
+                        data, weights_t, intercept, n_threads, labels)
+                assert_array_equal(labels, expected)
+                assert verdict is not False if finite else verdict is False
 
 
 def test_predict_matches_logistic_regression_on_nan_rows():

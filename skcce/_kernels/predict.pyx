@@ -316,6 +316,21 @@ cdef inline Py_ssize_t _label_of_rescaled(double* z, Py_ssize_t n_classes,
     return row_argmax(row, n_classes, &finite)
 
 
+cdef inline Py_ssize_t _logits_label(const real_t* row, Py_ssize_t n_classes,
+                                     bint* overflow) noexcept nogil:
+    """LogisticRegression's label of a row of logits (``logit > 0`` for one
+    column, else NumPy's argmax); ``overflow``: the logit picked is not
+    finite, so the label must come from the exact logits."""
+    cdef bint finite
+    cdef Py_ssize_t best
+    if n_classes == 1:
+        overflow[0] = False
+        return row[0] > 0
+    best = row_argmax(row, n_classes, &finite)
+    overflow[0] = not finite
+    return best
+
+
 cdef inline Py_ssize_t _dense_row_label(
     real_t* row, Py_ssize_t n_classes, const floating* x, Py_ssize_t col_stride,
     Py_ssize_t n_features, const real_t* weights_t, const real_t* intercept,
@@ -329,13 +344,10 @@ cdef inline Py_ssize_t _dense_row_label(
     overwritten); 0 when the row of X holds a NaN or an infinity (its
     probabilities are NaN).
     """
-    cdef bint finite
+    cdef bint overflow
     cdef double scale_x
-    cdef Py_ssize_t best
-    if n_classes == 1:
-        return row[0] > 0
-    best = row_argmax(row, n_classes, &finite)
-    if finite:
+    cdef Py_ssize_t best = _logits_label(row, n_classes, &overflow)
+    if not overflow:
         return best
     if not _row_is_finite(x, col_stride, n_features):
         return 0
@@ -479,13 +491,10 @@ cdef inline Py_ssize_t _sparse_row_label(
     const real_t* intercept, double scale_w, double* z,
 ) noexcept nogil:
     """``_dense_row_label`` of a CSR row (``x_finite``: its values are)."""
-    cdef bint finite
+    cdef bint overflow
     cdef double scale_x
-    cdef Py_ssize_t best
-    if n_classes == 1:
-        return row[0] > 0
-    best = row_argmax(row, n_classes, &finite)
-    if finite:
+    cdef Py_ssize_t best = _logits_label(row, n_classes, &overflow)
+    if not overflow:
         return best
     if not x_finite:
         return 0
