@@ -12,6 +12,9 @@ Usage::
     python benchmarks/run.py --sweep [--quick] [--out DIR] [--docs]
                              [--problems dense-d100,csr] [--dtypes ...] [--peers ...]
                              [--repeats 5] [--fit-repeats 3]
+    python benchmarks/run.py --predict [--quick] [--out DIR] [--docs]
+                             [--problems dense-d100,csr] [--dtypes ...] [--peers torch|none]
+                             [--repeats 5]
 
 For each problem (``benchmarks/suite/problems.py``) and dtype, in one process:
 
@@ -44,6 +47,14 @@ over skcce's at an equal or smaller gap. It writes ``sparse_models.md`` and
 about 25 dense shapes over (n_features, n_classes) and a few CSR problems,
 each against the physical roofline and the peers, with fits on a few of
 them; it writes ``sweep.md``, ``sweep.json`` and two heatmaps per run.
+
+``--predict`` runs the prediction benchmark instead (``suite/prediction.py``):
+``predict``, ``predict_proba`` and ``decision_function`` on the sweep's
+points, skcce (one thread and all cores) against LogisticRegression and
+PyTorch holding the same model, and against the roofline of one call (X read
+and the result written at the streaming bandwidth, or the products at the
+GEMM peak). It writes ``predict.md`` and ``predict.json`` (``--docs``:
+``docs/_predict_results.inc``).
 """
 
 import argparse
@@ -56,8 +67,8 @@ from pathlib import Path
 
 from sklearn.exceptions import ConvergenceWarning
 
-from suite import (evaluation, fitting, machine, report, sparse_models, sweep, sweep_report,
-                   timing)
+from suite import (evaluation, fitting, machine, prediction, prediction_report, report,
+                   sparse_models, sweep, sweep_report, timing)
 from suite.jax_peer import import_jax
 from suite.problems import (L1_PROBLEMS, PROBLEMS, count_nonzeros, make_data,
                             select_problems, storage_bytes, with_dtype)
@@ -86,14 +97,18 @@ def parse_arguments(argv):
     parser.add_argument("--sweep", action="store_true",
                         help="the shape sweep (dense (d, K) grid and CSR problems) instead "
                              "of the suite's problems")
+    parser.add_argument("--predict", action="store_true",
+                        help="the prediction benchmark on the sweep's shapes instead "
+                             "(predict, predict_proba, decision_function)")
     parser.add_argument("--out", type=Path, default=REPOSITORY / "benchmarks" / "results",
                         help="directory for results.md, results.json, results.png "
-                             "(sweep: sweep.md, sweep.json, sweep_*.png)")
+                             "(sweep: sweep.md, sweep.json, sweep_*.png; predict: "
+                             "predict.md, predict.json)")
     parser.add_argument("--docs", action="store_true",
                         help="also write the results into docs/")
     parser.add_argument("--problems", type=_comma_list, default=None,
                         help="comma-separated problem names or prefixes, or sweep points "
-                             "with --sweep (default: all)")
+                             "with --sweep and --predict (default: all)")
     parser.add_argument("--dtypes", type=_comma_list, default=list(DTYPES),
                         help="comma-separated dtypes (default: float64,float32)")
     parser.add_argument("--peers", type=_comma_list, default=list(PEERS),
@@ -111,7 +126,8 @@ def parse_arguments(argv):
                         help="l1_ratio values of --l1 (default: 0.5,1)")
     args = parser.parse_args(argv)
     quick_defaults = {"repeats": 1, "fit_repeats": 1, "tight_fit_repeats": 1}
-    full_defaults = ({"repeats": 5, "fit_repeats": 3, "tight_fit_repeats": 0} if args.sweep
+    full_defaults = ({"repeats": 5, "fit_repeats": 3, "tight_fit_repeats": 0}
+                     if args.sweep or args.predict
                      else {"repeats": 7, "fit_repeats": 5, "tight_fit_repeats": 3})
     for name, value in (quick_defaults if args.quick else full_defaults).items():
         if getattr(args, name) is None:
@@ -119,6 +135,8 @@ def parse_arguments(argv):
     unknown = set(args.dtypes) - set(DTYPES) | set(args.peers) - set(PEERS) - {"none"}
     if unknown:
         parser.error(f"unknown dtypes or peers: {sorted(unknown)}")
+    if sum((args.sweep, args.predict, args.l1)) > 1:
+        parser.error("choose at most one of --sweep, --predict and --l1")
     return args
 
 
@@ -419,13 +437,15 @@ def main(argv=None):
     if args.l1:
         run_sparse_models(args, argv)
         return
-    if args.sweep:
+    if args.sweep or args.predict:
         points = sweep.select(args.problems, quick=args.quick)
     else:
         problems = select_problems(args.problems, quick=args.quick)
     started = time.perf_counter()
     n_cores = machine.usable_cores()
-    torch, jax, sklearnex_class = load_peers(args.peers, n_cores)
+    # (prediction's only optional peer is PyTorch)
+    peers = [peer for peer in args.peers if peer == "torch"] if args.predict else args.peers
+    torch, jax, sklearnex_class = load_peers(peers, n_cores)
     info = machine.machine_info()
     info["threads"] = {"all_cores": n_cores,
                        "torch": torch.get_num_threads() if torch is not None else None}
@@ -435,6 +455,8 @@ def main(argv=None):
     run = run_header(args, argv, context)
     if args.sweep:
         run.update(sweep.run_points(points, args, context, log))
+    elif args.predict:
+        run.update(prediction.run_points(points, args, context, log))
     else:
         context["bandwidths"] = run["bandwidths"] = measure_bandwidths(n_cores, args.quick)
         run.update({"results": [], "references": {}})
@@ -443,7 +465,8 @@ def main(argv=None):
             run["results"].extend(results)
     run["machine"]["load_average_after"] = machine.load_average()
     run["seconds"] = time.perf_counter() - started
-    report_module = sweep_report if args.sweep else report
+    report_module = (sweep_report if args.sweep else prediction_report if args.predict
+                     else report)
     written = report_module.write_outputs(run, args.out)
     if args.docs:
         written += report_module.write_docs(run, REPOSITORY / "docs")

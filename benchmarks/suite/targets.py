@@ -47,7 +47,7 @@ def _ratio(numerator, denominator):
     return None if numerator is None else numerator / denominator
 
 
-def _target(value, threshold, at_most=False):
+def ratio_target(value, threshold, at_most=False):
     """``{"value", "threshold", "met"}`` for a ratio, or None when it was not measured."""
     if value is None:
         return None
@@ -75,18 +75,18 @@ def evaluate(result):
     ours, ours_1 = _median(times, "skcce_all"), _median(times, "skcce_1")
     found = {}
     if ours is not None:
-        found["roofline"] = _target(ours / result["roofline"]["all"]["seconds"],
-                                    THRESHOLDS["roofline"][result["dtype"]], at_most=True)
+        found["roofline"] = ratio_target(ours / result["roofline"]["all"]["seconds"],
+                                         THRESHOLDS["roofline"][result["dtype"]], at_most=True)
         for peer in PEER_NAMES:
             theirs = _median(times, peer)
-            found[f"peer:{peer}"] = _target(_ratio(theirs, ours), THRESHOLDS["peer"])
-        found["threads"] = _target(_ratio(ours_1, ours), THRESHOLDS["threads"])
+            found[f"peer:{peer}"] = ratio_target(_ratio(theirs, ours), THRESHOLDS["peer"])
+        found["threads"] = ratio_target(_ratio(ours_1, ours), THRESHOLDS["threads"])
     fits = result.get("fits", {})
     fit_ours = _median(fits, "skcce")
     if fit_ours is not None:
         for solver, threshold in THRESHOLDS["fit"].items():
             theirs = _median(fits, solver)
-            found[f"fit:{solver}"] = _target(_ratio(theirs, fit_ours), threshold)
+            found[f"fit:{solver}"] = ratio_target(_ratio(theirs, fit_ours), threshold)
         if "gap" in fits.get("sklearn", {}):
             ours_gap, their_gap = fits["skcce"]["gap"], fits["sklearn"]["gap"]
             slack = THRESHOLDS["gap_tolerance"] * max(1.0, abs(fits["skcce"]["objective"]))
