@@ -35,9 +35,13 @@ METHODS = ("decision_function", "predict_proba", "predict_log_proba")
 N_FEATURES = 20
 
 
-def _chunk_rows(dtype=np.float64, n_features=N_FEATURES):
-    """Rows per dense chunk, to place sizes around chunk boundaries."""
-    return predict_kernel.dense_chunk_rows(n_features, np.dtype(dtype).itemsize)
+def _chunk_rows(dtype=np.float64, n_features=N_FEATURES, n_classes=None):
+    """Rows per dense chunk, to place sizes around chunk boundaries: those of
+    the micro-kernel path, or the larger of both paths' given ``n_classes``."""
+    rows = predict_kernel.dense_chunk_rows(n_features, np.dtype(dtype).itemsize)
+    if n_classes is None:
+        return rows
+    return max(rows, predict_kernel.gemm_chunk_rows(n_classes, np.dtype(dtype).itemsize))
 
 
 def _coefs(n_features, n_classes, dtype=np.float64, seed=0):
@@ -119,13 +123,14 @@ def test_dense_matches_numpy_and_sklearn(X_dtype, model_dtype):
                     else 1e-6)
 
 
-@pytest.mark.parametrize("n_classes", [3, 9, 33, 200, 201])
+@pytest.mark.parametrize("n_classes", [3, 9, 33, 200, 201, 700])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_class_counts_and_layouts(dtype, n_classes):
     """C-ordered X in the model's dtype takes the loss's micro-kernels up to
-    200 classes (BLAS above, and for Fortran-ordered X): every method against
-    NumPy/SciPy on several chunks, for both layouts."""
-    n = 2 * _chunk_rows(dtype, 37) + 5
+    200 classes (BLAS above, and for Fortran-ordered X, with chunks sized by
+    the classes): every method against NumPy/SciPy on several chunks, for
+    both layouts."""
+    n = 2 * _chunk_rows(dtype, 37, n_classes) + 5
     X = _data(n, 37, dtype=dtype, seed=3)
     coef, intercept = _coefs(37, n_classes, dtype, seed=4)
     clf = _model(coef, intercept)
@@ -305,19 +310,21 @@ def test_wide_float32_data_with_float64_model():
                     np.float64)
 
 
-@pytest.mark.parametrize("kind", ["f64", "f32", "f32-data-f64-model", "F-order", "csr"])
+@pytest.mark.parametrize("kind", ["f64", "f32", "f32-data-f64-model", "F-order", "csr",
+                                  "700-classes"])
 def test_bitwise_identical_for_any_n_jobs(kind):
     """n_jobs = 1, 2, 3 give bitwise identical results (and the right ones)."""
     X_dtype = np.float32 if kind.startswith("f32") else np.float64
     model_dtype = np.float32 if kind == "f32" else np.float64
-    n = 7 * _chunk_rows(X_dtype) + 3
+    n_classes = 700 if kind == "700-classes" else 7
+    n = 7 * _chunk_rows(X_dtype, n_classes=n_classes) + 3
     X = _data(n, dtype=X_dtype)
     if kind == "F-order":
         X = np.asfortranarray(X)
     if kind == "csr":
         X[np.abs(X) < 1.0] = 0.0
         X = sp.csr_matrix(X)
-    coef, intercept = _coefs(N_FEATURES, 7, model_dtype)
+    coef, intercept = _coefs(N_FEATURES, n_classes, model_dtype)
     for method in METHODS:
         results = [getattr(_model(coef, intercept, n_jobs=n_jobs), method)(X)
                    for n_jobs in (1, 2, 3)]

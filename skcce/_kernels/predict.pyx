@@ -81,6 +81,15 @@ cdef enum:
     # Elements of the per-thread float64 tile a float32 chunk is converted
     # into when the model is float64 (256 KiB).
     TILE_ELEMS = 32768
+    # Target size in bytes of one chunk's logits on the GEMM path (BLAS reads
+    # X in place). BLAS packs all of W.T at every call, so a chunk needs
+    # enough rows to pay for that: sized by X's bytes like the micro-kernel
+    # path's, a chunk of 2,000 features had 16 rows, and predict_proba with
+    # 1,000 classes ran at a third of the GEMM peak. By the logits' size,
+    # 128 KiB to 4 MiB per chunk (two threads): 2,000 features 166 -> 93 ms,
+    # 784 features and 300 classes 121 -> 102 ms; 8 features and 1,000
+    # classes, where the softmax dominates, 50 -> 53 ms.
+    GEMM_CHUNK_BYTES = 2097152
     SPARSE_CHUNK_ROWS = 256
     # Up to this many classes the logits of C-ordered X come from the
     # micro-kernels (as in the loss; with few classes BLAS spends most of its
@@ -109,6 +118,26 @@ def dense_chunk_rows(Py_ssize_t n_features, Py_ssize_t itemsize):
     chunk_rows : int
     """
     cdef Py_ssize_t rows = CHUNK_BYTES // (max(n_features, 1) * itemsize)
+    return int(min(max(rows, MIN_CHUNK_ROWS), MAX_CHUNK_ROWS))
+
+
+def gemm_chunk_rows(Py_ssize_t n_classes, Py_ssize_t itemsize):
+    """Rows per chunk of dense X on the GEMM path, for this many classes and
+    the model's dtype (see GEMM_CHUNK_BYTES).
+
+    Depends on the data's shape only, never on the thread count.
+
+    Parameters
+    ----------
+    n_classes : int
+    itemsize : int
+        Bytes per element of the model (4 or 8).
+
+    Returns
+    -------
+    chunk_rows : int
+    """
+    cdef Py_ssize_t rows = GEMM_CHUNK_BYTES // (max(n_classes, 1) * itemsize)
     return int(min(max(rows, MIN_CHUNK_ROWS), MAX_CHUNK_ROWS))
 
 
@@ -742,14 +771,19 @@ cdef object _dense_run(const floating[:, :] X, const real_t[:, ::1] weights_t,
         Xp = &X[0, 0]
     scale_w = _model_scale(weights_t, intercept)
 
-    chunk_rows = dense_chunk_rows(d, itemsize)
+    micro = (not convert and d > 0 and K <= MICRO_MAX_CLASSES
+             and col_stride == 1 and row_stride == d)
+    # The GEMM path reads X in place; a float32 X with a float64 model keeps
+    # the chunks of the micro-kernel path, its conversion tile sized by them.
+    if micro or convert:
+        chunk_rows = dense_chunk_rows(d, itemsize)
+    else:
+        chunk_rows = gemm_chunk_rows(K, sizeof(real_t))
     n_chunks = (n + chunk_rows - 1) // chunk_rows
     T = <int> max(1, min(n_threads, n_chunks))
     tile_cols = min(max(TILE_ELEMS // chunk_rows, 1), max(d, 1))
     # The micro-kernels read rows d apart and W.T with K padded to the vector
     # width, zero past K.
-    micro = (not convert and d > 0 and K <= MICRO_MAX_CLASSES
-             and col_stride == 1 and row_stride == d)
     if micro:
         lanes = SKCCE_LANES_f64 if real_t is double else SKCCE_LANES_f32
         ldw = (K + lanes - 1) // lanes * lanes
