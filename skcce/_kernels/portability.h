@@ -5,6 +5,9 @@
  *
  * SKCCE_RESTRICT: restrict, for the compilers that spell it otherwise.
  *
+ * SKCCE_PREFETCH(address): a hint to fetch the line holding address into
+ * the caches for a read (nothing where the compiler has no such hint).
+ *
  * SKCCE_TYPED(name, suffix): name_suffix, for the functions that an
  * implementation header defines once per element type (name_f64, name_f32)
  * and that simd_loops.c compiles once per instruction set (name_f64_avx2).
@@ -23,6 +26,15 @@
 #define SKCCE_RESTRICT __restrict
 #else
 #define SKCCE_RESTRICT restrict
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SKCCE_PREFETCH(address) __builtin_prefetch((address), 0, 3)
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+#include <xmmintrin.h>
+#define SKCCE_PREFETCH(address) _mm_prefetch((const char*)(address), _MM_HINT_T0)
+#else
+#define SKCCE_PREFETCH(address) ((void)(address))
 #endif
 
 #define SKCCE_PASTE(name, suffix) name##_##suffix

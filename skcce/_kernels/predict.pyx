@@ -53,6 +53,9 @@ from skcce._kernels.argmax cimport row_argmax
 from skcce._kernels.common cimport gemm, index_t, omp_get_thread_num
 from skcce._kernels.simd cimport SKCCE_PREDICT_ROWS, select_simd_loops, skcce_simd
 
+cdef extern from "portability.h":
+    void SKCCE_PREFETCH(const void* address) noexcept nogil
+
 cdef extern from "microkernel.h":
     int SKCCE_LANES_f64
     int SKCCE_LANES_f32
@@ -91,6 +94,11 @@ cdef enum:
     # classes, where the softmax dominates, 50 -> 53 ms.
     GEMM_CHUNK_BYTES = 2097152
     SPARSE_CHUNK_ROWS = 256
+    # Non-zeros ahead whose row of W.T a CSR row's logits prefetch, when W.T
+    # is larger than SPARSE_PREFETCH_BYTES (smaller, it stays in the caches
+    # and the prefetches only cost instructions).
+    SPARSE_PREFETCH_AHEAD = 8
+    SPARSE_PREFETCH_BYTES = 1048576
     # Up to this many classes the logits of C-ordered X come from the
     # micro-kernels (as in the loss; with few classes BLAS spends most of its
     # time packing panels for a product only K columns wide).
@@ -532,35 +540,63 @@ cdef inline Py_ssize_t _sparse_row_label(
     return _label_of_rescaled(z, n_classes, scale_x, scale_w, row)
 
 
+cdef inline void _sparse_row_logits(
+    const floating* values, const index_t* columns, Py_ssize_t nnz, Py_ssize_t readable,
+    const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes, double* z,
+) noexcept nogil:
+    """``z = b + sum_p values[p] * W.T[columns[p]]`` of one CSR row, in float64,
+    in the order of the non-zeros.
+
+    The row of W.T that the non-zero SPARSE_PREFETCH_AHEAD places further on
+    needs is prefetched (``columns`` holds ``readable`` >= ``nnz`` entries):
+    the rows are scattered over W.T, and fetched only when needed, each
+    product waited for its row.
+    """
+    cdef Py_ssize_t p, k, line, K = n_classes
+    cdef Py_ssize_t row_bytes = K * sizeof(real_t)
+    cdef double v
+    cdef const real_t* w
+    cdef const char* ahead
+    for k in range(K):
+        z[k] = intercept[k]
+    for p in range(nnz):
+        if p + SPARSE_PREFETCH_AHEAD < readable:
+            ahead = <const char*> (weights_t + columns[p + SPARSE_PREFETCH_AHEAD] * K)
+            for line in range(0, row_bytes, 64):
+                SKCCE_PREFETCH(ahead + line)
+            SKCCE_PREFETCH(ahead + row_bytes - 1)  # (a row may end on one more line)
+        v = values[p]
+        w = weights_t + columns[p] * K
+        for k in range(K):
+            z[k] = z[k] + v * w[k]
+
+
 cdef Py_ssize_t _sparse_chunk(
     const floating* data, const index_t* indices, const index_t* indptr,
     Py_ssize_t row_start, Py_ssize_t row_end,
     const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes,
     double scale_w, int mode, real_t* out, double* z, real_t* row_scratch,
-    Py_ssize_t* labels,
+    Py_ssize_t* labels, bint prefetch,
 ) noexcept nogil:
-    """Rows [row_start, row_end) of ``out`` from CSR X, accumulated in float64;
+    """Rows [row_start, row_end) of ``out`` from CSR X, accumulated in float64
+    (``prefetch``: the rows of W.T ahead, see ``_sparse_row_logits``);
     returns how many of these rows hold a NaN or an infinity (see
     ``_dense_chunk``: every stored value is multiplied in). If ``labels`` is
     not NULL, ``mode`` is DECISION, ``out`` is unused and each row's logits
     go through ``row_scratch`` (K values) to its label (``labels[i]``; see
     ``_dense_row_label``)."""
-    cdef Py_ssize_t i, p, k, p0, p1, K = n_classes, non_finite_rows = 0
-    cdef double v, scale_x
-    cdef const real_t* w
+    cdef Py_ssize_t i, k, p0, p1, K = n_classes, non_finite_rows = 0
+    # Non-zeros whose rows of W.T may be prefetched: those of this chunk.
+    cdef Py_ssize_t p_end = indptr[row_end] if prefetch else 0
+    cdef double scale_x
     cdef real_t* row
     cdef bint finite, x_finite
     for i in range(row_start, row_end):
         row = row_scratch if labels != NULL else out + i * K
-        for k in range(K):
-            z[k] = intercept[k]
         p0 = indptr[i]
         p1 = indptr[i + 1]
-        for p in range(p0, p1):
-            v = data[p]
-            w = weights_t + indices[p] * K
-            for k in range(K):
-                z[k] = z[k] + v * w[k]
+        _sparse_row_logits(data + p0, indices + p0, p1 - p0, p_end - p0, weights_t, intercept,
+                           K, z)
         finite = True
         for k in range(K):
             if not isfinite(z[k]):
@@ -953,7 +989,7 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
     cdef Py_ssize_t K = weights_t.shape[1], nnz = indices.shape[0]
     cdef Py_ssize_t c, n_chunks, scratch_size
     cdef int T, tid
-    cdef bint malformed = False
+    cdef bint malformed = False, prefetch
     cdef Py_ssize_t non_finite_rows = 0
     cdef double scale_w
     cdef double* scratch_buf = NULL
@@ -977,6 +1013,7 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
 
     n_chunks = (n + SPARSE_CHUNK_ROWS - 1) // SPARSE_CHUNK_ROWS
     T = <int> max(1, min(n_threads, n_chunks))
+    prefetch = d * K * sizeof(real_t) > SPARSE_PREFETCH_BYTES
     # Per thread: K float64 logits, then a row of K output values (labels).
     scratch_size = _unshared(2 * K, sizeof(double))
     scratch_buf = <double*> PyMem_RawMalloc(T * scratch_size * sizeof(double))
@@ -994,14 +1031,15 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
             if T == 1:
                 non_finite_rows = _sparse_chunk(dp, ip, pp, 0, n, wp, bp, K, scale_w, mode,
                                                 outp, scratch_buf,
-                                                <real_t*> (scratch_buf + K), labelsp)
+                                                <real_t*> (scratch_buf + K), labelsp, prefetch)
             else:
                 for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
                     tid = omp_get_thread_num()
                     zp = scratch_buf + tid * scratch_size
                     non_finite_rows += _sparse_chunk(dp, ip, pp, c * SPARSE_CHUNK_ROWS,
                                   min((c + 1) * SPARSE_CHUNK_ROWS, n), wp, bp, K,
-                                  scale_w, mode, outp, zp, <real_t*> (zp + K), labelsp)
+                                  scale_w, mode, outp, zp, <real_t*> (zp + K), labelsp,
+                                  prefetch)
     finally:
         PyMem_RawFree(scratch_buf)
     if non_finite_rows > 0:
