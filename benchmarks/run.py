@@ -111,9 +111,9 @@ def parse_arguments(argv):
                              "with --sweep and --predict (default: all)")
     parser.add_argument("--dtypes", type=_comma_list, default=list(DTYPES),
                         help="comma-separated dtypes (default: float64,float32)")
-    parser.add_argument("--peers", type=_comma_list, default=list(PEERS),
+    parser.add_argument("--peers", type=_comma_list, default=None,
                         help="optional peers to run when installed: torch,jax,sklearnex "
-                             "or none (default: all three)")
+                             "or none (default: all three; --predict: torch, its only one)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed evaluations per contender (default 7, sweep 5; quick 1)")
     parser.add_argument("--fit-repeats", type=int, default=None,
@@ -132,11 +132,15 @@ def parse_arguments(argv):
     for name, value in (quick_defaults if args.quick else full_defaults).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.peers is None:
+        args.peers = ["torch"] if args.predict else list(PEERS)
     unknown = set(args.dtypes) - set(DTYPES) | set(args.peers) - set(PEERS) - {"none"}
     if unknown:
         parser.error(f"unknown dtypes or peers: {sorted(unknown)}")
     if sum((args.sweep, args.predict, args.l1)) > 1:
         parser.error("choose at most one of --sweep, --predict and --l1")
+    if args.predict and set(args.peers) - {"torch", "none"}:
+        parser.error("--predict's only optional peer is torch")
     return args
 
 
@@ -443,9 +447,7 @@ def main(argv=None):
         problems = select_problems(args.problems, quick=args.quick)
     started = time.perf_counter()
     n_cores = machine.usable_cores()
-    # (prediction's only optional peer is PyTorch)
-    peers = [peer for peer in args.peers if peer == "torch"] if args.predict else args.peers
-    torch, jax, sklearnex_class = load_peers(peers, n_cores)
+    torch, jax, sklearnex_class = load_peers(args.peers, n_cores)
     info = machine.machine_info()
     info["threads"] = {"all_cores": n_cores,
                        "torch": torch.get_num_threads() if torch is not None else None}

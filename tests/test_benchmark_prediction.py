@@ -42,16 +42,25 @@ def test_contenders_hold_the_same_model(n_classes, dtype):
         assert model.coef_.dtype == np.dtype(dtype)
         np.testing.assert_allclose(model.predict_proba(X), expected, atol=tolerance)
         np.testing.assert_array_equal(model.predict(X), np.argmax(expected, axis=1))
+    # the decision functions: LogisticRegression's is twice skcce's for two classes
+    decision = logits[:, 0] if n_classes == 2 else logits
+    np.testing.assert_allclose(models["skcce_all"].decision_function(X), decision,
+                               atol=10 * tolerance)
+    np.testing.assert_allclose(models["sklearn"].decision_function(X),
+                               (2 if n_classes == 2 else 1) * decision, atol=20 * tolerance)
     assert models["skcce_1"].n_jobs == 1 and models["skcce_all"].n_jobs is None
 
 
-def test_torch_calls_hold_the_same_model():
+@pytest.mark.parametrize("sparse", [False, True])
+def test_torch_calls_hold_the_same_model(sparse):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
     for n_classes in (2, 4):
         X = rng.standard_normal((50, 6))
+        X[np.abs(X) < 0.7] = 0.0
         models = prediction.prediction_models(n_classes, 6, 6, "float64")
-        calls = prediction.torch_calls(torch, X, models["coef"], models["intercept"])
+        calls = prediction.torch_calls(torch, sp.csr_matrix(X) if sparse else X,
+                                       models["coef"], models["intercept"])
         decision = X @ models["coef"].T + models["intercept"]
         full = (np.column_stack([-decision, decision]) if n_classes == 2 else decision)
         np.testing.assert_allclose(calls["decision_function"]().numpy(),

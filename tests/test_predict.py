@@ -209,6 +209,59 @@ def test_csr_matches_numpy(monkeypatch, index_dtype, data_dtype, model_dtype):
         assert getattr(clf, method)(X).dtype == getattr(lr, method)(X).dtype
 
 
+@pytest.mark.parametrize("dtype,n_features,n_classes",
+                         [(np.float64, 20_000, 8), (np.float32, 16_000, 20)])
+def test_csr_with_coefficients_beyond_the_caches(dtype, n_features, n_classes):
+    """W.T larger than 1 MiB, whose rows the CSR kernel prefetches ahead: rows
+    of 0, 1, 7, 8, 9 and 300 non-zeros, at and across chunk ends, an indptr
+    starting past 0 and data past its end; every mode and the labels against
+    NumPy, bitwise the same for 1-3 threads."""
+    rng = np.random.default_rng(12)
+    chunk = predict_kernel.sparse_chunk_rows()
+    counts = rng.choice([0, 1, 7, 8, 9, 300], size=2 * chunk + 19)
+    counts[chunk - 1], counts[chunk] = 300, 0
+    offset, tail = 5, 7  # stored entries before indptr[0] and after indptr[-1]
+    indptr = offset + np.concatenate([[0], np.cumsum(counts)])
+    n_stored = indptr[-1] + tail
+    indices = rng.integers(0, n_features, n_stored)
+    data = rng.standard_normal(n_stored).astype(dtype)
+    coef, intercept = _coefs(n_features, n_classes, dtype, seed=13)
+    weights_t = np.ascontiguousarray(coef.T)
+    assert weights_t.nbytes > MiB
+    rows = [np.zeros(n_features) for _ in counts]
+    for i, row in enumerate(rows):
+        np.add.at(row, indices[indptr[i]:indptr[i + 1]],
+                  data[indptr[i]:indptr[i + 1]].astype(np.float64))
+    expected = _reference(np.array(rows), coef, intercept)
+    labels_expected = np.argmax(expected["decision_function"], axis=1)
+    modes = {"decision_function": predict_kernel.DECISION,
+             "predict_proba": predict_kernel.PROBA,
+             "predict_log_proba": predict_kernel.LOG_PROBA}
+    for method, mode in modes.items():
+        outs = []
+        for n_threads in (1, 2, 3):
+            out = np.empty((len(counts), n_classes), dtype)
+            predict_kernel.csr_predict(data, indices, indptr, weights_t, intercept, mode,
+                                       n_threads, out)
+            outs.append(out)
+        for other in outs[1:]:
+            assert_array_equal(other, outs[0])
+        assert_allclose(outs[0], expected[method], **_tolerance(dtype), err_msg=method)
+    for n_threads in (1, 2, 3):
+        labels = np.empty(len(counts), np.intp)
+        predict_kernel.csr_predict_labels(data, indices, indptr, weights_t, intercept,
+                                          n_threads, labels)
+        assert_array_equal(labels, labels_expected)
+
+
+def test_gemm_chunks_are_sized_by_the_logits():
+    """GEMM-path chunks hold about 2 MiB of logits, 16 to 512 rows."""
+    assert predict_kernel.gemm_chunk_rows(1000, 8) == 262
+    assert predict_kernel.gemm_chunk_rows(1000, 4) == 512
+    assert predict_kernel.gemm_chunk_rows(2, 8) == 512
+    assert predict_kernel.gemm_chunk_rows(10**6, 8) == 16
+
+
 @pytest.mark.parametrize("fmt", ["csc", "coo", "lil", "dok"])
 def test_other_sparse_formats(fmt):
     """Other sparse formats are converted to CSR."""

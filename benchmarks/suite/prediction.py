@@ -1,4 +1,4 @@
-"""Prediction on every shape of the sweep: skcce against LogisticRegression, PyTorch and the roofline.
+"""Prediction on the sweep's shapes: skcce against LogisticRegression, PyTorch and the roofline.
 
 For each point of :func:`suite.shapes.sweep_points`, each dtype and each
 method (``predict``, ``predict_proba``, ``decision_function``), in one
@@ -6,11 +6,16 @@ process, contenders round-robin:
 
 - ``skcce_1`` / ``skcce_all``: ``SoftmaxClassifier`` with ``n_jobs=1`` and
   ``n_jobs=None`` (every usable core);
-- ``sklearn``: ``LogisticRegression`` holding the same model (its BLAS on
-  every core);
+- ``sklearn``: ``LogisticRegression`` holding the same model (dense X: its
+  BLAS on every core; CSR X: SciPy's product, one thread);
 - ``torch``: ``torch.nn.functional.linear``, then ``softmax`` or ``argmax``
   over the classes, in inference mode on every core (when PyTorch is
-  installed).
+  installed), on tensors made from X beforehand (skcce and scikit-learn
+  validate X inside each timed call).
+
+Each timed call follows a pause of PAUSE_SECONDS, as a single call after
+idle time: every multithreaded contender wakes its threads inside the timed
+call (the sweep's evaluations instead follow an untimed one, as in a fit).
 
 Every contender holds the same coefficients, in X's dtype (a model fitted on
 float32 data keeps float32 coefficients, in skcce as in scikit-learn):
@@ -18,9 +23,9 @@ Gaussian weights scaled so that the logits spread over a few units. For two
 classes, skcce stores the class-1 row ``w`` of its symmetric softmax model
 ``[-w, w]``, whose class-1 probability is ``expit(2 d)``;
 LogisticRegression's is ``expit(d)``, so it holds ``2 w`` (the same
-probabilities and labels, a decision function twice as large), and PyTorch
-the full ``[-w, w]``. Each point records how far the contenders' outputs are
-from skcce's.
+probabilities and labels, a decision function twice as large, halved before
+the comparison), and PyTorch the full ``[-w, w]``. Each point records how far
+the contenders' outputs are from skcce's.
 
 The roofline of one call is ``max((bytes of X + gathered coefficient bytes +
 bytes of the result) / B, 2 · nnz(X) · K / P)`` with the streaming-read
@@ -112,7 +117,8 @@ def torch_calls(torch, X, coef, intercept):
     classes ``predict`` and ``predict_proba`` use the full model ``[-w, w]``.
     """
     if coef.shape[0] == 1:
-        full_coef, full_intercept = np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
+        full_coef = np.vstack([-coef, coef])
+        full_intercept = np.concatenate([-intercept, intercept])
     else:
         full_coef, full_intercept = coef, intercept
     X_tensor = torch_peer.to_tensor(torch, X)
@@ -221,18 +227,19 @@ def prediction_targets(entry, dtype):
         ``{"value", "threshold", "met"}``, for those measured.
     """
     thresholds = targets.THRESHOLDS
-    times = entry["times"]
-    ours = (times.get("skcce_all") or {}).get("median")
+    medians = {name: times.get("median") for name, times in entry["times"].items()}
+    ours = medians.get("skcce_all")
     if ours is None:
         return {}
     found = {"roofline": targets.ratio_target(ours / entry["roofline"]["all"]["seconds"],
-                                         thresholds["roofline"][dtype], at_most=True),
-             "threads": targets.ratio_target(times["skcce_1"]["median"] / ours,
-                                        thresholds["threads"])}
+                                              thresholds["roofline"][dtype], at_most=True)}
+    if medians.get("skcce_1") is not None:
+        found["threads"] = targets.ratio_target(medians["skcce_1"] / ours,
+                                                thresholds["threads"])
     for name in PEER_NAMES:
-        theirs = (times.get(name) or {}).get("median")
-        if theirs is not None:
-            found[f"peer:{name}"] = targets.ratio_target(theirs / ours, thresholds["peer"])
+        if medians.get(name) is not None:
+            found[f"peer:{name}"] = targets.ratio_target(medians[name] / ours,
+                                                         thresholds["peer"])
     return found
 
 

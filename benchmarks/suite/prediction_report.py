@@ -5,6 +5,7 @@ import math
 import statistics
 from pathlib import Path
 
+from suite import targets
 from suite.machine import blas_summary
 from suite.prediction import METHODS, PEER_NAMES, PREDICTION_LABELS
 from suite.report import (NOT_RUN, NOT_SUPPORTED, Table, markdown_report, milliseconds,
@@ -15,11 +16,14 @@ from suite.sweep_report import MET, MISSED, shape_label
 DOCS_INCLUDE = "_predict_results.inc"
 DOCS_STATIC = "_static"
 DOCS_STEM = "predict_results"
+# The loss kernel's targets that apply to prediction (scikit-learn's peer here
+# is LogisticRegression).
 TARGET_LABELS = {
-    "roofline": "skcce ≤ 1.5× roofline (float64), 2× (float32)",
-    "peer:sklearn": "LogisticRegression ≥ 2× skcce",
-    "peer:torch": "PyTorch ≥ 2× skcce",
-    "threads": "all cores ≥ 1.7× faster than 1 thread",
+    "roofline": targets.TARGET_LABELS["roofline"],
+    "peer:sklearn": targets.TARGET_LABELS["peer:sklearn"].replace("scikit-learn",
+                                                                  "LogisticRegression"),
+    "peer:torch": targets.TARGET_LABELS["peer:torch"],
+    "threads": targets.TARGET_LABELS["threads"],
 }
 
 
@@ -113,8 +117,9 @@ def agreement_table(run):
                          *(f"{largest[(method, dtype, name)]:.2g}"
                            if (method, dtype, name) in largest else NOT_RUN
                            for name in PREDICTION_LABELS)])
-    return Table(f"Same model: each contender's output against skcce's (all cores), on the "
-                 f"first rows of every point", headers, rows)
+    return Table("Same model: each contender's output against skcce's (all cores), on the "
+                 "first rows of every point (LogisticRegression's two-class decision "
+                 "function halved)", headers, rows)
 
 
 def run_facts(run):
@@ -133,8 +138,9 @@ def run_facts(run):
         f"CPU: {info['cpu']}; {info['usable_cores']} usable cores of {info['cpu_count']}; "
         f"1-minute load average {load}",
         f"BLAS: {blas_summary(info)}",
-        f"Threads: skcce n_jobs=None (all cores) and n_jobs=1; LogisticRegression's BLAS and "
-        f"PyTorch use {info['threads']['all_cores']}",
+        f"Threads: skcce n_jobs=None (all cores) and n_jobs=1; LogisticRegression's BLAS "
+        f"(dense X; SciPy's CSR product is one thread) and PyTorch use "
+        f"{info['threads']['all_cores']}; PyTorch gets tensors made from X beforehand",
         f"Roofline: max((bytes of X + gathered coefficient bytes + bytes of the result) / "
         f"streaming-read bandwidth, 2 · nnz · K / peak GEMM rate); all cores "
         f"{bandwidth['all'] / 1e9:.1f} GB/s, "
@@ -143,8 +149,9 @@ def run_facts(run):
         "Points: the shape sweep's (same sizes); every contender holds the same Gaussian "
         "model in X's dtype (two classes: LogisticRegression holds 2 w, skcce's symmetric "
         "softmax model [-w, w] as its w)",
-        f"Timings: medians of {run['counts']['repeats']} calls after a warm-up, contenders "
-        f"round-robin",
+        f"Timings: medians of {run['counts']['repeats']} calls after a warm-up call, "
+        f"contenders round-robin, each call after a pause (a single call after idle time: "
+        f"threads wake inside the timed call)",
         f"Versions: Python {info['python']}, {versions}",
     ]
 

@@ -9,9 +9,9 @@ probabilities (softmax) or log-probabilities (log-softmax); or, with
 ``predict`` class index, from its chunk's logits. Nothing of size
 n_samples x K is allocated besides ``out``: the working memory per thread
 is a chunk's logits on the micro-kernel path or for the labels (at most 512
-rows of K values: at most 4 KiB per class, 800 KiB for 200 classes), 16
-rows of K doubles for the softmax and a float32 tile; and a padded copy of
-W.T.
+rows of K values, K padded to the vector width on the micro-kernel path), 16
+rows of K doubles for the softmax and, for float32 X with a float64 model, a
+float64 tile of 256 KiB; and a padded copy of W.T.
 
 Dense ``X`` is cut into chunks of rows; threads take chunks. For up to 200
 classes, when ``X`` is C-ordered in the model's dtype, a chunk's logits come
@@ -76,8 +76,9 @@ cdef enum:
     MODE_DECISION = 0
     MODE_PROBA = 1
     MODE_LOG_PROBA = 2
-    # Target size in bytes of one chunk of dense X: small enough to stay in
-    # the L2 cache, large enough (a few hundred rows) for an efficient GEMM.
+    # Target size in bytes of one chunk of dense X on the micro-kernel path
+    # and for float32 X with a float64 model: small enough to stay in the L2
+    # cache.
     CHUNK_BYTES = 262144
     MIN_CHUNK_ROWS = 16
     MAX_CHUNK_ROWS = 512
@@ -86,19 +87,18 @@ cdef enum:
     TILE_ELEMS = 32768
     # Target size in bytes of one chunk's logits on the GEMM path (BLAS reads
     # X in place). BLAS packs all of W.T at every call, so a chunk needs
-    # enough rows to pay for that: sized by X's bytes like the micro-kernel
-    # path's, a chunk of 2,000 features had 16 rows, and predict_proba with
-    # 1,000 classes ran at a third of the GEMM peak. By the logits' size,
-    # 128 KiB to 4 MiB per chunk (two threads): 2,000 features 166 -> 93 ms,
-    # 784 features and 300 classes 121 -> 102 ms; 8 features and 1,000
-    # classes, where the softmax dominates, 50 -> 53 ms.
+    # enough rows to pay for that whatever the width of X; sized by X's bytes,
+    # wide rows made chunks of 16 rows that spent most of their time packing.
     GEMM_CHUNK_BYTES = 2097152
     SPARSE_CHUNK_ROWS = 256
     # Non-zeros ahead whose row of W.T a CSR row's logits prefetch, when W.T
     # is larger than SPARSE_PREFETCH_BYTES (smaller, it stays in the caches
-    # and the prefetches only cost instructions).
+    # and the prefetches only cost instructions) and its rows at most
+    # SPARSE_PREFETCH_ROW_BYTES (longer rows stream on their own; 2,000
+    # float64 classes ran a third slower with them prefetched).
     SPARSE_PREFETCH_AHEAD = 8
     SPARSE_PREFETCH_BYTES = 1048576
+    SPARSE_PREFETCH_ROW_BYTES = 1024
     # Up to this many classes the logits of C-ordered X come from the
     # micro-kernels (as in the loss; with few classes BLAS spends most of its
     # time packing panels for a product only K columns wide).
@@ -133,7 +133,7 @@ def gemm_chunk_rows(Py_ssize_t n_classes, Py_ssize_t itemsize):
     """Rows per chunk of dense X on the GEMM path, for this many classes and
     the model's dtype (see GEMM_CHUNK_BYTES).
 
-    Depends on the data's shape only, never on the thread count.
+    Depends on the model's shape and dtype only, never on the thread count.
 
     Parameters
     ----------
@@ -548,9 +548,9 @@ cdef inline void _sparse_row_logits(
     in the order of the non-zeros.
 
     The row of W.T that the non-zero SPARSE_PREFETCH_AHEAD places further on
-    needs is prefetched (``columns`` holds ``readable`` >= ``nnz`` entries):
-    the rows are scattered over W.T, and fetched only when needed, each
-    product waited for its row.
+    needs is prefetched while that non-zero is among the ``readable`` entries
+    of ``columns`` (0: no prefetch): the rows are scattered over W.T, and
+    fetched only when needed, each product waited for its row.
     """
     cdef Py_ssize_t p, k, line, K = n_classes
     cdef Py_ssize_t row_bytes = K * sizeof(real_t)
@@ -586,8 +586,8 @@ cdef Py_ssize_t _sparse_chunk(
     go through ``row_scratch`` (K values) to its label (``labels[i]``; see
     ``_dense_row_label``)."""
     cdef Py_ssize_t i, k, p0, p1, K = n_classes, non_finite_rows = 0
-    # Non-zeros whose rows of W.T may be prefetched: those of this chunk.
-    cdef Py_ssize_t p_end = indptr[row_end] if prefetch else 0
+    # The non-zeros whose rows of W.T may be prefetched: this chunk's.
+    cdef Py_ssize_t p_end = indptr[row_end]
     cdef double scale_x
     cdef real_t* row
     cdef bint finite, x_finite
@@ -595,8 +595,8 @@ cdef Py_ssize_t _sparse_chunk(
         row = row_scratch if labels != NULL else out + i * K
         p0 = indptr[i]
         p1 = indptr[i + 1]
-        _sparse_row_logits(data + p0, indices + p0, p1 - p0, p_end - p0, weights_t, intercept,
-                           K, z)
+        _sparse_row_logits(data + p0, indices + p0, p1 - p0, p_end - p0 if prefetch else 0,
+                           weights_t, intercept, K, z)
         finite = True
         for k in range(K):
             if not isfinite(z[k]):
@@ -809,8 +809,9 @@ cdef object _dense_run(const floating[:, :] X, const real_t[:, ::1] weights_t,
 
     micro = (not convert and d > 0 and K <= MICRO_MAX_CLASSES
              and col_stride == 1 and row_stride == d)
-    # The GEMM path reads X in place; a float32 X with a float64 model keeps
-    # the chunks of the micro-kernel path, its conversion tile sized by them.
+    # The GEMM path reads X in place. Float32 X with a float64 model (whose
+    # chunks are converted tile by tile) keeps the chunks sized by X: GEMM
+    # chunks were not measured there.
     if micro or convert:
         chunk_rows = dense_chunk_rows(d, itemsize)
     else:
@@ -1013,7 +1014,8 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
 
     n_chunks = (n + SPARSE_CHUNK_ROWS - 1) // SPARSE_CHUNK_ROWS
     T = <int> max(1, min(n_threads, n_chunks))
-    prefetch = d * K * sizeof(real_t) > SPARSE_PREFETCH_BYTES
+    prefetch = (d * K * sizeof(real_t) > SPARSE_PREFETCH_BYTES
+                and K * sizeof(real_t) <= SPARSE_PREFETCH_ROW_BYTES)
     # Per thread: K float64 logits, then a row of K output values (labels).
     scratch_size = _unshared(2 * K, sizeof(double))
     scratch_buf = <double*> PyMem_RawMalloc(T * scratch_size * sizeof(double))
