@@ -1,20 +1,17 @@
 """Reports of the prediction benchmark: Markdown and reStructuredText tables, raw JSON."""
 
-import json
 import math
 import statistics
-from pathlib import Path
 
 from suite import targets
 from suite.machine import blas_summary
 from suite.prediction import METHODS, PEER_NAMES, PREDICTION_LABELS
 from suite.report import (NOT_RUN, NOT_SUPPORTED, Table, markdown_report, milliseconds,
-                          rst_report, write_text)
+                          rst_report, write_docs_files, write_report_files)
 from suite.sweep_report import MET, MISSED, shape_label
 
 # Where --docs puts the outputs, relative to the documentation's source directory.
 DOCS_INCLUDE = "_predict_results.inc"
-DOCS_STATIC = "_static"
 DOCS_STEM = "predict_results"
 # The loss kernel's targets that apply to prediction (scikit-learn's peer here
 # is LogisticRegression).
@@ -188,10 +185,7 @@ def write_outputs(run, directory):
     -------
     paths : list of pathlib.Path
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    return [write_text(directory / "predict.md", render_markdown(run)),
-            write_text(directory / "predict.json", json.dumps(run, indent=1))]
+    return write_report_files(run, directory, "predict", render_markdown(run))
 
 
 def write_docs(run, docs_directory):
@@ -202,8 +196,5 @@ def write_docs(run, docs_directory):
     -------
     paths : list of pathlib.Path
     """
-    static = Path(docs_directory) / DOCS_STATIC
-    static.mkdir(exist_ok=True)
-    return [write_text(Path(docs_directory) / DOCS_INCLUDE, render_rst(run)),
-            write_text(static / f"{DOCS_STEM}.json", json.dumps(run, indent=1)),
-            write_text(static / f"{DOCS_STEM}.md", render_markdown(run))]
+    return write_docs_files(run, docs_directory, DOCS_INCLUDE, DOCS_STEM, render_rst(run),
+                            render_markdown(run))

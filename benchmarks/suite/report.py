@@ -381,8 +381,9 @@ def write_text(path, text):
     return path
 
 
-def write_outputs(run, directory):
-    """Write ``results.md``, ``results.json`` and ``results.png`` into ``directory``.
+def write_report_files(run, directory, stem, markdown):
+    """Write ``<stem>.md`` (the report) and ``<stem>.json`` (the raw run) into
+    ``directory``, creating it.
 
     Returns
     -------
@@ -390,27 +391,49 @@ def write_outputs(run, directory):
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    png = directory / "results.png"
+    return [write_text(directory / f"{stem}.md", markdown),
+            write_text(directory / f"{stem}.json", json.dumps(run, indent=1))]
+
+
+def write_docs_files(run, docs_directory, include, stem, rst, markdown):
+    """Write a report into the documentation's source directory: ``include``
+    (reStructuredText) and, under ``_static/``, ``<stem>.json`` and
+    ``<stem>.md``.
+
+    Returns
+    -------
+    paths : list of pathlib.Path
+    """
+    return [write_text(Path(docs_directory) / include, rst),
+            *write_report_files(run, Path(docs_directory) / DOCS_STATIC, stem, markdown)]
+
+
+def write_outputs(run, directory):
+    """Write ``results.md``, ``results.json`` and ``results.png`` into ``directory``.
+
+    Returns
+    -------
+    paths : list of pathlib.Path
+    """
+    paths = write_report_files(run, directory, "results", render_markdown(run))
+    png = Path(directory) / "results.png"
     plot(run, png)
-    return [write_text(directory / "results.md", render_markdown(run)),
-            write_text(directory / "results.json", json.dumps(run, indent=1)), png]
+    return [*paths, png]
 
 
 def write_docs(run, docs_directory):
     """Write the report into the documentation's source directory.
 
     ``_benchmark_results.inc`` (reStructuredText, included by
-    ``benchmarks.rst``) and, under ``_static/``, the plot, the raw JSON and the
-    Markdown report.
+    ``benchmarks.rst``) and, under ``_static/``, the raw JSON, the Markdown
+    report and the plot.
 
     Returns
     -------
     paths : list of pathlib.Path
     """
-    static = Path(docs_directory) / DOCS_STATIC
-    static.mkdir(exist_ok=True)
-    png = static / f"{DOCS_STEM}.png"
+    paths = write_docs_files(run, docs_directory, DOCS_INCLUDE, DOCS_STEM, render_rst(run),
+                             render_markdown(run))
+    png = Path(docs_directory) / DOCS_STATIC / f"{DOCS_STEM}.png"
     plot(run, png)
-    return [write_text(Path(docs_directory) / DOCS_INCLUDE, render_rst(run)),
-            write_text(static / f"{DOCS_STEM}.json", json.dumps(run, indent=1)),
-            write_text(static / f"{DOCS_STEM}.md", render_markdown(run)), png]
+    return [*paths, png]

@@ -1,6 +1,5 @@
 """Reports of a sweep: heatmaps over (d, K), Markdown and reStructuredText tables, raw JSON."""
 
-import json
 import math
 from pathlib import Path
 
@@ -9,7 +8,8 @@ from suite.evaluation import EVALUATION_LABELS, PEER_NAMES
 from suite.fitting import SOLVER_LABELS
 from suite.machine import blas_summary
 from suite.report import (NOT_RUN, NOT_SUPPORTED, Table, markdown_report, megabytes,
-                          milliseconds, rst_report, significant, write_text)
+                          milliseconds, rst_report, significant, write_docs_files,
+                          write_report_files)
 
 MET, MISSED = "✓", "✗"
 DTYPES = ("float64", "float32")
@@ -323,26 +323,21 @@ def write_outputs(run, directory):
     -------
     paths : list of pathlib.Path
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    return [write_text(directory / "sweep.md", render_markdown(run)),
-            write_text(directory / "sweep.json", json.dumps(run, indent=1)),
-            *(plot(run, kind, directory / f"{kind}.png") for kind in HEATMAPS)]
+    paths = write_report_files(run, directory, "sweep", render_markdown(run))
+    return [*paths, *(plot(run, kind, Path(directory) / f"{kind}.png") for kind in HEATMAPS)]
 
 
 def write_docs(run, docs_directory):
     """Write the report into the documentation's source directory.
 
     ``_sweep_results.inc`` (reStructuredText, included by ``benchmarks.rst``)
-    and, under ``_static/``, the heatmaps, the raw JSON and the Markdown report.
+    and, under ``_static/``, the raw JSON, the Markdown report and the heatmaps.
 
     Returns
     -------
     paths : list of pathlib.Path
     """
+    paths = write_docs_files(run, docs_directory, DOCS_INCLUDE, DOCS_STEM, render_rst(run),
+                             render_markdown(run))
     static = Path(docs_directory) / DOCS_STATIC
-    static.mkdir(exist_ok=True)
-    return [write_text(Path(docs_directory) / DOCS_INCLUDE, render_rst(run)),
-            write_text(static / f"{DOCS_STEM}.json", json.dumps(run, indent=1)),
-            write_text(static / f"{DOCS_STEM}.md", render_markdown(run)),
-            *(plot(run, kind, static / f"{kind}.png") for kind in HEATMAPS)]
+    return [*paths, *(plot(run, kind, static / f"{kind}.png") for kind in HEATMAPS)]
