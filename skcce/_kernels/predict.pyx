@@ -24,7 +24,10 @@ buffer and multiplied by DGEMM, so ``X`` is never copied as a whole. ``X``
 may be C-ordered, Fortran-ordered or row-strided: the GEMM reads it in place.
 
 CSR ``X`` is processed row by row over the non-zeros, accumulating in
-float64.
+float64, in the hot loops' instruction set (``csr_rows.h``): each row's sums
+held in registers for up to 32 classes, and the rows of W.T ahead
+prefetched when W.T outgrows the caches. Where the instruction set has a
+fused multiply-add, each term is added with one rounding.
 
 Numerics. Softmax and log-softmax are computed in float64 from the row
 maximum ``m``: ``p_k = exp(z_k - m) / s`` and
@@ -48,13 +51,11 @@ from cython.parallel cimport prange
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport exp, log, fabs, frexp, ldexp, isfinite, NAN
+from libc.stdint cimport int32_t
 
 from skcce._kernels.argmax cimport row_argmax
 from skcce._kernels.common cimport gemm, index_t, omp_get_thread_num
 from skcce._kernels.simd cimport SKCCE_PREDICT_ROWS, select_simd_loops, skcce_simd
-
-cdef extern from "portability.h":
-    void SKCCE_PREFETCH(const void* address) noexcept nogil
 
 cdef extern from "microkernel.h":
     int SKCCE_LANES_f64
@@ -91,12 +92,11 @@ cdef enum:
     # wide rows made chunks of 16 rows that spent most of their time packing.
     GEMM_CHUNK_BYTES = 2097152
     SPARSE_CHUNK_ROWS = 256
-    # Non-zeros ahead whose row of W.T a CSR row's logits prefetch, when W.T
-    # is larger than SPARSE_PREFETCH_BYTES (smaller, it stays in the caches
-    # and the prefetches only cost instructions) and its rows at most
-    # SPARSE_PREFETCH_ROW_BYTES (longer rows stream on their own; 2,000
-    # float64 classes ran a third slower with them prefetched).
-    SPARSE_PREFETCH_AHEAD = 8
+    # A CSR row's logits prefetch the rows of W.T they are about to need
+    # (csr_rows.h) when W.T is larger than SPARSE_PREFETCH_BYTES (smaller, it
+    # stays in the caches and the prefetches only cost instructions) and its
+    # rows at most SPARSE_PREFETCH_ROW_BYTES (longer rows stream on their
+    # own; 2,000 float64 classes ran a third slower with them prefetched).
     SPARSE_PREFETCH_BYTES = 1048576
     SPARSE_PREFETCH_ROW_BYTES = 1024
     # Up to this many classes the logits of C-ordered X come from the
@@ -545,30 +545,39 @@ cdef inline void _sparse_row_logits(
     const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes, double* z,
 ) noexcept nogil:
     """``z = b + sum_p values[p] * W.T[columns[p]]`` of one CSR row, in float64,
-    in the order of the non-zeros.
+    in the order of the non-zeros (csr_rows.h, for the instruction set).
 
-    The row of W.T that the non-zero SPARSE_PREFETCH_AHEAD places further on
-    needs is prefetched while that non-zero is among the ``readable`` entries
-    of ``columns`` (0: no prefetch): the rows are scattered over W.T, and
-    fetched only when needed, each product waited for its row.
+    The rows of W.T that the non-zeros among the first ``readable`` of
+    ``columns`` need are prefetched a few non-zeros ahead (0: no prefetch).
     """
-    cdef Py_ssize_t p, k, line, K = n_classes
-    cdef Py_ssize_t row_bytes = K * sizeof(real_t)
-    cdef double v
-    cdef const real_t* w
-    cdef const char* ahead
-    for k in range(K):
-        z[k] = intercept[k]
-    for p in range(nnz):
-        if p + SPARSE_PREFETCH_AHEAD < readable:
-            ahead = <const char*> (weights_t + columns[p + SPARSE_PREFETCH_AHEAD] * K)
-            for line in range(0, row_bytes, 64):
-                SKCCE_PREFETCH(ahead + line)
-            SKCCE_PREFETCH(ahead + row_bytes - 1)  # (a row may end on one more line)
-        v = values[p]
-        w = weights_t + columns[p] * K
-        for k in range(K):
-            z[k] = z[k] + v * w[k]
+    if floating is double and real_t is double:
+        if index_t is int32_t:
+            skcce_simd.csr_row_logits_x64_w64_i32(values, columns, nnz, readable, weights_t,
+                                                  intercept, n_classes, z)
+        else:
+            skcce_simd.csr_row_logits_x64_w64_i64(values, columns, nnz, readable, weights_t,
+                                                  intercept, n_classes, z)
+    elif floating is double:
+        if index_t is int32_t:
+            skcce_simd.csr_row_logits_x64_w32_i32(values, columns, nnz, readable, weights_t,
+                                                  intercept, n_classes, z)
+        else:
+            skcce_simd.csr_row_logits_x64_w32_i64(values, columns, nnz, readable, weights_t,
+                                                  intercept, n_classes, z)
+    elif real_t is double:
+        if index_t is int32_t:
+            skcce_simd.csr_row_logits_x32_w64_i32(values, columns, nnz, readable, weights_t,
+                                                  intercept, n_classes, z)
+        else:
+            skcce_simd.csr_row_logits_x32_w64_i64(values, columns, nnz, readable, weights_t,
+                                                  intercept, n_classes, z)
+    else:
+        if index_t is int32_t:
+            skcce_simd.csr_row_logits_x32_w32_i32(values, columns, nnz, readable, weights_t,
+                                                  intercept, n_classes, z)
+        else:
+            skcce_simd.csr_row_logits_x32_w32_i64(values, columns, nnz, readable, weights_t,
+                                                  intercept, n_classes, z)
 
 
 cdef Py_ssize_t _sparse_chunk(

@@ -2,8 +2,10 @@
  *
  * simd_loops.c holds the loops that decide the kernels' speed: the dense
  * micro-kernels (microkernel.h, rowkernel_impl.h), the sparse tile loops
- * (sparse_tiles.h), the vectorized exp and log (vector_exp.h), the softmax
- * residuals for class labels (softmax_impl.h) and the L-BFGS
+ * (sparse_tiles.h), prediction's CSR logits (csr_rows.h), the vectorized
+ * exp and log (vector_exp.h), the softmax residuals for class labels
+ * (softmax_impl.h), prediction's softmax and labels
+ * (predict_softmax_impl.h) and the L-BFGS
  * direction's vector passes (skcce_axpy_dot). setup.py
  * compiles it once per instruction set the compiler can target: always the
  * baseline ("base"), and on x86-64 also AVX2 + FMA ("avx2") and AVX-512
@@ -115,6 +117,32 @@ typedef struct {
                                const double* b, ptrdiff_t* labels, unsigned char* nonfinite);
     void (*predict_labels_f32)(const float* z, ptrdiff_t ldz, ptrdiff_t n_rows, ptrdiff_t K,
                                const float* b, ptrdiff_t* labels, unsigned char* nonfinite);
+    /* Prediction's logits of one CSR row, in float64 (csr_rows.h), per type
+     * of X's values (x), of the coefficients (w) and of the indices (i). */
+    void (*csr_row_logits_x64_w64_i32)(const double* values, const int32_t* columns,
+                                         ptrdiff_t nnz, ptrdiff_t readable, const double* wt,
+                                         const double* b, ptrdiff_t K, double* z);
+    void (*csr_row_logits_x64_w64_i64)(const double* values, const int64_t* columns,
+                                         ptrdiff_t nnz, ptrdiff_t readable, const double* wt,
+                                         const double* b, ptrdiff_t K, double* z);
+    void (*csr_row_logits_x64_w32_i32)(const double* values, const int32_t* columns,
+                                         ptrdiff_t nnz, ptrdiff_t readable, const float* wt,
+                                         const float* b, ptrdiff_t K, double* z);
+    void (*csr_row_logits_x64_w32_i64)(const double* values, const int64_t* columns,
+                                         ptrdiff_t nnz, ptrdiff_t readable, const float* wt,
+                                         const float* b, ptrdiff_t K, double* z);
+    void (*csr_row_logits_x32_w64_i32)(const float* values, const int32_t* columns,
+                                         ptrdiff_t nnz, ptrdiff_t readable, const double* wt,
+                                         const double* b, ptrdiff_t K, double* z);
+    void (*csr_row_logits_x32_w64_i64)(const float* values, const int64_t* columns,
+                                         ptrdiff_t nnz, ptrdiff_t readable, const double* wt,
+                                         const double* b, ptrdiff_t K, double* z);
+    void (*csr_row_logits_x32_w32_i32)(const float* values, const int32_t* columns,
+                                         ptrdiff_t nnz, ptrdiff_t readable, const float* wt,
+                                         const float* b, ptrdiff_t K, double* z);
+    void (*csr_row_logits_x32_w32_i64)(const float* values, const int64_t* columns,
+                                         ptrdiff_t nnz, ptrdiff_t readable, const float* wt,
+                                         const float* b, ptrdiff_t K, double* z);
 } skcce_simd_loops;
 
 /* The selected loops (all NULL until skcce_simd_select). */

@@ -1,7 +1,7 @@
 # The hot loops chosen at import for the CPU (simd.h): dense and sparse call
 # them through ``skcce_simd``.
 
-from libc.stdint cimport int32_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint32_t
 
 
 cdef extern from "simd.h":
@@ -76,6 +76,38 @@ cdef extern from "simd.h":
         void (*predict_labels_f32)(const float* z, Py_ssize_t ldz, Py_ssize_t n_rows,
                                    Py_ssize_t K, const float* b, Py_ssize_t* labels,
                                    unsigned char* nonfinite) noexcept nogil
+        void (*csr_row_logits_x64_w64_i32)(const double* values, const int32_t* columns,
+                                             Py_ssize_t nnz, Py_ssize_t readable,
+                                             const double* wt, const double* b, Py_ssize_t K,
+                                             double* z) noexcept nogil
+        void (*csr_row_logits_x64_w64_i64)(const double* values, const int64_t* columns,
+                                             Py_ssize_t nnz, Py_ssize_t readable,
+                                             const double* wt, const double* b, Py_ssize_t K,
+                                             double* z) noexcept nogil
+        void (*csr_row_logits_x64_w32_i32)(const double* values, const int32_t* columns,
+                                             Py_ssize_t nnz, Py_ssize_t readable,
+                                             const float* wt, const float* b, Py_ssize_t K,
+                                             double* z) noexcept nogil
+        void (*csr_row_logits_x64_w32_i64)(const double* values, const int64_t* columns,
+                                             Py_ssize_t nnz, Py_ssize_t readable,
+                                             const float* wt, const float* b, Py_ssize_t K,
+                                             double* z) noexcept nogil
+        void (*csr_row_logits_x32_w64_i32)(const float* values, const int32_t* columns,
+                                             Py_ssize_t nnz, Py_ssize_t readable,
+                                             const double* wt, const double* b, Py_ssize_t K,
+                                             double* z) noexcept nogil
+        void (*csr_row_logits_x32_w64_i64)(const float* values, const int64_t* columns,
+                                             Py_ssize_t nnz, Py_ssize_t readable,
+                                             const double* wt, const double* b, Py_ssize_t K,
+                                             double* z) noexcept nogil
+        void (*csr_row_logits_x32_w32_i32)(const float* values, const int32_t* columns,
+                                             Py_ssize_t nnz, Py_ssize_t readable,
+                                             const float* wt, const float* b, Py_ssize_t K,
+                                             double* z) noexcept nogil
+        void (*csr_row_logits_x32_w32_i64)(const float* values, const int64_t* columns,
+                                             Py_ssize_t nnz, Py_ssize_t readable,
+                                             const float* wt, const float* b, Py_ssize_t K,
+                                             double* z) noexcept nogil
 
     skcce_simd_loops skcce_simd
     const char* skcce_simd_select(const char* cap)

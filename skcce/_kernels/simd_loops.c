@@ -25,6 +25,7 @@
 #include "simd_loops.h"
 #include "microkernel.h"
 #include "sparse_tiles.h"
+#include "csr_rows.h"
 #include "vector_exp.h"
 
 #define SKCCE_T double
@@ -72,6 +73,54 @@
 #define SKCCE_SUFFIX f32
 #define SKCCE_LOWEST (-3.4028234663852886e38)
 #include "predict_softmax_impl.h"
+
+#define SKCCE_TX double
+#define SKCCE_TW double
+#define SKCCE_TI int32_t
+#define SKCCE_SUFFIX x64_w64_i32
+#include "csr_rows_impl.h"
+
+#define SKCCE_TX double
+#define SKCCE_TW double
+#define SKCCE_TI int64_t
+#define SKCCE_SUFFIX x64_w64_i64
+#include "csr_rows_impl.h"
+
+#define SKCCE_TX double
+#define SKCCE_TW float
+#define SKCCE_TI int32_t
+#define SKCCE_SUFFIX x64_w32_i32
+#include "csr_rows_impl.h"
+
+#define SKCCE_TX double
+#define SKCCE_TW float
+#define SKCCE_TI int64_t
+#define SKCCE_SUFFIX x64_w32_i64
+#include "csr_rows_impl.h"
+
+#define SKCCE_TX float
+#define SKCCE_TW double
+#define SKCCE_TI int32_t
+#define SKCCE_SUFFIX x32_w64_i32
+#include "csr_rows_impl.h"
+
+#define SKCCE_TX float
+#define SKCCE_TW double
+#define SKCCE_TI int64_t
+#define SKCCE_SUFFIX x32_w64_i64
+#include "csr_rows_impl.h"
+
+#define SKCCE_TX float
+#define SKCCE_TW float
+#define SKCCE_TI int32_t
+#define SKCCE_SUFFIX x32_w32_i32
+#include "csr_rows_impl.h"
+
+#define SKCCE_TX float
+#define SKCCE_TW float
+#define SKCCE_TI int64_t
+#define SKCCE_SUFFIX x32_w32_i64
+#include "csr_rows_impl.h"
 
 int SKCCE_EXPORT(skcce_vector_bytes)(void)
 {

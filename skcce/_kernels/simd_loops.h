@@ -59,6 +59,19 @@ double* SKCCE_EXPORT(skcce_tile_scatter_f32)(const uint32_t*, const float*, ptrd
                                              const double*, ptrdiff_t, double*,
                                              const double*, ptrdiff_t);
 
+#define SKCCE_CSR_ROW_LOGITS(TX, TW, TI, suffix) \
+    void SKCCE_EXPORT(SKCCE_TYPED(skcce_csr_row_logits, suffix))( \
+        const TX*, const TI*, ptrdiff_t, ptrdiff_t, const TW*, const TW*, ptrdiff_t, double*);
+SKCCE_CSR_ROW_LOGITS(double, double, int32_t, x64_w64_i32)
+SKCCE_CSR_ROW_LOGITS(double, double, int64_t, x64_w64_i64)
+SKCCE_CSR_ROW_LOGITS(double, float, int32_t, x64_w32_i32)
+SKCCE_CSR_ROW_LOGITS(double, float, int64_t, x64_w32_i64)
+SKCCE_CSR_ROW_LOGITS(float, double, int32_t, x32_w64_i32)
+SKCCE_CSR_ROW_LOGITS(float, double, int64_t, x32_w64_i64)
+SKCCE_CSR_ROW_LOGITS(float, float, int32_t, x32_w32_i32)
+SKCCE_CSR_ROW_LOGITS(float, float, int64_t, x32_w32_i64)
+#undef SKCCE_CSR_ROW_LOGITS
+
 #ifdef SKCCE_DISPATCH
 static const skcce_simd_loops SKCCE_EXPORT(skcce_loops) = {
     SKCCE_STRING(SKCCE_TARGET), SKCCE_EXPORT(skcce_vector_bytes),
@@ -73,6 +86,14 @@ static const skcce_simd_loops SKCCE_EXPORT(skcce_loops) = {
     SKCCE_EXPORT(skcce_axpy_dot),
     SKCCE_EXPORT(skcce_predict_softmax_f64), SKCCE_EXPORT(skcce_predict_softmax_f32),
     SKCCE_EXPORT(skcce_predict_labels_f64), SKCCE_EXPORT(skcce_predict_labels_f32),
+    SKCCE_EXPORT(skcce_csr_row_logits_x64_w64_i32),
+    SKCCE_EXPORT(skcce_csr_row_logits_x64_w64_i64),
+    SKCCE_EXPORT(skcce_csr_row_logits_x64_w32_i32),
+    SKCCE_EXPORT(skcce_csr_row_logits_x64_w32_i64),
+    SKCCE_EXPORT(skcce_csr_row_logits_x32_w64_i32),
+    SKCCE_EXPORT(skcce_csr_row_logits_x32_w64_i64),
+    SKCCE_EXPORT(skcce_csr_row_logits_x32_w32_i32),
+    SKCCE_EXPORT(skcce_csr_row_logits_x32_w32_i64),
 };
 #undef SKCCE_EXPORT
 #endif

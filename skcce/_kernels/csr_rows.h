@@ -1,0 +1,62 @@
+/* Prediction's logits of one CSR row:
+ *
+ *   z[k] = b[k] + sum_p values[p] * W.T[columns[p], k]     (float64)
+ *
+ * each sum in the order of the row's non-zeros, so results do not depend on
+ * threads. Up to SKCCE_CSR_REGISTER_CLASSES classes, the sums stay in
+ * registers for the whole row (a copy of the loop per class count): kept in
+ * memory, every product waited for the store of the previous one. With more
+ * classes they are kept in z, and each non-zero adds its whole row of W.T
+ * (passes over the row's non-zeros for slices of 32 classes, in registers,
+ * were slower: each pass fetched only part of each row of W.T).
+ *
+ * The rows of W.T that the non-zeros need are scattered over it; while the
+ * row is processed, the row of W.T of the non-zero SKCCE_CSR_AHEAD places
+ * further on is prefetched, all its lines, as long as that non-zero is among
+ * the first `readable` of `columns` (0: no prefetch; the caller prefetches
+ * only when W.T exceeds the caches and its rows are short).
+ *
+ * The function is written once, in csr_rows_impl.h, which simd_loops.c
+ * includes once per type of X's values, of the coefficients and of the
+ * indices (skcce_csr_row_logits_x64_w64_i32, ...), and compiles once per
+ * instruction set (see simd.h).
+ */
+#ifndef SKCCE_CSR_ROWS_H
+#define SKCCE_CSR_ROWS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "portability.h"
+
+#define SKCCE_CSR_AHEAD 8
+#define SKCCE_CSR_REGISTER_CLASSES 32
+
+/* CASE(NK) for each class count with a loop of its own (a switch's cases). */
+#define SKCCE_CSR_SPECIALIZED_K(CASE) \
+    CASE(1) CASE(2) CASE(3) CASE(4) CASE(5) CASE(6) CASE(7) CASE(8) CASE(9) CASE(10) \
+    CASE(11) CASE(12) CASE(13) CASE(14) CASE(15) CASE(16) CASE(17) CASE(18) CASE(19) \
+    CASE(20) CASE(21) CASE(22) CASE(23) CASE(24) CASE(25) CASE(26) CASE(27) CASE(28) \
+    CASE(29) CASE(30) CASE(31) CASE(32)
+
+/* acc + v * w, rounded once where the instruction set has a fused
+ * multiply-add and twice where it has none. Written out: a compiler free to
+ * contract fused some copies of the loop and not others (its vectorized and
+ * its scalar copies), so that a row's sums depended on where its chunk, and
+ * so the prefetching, ended: on the number of threads. */
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+#define SKCCE_CSR_MADD(acc, v, w) __builtin_fma((v), (w), (acc))
+#else
+#define SKCCE_CSR_MADD(acc, v, w) ((acc) + (v) * (w))
+#endif
+
+/* Fetch the row_bytes from row on into the cache: all its lines. */
+SKCCE_INLINE void skcce_csr_prefetch_row(const void* row, ptrdiff_t row_bytes)
+{
+    const char* start = (const char*)row;
+    for (ptrdiff_t line = 0; line < row_bytes; line += 64)
+        SKCCE_PREFETCH(start + line);
+    SKCCE_PREFETCH(start + row_bytes - 1); /* a row may end on one more line */
+}
+
+#endif
