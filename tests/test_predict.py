@@ -217,8 +217,8 @@ def test_csr_logits_every_class_count(index_dtype, data_dtype, model_dtype):
     """The CSR logits, whose sums are held in registers with a loop per class
     count up to 32 and in memory beyond, for every type of the data, the
     model and the indices: each K from 1 to 34 and a few more, against NumPy
-    in float64, bitwise the same for 1 and 3 threads. Rows of 0 to 40
-    non-zeros (repeated columns included) across a chunk end."""
+    in float64, the same for 1 and 3 threads. Rows of 0 to 40 non-zeros
+    (repeated columns included), over two chunks."""
     rng = np.random.default_rng(7)
     n, n_features = predict_kernel.sparse_chunk_rows() + 5, 50
     counts = rng.integers(0, 41, n)
@@ -241,10 +241,11 @@ def test_csr_logits_every_class_count(index_dtype, data_dtype, model_dtype):
                         err_msg=f"K = {n_classes}")
 
 
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("dtype,n_features,n_classes",
                          [(np.float64, 60_000, 3), (np.float64, 20_000, 8),
                           (np.float32, 16_000, 20), (np.float64, 4_500, 33)])
-def test_csr_with_coefficients_beyond_the_caches(dtype, n_features, n_classes):
+def test_csr_with_coefficients_beyond_the_caches(dtype, n_features, n_classes, index_dtype):
     """W.T larger than 1 MiB, whose rows the CSR kernel prefetches ahead: rows
     of 0, 1, 7, 8, 9 and 300 non-zeros, at and across chunk ends, an indptr
     starting past 0 and data past its end; every mode and the labels against
@@ -256,7 +257,8 @@ def test_csr_with_coefficients_beyond_the_caches(dtype, n_features, n_classes):
     offset, tail = 5, 7  # stored entries before indptr[0] and after indptr[-1]
     indptr = offset + np.concatenate([[0], np.cumsum(counts)])
     n_stored = indptr[-1] + tail
-    indices = rng.integers(0, n_features, n_stored)
+    indptr = indptr.astype(index_dtype)
+    indices = rng.integers(0, n_features, n_stored).astype(index_dtype)
     data = rng.standard_normal(n_stored).astype(dtype)
     coef, intercept = _coefs(n_features, n_classes, dtype, seed=13)
     weights_t = np.ascontiguousarray(coef.T)

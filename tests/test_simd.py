@@ -11,8 +11,9 @@ vectorized over features (float32 with K = 2 to 5, float64 with K = 2; 133
 and 141 features), the BLAS path,
 sparse data with specialized and generic class counts, the softmax residuals
 for labels (bitwise those of one-hot targets), the L-BFGS direction's
-vector passes, and prediction's softmax and log-softmax (micro-kernel and
-BLAS paths, rows whose logits span more than 708) and labels.
+vector passes, prediction's softmax and log-softmax (micro-kernel and
+BLAS paths, rows whose logits span more than 708) and labels, and
+prediction's CSR logits with their coefficient rows prefetched.
 """
 
 import inspect
@@ -24,6 +25,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from scipy.special import log_softmax, softmax
 
 from skcce._kernels import dense
@@ -42,8 +44,32 @@ def prediction_rows(X):
     return X
 
 
-# The child defines prediction_rows too.
-CHILD = "import numpy as np\n" + inspect.getsource(prediction_rows) + textwrap.dedent(
+def csr_prediction_problems():
+    """CSR prediction with W.T over 1 MiB, whose rows the kernel prefetches:
+    K = 8, 20 and 40, float64 data and model, float32 data with either
+    model, int32 and int64 indices; 300 rows of 0 to 60 non-zeros, so a chunk
+    ends inside them (at row 256) for more than one thread."""
+    rng = np.random.default_rng(5)
+    problems = {}
+    for K in (8, 20, 40):
+        for x_dtype, w_dtype in ((np.float64, np.float64), (np.float32, np.float64),
+                                 (np.float32, np.float32)):
+            for index_dtype in (np.int32, np.int64):
+                d = 2**20 // (K * np.dtype(w_dtype).itemsize) + 100
+                indptr = np.concatenate([[0], np.cumsum(rng.integers(0, 61, 300))])
+                name = "_".join(np.dtype(t).name for t in (x_dtype, w_dtype, index_dtype))
+                problems[f"{K}_{name}"] = (
+                    rng.standard_normal(indptr[-1]).astype(x_dtype),
+                    rng.integers(0, d, indptr[-1]).astype(index_dtype),
+                    indptr.astype(index_dtype),
+                    rng.standard_normal((d, K)).astype(w_dtype),
+                    rng.standard_normal(K).astype(w_dtype))
+    return problems
+
+
+# The child defines prediction_rows and csr_prediction_problems too.
+CHILD = ("import numpy as np\n" + inspect.getsource(prediction_rows)
+         + inspect.getsource(csr_prediction_problems)) + textwrap.dedent(
     """
     import sys
     import numpy as np
@@ -88,6 +114,13 @@ CHILD = "import numpy as np\n" + inspect.getsource(prediction_rows) + textwrap.d
             labels = np.empty(X.shape[0], dtype=np.intp)
             predict.dense_predict_labels(X, weights_t, b.astype(X.dtype), 2, labels)
             out["labels_" + name] = labels
+    from skcce._kernels import predict
+    for name, (data, indices, indptr, weights_t, b) in csr_prediction_problems().items():
+        for n_threads in (1, 3):
+            z = np.empty((len(indptr) - 1, weights_t.shape[1]), weights_t.dtype)
+            predict.csr_predict(data, indices, indptr, weights_t, b, predict.DECISION,
+                                n_threads, z)
+            out[f"csr_logits{n_threads}_{name}"] = z
     np.savez(sys.argv[2], **out)
     """
 )
@@ -230,3 +263,14 @@ def test_every_instruction_set_gives_the_reference_loss_and_gradient(cap, proble
             assert clear.mean() > 0.9, name
             np.testing.assert_array_equal(result["labels_" + name][clear],
                                           logits.argmax(axis=1)[clear], err_msg=name)
+    # CSR prediction's logits (csr_rows.h), their rows of W.T prefetched:
+    # against SciPy's product in float64, and the same bits for 1 and 3
+    # threads although the prefetching stops at each chunk's end.
+    for name, (data, indices, indptr, weights_t, b) in csr_prediction_problems().items():
+        X = sp.csr_matrix((data.astype(np.float64), indices, indptr),
+                          shape=(len(indptr) - 1, weights_t.shape[0]))
+        expected = X @ weights_t.astype(np.float64) + b.astype(np.float64)
+        one, three = result["csr_logits1_" + name], result["csr_logits3_" + name]
+        np.testing.assert_array_equal(three, one, err_msg=name)
+        rtol = 1e-5 if weights_t.dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(one, expected, rtol=rtol, atol=rtol, err_msg=name)

@@ -2,13 +2,14 @@
  *
  *   z[k] = b[k] + sum_p values[p] * W.T[columns[p], k]     (float64)
  *
- * each sum in the order of the row's non-zeros, so results do not depend on
- * threads. Up to SKCCE_CSR_REGISTER_CLASSES classes, the sums stay in
- * registers for the whole row (a copy of the loop per class count): kept in
- * memory, every product waited for the store of the previous one. With more
- * classes they are kept in z, and each non-zero adds its whole row of W.T
- * (passes over the row's non-zeros for slices of 32 classes, in registers,
- * were slower: each pass fetched only part of each row of W.T).
+ * each sum in the order of the row's non-zeros, each term rounded the same
+ * way (SKCCE_CSR_MADD), so results do not depend on threads. Up to
+ * SKCCE_CSR_REGISTER_CLASSES classes, the sums stay in registers for the
+ * whole row (a copy of the loop per class count): kept in memory, every
+ * product waited for the store of the previous one. With more classes they
+ * are kept in z, and each non-zero adds its whole row of W.T (passes over
+ * the row's non-zeros for slices of 32 classes, in registers, were slower:
+ * each pass fetched only part of each row of W.T).
  *
  * The rows of W.T that the non-zeros need are scattered over it; while the
  * row is processed, the row of W.T of the non-zero SKCCE_CSR_AHEAD places
@@ -39,15 +40,22 @@
     CASE(20) CASE(21) CASE(22) CASE(23) CASE(24) CASE(25) CASE(26) CASE(27) CASE(28) \
     CASE(29) CASE(30) CASE(31) CASE(32)
 
-/* acc + v * w, rounded once where the instruction set has a fused
- * multiply-add and twice where it has none. Written out: a compiler free to
- * contract fused some copies of the loop and not others (its vectorized and
- * its scalar copies), so that a row's sums depended on where its chunk, and
- * so the prefetching, ended: on the number of threads. */
-#if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+/* acc + v * w, rounded once wherever the compiler targets a fused
+ * multiply-add (GCC and clang with AVX2, AVX-512 or arm64, and any other
+ * target with a fast fma) and twice elsewhere. Written out: left free to
+ * contract, a compiler fused some copies of the loop and not others (its
+ * vectorized and its scalar copies), so that a row's sums depended on where
+ * its chunk, and so the prefetching, ended: on the number of threads. MSVC
+ * contracts only when told to, except before Visual Studio 2022, hence the
+ * pragma (for the rest of simd_loops.c). */
+#if (defined(__GNUC__) || defined(__clang__)) \
+    && (defined(__FMA__) || defined(__ARM_FEATURE_FMA) || defined(__FP_FAST_FMA))
 #define SKCCE_CSR_MADD(acc, v, w) __builtin_fma((v), (w), (acc))
 #else
 #define SKCCE_CSR_MADD(acc, v, w) ((acc) + (v) * (w))
+#if defined(_MSC_VER) && !defined(__clang__)
+#pragma fp_contract(off)
+#endif
 #endif
 
 /* Fetch the row_bytes from row on into the cache: all its lines. */

@@ -14,20 +14,20 @@
  * compile-time constant (at most SKCCE_CSR_REGISTER_CLASSES) the sums stay in
  * registers for the whole row; otherwise (NK = K, any number of classes) in
  * z. While the non-zero SKCCE_CSR_AHEAD places further on is among the first
- * `prefetch_end`, its row of W.T is prefetched. */
+ * `readable`, its row of W.T is prefetched. */
 SKCCE_INLINE void SKCCE_FN(skcce_csr_logits)(
     const SKCCE_TX* SKCCE_RESTRICT values, const SKCCE_TI* SKCCE_RESTRICT columns,
-    ptrdiff_t nnz, ptrdiff_t prefetch_end, const SKCCE_TW* SKCCE_RESTRICT wt,
+    ptrdiff_t nnz, ptrdiff_t readable, const SKCCE_TW* SKCCE_RESTRICT wt,
     const SKCCE_TW* SKCCE_RESTRICT b, const ptrdiff_t NK, const int in_registers,
     double* SKCCE_RESTRICT z)
 {
     double registers[SKCCE_CSR_REGISTER_CLASSES];
-    double* SKCCE_RESTRICT acc = in_registers ? registers : z;
+    double* acc = in_registers ? registers : z;
     const ptrdiff_t row_bytes = NK * (ptrdiff_t)sizeof(SKCCE_TW);
     ptrdiff_t p = 0, k;
     for (k = 0; k < NK; k++)
         acc[k] = (double)b[k];
-    for (; p + SKCCE_CSR_AHEAD < prefetch_end && p < nnz; p++) {
+    for (; p + SKCCE_CSR_AHEAD < readable && p < nnz; p++) {
         skcce_csr_prefetch_row(wt + (size_t)columns[p + SKCCE_CSR_AHEAD] * NK, row_bytes);
         const double v = (double)values[p];
         const SKCCE_TW* w = wt + (size_t)columns[p] * NK;

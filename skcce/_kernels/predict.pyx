@@ -26,8 +26,8 @@ may be C-ordered, Fortran-ordered or row-strided: the GEMM reads it in place.
 CSR ``X`` is processed row by row over the non-zeros, accumulating in
 float64, in the hot loops' instruction set (``csr_rows.h``): each row's sums
 held in registers for up to 32 classes, and the rows of W.T ahead
-prefetched when W.T outgrows the caches. Where the instruction set has a
-fused multiply-add, each term is added with one rounding.
+prefetched when W.T outgrows the caches. Where the compiler targets a fused
+multiply-add, each term is added with one rounding.
 
 Numerics. Softmax and log-softmax are computed in float64 from the row
 maximum ``m``: ``p_k = exp(z_k - m) / s`` and
