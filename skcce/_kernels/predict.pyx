@@ -27,7 +27,9 @@ CSR ``X`` is processed row by row over the non-zeros, accumulating in
 float64, in the hot loops' instruction set (``csr_rows.h``): each row's sums
 held in registers for up to 32 classes, and the rows of W.T ahead
 prefetched when W.T outgrows the caches. Where the compiler targets a fused
-multiply-add, each term is added with one rounding.
+multiply-add, each term is added with one rounding. The (log-)softmax takes
+eight rows' float64 logits at a time (a thread's scratch: 8 rows of K
+float64 logits besides the softmax's 16).
 
 Numerics. Softmax and log-softmax are computed in float64 from the row
 maximum ``m``: ``p_k = exp(z_k - m) / s`` and
@@ -48,7 +50,7 @@ its own, so the result is bitwise identical for every thread count.
 
 from cython cimport floating
 from cython.parallel cimport prange
-from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
+from cpython.mem cimport PyMem_RawCalloc, PyMem_RawFree, PyMem_RawMalloc
 from libc.float cimport DBL_MAX, FLT_MAX
 from libc.math cimport exp, log, fabs, frexp, ldexp, isfinite, NAN
 from libc.stdint cimport int32_t
@@ -580,12 +582,71 @@ cdef inline void _sparse_row_logits(
                                                   intercept, n_classes, z)
 
 
+cdef Py_ssize_t _sparse_softmax_chunk(
+    const floating* data, const index_t* indices, const index_t* indptr,
+    Py_ssize_t row_start, Py_ssize_t row_end,
+    const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes,
+    double scale_w, int mode, real_t* out, double* z, bint prefetch,
+    const double* zeros, double* softmax_scratch, unsigned char* nonfinite,
+) noexcept nogil:
+    """``_sparse_chunk``'s probabilities or log-probabilities: the logits of
+    SKCCE_PREDICT_ROWS rows at a time into ``z`` (float64, intercepts
+    included), then their (log-)softmax in the hot loops' instruction set
+    (``predict_softmax_impl.h``, with ``zeros`` as intercepts), in float64
+    and rounded to the output's dtype. Rows whose logits are not finite are
+    recomputed scaled, or get NaN when X's row is not finite (counted)."""
+    cdef Py_ssize_t i, r, k, p0, p1, rows, K = n_classes, non_finite_rows = 0
+    # The non-zeros whose rows of W.T may be prefetched: this chunk's.
+    cdef Py_ssize_t p_end = indptr[row_end]
+    cdef double scale_x, v
+    cdef double lowest = -FLT_MAX
+    cdef real_t* row
+    i = row_start
+    while i < row_end:
+        rows = min(<Py_ssize_t> SKCCE_PREDICT_ROWS, row_end - i)
+        for r in range(rows):
+            p0 = indptr[i + r]
+            p1 = indptr[i + r + 1]
+            _sparse_row_logits(data + p0, indices + p0, p1 - p0,
+                               p_end - p0 if prefetch else 0, weights_t, intercept, K,
+                               z + r * K)
+        if real_t is double:
+            skcce_simd.predict_softmax_f64(z, K, rows, K, zeros, mode == MODE_LOG_PROBA,
+                                           out + i * K, nonfinite, softmax_scratch)
+        else:
+            # In place in float64, then rounded (log-probabilities saturated
+            # at float32's most negative finite value).
+            skcce_simd.predict_softmax_f64(z, K, rows, K, zeros, mode == MODE_LOG_PROBA,
+                                           z, nonfinite, softmax_scratch)
+            for r in range(rows):
+                if not nonfinite[r]:
+                    for k in range(K):
+                        v = z[r * K + k]
+                        out[(i + r) * K + k] = <real_t> (v if v > lowest else lowest)
+        for r in range(rows):
+            if not nonfinite[r]:
+                continue
+            row = out + (i + r) * K
+            p0 = indptr[i + r]
+            p1 = indptr[i + r + 1]
+            if not _row_is_finite(data + p0, 1, p1 - p0):
+                non_finite_rows += 1
+                _fill_nan(row, K)
+            else:
+                scale_x = _rescaled_sparse_row(data + p0, indices + p0, p1 - p0, weights_t,
+                                               intercept, K, scale_w, z + r * K)
+                _finish_row(z + r * K, K, scale_x, scale_w, mode, row)
+        i += rows
+    return non_finite_rows
+
+
 cdef Py_ssize_t _sparse_chunk(
     const floating* data, const index_t* indices, const index_t* indptr,
     Py_ssize_t row_start, Py_ssize_t row_end,
     const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes,
     double scale_w, int mode, real_t* out, double* z, real_t* row_scratch,
-    Py_ssize_t* labels, bint prefetch,
+    Py_ssize_t* labels, bint prefetch, const double* zeros, double* softmax_scratch,
+    unsigned char* nonfinite,
 ) noexcept nogil:
     """Rows [row_start, row_end) of ``out`` from CSR X, accumulated in float64
     (``prefetch``: the rows of W.T ahead, see ``_sparse_row_logits``);
@@ -593,7 +654,13 @@ cdef Py_ssize_t _sparse_chunk(
     ``_dense_chunk``: every stored value is multiplied in). If ``labels`` is
     not NULL, ``mode`` is DECISION, ``out`` is unused and each row's logits
     go through ``row_scratch`` (K values) to its label (``labels[i]``; see
-    ``_dense_row_label``)."""
+    ``_dense_row_label``). ``z`` holds SKCCE_PREDICT_ROWS x K float64 logits;
+    ``zeros`` (K), ``softmax_scratch`` and ``nonfinite`` (SKCCE_PREDICT_ROWS
+    flags) are the (log-)softmax's, see ``_sparse_softmax_chunk``."""
+    if mode != MODE_DECISION:
+        return _sparse_softmax_chunk(data, indices, indptr, row_start, row_end, weights_t,
+                                     intercept, n_classes, scale_w, mode, out, z, prefetch,
+                                     zeros, softmax_scratch, nonfinite)
     cdef Py_ssize_t i, k, p0, p1, K = n_classes, non_finite_rows = 0
     # The non-zeros whose rows of W.T may be prefetched: this chunk's.
     cdef Py_ssize_t p_end = indptr[row_end]
@@ -997,9 +1064,10 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
     """:func:`csr_predict` into ``outp``, or labels into ``labelsp``."""
     cdef Py_ssize_t n = indptr.shape[0] - 1, d = weights_t.shape[0]
     cdef Py_ssize_t K = weights_t.shape[1], nnz = indices.shape[0]
-    cdef Py_ssize_t c, n_chunks, scratch_size
+    cdef Py_ssize_t c, n_chunks, scratch_size, logits_size, softmax_size
     cdef int T, tid
     cdef bint malformed = False, prefetch
+    cdef double* zeros = NULL
     cdef Py_ssize_t non_finite_rows = 0
     cdef double scale_w
     cdef double* scratch_buf = NULL
@@ -1025,10 +1093,16 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
     T = <int> max(1, min(n_threads, n_chunks))
     prefetch = (d * K * sizeof(real_t) > SPARSE_PREFETCH_BYTES
                 and K * sizeof(real_t) <= SPARSE_PREFETCH_ROW_BYTES)
-    # Per thread: K float64 logits, then a row of K output values (labels).
-    scratch_size = _unshared(2 * K, sizeof(double))
+    # Per thread: SKCCE_PREDICT_ROWS rows of float64 logits, a row of K output
+    # values (labels), the softmax's scratch and its row flags.
+    logits_size = SKCCE_PREDICT_ROWS * K
+    softmax_size = 2 * SKCCE_PREDICT_ROWS * K
+    scratch_size = _unshared(logits_size + K + softmax_size + 1, sizeof(double))
     scratch_buf = <double*> PyMem_RawMalloc(T * scratch_size * sizeof(double))
-    if scratch_buf == NULL:
+    zeros = <double*> PyMem_RawCalloc(K, sizeof(double))
+    if scratch_buf == NULL or zeros == NULL:
+        PyMem_RawFree(scratch_buf)
+        PyMem_RawFree(zeros)
         raise MemoryError()
     try:
         if nnz > 0:
@@ -1040,19 +1114,25 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
         bp = &intercept[0]
         with nogil:
             if T == 1:
-                non_finite_rows = _sparse_chunk(dp, ip, pp, 0, n, wp, bp, K, scale_w, mode,
-                                                outp, scratch_buf,
-                                                <real_t*> (scratch_buf + K), labelsp, prefetch)
+                zp = scratch_buf
+                non_finite_rows = _sparse_chunk(
+                    dp, ip, pp, 0, n, wp, bp, K, scale_w, mode, outp, zp,
+                    <real_t*> (zp + logits_size), labelsp, prefetch, zeros,
+                    zp + logits_size + K,
+                    <unsigned char*> (zp + logits_size + K + softmax_size))
             else:
                 for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
                     tid = omp_get_thread_num()
                     zp = scratch_buf + tid * scratch_size
-                    non_finite_rows += _sparse_chunk(dp, ip, pp, c * SPARSE_CHUNK_ROWS,
-                                  min((c + 1) * SPARSE_CHUNK_ROWS, n), wp, bp, K,
-                                  scale_w, mode, outp, zp, <real_t*> (zp + K), labelsp,
-                                  prefetch)
+                    non_finite_rows += _sparse_chunk(
+                        dp, ip, pp, c * SPARSE_CHUNK_ROWS,
+                        min((c + 1) * SPARSE_CHUNK_ROWS, n), wp, bp, K, scale_w, mode, outp,
+                        zp, <real_t*> (zp + logits_size), labelsp, prefetch, zeros,
+                        zp + logits_size + K,
+                        <unsigned char*> (zp + logits_size + K + softmax_size))
     finally:
         PyMem_RawFree(scratch_buf)
+        PyMem_RawFree(zeros)
     if non_finite_rows > 0:
         return False
     return True if (indptr[0] == 0 and indptr[n] == nnz) else None
