@@ -605,6 +605,57 @@ def test_overflowing_float32_logits():
     assert_allclose(decision[0, 0], exact[0, 0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_csr_probabilities_of_extreme_rows_in_blocks(dtype):
+    """CSR (log-)probabilities, computed eight rows at a time: rows whose
+    logits overflow the dtype (float64) or whose log-probabilities fall below
+    its most negative value (float32, summed in float64), a row with a NaN
+    and an empty row, scattered over full blocks, two chunks and a partial
+    last block. Against NumPy's (log-)softmax of the exact logits (shifted by
+    their maximum without overflow), and bitwise the same for 1 and 3
+    threads."""
+    rng = np.random.default_rng(21)
+    n, n_features, n_classes = predict_kernel.sparse_chunk_rows() + 45, 30, 7
+    X = sp.random(n, n_features, density=0.3, format="lil", random_state=rng,
+                  dtype=np.float64)
+    for i in range(3, n, 11):  # every 11th row huge: several per block and chunk
+        X[i, i % n_features] = np.finfo(dtype).max / 2
+    X[17, :] = 0.0  # an empty row
+    X = sp.csr_matrix(X, dtype=dtype)
+    nan_row = 40
+    X.data[X.indptr[nan_row]] = np.nan
+    coef, intercept = _coefs(n_features, n_classes, dtype, seed=22)
+    coef *= 10
+    weights_t = np.ascontiguousarray(coef.T)
+    s = 2.0**600  # exact logits / s, without overflow
+    scaled = ((X.toarray().astype(np.float64) / s) @ coef.T.astype(np.float64)
+              + intercept.astype(np.float64) / s)
+    rows = np.isfinite(scaled).all(axis=1)
+    assert (~rows).sum() == 1
+    with np.errstate(over="ignore"):
+        shifted = (scaled[rows] - scaled[rows].max(axis=1, keepdims=True)) * s
+    total = np.exp(shifted).sum(axis=1, keepdims=True)
+    lowest = np.finfo(dtype).min
+    references = {predict_kernel.PROBA: np.exp(shifted) / total,
+                  predict_kernel.LOG_PROBA: np.maximum(shifted - np.log(total), lowest)}
+    saturated = references[predict_kernel.LOG_PROBA] == lowest
+    assert saturated.sum() > 10
+    tol = {"rtol": 1e-5, "atol": 1e-7} if dtype == np.float32 else \
+        {"rtol": 1e-12, "atol": 1e-15}
+    for mode, expected in references.items():
+        outs = []
+        for n_threads in (1, 3):
+            out = np.empty((n, n_classes), dtype)
+            predict_kernel.csr_predict(X.data, X.indices, X.indptr, weights_t, intercept,
+                                       mode, n_threads, out)
+            outs.append(out)
+        assert_array_equal(outs[1], outs[0])
+        assert np.isnan(outs[0][nan_row]).all()
+        assert_allclose(outs[0][rows], expected, **tol)
+        if mode == predict_kernel.LOG_PROBA:
+            assert (outs[0][rows][saturated] == lowest).all()
+
+
 @pytest.mark.parametrize("method", ["predict_proba", "predict"])
 def test_prediction_peak_memory_is_the_result(method):
     """predict_proba and predict on 200,000 x 100 with K = 50 (C, Fortran,
