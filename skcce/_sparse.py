@@ -54,7 +54,7 @@ def kernel_csr(X, structure_checked=False):
     return X
 
 
-def check_sparse_structure(X):
+def check_sparse_structure(X, *, csr_indices=True):
     """Check the index arrays of sparse X before anything reads through them.
 
     scipy trusts the index arrays of a matrix whose arrays were modified in
@@ -67,6 +67,11 @@ def check_sparse_structure(X):
     Parameters
     ----------
     X : object
+    csr_indices : bool, default=True
+        Whether to check that a CSR matrix's column indices lie in range.
+        False for a caller whose kernel checks them itself as it reads them
+        (the prediction kernel), which saves a pass over them; ``indptr`` is
+        checked either way.
 
     Raises
     ------
@@ -83,7 +88,7 @@ def check_sparse_structure(X):
             block_rows, block_cols = X.blocksize
             major, minor = n_rows // block_rows, n_cols // block_cols
         _check_compressed(X.format, X.indptr, X.indices, major, minor,
-                          X.data.shape[0])
+                          X.data.shape[0], csr_indices or X.format != "csr")
     elif X.format == "coo":
         for name, coords, bound in (("row", X.row, n_rows), ("column", X.col, n_cols)):
             if coords.size and (coords.min() < 0 or coords.max() >= bound):
@@ -92,7 +97,7 @@ def check_sparse_structure(X):
                 )
 
 
-def _check_compressed(fmt, indptr, indices, n_major, n_minor, n_data):
+def _check_compressed(fmt, indptr, indices, n_major, n_minor, n_data, check_indices):
     name = fmt.upper()
     minor = "column" if fmt != "csc" else "row"
     if indptr.shape[0] != n_major + 1:
@@ -107,7 +112,7 @@ def _check_compressed(fmt, indptr, indices, n_major, n_minor, n_data):
         raise ValueError(
             f"Malformed {name} matrix: indptr must be non-decreasing from 0 to nnz."
         )
-    if nnz and (indices.min() < 0 or indices.max() >= n_minor):
+    if check_indices and nnz and (indices.min() < 0 or indices.max() >= n_minor):
         raise ValueError(
             f"Malformed {name} matrix: {minor} indices must lie in [0, {n_minor})."
         )

@@ -742,12 +742,56 @@ def test_kernel_rejects_malformed_csr():
     intercept = np.zeros(2)
     out = np.empty((2, 2))
     data = np.ones(2)
-    for indices, indptr in [([0, 3], [0, 1, 2]), ([0, -1], [0, 1, 2]),
-                            ([0, 1], [0, 2, 1]), ([0, 1], [0, 1, 5])]:
-        with pytest.raises(ValueError, match="malformed CSR"):
+    columns = re.escape("Malformed CSR matrix: column indices must lie in [0, 3).")
+    indptr_message = re.escape("Malformed CSR matrix: indptr must be non-decreasing")
+    for indices, indptr, message in [([0, 3], [0, 1, 2], columns),
+                                     ([0, -1], [0, 1, 2], columns),
+                                     ([0, 1], [0, 2, 1], indptr_message),
+                                     ([0, 1], [0, 1, 5], indptr_message),
+                                     ([0, 1], [-1, 1, 2], indptr_message)]:
+        with pytest.raises(ValueError, match=message):
             predict_kernel.csr_predict(data, np.array(indices, dtype=np.int32),
                                  np.array(indptr, dtype=np.int32), weights_t,
                                  intercept, predict_kernel.PROBA, 2, out)
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_kernel_finds_a_bad_column_index_in_any_chunk(index_dtype, n_threads):
+    """Each chunk of rows checks its own column indices: one index out of
+    range (too large, negative, or beyond int32 with int64 indices) in the
+    first, a middle or the last chunk, or in the last row, is found in every
+    mode and for any thread count; the same structure with that index in
+    range is accepted and gives SciPy's product."""
+    chunk = predict_kernel.sparse_chunk_rows()
+    n, d, K = 3 * chunk + 17, 40, 5
+    rng = np.random.default_rng(7)
+    X = sp.random(n, d, density=0.2, format="csr", random_state=rng, dtype=np.float64)
+    X.indices = X.indices.astype(index_dtype)
+    X.indptr = X.indptr.astype(index_dtype)
+    weights_t = rng.standard_normal((d, K))
+    intercept = rng.standard_normal(K)
+    out = np.empty((n, K))
+    labels = np.empty(n, dtype=np.intp)
+    bad_values = [d, -1] + ([2**40] if index_dtype == np.int64 else [])
+    message = re.escape(f"Malformed CSR matrix: column indices must lie in [0, {d}).")
+    for row in (0, chunk + 3, 2 * chunk, n - 1):
+        position = X.indptr[row]  # the row's first stored value
+        assert X.indptr[row + 1] > position
+        for bad in bad_values:
+            indices = X.indices.copy()
+            indices[position] = bad
+            for mode in (predict_kernel.DECISION, predict_kernel.PROBA,
+                         predict_kernel.LOG_PROBA):
+                with pytest.raises(ValueError, match=message):
+                    predict_kernel.csr_predict(X.data, indices, X.indptr, weights_t,
+                                               intercept, mode, n_threads, out)
+            with pytest.raises(ValueError, match=message):
+                predict_kernel.csr_predict_labels(X.data, indices, X.indptr, weights_t,
+                                                  intercept, n_threads, labels)
+    assert predict_kernel.csr_predict(X.data, X.indices, X.indptr, weights_t, intercept,
+                                      predict_kernel.DECISION, n_threads, out) is True
+    assert_allclose(out, X @ weights_t + intercept, rtol=1e-12, atol=1e-12)
 
 
 _FINITE_BLOCK = reductions.BLOCK_VALUES

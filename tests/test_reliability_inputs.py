@@ -211,6 +211,24 @@ def test_malformed_csr_structure_is_rejected_before_the_kernel_reads_it():
     _assert_fresh(clf)
 
 
+@pytest.mark.parametrize("bad", [D, D + 10, -1])
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "predict_log_proba",
+                                    "decision_function"])
+def test_prediction_rejects_csr_column_indices_out_of_range(method, bad):
+    """Prediction leaves the range check of CSR column indices to the kernel's
+    own pass: the error is the one the structure check gives for a fit."""
+    X, y = _data()
+    clf = SoftmaxClassifier().fit(X, y)
+    Xs = sparse.csr_matrix(X)
+    Xs.indices[-1] = bad  # the last row's last stored value
+    with pytest.raises(ValueError) as fit_error:
+        SoftmaxClassifier().fit(Xs, y)
+    with pytest.raises(ValueError) as ours:
+        getattr(clf, method)(Xs)
+    assert str(ours.value) == str(fit_error.value)
+    assert str(ours.value) == f"Malformed CSR matrix: column indices must lie in [0, {D})."
+
+
 # ---------------------------------------------------------------------------
 # Hyper-parameter validation
 # ---------------------------------------------------------------------------

@@ -646,17 +646,22 @@ cdef Py_ssize_t _sparse_chunk(
     const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes,
     double scale_w, int mode, real_t* out, double* z, real_t* row_scratch,
     Py_ssize_t* labels, bint prefetch, const double* zeros, double* softmax_scratch,
-    unsigned char* nonfinite,
+    unsigned char* nonfinite, Py_ssize_t n_features,
 ) noexcept nogil:
     """Rows [row_start, row_end) of ``out`` from CSR X, accumulated in float64
     (``prefetch``: the rows of W.T ahead, see ``_sparse_row_logits``);
     returns how many of these rows hold a NaN or an infinity (see
-    ``_dense_chunk``: every stored value is multiplied in). If ``labels`` is
+    ``_dense_chunk``: every stored value is multiplied in), or -1, with
+    nothing computed, if one of their column indices leaves
+    [0, n_features) (indptr must have been checked). If ``labels`` is
     not NULL, ``mode`` is DECISION, ``out`` is unused and each row's logits
     go through ``row_scratch`` (K values) to its label (``labels[i]``; see
     ``_dense_row_label``). ``z`` holds SKCCE_PREDICT_ROWS x K float64 logits;
     ``zeros`` (K), ``softmax_scratch`` and ``nonfinite`` (SKCCE_PREDICT_ROWS
     flags) are the (log-)softmax's, see ``_sparse_softmax_chunk``."""
+    if _columns_out_of_range(indices + indptr[row_start], indptr[row_end] - indptr[row_start],
+                             n_features):
+        return -1
     if mode != MODE_DECISION:
         return _sparse_softmax_chunk(data, indices, indptr, row_start, row_end, weights_t,
                                      intercept, n_classes, scale_w, mode, out, z, prefetch,
@@ -726,21 +731,30 @@ cdef int _check_strides(Py_ssize_t row_bytes, Py_ssize_t col_bytes, Py_ssize_t i
     return 0
 
 
-cdef bint _csr_is_malformed(const index_t* indices, const index_t* indptr, Py_ssize_t n,
-                            Py_ssize_t nnz, Py_ssize_t n_features) noexcept nogil:
-    """Whether indptr decreases or leaves [0, nnz], or an index leaves
-    [0, n_features): one cheap pass, so that a malformed matrix cannot make the
-    kernel read out of bounds."""
-    cdef Py_ssize_t i, p
+cdef bint _indptr_is_malformed(const index_t* indptr, Py_ssize_t n,
+                               Py_ssize_t nnz) noexcept nogil:
+    """Whether indptr decreases or leaves [0, nnz]: O(n_samples), before the
+    threads' pass, which checks the column indices of each chunk as it reads
+    them (``_columns_out_of_range``)."""
+    cdef Py_ssize_t i
     if indptr[0] < 0 or indptr[n] > nnz:
         return True
     for i in range(n):
         if indptr[i + 1] < indptr[i]:
             return True
-    for p in range(indptr[0], indptr[n]):
-        if indices[p] < 0 or indices[p] >= n_features:
-            return True
     return False
+
+
+cdef inline bint _columns_out_of_range(const index_t* columns, Py_ssize_t count,
+                                       Py_ssize_t n_features) noexcept nogil:
+    """Whether a column index leaves [0, n_features): one pass without branches
+    (a negative index is a huge unsigned one), over indices that the chunk's
+    pass then reads again from the cache."""
+    cdef Py_ssize_t p
+    cdef unsigned char outside = 0
+    for p in range(count):
+        outside |= <size_t> columns[p] >= <size_t> n_features
+    return outside != 0
 
 
 cdef int _check_model(Py_ssize_t n_features, Py_ssize_t n_classes,
@@ -1007,8 +1021,10 @@ def csr_predict(
     Raises
     ------
     ValueError
-        If the CSR structure is malformed (decreasing ``indptr``, or column
-        indices outside ``[0, n_features)``): it is checked before use.
+        If the CSR structure is malformed: ``indptr`` decreasing or outside
+        ``[0, nnz]`` (checked first), or a column index outside
+        ``[0, n_features)`` (each chunk of rows checks its own before reading
+        through them, so ``out`` may then be partly written).
 
     Returns
     -------
@@ -1068,7 +1084,7 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
     cdef int T, tid
     cdef bint malformed = False, prefetch
     cdef double* zeros = NULL
-    cdef Py_ssize_t non_finite_rows = 0
+    cdef Py_ssize_t non_finite_rows = 0, chunk_rows, bad_chunks = 0
     cdef double scale_w
     cdef double* scratch_buf = NULL
     cdef double* zp
@@ -1083,10 +1099,10 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
     if n == 0:
         return True if nnz == 0 else None
     with nogil:
-        malformed = _csr_is_malformed(&indices[0] if nnz > 0 else NULL, &indptr[0], n,
-                                      nnz, d)
+        malformed = _indptr_is_malformed(&indptr[0], n, nnz)
     if malformed:
-        raise ValueError("malformed CSR matrix: bad indptr or column indices")
+        raise ValueError("Malformed CSR matrix: indptr must be non-decreasing within "
+                         "[0, nnz].")
     scale_w = _model_scale(weights_t, intercept)
 
     n_chunks = (n + SPARSE_CHUNK_ROWS - 1) // SPARSE_CHUNK_ROWS
@@ -1113,26 +1129,23 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
             wp = &weights_t[0, 0]
         bp = &intercept[0]
         with nogil:
-            if T == 1:
-                zp = scratch_buf
-                non_finite_rows = _sparse_chunk(
-                    dp, ip, pp, 0, n, wp, bp, K, scale_w, mode, outp, zp,
-                    <real_t*> (zp + logits_size), labelsp, prefetch, zeros,
-                    zp + logits_size + K,
-                    <unsigned char*> (zp + logits_size + K + softmax_size))
-            else:
-                for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
-                    tid = omp_get_thread_num()
-                    zp = scratch_buf + tid * scratch_size
-                    non_finite_rows += _sparse_chunk(
-                        dp, ip, pp, c * SPARSE_CHUNK_ROWS,
-                        min((c + 1) * SPARSE_CHUNK_ROWS, n), wp, bp, K, scale_w, mode, outp,
-                        zp, <real_t*> (zp + logits_size), labelsp, prefetch, zeros,
-                        zp + logits_size + K,
-                        <unsigned char*> (zp + logits_size + K + softmax_size))
+            for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
+                tid = omp_get_thread_num()
+                zp = scratch_buf + tid * scratch_size
+                chunk_rows = _sparse_chunk(
+                    dp, ip, pp, c * SPARSE_CHUNK_ROWS, min((c + 1) * SPARSE_CHUNK_ROWS, n),
+                    wp, bp, K, scale_w, mode, outp, zp, <real_t*> (zp + logits_size), labelsp,
+                    prefetch, zeros, zp + logits_size + K,
+                    <unsigned char*> (zp + logits_size + K + softmax_size), d)
+                if chunk_rows < 0:
+                    bad_chunks += 1
+                else:
+                    non_finite_rows += chunk_rows
     finally:
         PyMem_RawFree(scratch_buf)
         PyMem_RawFree(zeros)
+    if bad_chunks > 0:
+        raise ValueError(f"Malformed CSR matrix: column indices must lie in [0, {d}).")
     if non_finite_rows > 0:
         return False
     return True if (indptr[0] == 0 and indptr[n] == nnz) else None
