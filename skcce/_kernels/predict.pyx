@@ -316,6 +316,29 @@ cdef double _rescaled_sparse_row(
     return scale_x
 
 
+cdef inline Py_ssize_t _recompute_sparse_row(
+    const floating* values, const index_t* columns, Py_ssize_t nnz,
+    const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes,
+    double scale_w, int mode, double* z, real_t* out,
+) noexcept nogil:
+    """``_recompute_row`` of a CSR row whose logits ``z`` (float64) are not
+    finite: rescaled if its values are finite; else NaN (log-)probabilities,
+    or the logits ``z`` as computed. Returns 1 if a value is not finite."""
+    cdef double scale_x
+    cdef Py_ssize_t k
+    if _row_is_finite(values, 1, nnz):
+        scale_x = _rescaled_sparse_row(values, columns, nnz, weights_t, intercept, n_classes,
+                                       scale_w, z)
+        _finish_row(z, n_classes, scale_x, scale_w, mode, out)
+        return 0
+    if mode == MODE_DECISION:
+        for k in range(n_classes):
+            out[k] = <real_t> z[k]
+    else:
+        _fill_nan(out, n_classes)
+    return 1
+
+
 cdef inline void _micro_logits(const real_t* X, Py_ssize_t m, Py_ssize_t d,
                                const real_t* weights_padded, Py_ssize_t ldw, real_t* z,
                                Py_ssize_t rows_readable) noexcept nogil:
@@ -598,9 +621,8 @@ cdef Py_ssize_t _sparse_softmax_chunk(
     cdef Py_ssize_t i, r, k, p0, p1, rows, K = n_classes, non_finite_rows = 0
     # The non-zeros whose rows of W.T may be prefetched: this chunk's.
     cdef Py_ssize_t p_end = indptr[row_end]
-    cdef double scale_x, v
+    cdef double v
     cdef double lowest = -FLT_MAX
-    cdef real_t* row
     i = row_start
     while i < row_end:
         rows = min(<Py_ssize_t> SKCCE_PREDICT_ROWS, row_end - i)
@@ -624,18 +646,12 @@ cdef Py_ssize_t _sparse_softmax_chunk(
                         v = z[r * K + k]
                         out[(i + r) * K + k] = <real_t> (v if v > lowest else lowest)
         for r in range(rows):
-            if not nonfinite[r]:
-                continue
-            row = out + (i + r) * K
-            p0 = indptr[i + r]
-            p1 = indptr[i + r + 1]
-            if not _row_is_finite(data + p0, 1, p1 - p0):
-                non_finite_rows += 1
-                _fill_nan(row, K)
-            else:
-                scale_x = _rescaled_sparse_row(data + p0, indices + p0, p1 - p0, weights_t,
-                                               intercept, K, scale_w, z + r * K)
-                _finish_row(z + r * K, K, scale_x, scale_w, mode, row)
+            if nonfinite[r]:
+                p0 = indptr[i + r]
+                p1 = indptr[i + r + 1]
+                non_finite_rows += _recompute_sparse_row(
+                    data + p0, indices + p0, p1 - p0, weights_t, intercept, K, scale_w, mode,
+                    z + r * K, out + (i + r) * K)
         i += rows
     return non_finite_rows
 
@@ -666,12 +682,11 @@ cdef Py_ssize_t _sparse_chunk(
         return _sparse_softmax_chunk(data, indices, indptr, row_start, row_end, weights_t,
                                      intercept, n_classes, scale_w, mode, out, z, prefetch,
                                      zeros, softmax_scratch, nonfinite)
-    cdef Py_ssize_t i, k, p0, p1, K = n_classes, non_finite_rows = 0
+    cdef Py_ssize_t i, k, p0, p1, K = n_classes, non_finite_rows = 0, x_non_finite
     # The non-zeros whose rows of W.T may be prefetched: this chunk's.
     cdef Py_ssize_t p_end = indptr[row_end]
-    cdef double scale_x
     cdef real_t* row
-    cdef bint finite, x_finite
+    cdef bint finite
     for i in range(row_start, row_end):
         row = row_scratch if labels != NULL else out + i * K
         p0 = indptr[i]
@@ -682,23 +697,16 @@ cdef Py_ssize_t _sparse_chunk(
         for k in range(K):
             if not isfinite(z[k]):
                 finite = False
-        x_finite = True
         if finite:
-            _finish_row(z, K, 1.0, 1.0, mode, row)
-        elif not _row_is_finite(data + p0, 1, p1 - p0):
-            x_finite = False
-            non_finite_rows += 1
-            if mode == MODE_DECISION:
-                for k in range(K):
-                    row[k] = <real_t> z[k]
-            else:
-                _fill_nan(row, K)
+            x_non_finite = 0
+            for k in range(K):
+                row[k] = <real_t> z[k]
         else:
-            scale_x = _rescaled_sparse_row(data + p0, indices + p0, p1 - p0,
-                                           weights_t, intercept, K, scale_w, z)
-            _finish_row(z, K, scale_x, scale_w, mode, row)
+            x_non_finite = _recompute_sparse_row(data + p0, indices + p0, p1 - p0, weights_t,
+                                                 intercept, K, scale_w, MODE_DECISION, z, row)
+            non_finite_rows += x_non_finite
         if labels != NULL:
-            labels[i] = _sparse_row_label(row, K, x_finite, data + p0, indices + p0,
+            labels[i] = _sparse_row_label(row, K, not x_non_finite, data + p0, indices + p0,
                                           p1 - p0, weights_t, intercept, scale_w, z)
     return non_finite_rows
 
@@ -1110,9 +1118,9 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
     prefetch = (d * K * sizeof(real_t) > SPARSE_PREFETCH_BYTES
                 and K * sizeof(real_t) <= SPARSE_PREFETCH_ROW_BYTES)
     # Per thread: SKCCE_PREDICT_ROWS rows of float64 logits, a row of K output
-    # values (labels), the softmax's scratch and its row flags.
+    # values (labels), the softmax's scratch (none for logits) and its row flags.
     logits_size = SKCCE_PREDICT_ROWS * K
-    softmax_size = 2 * SKCCE_PREDICT_ROWS * K
+    softmax_size = 2 * SKCCE_PREDICT_ROWS * K if mode != MODE_DECISION else 0
     scratch_size = _unshared(logits_size + K + softmax_size + 1, sizeof(double))
     scratch_buf = <double*> PyMem_RawMalloc(T * scratch_size * sizeof(double))
     zeros = <double*> PyMem_RawCalloc(K, sizeof(double))
