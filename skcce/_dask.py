@@ -50,7 +50,7 @@ from sklearn.utils.validation import validate_data
 from skcce._columns import ColumnSums, column_sums, prescale_shifts, shifted
 from skcce._layout import CoefLayout
 from skcce._objective import InMemoryData
-from skcce._sparse import is_sparse, kernel_csr
+from skcce._sparse import check_sparse_structure, is_sparse, kernel_csr
 from skcce._targets import check_at_least_two_classes, check_soft_targets, one_hot_labels
 from skcce._threads import effective_n_threads, single_threaded_blas
 from skcce._weights import (
@@ -173,11 +173,14 @@ def _prepare_block(X, y, sample_weight, classes, row_offset=0):
 
     ``row_offset``: the block's first row in the whole data (for error messages).
     """
+    # Before check_array, whose conversion of a malformed CSC or COO block to
+    # CSR would write out of bounds.
+    check_sparse_structure(X)
     with np.errstate(over="ignore", invalid="ignore"):  # see SoftmaxModelBase
         X = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32],
                         order="C", input_name="X")
     if is_sparse(X):
-        X = kernel_csr(X)
+        X = kernel_csr(X, structure_checked=True)
     y = check_array(y, accept_sparse=False, ensure_all_finite=True, ensure_2d=False,
                     dtype=None, input_name="y")
     if classes is None:

@@ -25,8 +25,9 @@ def kernel_csr(X, structure_checked=False):
     X : scipy sparse matrix or array, float32 or float64 values
     structure_checked : bool, default=False
         Whether the caller has already passed X, or the matrix X was converted
-        from, through :func:`check_sparse_structure` (scipy's conversions of a
-        well-formed matrix are well-formed): the O(nnz) check is then skipped.
+        from, through :func:`check_sparse_structure` with ``csr_indices=True``
+        (scipy's conversions of a well-formed matrix are well-formed): the
+        O(nnz) check is then skipped.
 
     Returns
     -------

@@ -57,6 +57,21 @@ def assert_same_model(dask_fit, numpy_fit, atol):
     np.testing.assert_allclose(dask_fit.intercept_, numpy_fit.intercept_, rtol=0, atol=atol)
 
 
+@pytest.mark.parametrize("fmt", ["csc", "coo", "csr"])
+def test_malformed_sparse_block_is_rejected_before_conversion(fmt):
+    """A block's index structure is checked before scikit-learn converts it to
+    CSR (scipy's conversion of a malformed CSC or COO matrix writes out of
+    bounds)."""
+    X, y = make_problem(n=40)
+    block = sp.csr_matrix(X).asformat(fmt)
+    if fmt == "coo":
+        block.col[5] = X.shape[1] + 3
+    else:
+        block.indices[5] = 10**6
+    with pytest.raises(ValueError, match=f"Malformed {fmt.upper()} matrix"):
+        skcce_dask._prepare_block(block, y, None, np.arange(4))
+
+
 def test_import_skcce_does_not_import_dask(tmp_path):
     code = textwrap.dedent("""
         import sys

@@ -442,10 +442,13 @@ def _child_predict(result_queue, clf, X):
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="fork start method on Linux")
-def test_forked_child_after_multithreaded_prediction():
+@pytest.mark.parametrize("sparse", [False, True])
+def test_forked_child_after_multithreaded_prediction(sparse):
     """A child forked after a multithreaded prediction in the parent (OpenMP
     pool alive) predicts without hanging and gets the reference result."""
     X = _data(5 * _chunk_rows() + 1)
+    if sparse:
+        X = sp.csr_matrix(X)
     coef, intercept = _coefs(N_FEATURES, 4)
     clf = _model(coef, intercept, n_jobs=2)
     clf.predict_proba(X)
@@ -775,9 +778,14 @@ def test_kernel_finds_a_bad_column_index_in_any_chunk(index_dtype, n_threads):
     labels = np.empty(n, dtype=np.intp)
     bad_values = [d, -1] + ([2**40] if index_dtype == np.int64 else [])
     message = re.escape(f"Malformed CSR matrix: column indices must lie in [0, {d}).")
-    for row in (0, chunk + 3, 2 * chunk, n - 1):
-        position = X.indptr[row]  # the row's first stored value
-        assert X.indptr[row + 1] > position
+    # The first stored value of the first row, of a row inside the second
+    # chunk and of the third chunk's first row; the last of the first chunk
+    # and of the matrix.
+    positions = [X.indptr[0], X.indptr[chunk + 3], X.indptr[2 * chunk],
+                 X.indptr[chunk] - 1, X.indptr[n] - 1]
+    assert all(X.indptr[row + 1] > X.indptr[row] for row in (0, chunk + 3, 2 * chunk))
+    assert X.indptr[chunk] > X.indptr[chunk - 1] and X.indptr[n] > X.indptr[n - 1]
+    for position in positions:
         for bad in bad_values:
             indices = X.indices.copy()
             indices[position] = bad

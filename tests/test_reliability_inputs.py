@@ -229,6 +229,33 @@ def test_prediction_rejects_csr_column_indices_out_of_range(method, bad):
     assert str(ours.value) == f"Malformed CSR matrix: column indices must lie in [0, {D})."
 
 
+def test_structure_check_leaves_only_csr_column_indices_to_the_kernel():
+    """``csr_indices=False`` skips only the range check of a CSR matrix's
+    column indices: indptr is still checked, and so are the indices of every
+    format that scipy converts (CSC, BSR, COO)."""
+    from skcce._sparse import check_sparse_structure
+
+    X, _ = _data()
+    bad_csr = sparse.csr_matrix(X)
+    bad_csr.indices[3] = D + 10
+    check_sparse_structure(bad_csr, csr_indices=False)
+    with pytest.raises(ValueError, match=r"column indices must lie in \[0, "):
+        check_sparse_structure(bad_csr)
+    bad_indptr = sparse.csr_matrix(X)
+    bad_indptr.indptr[2] = bad_indptr.indptr[1] - 1
+    with pytest.raises(ValueError, match="indptr must be non-decreasing"):
+        check_sparse_structure(bad_indptr, csr_indices=False)
+    bad_csc = sparse.csc_matrix(X)
+    bad_csc.indices[3] = X.shape[0] + 10
+    bad_bsr = sparse.bsr_matrix(X)
+    bad_bsr.indices[0] = X.shape[1] + 10
+    bad_coo = sparse.coo_matrix(X)
+    bad_coo.col[3] = D + 10
+    for bad in (bad_csc, bad_bsr, bad_coo):
+        with pytest.raises(ValueError, match="Malformed"):
+            check_sparse_structure(bad, csr_indices=False)
+
+
 # ---------------------------------------------------------------------------
 # Hyper-parameter validation
 # ---------------------------------------------------------------------------

@@ -742,8 +742,8 @@ cdef int _check_strides(Py_ssize_t row_bytes, Py_ssize_t col_bytes, Py_ssize_t i
 cdef bint _indptr_is_malformed(const index_t* indptr, Py_ssize_t n,
                                Py_ssize_t nnz) noexcept nogil:
     """Whether indptr decreases or leaves [0, nnz]: O(n_samples), before the
-    threads' pass, which checks the column indices of each chunk as it reads
-    them (``_columns_out_of_range``)."""
+    threads' pass, where each chunk checks its column indices before reading
+    through them (``_columns_out_of_range``)."""
     cdef Py_ssize_t i
     if indptr[0] < 0 or indptr[n] > nnz:
         return True
@@ -757,7 +757,7 @@ cdef inline bint _columns_out_of_range(const index_t* columns, Py_ssize_t count,
                                        Py_ssize_t n_features) noexcept nogil:
     """Whether a column index leaves [0, n_features): one pass without branches
     (a negative index is a huge unsigned one), over indices that the chunk's
-    pass then reads again from the cache."""
+    pass then reads again, from the cache unless the chunk's rows are long."""
     cdef Py_ssize_t p
     cdef unsigned char outside = 0
     for p in range(count):
@@ -1092,7 +1092,7 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
     cdef int T, tid
     cdef bint malformed = False, prefetch
     cdef double* zeros = NULL
-    cdef Py_ssize_t non_finite_rows = 0, chunk_rows, bad_chunks = 0
+    cdef Py_ssize_t non_finite_rows = 0, chunk_result, bad_chunks = 0
     cdef double scale_w
     cdef double* scratch_buf = NULL
     cdef double* zp
@@ -1121,7 +1121,8 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
     # values (labels), the softmax's scratch (none for logits) and its row flags.
     logits_size = SKCCE_PREDICT_ROWS * K
     softmax_size = 2 * SKCCE_PREDICT_ROWS * K if mode != MODE_DECISION else 0
-    scratch_size = _unshared(logits_size + K + softmax_size + 1, sizeof(double))
+    scratch_size = _unshared(logits_size + K + softmax_size
+                             + (SKCCE_PREDICT_ROWS + 7) // 8, sizeof(double))
     scratch_buf = <double*> PyMem_RawMalloc(T * scratch_size * sizeof(double))
     zeros = <double*> PyMem_RawCalloc(K, sizeof(double))
     if scratch_buf == NULL or zeros == NULL:
@@ -1137,18 +1138,32 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
             wp = &weights_t[0, 0]
         bp = &intercept[0]
         with nogil:
-            for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
-                tid = omp_get_thread_num()
-                zp = scratch_buf + tid * scratch_size
-                chunk_rows = _sparse_chunk(
-                    dp, ip, pp, c * SPARSE_CHUNK_ROWS, min((c + 1) * SPARSE_CHUNK_ROWS, n),
-                    wp, bp, K, scale_w, mode, outp, zp, <real_t*> (zp + logits_size), labelsp,
-                    prefetch, zeros, zp + logits_size + K,
-                    <unsigned char*> (zp + logits_size + K + softmax_size), d)
-                if chunk_rows < 0:
-                    bad_chunks += 1
-                else:
-                    non_finite_rows += chunk_rows
+            if T == 1:
+                # No OpenMP region at all on one thread (also safe after fork).
+                for c in range(n_chunks):
+                    chunk_result = _sparse_chunk(
+                        dp, ip, pp, c * SPARSE_CHUNK_ROWS, min((c + 1) * SPARSE_CHUNK_ROWS, n),
+                        wp, bp, K, scale_w, mode, outp, scratch_buf,
+                        <real_t*> (scratch_buf + logits_size), labelsp, prefetch, zeros,
+                        scratch_buf + logits_size + K,
+                        <unsigned char*> (scratch_buf + logits_size + K + softmax_size), d)
+                    if chunk_result < 0:
+                        bad_chunks += 1
+                        break
+                    non_finite_rows += chunk_result
+            else:
+                for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
+                    tid = omp_get_thread_num()
+                    zp = scratch_buf + tid * scratch_size
+                    chunk_result = _sparse_chunk(
+                        dp, ip, pp, c * SPARSE_CHUNK_ROWS, min((c + 1) * SPARSE_CHUNK_ROWS, n),
+                        wp, bp, K, scale_w, mode, outp, zp, <real_t*> (zp + logits_size),
+                        labelsp, prefetch, zeros, zp + logits_size + K,
+                        <unsigned char*> (zp + logits_size + K + softmax_size), d)
+                    if chunk_result < 0:
+                        bad_chunks += 1
+                    else:
+                        non_finite_rows += chunk_result
     finally:
         PyMem_RawFree(scratch_buf)
         PyMem_RawFree(zeros)
