@@ -16,6 +16,7 @@ from skcce._prediction import (
     LABELS,
     LOG_PROBA,
     PROBA,
+    check_prediction_structure,
     known_finite,
     predict_linear,
 )
@@ -271,8 +272,7 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         namespace = array_namespace(X)
         if namespace is not None:
             return self._linear_prediction_array_api(X, mode, full, *namespace)
-        # The kernel checks CSR column indices in its own pass over them.
-        check_sparse_structure(X, csr_indices=False)
+        check_prediction_structure(X)
         # scikit-learn's finiteness check first sums X; for finite data near
         # the float64 limit that sum overflows and warns, although the
         # element-wise check it falls back to passes (so does a conversion

@@ -29,6 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from skcce._kernels import predict, reductions
+from skcce._sparse import check_sparse_structure
 from skcce._threads import single_threaded_blas
 
 DECISION = predict.DECISION
@@ -92,6 +93,27 @@ def prediction_dtype(X_dtype, coef_dtype, intercept_dtype):
     return np.dtype(np.float32) if dtype == np.float32 else np.dtype(np.float64)
 
 
+def check_prediction_structure(X):
+    """Check the index structure of sparse X before prediction converts it.
+
+    As :func:`skcce._sparse.check_sparse_structure`, except for a CSR
+    matrix's column indices: :func:`predict_linear`'s kernel checks those in
+    its own pass over them, so a NumPy pass here would read them once more.
+
+    Parameters
+    ----------
+    X : object
+        The data as given to a prediction method; anything but a scipy
+        sparse matrix or array is ignored.
+
+    Raises
+    ------
+    ValueError
+        If the sparse structure is malformed.
+    """
+    check_sparse_structure(X, csr_indices=False)
+
+
 def predict_linear(X, coef, intercept, *, mode, n_threads):
     """Logits ``X @ coef.T + intercept``, or their softmax or log-softmax.
 
@@ -141,12 +163,16 @@ def predict_linear(X, coef, intercept, *, mode, n_threads):
         indices, indptr = X.indices, X.indptr
         if indices.dtype != indptr.dtype or indices.dtype not in (np.int32, np.int64):
             indices, indptr = indices.astype(np.int64), indptr.astype(np.int64)
-        if labels:
-            X_finite = predict.csr_predict_labels(data, indices, indptr, weights_t,
-                                                  intercept, n_threads, out)
-        else:
-            X_finite = predict.csr_predict(data, indices, indptr, weights_t, intercept,
-                                           mode, n_threads, out)
+        try:
+            if labels:
+                X_finite = predict.csr_predict_labels(data, indices, indptr, weights_t,
+                                                      intercept, n_threads, out)
+            else:
+                X_finite = predict.csr_predict(data, indices, indptr, weights_t, intercept,
+                                               mode, n_threads, out)
+        except predict.ColumnIndexError:
+            check_sparse_structure(X)  # raises the fit's message
+            raise
         return out, X_finite
 
     X = _dense_operand(X, dtype)

@@ -70,9 +70,9 @@ def check_sparse_structure(X, *, csr_indices=True):
     X : object
     csr_indices : bool, default=True
         Whether to check that a CSR matrix's column indices lie in range.
-        False for a caller whose kernel checks them itself as it reads them
-        (the prediction kernel), which saves a pass over them; ``indptr`` is
-        checked either way.
+        False for a caller whose kernel checks them itself before reading
+        through them (the prediction kernel), which saves a pass over them;
+        ``indptr`` is checked either way.
 
     Raises
     ------

@@ -112,6 +112,14 @@ PROBA = MODE_PROBA
 LOG_PROBA = MODE_LOG_PROBA
 
 
+class ColumnIndexError(ValueError):
+    """A CSR column index outside ``[0, n_features)``.
+
+    The CSR kernels raise it with a terse message; callers facing users
+    rerun their structure check for scikit-learn's wording.
+    """
+
+
 def dense_chunk_rows(Py_ssize_t n_features, Py_ssize_t itemsize):
     """Rows per chunk of dense X with this width and dtype.
 
@@ -867,6 +875,37 @@ def dense_predict_labels(
                       &labels[0] if labels.shape[0] > 0 else NULL)
 
 
+cdef inline Py_ssize_t _dense_chunk_on_thread(
+    int tid, Py_ssize_t chunk, Py_ssize_t chunk_rows,
+    const floating* X, Py_ssize_t row_stride, Py_ssize_t col_stride,
+    Py_ssize_t n_features, Py_ssize_t n_samples, const real_t* weights_t,
+    const real_t* intercept, const real_t* zeros, Py_ssize_t n_classes, double scale_w,
+    int mode, real_t* out, Py_ssize_t* labels,
+    real_t* tile_buf, Py_ssize_t tile_size, Py_ssize_t tile_cols,
+    const real_t* weights_padded, Py_ssize_t ldw, real_t* logits_buf, Py_ssize_t logits_rows,
+    double* z_buf, double* softmax_buf, Py_ssize_t softmax_size,
+    unsigned char* nonfinite_buf, Py_ssize_t flags_size,
+    real_t* rows_buf, Py_ssize_t rows_size,
+) noexcept nogil:
+    """``_dense_chunk`` of chunk ``chunk`` (``chunk_rows`` rows) on thread
+    ``tid``, which uses its own slice of each per-thread buffer (``*_buf``,
+    each ``*_size`` apart; NULL buffers stay NULL). With ``labels``, the
+    chunk's logits go to the thread's ``rows_buf`` instead of ``out``."""
+    cdef Py_ssize_t row_start = chunk * chunk_rows
+    return _dense_chunk(
+        X, row_stride, col_stride, n_features, row_start,
+        min(chunk_rows, n_samples - row_start), n_samples, weights_t, intercept, zeros,
+        n_classes, scale_w, mode,
+        rows_buf + tid * rows_size if labels != NULL else out + row_start * n_classes,
+        NULL if tile_buf == NULL else tile_buf + tid * tile_size, tile_cols,
+        weights_padded, ldw,
+        NULL if logits_buf == NULL else logits_buf + tid * logits_rows * ldw,
+        z_buf + tid * n_classes,
+        NULL if softmax_buf == NULL else softmax_buf + tid * softmax_size,
+        nonfinite_buf + tid * flags_size,
+        NULL if labels == NULL else labels + row_start)
+
+
 cdef object _dense_run(const floating[:, :] X, const real_t[:, ::1] weights_t,
                        const real_t[::1] intercept, int mode, int n_threads,
                        real_t* outp, Py_ssize_t* labelsp):
@@ -876,7 +915,7 @@ cdef object _dense_run(const floating[:, :] X, const real_t[:, ::1] weights_t,
     cdef Py_ssize_t itemsize = sizeof(floating)
     cdef Py_ssize_t row_stride, col_stride, chunk_rows, n_chunks, tile_cols, c
     cdef Py_ssize_t tile_size = 0
-    cdef int T, tid
+    cdef int T
     cdef double scale_w
     cdef const floating* Xp = NULL
     cdef const real_t* wp = NULL
@@ -962,30 +1001,20 @@ cdef object _dense_run(const floating[:, :] X, const real_t[:, ::1] weights_t,
             if T == 1:
                 # No OpenMP region at all on one thread (also safe after fork).
                 for c in range(n_chunks):
-                    non_finite_rows += _dense_chunk(Xp, row_stride, col_stride, d, c * chunk_rows,
-                                 min(chunk_rows, n - c * chunk_rows), n, wp, bp, &zeros[0],
-                                 K, scale_w, mode,
-                                 rows_buf if labelsp != NULL else outp + c * chunk_rows * K,
-                                 tile_buf, tile_cols, padded_p, ldw,
-                                 logits_buf, z_buf, softmax_buf, nonfinite_buf,
-                                 NULL if labelsp == NULL else labelsp + c * chunk_rows)
+                    non_finite_rows += _dense_chunk_on_thread(
+                        0, c, chunk_rows, Xp, row_stride, col_stride, d, n, wp, bp,
+                        &zeros[0], K, scale_w, mode, outp, labelsp, tile_buf, tile_size,
+                        tile_cols, padded_p, ldw, logits_buf, logits_rows, z_buf,
+                        softmax_buf, softmax_size, nonfinite_buf, flags_size, rows_buf,
+                        rows_size)
             else:
                 for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
-                    tid = omp_get_thread_num()
-                    non_finite_rows += _dense_chunk(Xp, row_stride, col_stride, d, c * chunk_rows,
-                                 min(chunk_rows, n - c * chunk_rows), n, wp, bp, &zeros[0],
-                                 K, scale_w, mode,
-                                 rows_buf + tid * rows_size if labelsp != NULL
-                                 else outp + c * chunk_rows * K,
-                                 NULL if tile_buf == NULL else tile_buf + tid * tile_size,
-                                 tile_cols, padded_p, ldw,
-                                 NULL if logits_buf == NULL
-                                 else logits_buf + tid * logits_rows * ldw,
-                                 z_buf + tid * K,
-                                 NULL if softmax_buf == NULL
-                                 else softmax_buf + tid * softmax_size,
-                                 nonfinite_buf + tid * flags_size,
-                                 NULL if labelsp == NULL else labelsp + c * chunk_rows)
+                    non_finite_rows += _dense_chunk_on_thread(
+                        omp_get_thread_num(), c, chunk_rows, Xp, row_stride, col_stride, d, n,
+                        wp, bp, &zeros[0], K, scale_w, mode, outp, labelsp, tile_buf,
+                        tile_size, tile_cols, padded_p, ldw, logits_buf, logits_rows, z_buf,
+                        softmax_buf, softmax_size, nonfinite_buf, flags_size, rows_buf,
+                        rows_size)
     finally:
         PyMem_RawFree(tile_buf)
         PyMem_RawFree(z_buf)
@@ -1030,9 +1059,10 @@ def csr_predict(
     ------
     ValueError
         If the CSR structure is malformed: ``indptr`` decreasing or outside
-        ``[0, nnz]`` (checked first), or a column index outside
-        ``[0, n_features)`` (each chunk of rows checks its own before reading
-        through them, so ``out`` may then be partly written).
+        ``[0, nnz]`` (checked first), or, as :class:`ColumnIndexError`, a
+        column index outside ``[0, n_features)`` (each chunk of rows checks
+        its own before reading through them, so ``out`` may then be partly
+        written).
 
     Returns
     -------
@@ -1081,6 +1111,27 @@ def csr_predict_labels(
                     NULL, &labels[0] if labels.shape[0] > 0 else NULL)
 
 
+cdef inline Py_ssize_t _sparse_chunk_with_scratch(
+    const floating* data, const index_t* indices, const index_t* indptr,
+    Py_ssize_t chunk, Py_ssize_t n_samples,
+    const real_t* weights_t, const real_t* intercept, Py_ssize_t n_classes,
+    double scale_w, int mode, real_t* out, Py_ssize_t* labels, bint prefetch,
+    const double* zeros, Py_ssize_t n_features,
+    double* scratch, Py_ssize_t logits_size, Py_ssize_t softmax_size,
+) noexcept nogil:
+    """``_sparse_chunk`` of chunk ``chunk`` (SPARSE_CHUNK_ROWS rows), with one
+    thread's ``scratch`` laid out as ``_csr_run`` sizes it: logits
+    (``logits_size``), a row of K outputs, the softmax's scratch
+    (``softmax_size``), then the row flags."""
+    cdef double* row_values = scratch + logits_size
+    cdef double* softmax_scratch = row_values + n_classes
+    return _sparse_chunk(
+        data, indices, indptr, chunk * SPARSE_CHUNK_ROWS,
+        min((chunk + 1) * SPARSE_CHUNK_ROWS, n_samples), weights_t, intercept, n_classes,
+        scale_w, mode, out, scratch, <real_t*> row_values, labels, prefetch, zeros,
+        softmax_scratch, <unsigned char*> (softmax_scratch + softmax_size), n_features)
+
+
 cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
                      const index_t[::1] indptr, const real_t[:, ::1] weights_t,
                      const real_t[::1] intercept, int mode, int n_threads,
@@ -1089,13 +1140,12 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
     cdef Py_ssize_t n = indptr.shape[0] - 1, d = weights_t.shape[0]
     cdef Py_ssize_t K = weights_t.shape[1], nnz = indices.shape[0]
     cdef Py_ssize_t c, n_chunks, scratch_size, logits_size, softmax_size
-    cdef int T, tid
+    cdef int T
     cdef bint malformed = False, prefetch
     cdef double* zeros = NULL
     cdef Py_ssize_t non_finite_rows = 0, chunk_result, bad_chunks = 0
     cdef double scale_w
     cdef double* scratch_buf = NULL
-    cdef double* zp
     cdef const floating* dp = NULL
     cdef const index_t* ip = NULL
     cdef const index_t* pp
@@ -1141,25 +1191,19 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
             if T == 1:
                 # No OpenMP region at all on one thread (also safe after fork).
                 for c in range(n_chunks):
-                    chunk_result = _sparse_chunk(
-                        dp, ip, pp, c * SPARSE_CHUNK_ROWS, min((c + 1) * SPARSE_CHUNK_ROWS, n),
-                        wp, bp, K, scale_w, mode, outp, scratch_buf,
-                        <real_t*> (scratch_buf + logits_size), labelsp, prefetch, zeros,
-                        scratch_buf + logits_size + K,
-                        <unsigned char*> (scratch_buf + logits_size + K + softmax_size), d)
+                    chunk_result = _sparse_chunk_with_scratch(
+                        dp, ip, pp, c, n, wp, bp, K, scale_w, mode, outp, labelsp, prefetch,
+                        zeros, d, scratch_buf, logits_size, softmax_size)
                     if chunk_result < 0:
                         bad_chunks += 1
                         break
                     non_finite_rows += chunk_result
             else:
                 for c in prange(n_chunks, num_threads=T, schedule="dynamic"):
-                    tid = omp_get_thread_num()
-                    zp = scratch_buf + tid * scratch_size
-                    chunk_result = _sparse_chunk(
-                        dp, ip, pp, c * SPARSE_CHUNK_ROWS, min((c + 1) * SPARSE_CHUNK_ROWS, n),
-                        wp, bp, K, scale_w, mode, outp, zp, <real_t*> (zp + logits_size),
-                        labelsp, prefetch, zeros, zp + logits_size + K,
-                        <unsigned char*> (zp + logits_size + K + softmax_size), d)
+                    chunk_result = _sparse_chunk_with_scratch(
+                        dp, ip, pp, c, n, wp, bp, K, scale_w, mode, outp, labelsp, prefetch,
+                        zeros, d, scratch_buf + omp_get_thread_num() * scratch_size,
+                        logits_size, softmax_size)
                     if chunk_result < 0:
                         bad_chunks += 1
                     else:
@@ -1168,7 +1212,7 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
         PyMem_RawFree(scratch_buf)
         PyMem_RawFree(zeros)
     if bad_chunks > 0:
-        raise ValueError(f"Malformed CSR matrix: column indices must lie in [0, {d}).")
+        raise ColumnIndexError("a CSR column index lies outside [0, n_features)")
     if non_finite_rows > 0:
         return False
     return True if (indptr[0] == 0 and indptr[n] == nnz) else None
