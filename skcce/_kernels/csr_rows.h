@@ -27,11 +27,37 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "portability.h"
+#include "microkernel.h"
 
 #define SKCCE_CSR_AHEAD 8
 #define SKCCE_CSR_REGISTER_CLASSES 32
+
+/* Only where 32-byte vectors are native: x86-64's baseline (SSE2) ran them
+ * 2x slower than its scalar loops; arm64 is not measured. */
+#if SKCCE_HAVE_VECTORS && defined(__AVX2__)
+#define SKCCE_CSR_VECTORS 1
+#else
+#define SKCCE_CSR_VECTORS 0
+#endif
+
+#if SKCCE_CSR_VECTORS
+/* Rows that prefetch nothing, from SKCCE_CSR_VECTOR_MIN_CLASSES classes on,
+ * hold their sums in registers written as vectors where the compiler has
+ * vector types: wide ones (microkernel.h) of SKCCE_CSR_WIDE_LANES doubles,
+ * then at most one of 4, then at most 3 scalars. Left to the vectorizer,
+ * GCC added the sums of 17 to 32 classes one scalar at a time, some of them
+ * kept in memory: 1.6-2.3x slower with AVX2 and AVX-512. Elsewhere its loops
+ * were as fast or faster (float32: 8 classes 1.1-1.2x; 24 and 32 classes
+ * while prefetching, 1.2x). Float vectors with as many lanes, to load
+ * float32 coefficients: */
+#define SKCCE_CSR_WIDE_LANES (4 * SKCCE_WIDTH)
+#define SKCCE_CSR_VECTOR_MIN_CLASSES 17
+typedef float skcce_csr_wide_f32 __attribute__((vector_size(16 * SKCCE_WIDTH), aligned(4)));
+typedef float skcce_csr_quad_f32 __attribute__((vector_size(16), aligned(4)));
+#endif
 
 /* CASE(NK) for each class count with a loop of its own (a switch's cases). */
 #define SKCCE_CSR_SPECIALIZED_K(CASE) \
