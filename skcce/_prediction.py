@@ -170,10 +170,12 @@ def predict_linear(X, coef, intercept, *, mode, n_threads):
             else:
                 X_finite = predict.csr_predict(data, indices, indptr, weights_t, intercept,
                                                mode, n_threads, out)
-        except predict.ColumnIndexError:
-            check_sparse_structure(X)  # raises the fit's message
-            raise
-        return out, X_finite
+        except predict.ColumnIndexError as error:
+            column_error = error
+        else:
+            return out, X_finite
+        check_sparse_structure(X)  # raises the fit's message
+        raise column_error
 
     X = _dense_operand(X, dtype)
     # Each thread calls GEMM on its own chunks.

@@ -35,18 +35,11 @@
 #define SKCCE_CSR_AHEAD 8
 #define SKCCE_CSR_REGISTER_CLASSES 32
 
-/* Only where 32-byte vectors are native: x86-64's baseline (SSE2) ran them
- * 2x slower than its scalar loops; arm64 is not measured. */
-#if SKCCE_HAVE_VECTORS && defined(__AVX2__)
-#define SKCCE_CSR_VECTORS 1
-#else
-#define SKCCE_CSR_VECTORS 0
-#endif
-
-#if SKCCE_CSR_VECTORS
-/* Rows that prefetch nothing, from SKCCE_CSR_VECTOR_MIN_CLASSES classes on,
- * hold their sums in registers written as vectors where the compiler has
- * vector types: wide ones (microkernel.h) of SKCCE_CSR_WIDE_LANES doubles,
+#if SKCCE_ROW_VECTORS
+/* Where the caller prefetches nothing (readable 0), from
+ * SKCCE_CSR_VECTOR_MIN_CLASSES classes on, the sums are held in registers
+ * written as vectors (see SKCCE_ROW_VECTORS in microkernel.h): wide ones of
+ * SKCCE_CSR_WIDE_LANES doubles,
  * then at most one of 4, then at most 3 scalars. Left to the vectorizer,
  * GCC added the sums of 17 to 32 classes one scalar at a time, some of them
  * kept in memory: 1.6-2.3x slower with AVX2 and AVX-512. Elsewhere its loops

@@ -45,7 +45,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_csr_logits)(
             z[k] = acc[k];
 }
 
-#if SKCCE_CSR_VECTORS
+#if SKCCE_ROW_VECTORS
 /* *out = the wide vector's worth of coefficients from w, as doubles (by
  * pointer: a vector return value has no stable ABI without AVX). */
 SKCCE_INLINE void SKCCE_FN(skcce_csr_load_wide)(const SKCCE_TW* w, skcce_w_f64* out)
@@ -71,22 +71,19 @@ SKCCE_INLINE void SKCCE_FN(skcce_csr_load_quad)(const SKCCE_TW* w, skcce_v_f64* 
     }
 }
 
-/* skcce_csr_logits for NK <= SKCCE_CSR_REGISTER_CLASSES, the sums in vector
- * registers (see csr_rows.h). Each lane computes acc + v * w as the scalar
- * loop does: vector expressions contract to a fused multiply-add exactly
- * where SKCCE_CSR_MADD fuses (the targets with FMA; -ffp-contract is left
- * at the compilers' default, which fuses within an expression), so the
+/* skcce_csr_logits for NK <= SKCCE_CSR_REGISTER_CLASSES and no prefetching,
+ * the sums in vector registers (see csr_rows.h). Each lane computes
+ * acc + v * w rounded once, as SKCCE_CSR_MADD does on these targets, so the
  * sums are the same bit for bit. */
 SKCCE_INLINE void SKCCE_FN(skcce_csr_logits_vectors)(
     const SKCCE_TX* SKCCE_RESTRICT values, const SKCCE_TI* SKCCE_RESTRICT columns,
-    ptrdiff_t nnz, ptrdiff_t readable, const SKCCE_TW* SKCCE_RESTRICT wt,
+    ptrdiff_t nnz, const SKCCE_TW* SKCCE_RESTRICT wt,
     const SKCCE_TW* SKCCE_RESTRICT b, const ptrdiff_t NK, double* SKCCE_RESTRICT z)
 {
     const ptrdiff_t NW = NK / SKCCE_CSR_WIDE_LANES;
     const ptrdiff_t Q0 = NW * SKCCE_CSR_WIDE_LANES;         /* first class of the quad */
     const int NQ = NK - Q0 >= 4;
     const ptrdiff_t S0 = Q0 + 4 * NQ;                       /* first scalar class */
-    const ptrdiff_t row_bytes = NK * (ptrdiff_t)sizeof(SKCCE_TW);
     skcce_w_f64 wide[SKCCE_CSR_REGISTER_CLASSES / SKCCE_CSR_WIDE_LANES];
     skcce_v_f64 quad = SKCCE_BROADCAST_f64(0.0);
     /* Scalars, not an array: GCC kept an array of them in memory. */
@@ -99,32 +96,24 @@ SKCCE_INLINE void SKCCE_FN(skcce_csr_logits_vectors)(
     if (S0 < NK) single0 = (double)b[S0];
     if (S0 + 1 < NK) single1 = (double)b[S0 + 1];
     if (S0 + 2 < NK) single2 = (double)b[S0 + 2];
-#define SKCCE_CSR_ADD_ROW() \
-    do { \
-        const double v = (double)values[p]; \
-        const SKCCE_TW* w = wt + (size_t)columns[p] * NK; \
-        const skcce_w_f64 v_wide = SKCCE_BROADCAST_WIDE_f64(v); \
-        for (s = 0; s < NW; s++) { \
-            skcce_w_f64 w_wide; \
-            SKCCE_FN(skcce_csr_load_wide)(w + s * SKCCE_CSR_WIDE_LANES, &w_wide); \
-            wide[s] = wide[s] + v_wide * w_wide; \
-        } \
-        if (NQ) { \
-            skcce_v_f64 w_quad; \
-            SKCCE_FN(skcce_csr_load_quad)(w + Q0, &w_quad); \
-            quad = quad + SKCCE_BROADCAST_f64(v) * w_quad; \
-        } \
-        if (S0 < NK) single0 = SKCCE_CSR_MADD(single0, v, (double)w[S0]); \
-        if (S0 + 1 < NK) single1 = SKCCE_CSR_MADD(single1, v, (double)w[S0 + 1]); \
-        if (S0 + 2 < NK) single2 = SKCCE_CSR_MADD(single2, v, (double)w[S0 + 2]); \
-    } while (0)
-    for (; p + SKCCE_CSR_AHEAD < readable && p < nnz; p++) {
-        skcce_csr_prefetch_row(wt + (size_t)columns[p + SKCCE_CSR_AHEAD] * NK, row_bytes);
-        SKCCE_CSR_ADD_ROW();
+    for (; p < nnz; p++) {
+        const double v = (double)values[p];
+        const SKCCE_TW* w = wt + (size_t)columns[p] * NK;
+        const skcce_w_f64 v_wide = SKCCE_BROADCAST_WIDE_f64(v);
+        for (s = 0; s < NW; s++) {
+            skcce_w_f64 w_wide;
+            SKCCE_FN(skcce_csr_load_wide)(w + s * SKCCE_CSR_WIDE_LANES, &w_wide);
+            wide[s] = SKCCE_ROW_MADD_WIDE(wide[s], v_wide, w_wide);
+        }
+        if (NQ) {
+            skcce_v_f64 w_quad;
+            SKCCE_FN(skcce_csr_load_quad)(w + Q0, &w_quad);
+            quad = SKCCE_ROW_MADD_QUAD(quad, SKCCE_BROADCAST_f64(v), w_quad);
+        }
+        if (S0 < NK) single0 = SKCCE_CSR_MADD(single0, v, (double)w[S0]);
+        if (S0 + 1 < NK) single1 = SKCCE_CSR_MADD(single1, v, (double)w[S0 + 1]);
+        if (S0 + 2 < NK) single2 = SKCCE_CSR_MADD(single2, v, (double)w[S0 + 2]);
     }
-    for (; p < nnz; p++)
-        SKCCE_CSR_ADD_ROW();
-#undef SKCCE_CSR_ADD_ROW
     for (s = 0; s < NW; s++)
         memcpy(z + s * SKCCE_CSR_WIDE_LANES, &wide[s], sizeof wide[s]);
     if (NQ)
@@ -136,7 +125,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_csr_logits_vectors)(
 #define SKCCE_CSR_IN_REGISTERS(NK) \
     do { \
         if ((NK) >= SKCCE_CSR_VECTOR_MIN_CLASSES && readable == 0) \
-            SKCCE_FN(skcce_csr_logits_vectors)(values, columns, nnz, readable, wt, b, NK, z); \
+            SKCCE_FN(skcce_csr_logits_vectors)(values, columns, nnz, wt, b, NK, z); \
         else \
             SKCCE_FN(skcce_csr_logits)(values, columns, nnz, readable, wt, b, NK, 1, z); \
     } while (0)

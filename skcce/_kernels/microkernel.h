@@ -142,4 +142,27 @@ SKCCE_INLINE void skcce_fetch_line(skcce_fetch_ahead* f, ptrdiff_t pass)
 
 #endif
 
+/* Whether the per-row loops of the sparse kernels (csr_rows.h,
+ * sparse_tiles.h) are written with these vector types: only where 32-byte
+ * vectors and fused multiply-adds are native (x86-64's baseline, SSE2, ran
+ * them 2x slower than its scalar loops; arm64 is not measured). Their
+ * multiply-adds are explicit (SKCCE_ROW_MADD_*, one rounding), as the scalar
+ * loops' are, whatever the compiler's contraction setting. */
+#if SKCCE_HAVE_VECTORS && defined(__AVX2__) && defined(__FMA__)
+#define SKCCE_ROW_VECTORS 1
+#include <immintrin.h>
+/* acc + v * w, rounded once, for wide and for 32-byte double vectors. */
+#if SKCCE_WIDTH == 2
+#define SKCCE_ROW_MADD_WIDE(acc, v, w) \
+    ((skcce_w_f64)_mm512_fmadd_pd((__m512d)(v), (__m512d)(w), (__m512d)(acc)))
+#else
+#define SKCCE_ROW_MADD_WIDE(acc, v, w) \
+    ((skcce_w_f64)_mm256_fmadd_pd((__m256d)(v), (__m256d)(w), (__m256d)(acc)))
+#endif
+#define SKCCE_ROW_MADD_QUAD(acc, v, w) \
+    ((skcce_v_f64)_mm256_fmadd_pd((__m256d)(v), (__m256d)(w), (__m256d)(acc)))
+#else
+#define SKCCE_ROW_VECTORS 0
+#endif
+
 #endif

@@ -1212,7 +1212,7 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
         PyMem_RawFree(scratch_buf)
         PyMem_RawFree(zeros)
     if bad_chunks > 0:
-        raise ColumnIndexError("a CSR column index lies outside [0, n_features)")
+        raise ColumnIndexError(f"a CSR column index lies outside [0, {d})")
     if non_finite_rows > 0:
         return False
     return True if (indptr[0] == 0 and indptr[n] == nnz) else None
