@@ -246,9 +246,9 @@ def test_csr_logits_every_class_count(index_dtype, data_dtype, model_dtype):
 def test_csr_logits_the_same_with_and_without_prefetching(data_dtype, model_dtype):
     """The CSR kernel runs other loops when it prefetches the rows of W.T
     (W.T beyond 1 MiB; here the same W.T padded with rows no index reaches)
-    than when W.T fits in the caches (from 17 to 32 classes, sums kept in
-    vector registers): for 1 to 34 classes, both give the same logits to
-    the bit."""
+    than when W.T fits in the caches (float64 coefficients, 17 to 32
+    classes: sums kept in vector registers): for 1 to 34 classes, both give
+    the same logits to the bit."""
     rng = np.random.default_rng(3)
     n, n_features = predict_kernel.sparse_chunk_rows() + 5, 40
     counts = rng.integers(0, 41, n)
@@ -268,6 +268,32 @@ def test_csr_logits_the_same_with_and_without_prefetching(data_dtype, model_dtyp
                                        predict_kernel.DECISION, 2, out)
             outs.append(out)
         assert_array_equal(outs[1], outs[0], err_msg=f"K = {n_classes}")
+
+
+@pytest.mark.parametrize("n_features", [40, 40_000])
+def test_csr_logits_of_float32_coefficients_as_of_float64(n_features):
+    """Float32 coefficients take the vector loops from 4 classes on; the same
+    values as float64 coefficients in a W.T padded past 1 MiB take the
+    plain loops. Each term is the float32 value as a double, so for 1 to 34
+    classes the logits are the same to the bit (rounded to float32)."""
+    rng = np.random.default_rng(4)
+    n = predict_kernel.sparse_chunk_rows() + 5
+    counts = rng.integers(0, 41, n)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    indices = rng.integers(0, n_features, indptr[-1]).astype(np.int32)
+    data = rng.standard_normal(indptr[-1]).astype(np.float32)
+    for n_classes in range(1, 35):
+        coef, intercept = _coefs(n_features, n_classes, np.float32, seed=n_classes)
+        weights_t = np.ascontiguousarray(coef.T)
+        padded = np.zeros((max(n_features, (1 << 20) // (n_classes * 8) + 1), n_classes))
+        padded[:n_features] = weights_t
+        out32 = np.empty((n, n_classes), np.float32)
+        predict_kernel.csr_predict(data, indices, indptr, weights_t, intercept,
+                                   predict_kernel.DECISION, 2, out32)
+        out64 = np.empty((n, n_classes))
+        predict_kernel.csr_predict(data, indices, indptr, padded, intercept.astype(np.float64),
+                                   predict_kernel.DECISION, 2, out64)
+        assert_array_equal(out32, out64.astype(np.float32), err_msg=f"K = {n_classes}")
 
 
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])

@@ -36,20 +36,30 @@
 #define SKCCE_CSR_REGISTER_CLASSES 32
 
 #if SKCCE_ROW_VECTORS
-/* Where the caller prefetches nothing (readable 0), from
- * SKCCE_CSR_VECTOR_MIN_CLASSES classes on, the sums are held in registers
- * written as vectors (see SKCCE_ROW_VECTORS in microkernel.h): wide ones of
- * SKCCE_CSR_WIDE_LANES doubles,
- * then at most one of 4, then at most 3 scalars. Left to the vectorizer,
- * GCC added the sums of 17 to 32 classes one scalar at a time, some of them
- * kept in memory: 1.6-2.3x slower with AVX2 and AVX-512. Elsewhere its loops
- * were as fast or faster (float32: 8 classes 1.1-1.2x; 24 and 32 classes
- * while prefetching, 1.2x). Float vectors with as many lanes, to load
- * float32 coefficients: */
-#define SKCCE_CSR_WIDE_LANES (4 * SKCCE_WIDTH)
-#define SKCCE_CSR_VECTOR_MIN_CLASSES 17
-typedef float skcce_csr_wide_f32 __attribute__((vector_size(16 * SKCCE_WIDTH), aligned(4)));
-typedef float skcce_csr_quad_f32 __attribute__((vector_size(16), aligned(4)));
+/* Which rows' sums are held in registers written as vectors (see
+ * SKCCE_ROW_VECTORS and skcce_split_row in microkernel.h), measured against
+ * GCC's vectorizer on the plain loop, one thread, 2,000 and 50,000 features:
+ * - float32 coefficients, from SKCCE_CSR_VECTOR_MIN_F32 classes on: GCC
+ *   converted a wide vector of floats in five instructions (here one) and
+ *   left 17 to 32 classes' sums scalar, some in memory. 1.0-1.3x faster at 4
+ *   to 16 classes, 1.1-1.6x while prefetching and 1.3-2.0x otherwise at 17
+ *   to 32, with AVX2 and AVX-512.
+ * - float64 coefficients, from SKCCE_CSR_VECTOR_MIN_F64 classes on, where
+ *   nothing is prefetched (readable 0): 1.6-1.9x faster. While prefetching,
+ *   GCC's loops were as fast or up to 1.15x faster; with fewer classes, as
+ *   fast. */
+#define SKCCE_CSR_VECTOR_MIN_F32 4
+#define SKCCE_CSR_VECTOR_MIN_F64 17
+/* *out = the coefficients from w on, as many as the double vector *out has
+ * lanes, as doubles: copied if they are doubles, else converted by
+ * FROM_F32 (SKCCE_ROW_WIDE_FROM_F32 or SKCCE_ROW_QUAD_FROM_F32). */
+#define SKCCE_CSR_LOAD_F64(out, w, FROM_F32) \
+    do { \
+        if (sizeof *(w) == sizeof(double)) \
+            memcpy((out), (w), sizeof *(out)); \
+        else \
+            *(out) = FROM_F32((const float*)(w)); \
+    } while (0)
 #endif
 
 /* CASE(NK) for each class count with a loop of its own (a switch's cases). */

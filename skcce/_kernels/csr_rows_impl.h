@@ -46,86 +46,70 @@ SKCCE_INLINE void SKCCE_FN(skcce_csr_logits)(
 }
 
 #if SKCCE_ROW_VECTORS
-/* *out = the wide vector's worth of coefficients from w, as doubles (by
- * pointer: a vector return value has no stable ABI without AVX). */
-SKCCE_INLINE void SKCCE_FN(skcce_csr_load_wide)(const SKCCE_TW* w, skcce_w_f64* out)
-{
-    if (sizeof(SKCCE_TW) == sizeof(double)) {
-        memcpy(out, w, sizeof *out);
-    } else {
-        skcce_csr_wide_f32 f;
-        memcpy(&f, w, sizeof f);
-        *out = __builtin_convertvector(f, skcce_w_f64);
-    }
-}
-
-/* *out = the 4 coefficients from w, as doubles. */
-SKCCE_INLINE void SKCCE_FN(skcce_csr_load_quad)(const SKCCE_TW* w, skcce_v_f64* out)
-{
-    if (sizeof(SKCCE_TW) == sizeof(double)) {
-        memcpy(out, w, sizeof *out);
-    } else {
-        skcce_csr_quad_f32 f;
-        memcpy(&f, w, sizeof f);
-        *out = __builtin_convertvector(f, skcce_v_f64);
-    }
-}
-
-/* skcce_csr_logits for NK <= SKCCE_CSR_REGISTER_CLASSES and no prefetching,
- * the sums in vector registers (see csr_rows.h). Each lane computes
- * acc + v * w rounded once, as SKCCE_CSR_MADD does on these targets, so the
- * sums are the same bit for bit. */
+/* skcce_csr_logits for NK <= SKCCE_CSR_REGISTER_CLASSES, the sums in vector
+ * registers (see csr_rows.h). Each lane computes acc + v * w rounded once, as
+ * SKCCE_CSR_MADD does on these targets, so the sums are the same bit for
+ * bit. */
 SKCCE_INLINE void SKCCE_FN(skcce_csr_logits_vectors)(
     const SKCCE_TX* SKCCE_RESTRICT values, const SKCCE_TI* SKCCE_RESTRICT columns,
-    ptrdiff_t nnz, const SKCCE_TW* SKCCE_RESTRICT wt,
+    ptrdiff_t nnz, ptrdiff_t readable, const SKCCE_TW* SKCCE_RESTRICT wt,
     const SKCCE_TW* SKCCE_RESTRICT b, const ptrdiff_t NK, double* SKCCE_RESTRICT z)
 {
-    const ptrdiff_t NW = NK / SKCCE_CSR_WIDE_LANES;
-    const ptrdiff_t Q0 = NW * SKCCE_CSR_WIDE_LANES;         /* first class of the quad */
-    const int NQ = NK - Q0 >= 4;
-    const ptrdiff_t S0 = Q0 + 4 * NQ;                       /* first scalar class */
-    skcce_w_f64 wide[SKCCE_CSR_REGISTER_CLASSES / SKCCE_CSR_WIDE_LANES];
+    const skcce_row_lanes lanes = skcce_split_row(NK);
+    const ptrdiff_t row_bytes = NK * (ptrdiff_t)sizeof(SKCCE_TW);
+    skcce_w_f64 wide[SKCCE_CSR_REGISTER_CLASSES / SKCCE_ROW_WIDE_LANES];
     skcce_v_f64 quad = SKCCE_BROADCAST_f64(0.0);
     /* Scalars, not an array: GCC kept an array of them in memory. */
     double single0 = 0.0, single1 = 0.0, single2 = 0.0;
-    ptrdiff_t p = 0, s;
-    for (s = 0; s < NW; s++)
-        SKCCE_FN(skcce_csr_load_wide)(b + s * SKCCE_CSR_WIDE_LANES, &wide[s]);
-    if (NQ)
-        SKCCE_FN(skcce_csr_load_quad)(b + Q0, &quad);
+    const ptrdiff_t S0 = lanes.single_start;
+    ptrdiff_t p, s;
+    for (s = 0; s < lanes.wide; s++)
+        SKCCE_CSR_LOAD_F64(&wide[s], b + s * SKCCE_ROW_WIDE_LANES, SKCCE_ROW_WIDE_FROM_F32);
+    if (lanes.quad)
+        SKCCE_CSR_LOAD_F64(&quad, b + lanes.quad_start, SKCCE_ROW_QUAD_FROM_F32);
     if (S0 < NK) single0 = (double)b[S0];
     if (S0 + 1 < NK) single1 = (double)b[S0 + 1];
     if (S0 + 2 < NK) single2 = (double)b[S0 + 2];
-    for (; p < nnz; p++) {
-        const double v = (double)values[p];
-        const SKCCE_TW* w = wt + (size_t)columns[p] * NK;
-        const skcce_w_f64 v_wide = SKCCE_BROADCAST_WIDE_f64(v);
-        for (s = 0; s < NW; s++) {
-            skcce_w_f64 w_wide;
-            SKCCE_FN(skcce_csr_load_wide)(w + s * SKCCE_CSR_WIDE_LANES, &w_wide);
-            wide[s] = SKCCE_ROW_MADD_WIDE(wide[s], v_wide, w_wide);
-        }
-        if (NQ) {
-            skcce_v_f64 w_quad;
-            SKCCE_FN(skcce_csr_load_quad)(w + Q0, &w_quad);
-            quad = SKCCE_ROW_MADD_QUAD(quad, SKCCE_BROADCAST_f64(v), w_quad);
-        }
-        if (S0 < NK) single0 = SKCCE_CSR_MADD(single0, v, (double)w[S0]);
-        if (S0 + 1 < NK) single1 = SKCCE_CSR_MADD(single1, v, (double)w[S0 + 1]);
-        if (S0 + 2 < NK) single2 = SKCCE_CSR_MADD(single2, v, (double)w[S0 + 2]);
+    /* The terms of the non-zero p (a macro: the same body for both loops). */
+#define SKCCE_CSR_ADD_VECTORS(p) \
+    do { \
+        const double v = (double)values[p]; \
+        const SKCCE_TW* w = wt + (size_t)columns[p] * NK; \
+        const skcce_w_f64 v_wide = SKCCE_BROADCAST_WIDE_f64(v); \
+        for (s = 0; s < lanes.wide; s++) { \
+            skcce_w_f64 w_wide; \
+            SKCCE_CSR_LOAD_F64(&w_wide, w + s * SKCCE_ROW_WIDE_LANES, SKCCE_ROW_WIDE_FROM_F32); \
+            wide[s] = SKCCE_ROW_MADD_WIDE(wide[s], v_wide, w_wide); \
+        } \
+        if (lanes.quad) { \
+            skcce_v_f64 w_quad; \
+            SKCCE_CSR_LOAD_F64(&w_quad, w + lanes.quad_start, SKCCE_ROW_QUAD_FROM_F32); \
+            quad = SKCCE_ROW_MADD_QUAD(quad, SKCCE_BROADCAST_f64(v), w_quad); \
+        } \
+        if (S0 < NK) single0 = SKCCE_CSR_MADD(single0, v, (double)w[S0]); \
+        if (S0 + 1 < NK) single1 = SKCCE_CSR_MADD(single1, v, (double)w[S0 + 1]); \
+        if (S0 + 2 < NK) single2 = SKCCE_CSR_MADD(single2, v, (double)w[S0 + 2]); \
+    } while (0)
+    for (p = 0; p + SKCCE_CSR_AHEAD < readable && p < nnz; p++) {
+        skcce_csr_prefetch_row(wt + (size_t)columns[p + SKCCE_CSR_AHEAD] * NK, row_bytes);
+        SKCCE_CSR_ADD_VECTORS(p);
     }
-    for (s = 0; s < NW; s++)
-        memcpy(z + s * SKCCE_CSR_WIDE_LANES, &wide[s], sizeof wide[s]);
-    if (NQ)
-        memcpy(z + Q0, &quad, sizeof quad);
+    for (; p < nnz; p++)
+        SKCCE_CSR_ADD_VECTORS(p);
+#undef SKCCE_CSR_ADD_VECTORS
+    for (s = 0; s < lanes.wide; s++)
+        memcpy(z + s * SKCCE_ROW_WIDE_LANES, &wide[s], sizeof wide[s]);
+    if (lanes.quad)
+        memcpy(z + lanes.quad_start, &quad, sizeof quad);
     if (S0 < NK) z[S0] = single0;
     if (S0 + 1 < NK) z[S0 + 1] = single1;
     if (S0 + 2 < NK) z[S0 + 2] = single2;
 }
 #define SKCCE_CSR_IN_REGISTERS(NK) \
     do { \
-        if ((NK) >= SKCCE_CSR_VECTOR_MIN_CLASSES && readable == 0) \
-            SKCCE_FN(skcce_csr_logits_vectors)(values, columns, nnz, wt, b, NK, z); \
+        if (sizeof(SKCCE_TW) == sizeof(float) ? (NK) >= SKCCE_CSR_VECTOR_MIN_F32 \
+                                              : (NK) >= SKCCE_CSR_VECTOR_MIN_F64 && readable == 0) \
+            SKCCE_FN(skcce_csr_logits_vectors)(values, columns, nnz, readable, wt, b, NK, z); \
         else \
             SKCCE_FN(skcce_csr_logits)(values, columns, nnz, readable, wt, b, NK, 1, z); \
     } while (0)

@@ -155,12 +155,37 @@ SKCCE_INLINE void skcce_fetch_line(skcce_fetch_ahead* f, ptrdiff_t pass)
 #if SKCCE_WIDTH == 2
 #define SKCCE_ROW_MADD_WIDE(acc, v, w) \
     ((skcce_w_f64)_mm512_fmadd_pd((__m512d)(v), (__m512d)(w), (__m512d)(acc)))
+#define SKCCE_ROW_WIDE_FROM_F32(p) ((skcce_w_f64)_mm512_cvtps_pd(_mm256_loadu_ps(p)))
 #else
 #define SKCCE_ROW_MADD_WIDE(acc, v, w) \
     ((skcce_w_f64)_mm256_fmadd_pd((__m256d)(v), (__m256d)(w), (__m256d)(acc)))
+#define SKCCE_ROW_WIDE_FROM_F32(p) ((skcce_w_f64)_mm256_cvtps_pd(_mm_loadu_ps(p)))
 #endif
 #define SKCCE_ROW_MADD_QUAD(acc, v, w) \
     ((skcce_v_f64)_mm256_fmadd_pd((__m256d)(v), (__m256d)(w), (__m256d)(acc)))
+/* The floats from p on, as many as the vector has lanes, converted to
+ * doubles: one load-and-convert instruction (GCC's __builtin_convertvector
+ * of a wide vector took five, with AVX-512). */
+#define SKCCE_ROW_QUAD_FROM_F32(p) ((skcce_v_f64)_mm256_cvtps_pd(_mm_loadu_ps(p)))
+
+/* How these loops split a row of NK doubles: `wide` wide vectors
+ * (SKCCE_ROW_WIDE_LANES doubles each) from class 0, then one vector of 4
+ * from class quad_start if `quad`, then scalars (at most 3) from class
+ * single_start. With NK a compile-time constant, all of it folds away. */
+#define SKCCE_ROW_WIDE_LANES (4 * SKCCE_WIDTH)
+typedef struct {
+    ptrdiff_t wide, quad_start, quad, single_start;
+} skcce_row_lanes;
+
+SKCCE_INLINE skcce_row_lanes skcce_split_row(ptrdiff_t NK)
+{
+    skcce_row_lanes lanes;
+    lanes.wide = NK / SKCCE_ROW_WIDE_LANES;
+    lanes.quad_start = lanes.wide * SKCCE_ROW_WIDE_LANES;
+    lanes.quad = NK - lanes.quad_start >= 4;
+    lanes.single_start = lanes.quad_start + 4 * lanes.quad;
+    return lanes;
+}
 #else
 #define SKCCE_ROW_VECTORS 0
 #endif

@@ -24,7 +24,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
 #include <string.h>
 
 #include "portability.h"
@@ -48,24 +47,23 @@
 SKCCE_INLINE void skcce_row_update(double* SKCCE_RESTRICT out, const double* SKCCE_RESTRICT in,
                                    double x, const ptrdiff_t NK)
 {
+    const skcce_row_lanes lanes = skcce_split_row(NK);
     const skcce_w_f64 x_wide = SKCCE_BROADCAST_WIDE_f64(x);
-    ptrdiff_t k = 0;
-    for (; k + 4 * SKCCE_WIDTH <= NK; k += 4 * SKCCE_WIDTH) {
+    for (ptrdiff_t s = 0; s < lanes.wide; s++) {
         skcce_w_f64 o, i;
-        memcpy(&o, out + k, sizeof o);
-        memcpy(&i, in + k, sizeof i);
+        memcpy(&o, out + s * SKCCE_ROW_WIDE_LANES, sizeof o);
+        memcpy(&i, in + s * SKCCE_ROW_WIDE_LANES, sizeof i);
         o = SKCCE_ROW_MADD_WIDE(o, x_wide, i);
-        memcpy(out + k, &o, sizeof o);
+        memcpy(out + s * SKCCE_ROW_WIDE_LANES, &o, sizeof o);
     }
-    if (SKCCE_WIDTH > 1 && k + 4 <= NK) {
+    if (lanes.quad) {
         skcce_v_f64 o, i;
-        memcpy(&o, out + k, sizeof o);
-        memcpy(&i, in + k, sizeof i);
+        memcpy(&o, out + lanes.quad_start, sizeof o);
+        memcpy(&i, in + lanes.quad_start, sizeof i);
         o = SKCCE_ROW_MADD_QUAD(o, SKCCE_BROADCAST_f64(x), i);
-        memcpy(out + k, &o, sizeof o);
-        k += 4;
+        memcpy(out + lanes.quad_start, &o, sizeof o);
     }
-    for (; k < NK; k++)
+    for (ptrdiff_t k = lanes.single_start; k < NK; k++)
         out[k] = __builtin_fma(x, in[k], out[k]);
 }
 #else
