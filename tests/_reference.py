@@ -5,8 +5,25 @@ scikit-learn's own private LinearModelLoss, which is the documented semantic
 reference for ``skcce.crossentropy_loss_gradient``.
 """
 
+from fractions import Fraction
+
 import numpy as np
 from scipy.special import log_softmax, logsumexp
+
+
+def exact_csr_row_logits(values, columns, weights_t, intercept, fused):
+    """A CSR row's float64 logits computed exactly in Python, term by term
+    in the order of the non-zeros: each ``acc + x * w`` rounded once
+    (``fused``: from the exact rational value) or twice, as Python's floats
+    do."""
+    z = []
+    for k in range(weights_t.shape[1]):
+        acc = float(intercept[k])
+        for x, c in zip(np.asarray(values).tolist(), np.asarray(columns).tolist()):
+            w = float(weights_t[c, k])
+            acc = float(Fraction(x) * Fraction(w) + Fraction(acc)) if fused else acc + x * w
+        z.append(acc)
+    return np.array(z)
 
 
 def numpy_loss_gradient(

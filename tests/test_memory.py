@@ -12,7 +12,8 @@ scratch buffers (allocated with ``PyMem_RawMalloc``): threads x chunk_rows x K
 values, plus the dense kernel's group gradients (4 slots per thread of
 n_features x K, padded to the vector width) and for the sparse kernel, per
 thread, chunk_rows x (2K + 1) values and 12 bytes per non-zero of one chunk
-(with class slices, K > 32: chunk_rows x K rounded up to 8 logits, the
+(for 9 to 32 classes, the K logits per row rounded up to a multiple of 4;
+with class slices, K > 32: chunk_rows x K rounded up to 8 logits, the
 softmax's scratch for 65,536 // K rows, and one n_features x K copy of the
 coefficients).
 
@@ -211,7 +212,7 @@ def test_kernel_scratch_is_traced_and_bounded():
     Sparse, 2 threads: CSR 20,000 x 5,000 with 50 non-zeros per row, K = 20:
     chunks of 65,536 // K = 3,276 rows (163,800 non-zeros); per thread a tile
     of 12 bytes per non-zero and 2K + 1 float64 per row (2.9 MiB), one
-    allocation for all threads. Dense:
+    allocation for all threads; K = 17, the logits' rows padded to 20. Dense:
     20,000 x 300, K = 100: one float64 gradient of d x K per slot, 4 slots
     per thread for the 47 groups of rows (1.8 MiB; one buffer per group, as
     before the slots, was 10.8 MiB). Outputs are preallocated, so the peak is
@@ -219,18 +220,20 @@ def test_kernel_scratch_is_traced_and_bounded():
     from skcce._kernels import dense, sparse
 
     rng = np.random.default_rng(3)
-    n, d, K, T = 20_000, 5_000, 20, 2
+    n, d, T = 20_000, 5_000, 2
     X = _random_csr(n, d, 50, rng)
-    y = rng.integers(0, K, size=n).astype(np.int32)
-    weights_t = rng.normal(size=(d, K))
-    grad_t = np.empty((d + 1, K))
-    chunk_rows = sparse.sparse_chunk_rows(K)
-    largest_nnz = np.diff(X.indptr[np.r_[0:n:chunk_rows, n]]).max()
-    expected = T * (largest_nnz * 12 + chunk_rows * (2 * K + 1) * 8)
-    call = lambda: sparse.csr_loss_gradient(  # noqa: E731
-        X.data, X.indices, X.indptr, d, y, None, 0.0, None, weights_t, np.zeros(K), T,
-        grad_t)
-    _assert_traced_scratch("sparse", call, expected)
+    # K = 17: the logits' rows padded to 20 values (whole 32-byte vectors).
+    for K, z_stride in ((20, 20), (17, 20)):
+        y = rng.integers(0, K, size=n).astype(np.int32)
+        weights_t = rng.normal(size=(d, K))
+        grad_t = np.empty((d + 1, K))
+        chunk_rows = sparse.sparse_chunk_rows(K)
+        largest_nnz = np.diff(X.indptr[np.r_[0:n:chunk_rows, n]]).max()
+        expected = T * (largest_nnz * 12 + chunk_rows * (z_stride + K + 1) * 8)
+        call = lambda: sparse.csr_loss_gradient(  # noqa: E731
+            X.data, X.indices, X.indptr, d, y, None, 0.0, None, weights_t, np.zeros(K), T,
+            grad_t)
+        _assert_traced_scratch("sparse", call, expected)
 
     # Class slices (K = 100 > 32, 50 non-zeros per feature): chunks of
     # 65,536 // 32 = 2,048 rows, logits padded to 104 values per row, the

@@ -27,6 +27,7 @@ from sklearn.linear_model import LogisticRegression
 
 from skcce import SoftmaxClassifier, SoftmaxClassifierCV, _prediction
 from skcce._kernels import predict as predict_kernel
+from _reference import exact_csr_row_logits
 from skcce._kernels import reductions
 
 MiB = 2**20
@@ -215,10 +216,11 @@ def test_csr_matches_numpy(monkeypatch, index_dtype, data_dtype, model_dtype):
     (np.float32, np.float32), (np.float64, np.float32)])
 def test_csr_logits_every_class_count(index_dtype, data_dtype, model_dtype):
     """The CSR logits, whose sums are held in registers with a loop per class
-    count up to 32 and in memory beyond, for every type of the data, the
-    model and the indices: each K from 1 to 34 and a few more, against NumPy
-    in float64, the same for 1 and 3 threads. Rows of 0 to 40 non-zeros
-    (repeated columns included), over two chunks."""
+    count up to 32 and beyond in slices of the classes or in memory, for
+    every type of the data, the model and the indices: each K from 1 to 34
+    and a few more, against NumPy in float64, the same for 1 and 3 threads.
+    Rows of 0 to 40 non-zeros (repeated columns included), over two
+    chunks."""
     rng = np.random.default_rng(7)
     n, n_features = predict_kernel.sparse_chunk_rows() + 5, 50
     counts = rng.integers(0, 41, n)
@@ -246,9 +248,9 @@ def test_csr_logits_every_class_count(index_dtype, data_dtype, model_dtype):
 def test_csr_logits_the_same_with_and_without_prefetching(data_dtype, model_dtype):
     """The CSR kernel runs other loops when it prefetches the rows of W.T
     (W.T beyond 1 MiB; here the same W.T padded with rows no index reaches)
-    than when W.T fits in the caches (float64 coefficients, 17 to 32
-    classes: sums kept in vector registers): for 1 to 34 classes, both give
-    the same logits to the bit."""
+    than when W.T fits in the caches (float64 coefficients: 17 to 32 classes
+    in vector registers, and more in slices of the classes): for 1 to 34
+    classes, both give the same logits to the bit."""
     rng = np.random.default_rng(3)
     n, n_features = predict_kernel.sparse_chunk_rows() + 5, 40
     counts = rng.integers(0, 41, n)
@@ -270,30 +272,27 @@ def test_csr_logits_the_same_with_and_without_prefetching(data_dtype, model_dtyp
         assert_array_equal(outs[1], outs[0], err_msg=f"K = {n_classes}")
 
 
-@pytest.mark.parametrize("n_features", [40, 40_000])
-def test_csr_logits_of_float32_coefficients_as_of_float64(n_features):
-    """Float32 coefficients take the vector loops from 4 classes on; the same
-    values as float64 coefficients in a W.T padded past 1 MiB take the
-    plain loops. Each term is the float32 value as a double, so for 1 to 34
-    classes the logits are the same to the bit (rounded to float32)."""
-    rng = np.random.default_rng(4)
-    n = predict_kernel.sparse_chunk_rows() + 5
-    counts = rng.integers(0, 41, n)
-    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    indices = rng.integers(0, n_features, indptr[-1]).astype(np.int32)
-    data = rng.standard_normal(indptr[-1]).astype(np.float32)
-    for n_classes in range(1, 35):
-        coef, intercept = _coefs(n_features, n_classes, np.float32, seed=n_classes)
+@pytest.mark.parametrize("data_dtype,model_dtype", [
+    (np.float64, np.float64), (np.float32, np.float32), (np.float64, np.float32),
+    (np.float32, np.float64)])
+def test_csr_row_logits_are_exact_sums_in_order(data_dtype, model_dtype):
+    """Every CSR loop (vector registers, plain loops, slices of 33 to 512
+    classes, with and without prefetching) against sums computed exactly
+    in Python, to the bit: each term fused where the loops in use fuse them
+    (``csr_terms_fused``), else rounded twice. A row with an unsorted and a
+    duplicate column."""
+    fused = predict_kernel.csr_terms_fused()
+    rng = np.random.default_rng(5)
+    columns = rng.integers(0, 30, 13).astype(np.int32)
+    columns[3] = columns[7]
+    values = rng.standard_normal(13).astype(data_dtype)
+    for n_classes in list(range(1, 41)) + [45, 47, 63, 64, 65, 100, 131, 600]:
+        coef, intercept = _coefs(30, n_classes, model_dtype, seed=n_classes)
         weights_t = np.ascontiguousarray(coef.T)
-        padded = np.zeros((max(n_features, (1 << 20) // (n_classes * 8) + 1), n_classes))
-        padded[:n_features] = weights_t
-        out32 = np.empty((n, n_classes), np.float32)
-        predict_kernel.csr_predict(data, indices, indptr, weights_t, intercept,
-                                   predict_kernel.DECISION, 2, out32)
-        out64 = np.empty((n, n_classes))
-        predict_kernel.csr_predict(data, indices, indptr, padded, intercept.astype(np.float64),
-                                   predict_kernel.DECISION, 2, out64)
-        assert_array_equal(out32, out64.astype(np.float32), err_msg=f"K = {n_classes}")
+        expected = exact_csr_row_logits(values, columns, weights_t, intercept, fused)
+        for readable in (0, values.shape[0]):
+            z = predict_kernel.csr_row_logits(values, columns, weights_t, intercept, readable)
+            assert_array_equal(z, expected, err_msg=f"K = {n_classes}, readable {readable}")
 
 
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])

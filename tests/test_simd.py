@@ -29,7 +29,8 @@ import scipy.sparse as sp
 from scipy.special import log_softmax, softmax
 
 from skcce._kernels import dense
-from _reference import assert_grad_close, numpy_loss_gradient, two_loop_direction
+from _reference import (assert_grad_close, exact_csr_row_logits, numpy_loss_gradient,
+                        two_loop_direction)
 
 SETS = ("base", "avx2", "avx512")
 
@@ -45,20 +46,23 @@ def prediction_rows(X):
 
 
 def csr_prediction_problems():
-    """CSR prediction with W.T over 1 MiB, whose rows the kernel prefetches:
-    K = 8, 20 and 40, float64 data and model, float32 data with either
-    model, int32 and int64 indices; 300 rows of 0 to 60 non-zeros, so a chunk
-    ends inside them (at row 256) for more than one thread."""
+    """CSR prediction with W.T over 1 MiB, whose rows the kernel prefetches
+    (K = 8, 20 and 40), and with a small W.T (K = 5, 33, 35 and 63: vector
+    registers for float32 coefficients, slices of the classes beyond 32);
+    float64 data and model, float32 data with either model, int32 and int64
+    indices; 300 rows of 0 to 60 non-zeros, so a chunk ends inside them (at
+    row 256) for more than one thread."""
     rng = np.random.default_rng(5)
     problems = {}
-    for K in (8, 20, 40):
+    for K, prefetched in ((8, True), (20, True), (40, True), (5, False), (33, False),
+                          (35, False), (63, False)):
         for x_dtype, w_dtype in ((np.float64, np.float64), (np.float32, np.float64),
                                  (np.float32, np.float32)):
             for index_dtype in (np.int32, np.int64):
-                d = 2**20 // (K * np.dtype(w_dtype).itemsize) + 100
+                d = 2**20 // (K * np.dtype(w_dtype).itemsize) + 100 if prefetched else 50
                 indptr = np.concatenate([[0], np.cumsum(rng.integers(0, 61, 300))])
                 name = "_".join(np.dtype(t).name for t in (x_dtype, w_dtype, index_dtype))
-                problems[f"{K}_{name}"] = (
+                problems[f"{K}_{d}_{name}"] = (
                     rng.standard_normal(indptr[-1]).astype(x_dtype),
                     rng.integers(0, d, indptr[-1]).astype(index_dtype),
                     indptr.astype(index_dtype),
@@ -121,6 +125,10 @@ CHILD = ("import numpy as np\n" + inspect.getsource(prediction_rows)
             predict.csr_predict(data, indices, indptr, weights_t, b, predict.DECISION,
                                 n_threads, z)
             out[f"csr_logits{n_threads}_{name}"] = z
+        for readable in (0, 13):
+            out[f"csr_row{readable}_{name}"] = predict.csr_row_logits(
+                data[:13], indices[:13], weights_t, b, readable)
+    out["csr_terms_fused"] = np.array(predict.csr_terms_fused())
     np.savez(sys.argv[2], **out)
     """
 )
@@ -274,3 +282,9 @@ def test_every_instruction_set_gives_the_reference_loss_and_gradient(cap, proble
         np.testing.assert_array_equal(three, one, err_msg=name)
         rtol = 1e-5 if weights_t.dtype == np.float32 else 1e-12
         np.testing.assert_allclose(one, expected, rtol=rtol, atol=rtol, err_msg=name)
+        # One row's float64 logits, to the bit, with and without prefetching.
+        exact = exact_csr_row_logits(data[:13], indices[:13], weights_t, b,
+                                     bool(result["csr_terms_fused"]))
+        for readable in (0, 13):
+            np.testing.assert_array_equal(result[f"csr_row{readable}_{name}"], exact,
+                                          err_msg=f"{name}, readable {readable}")

@@ -101,7 +101,8 @@ def soft_targets(n, K, seed):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n, d, K", [(1, 6, 3), (37, 9, 2), (600, 40, 7), (3000, 25, 4)])
+@pytest.mark.parametrize("n, d, K", [(1, 6, 3), (37, 9, 2), (600, 40, 7), (3000, 25, 4),
+                                     (700, 30, 13), (2000, 20, 17)])
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
@@ -140,9 +141,10 @@ def test_csr_matches_numpy_and_sklearn(dtype, index_dtype, fit_intercept, weight
     assert_grad_close(grad, sk_grad, rtol=1e-12, atol_factor=1e-12)
 
 
+@pytest.mark.parametrize("K", [5, 17])
 @pytest.mark.parametrize("n_jobs", [1, 2])
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
-def test_float32_sparse_is_computed_like_float64(index_dtype, n_jobs):
+def test_float32_sparse_is_computed_like_float64(index_dtype, n_jobs, K):
     """float32 CSR gives bitwise the float64 result for the same values.
 
     The kernel converts each float32 value exactly to float64 and then performs
@@ -150,9 +152,9 @@ def test_float32_sparse_is_computed_like_float64(index_dtype, n_jobs):
     equality (not merely ~1e-12) is what is measured and asserted; soft
     targets, smoothing and weights go through the same float64 code.
     """
-    X32, X64, y, coef, sw = loss_problem(2500, 30, 5, seed=3, weighted=True,
+    X32, X64, y, coef, sw = loss_problem(2500, 30, K, seed=3, weighted=True,
                                          index_dtype=index_dtype)
-    Q = soft_targets(2500, 5, seed=4)
+    Q = soft_targets(2500, K, seed=4)
     for targets, eps in ((y, 0.0), (Q, 0.15)):
         r32 = skcce.crossentropy_loss_gradient(coef, X32, targets, sample_weight=sw,
                                                l2_reg_strength=0.1, label_smoothing=eps,

@@ -47,16 +47,17 @@ SKCCE_INLINE void SKCCE_FN(skcce_csr_logits)(
 
 #if SKCCE_ROW_VECTORS
 /* skcce_csr_logits for NK <= SKCCE_CSR_REGISTER_CLASSES, the sums in vector
- * registers (see csr_rows.h). Each lane computes acc + v * w rounded once, as
- * SKCCE_CSR_MADD does on these targets, so the sums are the same bit for
- * bit. */
+ * registers (see csr_rows.h), for the NK classes from wt and b on: rows of
+ * W.T are ldw apart, and the prefetches fetch row_bytes of them. Each lane
+ * computes acc + v * w rounded once, as SKCCE_CSR_MADD does on these
+ * targets, so the sums are the same bit for bit. */
 SKCCE_INLINE void SKCCE_FN(skcce_csr_logits_vectors)(
     const SKCCE_TX* SKCCE_RESTRICT values, const SKCCE_TI* SKCCE_RESTRICT columns,
     ptrdiff_t nnz, ptrdiff_t readable, const SKCCE_TW* SKCCE_RESTRICT wt,
-    const SKCCE_TW* SKCCE_RESTRICT b, const ptrdiff_t NK, double* SKCCE_RESTRICT z)
+    const SKCCE_TW* SKCCE_RESTRICT b, const ptrdiff_t NK, ptrdiff_t ldw, ptrdiff_t row_bytes,
+    double* SKCCE_RESTRICT z)
 {
     const skcce_row_lanes lanes = skcce_split_row(NK);
-    const ptrdiff_t row_bytes = NK * (ptrdiff_t)sizeof(SKCCE_TW);
     skcce_w_f64 wide[SKCCE_CSR_REGISTER_CLASSES / SKCCE_ROW_WIDE_LANES];
     skcce_v_f64 quad = SKCCE_BROADCAST_f64(0.0);
     /* Scalars, not an array: GCC kept an array of them in memory. */
@@ -74,7 +75,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_csr_logits_vectors)(
 #define SKCCE_CSR_ADD_VECTORS(p) \
     do { \
         const double v = (double)values[p]; \
-        const SKCCE_TW* w = wt + (size_t)columns[p] * NK; \
+        const SKCCE_TW* w = wt + (size_t)columns[p] * ldw; \
         const skcce_w_f64 v_wide = SKCCE_BROADCAST_WIDE_f64(v); \
         for (s = 0; s < lanes.wide; s++) { \
             skcce_w_f64 w_wide; \
@@ -91,7 +92,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_csr_logits_vectors)(
         if (S0 + 2 < NK) single2 = SKCCE_CSR_MADD(single2, v, (double)w[S0 + 2]); \
     } while (0)
     for (p = 0; p + SKCCE_CSR_AHEAD < readable && p < nnz; p++) {
-        skcce_csr_prefetch_row(wt + (size_t)columns[p + SKCCE_CSR_AHEAD] * NK, row_bytes);
+        skcce_csr_prefetch_row(wt + (size_t)columns[p + SKCCE_CSR_AHEAD] * ldw, row_bytes);
         SKCCE_CSR_ADD_VECTORS(p);
     }
     for (; p < nnz; p++)
@@ -105,17 +106,63 @@ SKCCE_INLINE void SKCCE_FN(skcce_csr_logits_vectors)(
     if (S0 + 1 < NK) z[S0 + 1] = single1;
     if (S0 + 2 < NK) z[S0 + 2] = single2;
 }
+
+/* skcce_csr_logits for K > SKCCE_CSR_REGISTER_CLASSES where nothing is
+ * prefetched: slices of 32, then at most one each of 16, 8 and 4 classes,
+ * each slice's sums in registers over the row's non-zeros (where W.T is in
+ * the cache, every slice reads it there), and a last slice of 4
+ * ending at class K for the last 1-3 classes, which recomputes the rest of
+ * it: the same sums, so the same bits. */
+SKCCE_INLINE void SKCCE_FN(skcce_csr_logits_sliced)(
+    const SKCCE_TX* SKCCE_RESTRICT values, const SKCCE_TI* SKCCE_RESTRICT columns,
+    ptrdiff_t nnz, const SKCCE_TW* SKCCE_RESTRICT wt, const SKCCE_TW* SKCCE_RESTRICT b,
+    ptrdiff_t K, double* SKCCE_RESTRICT z)
+{
+    ptrdiff_t k0 = 0;
+#define SKCCE_CSR_SLICE(NK, first) \
+    SKCCE_FN(skcce_csr_logits_vectors)(values, columns, nnz, 0, wt + (first), b + (first), \
+                                       NK, K, 0, z + (first))
+    for (; k0 + 32 <= K; k0 += 32)
+        SKCCE_CSR_SLICE(32, k0);
+    if (k0 + 16 <= K) {
+        SKCCE_CSR_SLICE(16, k0);
+        k0 += 16;
+    }
+    if (k0 + 8 <= K) {
+        SKCCE_CSR_SLICE(8, k0);
+        k0 += 8;
+    }
+    if (k0 + 4 <= K) {
+        SKCCE_CSR_SLICE(4, k0);
+        k0 += 4;
+    }
+    if (k0 < K)
+        SKCCE_CSR_SLICE(4, K - 4);
+#undef SKCCE_CSR_SLICE
+}
+
 #define SKCCE_CSR_IN_REGISTERS(NK) \
     do { \
-        if (sizeof(SKCCE_TW) == sizeof(float) ? (NK) >= SKCCE_CSR_VECTOR_MIN_F32 \
-                                              : (NK) >= SKCCE_CSR_VECTOR_MIN_F64 && readable == 0) \
-            SKCCE_FN(skcce_csr_logits_vectors)(values, columns, nnz, readable, wt, b, NK, z); \
+        if (sizeof(SKCCE_TW) == sizeof(float) \
+                ? (NK) >= SKCCE_CSR_VECTOR_MIN_F32 \
+                : ((NK) >= SKCCE_CSR_VECTOR_MIN_F64 && readable == 0)) \
+            SKCCE_FN(skcce_csr_logits_vectors)(values, columns, nnz, readable, wt, b, NK, NK, \
+                                               (NK) * (ptrdiff_t)sizeof(SKCCE_TW), z); \
         else \
             SKCCE_FN(skcce_csr_logits)(values, columns, nnz, readable, wt, b, NK, 1, z); \
+    } while (0)
+#define SKCCE_CSR_ANY_K() \
+    do { \
+        if (readable == 0 && K <= SKCCE_CSR_SLICED_MAX_CLASSES) \
+            SKCCE_FN(skcce_csr_logits_sliced)(values, columns, nnz, wt, b, K, z); \
+        else \
+            SKCCE_FN(skcce_csr_logits)(values, columns, nnz, readable, wt, b, K, 0, z); \
     } while (0)
 #else
 #define SKCCE_CSR_IN_REGISTERS(NK) \
     SKCCE_FN(skcce_csr_logits)(values, columns, nnz, readable, wt, b, NK, 1, z)
+#define SKCCE_CSR_ANY_K() \
+    SKCCE_FN(skcce_csr_logits)(values, columns, nnz, readable, wt, b, K, 0, z)
 #endif
 
 void SKCCE_EXPORT(SKCCE_FN(skcce_csr_row_logits))(
@@ -125,11 +172,12 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_csr_row_logits))(
 #define SKCCE_CASE(NK) case NK: SKCCE_CSR_IN_REGISTERS(NK); break;
     switch (K) {
     SKCCE_CSR_SPECIALIZED_K(SKCCE_CASE)
-    default: SKCCE_FN(skcce_csr_logits)(values, columns, nnz, readable, wt, b, K, 0, z); break;
+    default: SKCCE_CSR_ANY_K(); break;
     }
 #undef SKCCE_CASE
 }
 #undef SKCCE_CSR_IN_REGISTERS
+#undef SKCCE_CSR_ANY_K
 
 #undef SKCCE_FN
 #undef SKCCE_TX

@@ -15,7 +15,8 @@
  * depend on threads. float32 data accumulates a chunk's gradient in float32
  * registers (as SGEMM would) and adds it to the float64 G.
  *
- * This header holds the constants and vector types; the functions are
+ * This header holds the constants, vector types and small inline helpers
+ * (the sparse kernels' row split and multiply-adds); the functions are
  * written once, in microkernel_impl.h, which simd_loops.c includes once per
  * element type (and compiles once per instruction set): skcce_logits_f64,
  * skcce_grad_f64, skcce_logits_f32 and skcce_grad_f32, each with the
@@ -155,6 +156,9 @@ SKCCE_INLINE void skcce_fetch_line(skcce_fetch_ahead* f, ptrdiff_t pass)
 #if SKCCE_WIDTH == 2
 #define SKCCE_ROW_MADD_WIDE(acc, v, w) \
     ((skcce_w_f64)_mm512_fmadd_pd((__m512d)(v), (__m512d)(w), (__m512d)(acc)))
+/* The floats from p on, as many as the vector has lanes, converted to
+ * doubles: one load-and-convert instruction (GCC's __builtin_convertvector
+ * of a wide vector took five, with AVX-512). */
 #define SKCCE_ROW_WIDE_FROM_F32(p) ((skcce_w_f64)_mm512_cvtps_pd(_mm256_loadu_ps(p)))
 #else
 #define SKCCE_ROW_MADD_WIDE(acc, v, w) \
@@ -163,9 +167,6 @@ SKCCE_INLINE void skcce_fetch_line(skcce_fetch_ahead* f, ptrdiff_t pass)
 #endif
 #define SKCCE_ROW_MADD_QUAD(acc, v, w) \
     ((skcce_v_f64)_mm256_fmadd_pd((__m256d)(v), (__m256d)(w), (__m256d)(acc)))
-/* The floats from p on, as many as the vector has lanes, converted to
- * doubles: one load-and-convert instruction (GCC's __builtin_convertvector
- * of a wide vector took five, with AVX-512). */
 #define SKCCE_ROW_QUAD_FROM_F32(p) ((skcce_v_f64)_mm256_cvtps_pd(_mm_loadu_ps(p)))
 
 /* How these loops split a row of NK doubles: `wide` wide vectors
@@ -174,7 +175,8 @@ SKCCE_INLINE void skcce_fetch_line(skcce_fetch_ahead* f, ptrdiff_t pass)
  * single_start. With NK a compile-time constant, all of it folds away. */
 #define SKCCE_ROW_WIDE_LANES (4 * SKCCE_WIDTH)
 typedef struct {
-    ptrdiff_t wide, quad_start, quad, single_start;
+    ptrdiff_t wide, quad_start, single_start;
+    int quad;
 } skcce_row_lanes;
 
 SKCCE_INLINE skcce_row_lanes skcce_split_row(ptrdiff_t NK)

@@ -169,6 +169,62 @@ def sparse_chunk_rows():
     return SPARSE_CHUNK_ROWS
 
 
+def csr_row_logits(
+    const floating[::1] values,
+    const index_t[::1] columns,
+    const real_t[:, ::1] weights_t,
+    const real_t[::1] intercept,
+    Py_ssize_t readable,
+):
+    """One CSR row's float64 logits, as prediction computes them (for tests).
+
+    Parameters
+    ----------
+    values : ndarray of shape (nnz,), float32 or float64
+    columns : ndarray of shape (nnz,), int32 or int64
+        Column of each value, in [0, n_features).
+    weights_t : ndarray of shape (n_features, K), C order
+    intercept : ndarray of shape (K,), weights_t's dtype
+    readable : int
+        How many of ``columns`` the loops may read ahead to prefetch rows of
+        W.T (0: no prefetching; the loops differ, the result does not).
+
+    Returns
+    -------
+    z : ndarray of shape (K,), float64
+    """
+    cdef Py_ssize_t K = weights_t.shape[1], nnz = values.shape[0], p
+    if columns.shape[0] != nnz or intercept.shape[0] != K:
+        raise ValueError("values, columns and intercept must match weights_t.")
+    if not 0 <= readable <= nnz:
+        raise ValueError(f"readable must lie in [0, {nnz}], got {readable}.")
+    for p in range(nnz):
+        if not 0 <= columns[p] < weights_t.shape[0]:
+            raise ValueError(f"columns must lie in [0, {weights_t.shape[0]}).")
+    z = np.empty(K)
+    cdef double[::1] z_view = z
+    if K > 0:
+        _sparse_row_logits(&values[0] if nnz > 0 else NULL,
+                           &columns[0] if nnz > 0 else NULL, nnz, readable,
+                           &weights_t[0, 0] if weights_t.shape[0] > 0 else NULL,
+                           &intercept[0], K, &z_view[0])
+    return z
+
+
+def csr_terms_fused():
+    """Whether each term of the CSR logits is a fused multiply-add.
+
+    For the loops in use (see :func:`skcce._kernels.dense.simd_loops`): each
+    term ``acc + x * w`` is rounded once where the compiler targeted a fused
+    multiply-add for them, twice elsewhere.
+
+    Returns
+    -------
+    fused : bool
+    """
+    return bool(skcce_simd.csr_terms_fused())
+
+
 cdef inline Py_ssize_t _unshared(Py_ssize_t size, Py_ssize_t itemsize) noexcept nogil:
     """Elements between two threads' scratch of ``size`` elements: a multiple
     of 4 KiB, at least 4 KiB more than the size, so that no page holds two

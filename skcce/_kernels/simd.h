@@ -45,6 +45,9 @@ typedef struct {
      * 32-byte vectors in one register (AVX-512), 32 with vector extensions,
      * 8 without. */
     int (*vector_bytes)(void);
+    /* 1 if each term of prediction's CSR logits is a fused multiply-add
+     * (rounded once), 0 if rounded twice (see SKCCE_CSR_MADD in csr_rows.h). */
+    int (*csr_terms_fused)(void);
     void (*logits_f64)(const double* X, ptrdiff_t m, ptrdiff_t d, const double* Wt,
                        ptrdiff_t Kp, double* Z, ptrdiff_t rows_readable);
     void (*logits_f32)(const float* X, ptrdiff_t m, ptrdiff_t d, const float* Wt,

@@ -10,6 +10,7 @@ cdef extern from "simd.h":
     ctypedef struct skcce_simd_loops:
         const char* name
         int (*vector_bytes)() noexcept nogil
+        int (*csr_terms_fused)() noexcept nogil
         void (*logits_f64)(const double* X, Py_ssize_t m, Py_ssize_t d, const double* Wt,
                            Py_ssize_t Kp, double* Z, Py_ssize_t rows_readable) noexcept nogil
         void (*logits_f32)(const float* X, Py_ssize_t m, Py_ssize_t d, const float* Wt,

@@ -131,6 +131,11 @@ int SKCCE_EXPORT(skcce_vector_bytes)(void)
 #endif
 }
 
+int SKCCE_EXPORT(skcce_csr_terms_fused)(void)
+{
+    return SKCCE_CSR_MADD_FUSED;
+}
+
 void SKCCE_EXPORT(skcce_exp_nonpositive_inplace)(double* v, ptrdiff_t n)
 {
     for (ptrdiff_t i = 0; i < n; i++) v[i] = skcce_exp_nonpositive(v[i]);

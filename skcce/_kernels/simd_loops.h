@@ -24,6 +24,7 @@ void SKCCE_EXPORT(skcce_rows_grad_f64)(const double*, ptrdiff_t, ptrdiff_t, cons
 void SKCCE_EXPORT(skcce_rows_grad_f32)(const float*, ptrdiff_t, ptrdiff_t, const float*,
                                        ptrdiff_t, ptrdiff_t, double*, const void*, ptrdiff_t);
 int SKCCE_EXPORT(skcce_vector_bytes)(void);
+int SKCCE_EXPORT(skcce_csr_terms_fused)(void);
 void SKCCE_EXPORT(skcce_exp_nonpositive_inplace)(double*, ptrdiff_t);
 void SKCCE_EXPORT(skcce_log_ge1_inplace)(double*, ptrdiff_t);
 double SKCCE_EXPORT(skcce_softmax_labels_f64)(double*, ptrdiff_t, ptrdiff_t, ptrdiff_t,
@@ -75,6 +76,7 @@ SKCCE_CSR_ROW_LOGITS(float, float, int64_t, x32_w32_i64)
 #ifdef SKCCE_DISPATCH
 static const skcce_simd_loops SKCCE_EXPORT(skcce_loops) = {
     SKCCE_STRING(SKCCE_TARGET), SKCCE_EXPORT(skcce_vector_bytes),
+    SKCCE_EXPORT(skcce_csr_terms_fused),
     SKCCE_EXPORT(skcce_logits_f64), SKCCE_EXPORT(skcce_logits_f32),
     SKCCE_EXPORT(skcce_grad_f64), SKCCE_EXPORT(skcce_grad_f32),
     SKCCE_EXPORT(skcce_rows_logits_f64), SKCCE_EXPORT(skcce_rows_logits_f32),

@@ -4,7 +4,8 @@
 
 The sparse counterpart of :mod:`skcce._kernels.dense`, on *tiles*: a chunk of
 rows keeps its logits (then residuals) in the L2 cache, chunk_rows x K float64
-(512 KiB), and the coefficient and gradient rows are visited one *feature
+(512 KiB; up to 683 KiB where the rows are padded, see
+SPARSE_ALIGNED_ROWS_MIN_K), and the coefficient and gradient rows are visited one *feature
 block* at a time (a power of two of features whose K float64 coefficients
 take at most SPARSE_BLOCK_BYTES, 128 KiB), the next block streamed in address
 order while the current one is processed. Measured on CSR 100,000 x 100,000
@@ -86,12 +87,13 @@ cdef enum:
     # float64 per thread).
     SPARSE_MAX_CHUNK_VALUES = 1048576
     # Unsliced logits of this many classes have rows padded to whole 32-byte
-    # vectors: the gather loads and stores a row per entry, and rows of
-    # consecutive entries are often the same, so a row not starting on a
-    # vector split those accesses across cache lines and stalled each load
-    # on the previous store (one thread, 50 non-zeros per row: 9 to 31
-    # classes 1.2-1.6x faster, bitwise the same; with fewer classes no
-    # faster, with more 0.9-1.0x padded to whole lines).
+    # vectors: the gather loads and stores a row per entry, and consecutive
+    # entries often share a row. With rows off a 32-byte boundary (17
+    # classes: 136 bytes), most of those accesses crossed a cache line and
+    # each load stalled on the previous store (AVX-512, one thread, 50
+    # non-zeros per row: 9 to 31 classes 1.3-1.6x faster padded, AVX2 1.06x,
+    # bitwise the same; with fewer classes no faster, with more than 32
+    # 0.9-1.0x padded to whole lines).
     SPARSE_ALIGNED_ROWS_MIN_K = 9
     SPARSE_ALIGNED_ROWS_MAX_K = 32
     SPARSE_MIN_CHUNK_ROWS = 64
@@ -237,8 +239,9 @@ cdef struct SparseLayout:
     Py_ssize_t residual_rows   # rows per softmax call within a chunk
     Py_ssize_t n_slices        # class slices of the gather
     Py_ssize_t slice_width     # classes per slice (the last may have fewer)
-    Py_ssize_t z_stride        # values per row of a chunk's logits (K, or K
-                               # rounded up to 8 with several slices)
+    Py_ssize_t z_stride        # values per row of a chunk's logits: K, K
+                               # rounded up to 4 for 9 to 32 classes, or to 8
+                               # with several slices
     int block_shift            # features per block, as a power of two
     Py_ssize_t n_blocks        # feature blocks (at least 1)
     int n_threads
