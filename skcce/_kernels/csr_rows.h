@@ -8,18 +8,14 @@
  * whole row (a copy of the loop per class count): kept in memory, every
  * product waited for the store of the previous one. With more classes, the
  * row's non-zeros take a pass per slice of the classes, each in registers,
- * where the vector loops exist (see SKCCE_ROW_VECTORS) and W.T is not
- * prefetched, up to SKCCE_CSR_SLICED_MAX_CLASSES: one thread, 2,000
- * features, 33 to 300 classes 1.4-1.8x faster in float64 and 1.5-2.4x in
- * float32 than one pass with the sums in z. Otherwise the sums are kept in z, and
- * each non-zero adds its whole row of W.T: while prefetching, slices ran
- * from 0.7 to 2.3x the speed of this loop, depending on the shape.
+ * or one pass with the sums in z, each non-zero adding its whole row of
+ * W.T. Which loop runs, and whether W.T is prefetched, is decided in
+ * csr_policy.h.
  *
  * The rows of W.T that the non-zeros need are scattered over it; while the
  * row is processed, the row of W.T of the non-zero SKCCE_CSR_AHEAD places
  * further on is prefetched, all its lines, as long as that non-zero is among
- * the first `readable` of `columns` (0: no prefetch; the caller prefetches
- * only when W.T exceeds the caches and its rows are short).
+ * the first `readable` of `columns` (0: no prefetch).
  *
  * The function is written once, in csr_rows_impl.h, which simd_loops.c
  * includes once per type of X's values, of the coefficients and of the
@@ -35,30 +31,11 @@
 
 #include "portability.h"
 #include "microkernel.h"
+#include "csr_policy.h"
 
 #define SKCCE_CSR_AHEAD 8
-#define SKCCE_CSR_REGISTER_CLASSES 32
 
 #if SKCCE_ROW_VECTORS
-/* Which rows' sums are held in registers written as vectors (see
- * SKCCE_ROW_VECTORS and skcce_split_row in microkernel.h), measured against
- * GCC's vectorizer on the plain loop, one thread, 2,000 and 50,000 features:
- * - float32 coefficients, from SKCCE_CSR_VECTOR_MIN_F32 classes on: GCC
- *   converted a wide vector of floats in five instructions (here one) and
- *   left 17 to 32 classes' sums scalar, some in memory. 1.0-1.3x faster at 4
- *   to 16 classes, 1.1-1.6x while prefetching and 1.3-2.0x otherwise at 17
- *   to 32, with AVX2 and AVX-512.
- * - float64 coefficients, from SKCCE_CSR_VECTOR_MIN_F64 classes on, where
- *   nothing is prefetched (readable 0): 1.6-1.9x faster. While prefetching,
- *   GCC's loops were as fast or up to 1.15x faster; with fewer classes, as
- *   fast. */
-#define SKCCE_CSR_VECTOR_MIN_F32 4
-#define SKCCE_CSR_VECTOR_MIN_F64 17
-/* Slices of the classes beyond SKCCE_CSR_REGISTER_CLASSES, up to this many
- * classes (one thread, 5,000 features, 20,000 rows: 300 to 500 classes
- * 1.3-1.55x faster than the loop over all classes; 1,000 and 2,000 classes
- * 0.69-1.13x, the rows' parts read again by every slice no longer cached). */
-#define SKCCE_CSR_SLICED_MAX_CLASSES 512
 /* The slices are at most 32 classes wide. */
 typedef char skcce_csr_slices_fit[SKCCE_CSR_REGISTER_CLASSES >= 32 ? 1 : -1];
 /* *out = the coefficients from w on, as many as the double vector *out has

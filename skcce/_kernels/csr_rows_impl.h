@@ -27,19 +27,21 @@ SKCCE_INLINE void SKCCE_FN(skcce_csr_logits)(
     ptrdiff_t p = 0, k;
     for (k = 0; k < NK; k++)
         acc[k] = (double)b[k];
+    /* The terms of the non-zero p (a macro: the same body for both loops). */
+#define SKCCE_CSR_ADD_ROW(p) \
+    do { \
+        const double v = (double)values[p]; \
+        const SKCCE_TW* w = wt + (size_t)columns[p] * NK; \
+        for (k = 0; k < NK; k++) \
+            acc[k] = SKCCE_CSR_MADD(acc[k], v, (double)w[k]); \
+    } while (0)
     for (; p + SKCCE_CSR_AHEAD < readable && p < nnz; p++) {
         skcce_csr_prefetch_row(wt + (size_t)columns[p + SKCCE_CSR_AHEAD] * NK, row_bytes);
-        const double v = (double)values[p];
-        const SKCCE_TW* w = wt + (size_t)columns[p] * NK;
-        for (k = 0; k < NK; k++)
-            acc[k] = SKCCE_CSR_MADD(acc[k], v, (double)w[k]);
+        SKCCE_CSR_ADD_ROW(p);
     }
-    for (; p < nnz; p++) {
-        const double v = (double)values[p];
-        const SKCCE_TW* w = wt + (size_t)columns[p] * NK;
-        for (k = 0; k < NK; k++)
-            acc[k] = SKCCE_CSR_MADD(acc[k], v, (double)w[k]);
-    }
+    for (; p < nnz; p++)
+        SKCCE_CSR_ADD_ROW(p);
+#undef SKCCE_CSR_ADD_ROW
     if (in_registers)
         for (k = 0; k < NK; k++)
             z[k] = acc[k];
@@ -48,13 +50,13 @@ SKCCE_INLINE void SKCCE_FN(skcce_csr_logits)(
 #if SKCCE_ROW_VECTORS
 /* skcce_csr_logits for NK <= SKCCE_CSR_REGISTER_CLASSES, the sums in vector
  * registers (see csr_rows.h), for the NK classes from wt and b on: rows of
- * W.T are ldw apart, and the prefetches fetch row_bytes of them. Each lane
+ * W.T are ldw apart, and the prefetches fetch whole rows. Each lane
  * computes acc + v * w rounded once, as SKCCE_CSR_MADD does on these
  * targets, so the sums are the same bit for bit. */
 SKCCE_INLINE void SKCCE_FN(skcce_csr_logits_vectors)(
     const SKCCE_TX* SKCCE_RESTRICT values, const SKCCE_TI* SKCCE_RESTRICT columns,
     ptrdiff_t nnz, ptrdiff_t readable, const SKCCE_TW* SKCCE_RESTRICT wt,
-    const SKCCE_TW* SKCCE_RESTRICT b, const ptrdiff_t NK, ptrdiff_t ldw, ptrdiff_t row_bytes,
+    const SKCCE_TW* SKCCE_RESTRICT b, const ptrdiff_t NK, ptrdiff_t ldw,
     double* SKCCE_RESTRICT z)
 {
     const skcce_row_lanes lanes = skcce_split_row(NK);
@@ -63,6 +65,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_csr_logits_vectors)(
     /* Scalars, not an array: GCC kept an array of them in memory. */
     double single0 = 0.0, single1 = 0.0, single2 = 0.0;
     const ptrdiff_t S0 = lanes.single_start;
+    const ptrdiff_t row_bytes = ldw * (ptrdiff_t)sizeof(SKCCE_TW);
     ptrdiff_t p, s;
     for (s = 0; s < lanes.wide; s++)
         SKCCE_CSR_LOAD_F64(&wide[s], b + s * SKCCE_ROW_WIDE_LANES, SKCCE_ROW_WIDE_FROM_F32);
@@ -121,7 +124,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_csr_logits_sliced)(
     ptrdiff_t k0 = 0;
 #define SKCCE_CSR_SLICE(NK, first) \
     SKCCE_FN(skcce_csr_logits_vectors)(values, columns, nnz, 0, wt + (first), b + (first), \
-                                       NK, K, 0, z + (first))
+                                       NK, K, z + (first))
     for (; k0 + 32 <= K; k0 += 32)
         SKCCE_CSR_SLICE(32, k0);
     if (k0 + 16 <= K) {
@@ -141,24 +144,25 @@ SKCCE_INLINE void SKCCE_FN(skcce_csr_logits_sliced)(
 #undef SKCCE_CSR_SLICE
 }
 
+/* The loops for NK classes, NK constant (at most SKCCE_CSR_REGISTER_CLASSES),
+ * and for any K, as csr_policy.h decides. */
 #define SKCCE_CSR_IN_REGISTERS(NK) \
     do { \
-        if (sizeof(SKCCE_TW) == sizeof(float) \
-                ? (NK) >= SKCCE_CSR_VECTOR_MIN_F32 \
-                : ((NK) >= SKCCE_CSR_VECTOR_MIN_F64 && readable == 0)) \
+        if (skcce_csr_vectors_chosen((NK), sizeof(SKCCE_TW), readable)) \
             SKCCE_FN(skcce_csr_logits_vectors)(values, columns, nnz, readable, wt, b, NK, NK, \
-                                               (NK) * (ptrdiff_t)sizeof(SKCCE_TW), z); \
+                                               z); \
         else \
             SKCCE_FN(skcce_csr_logits)(values, columns, nnz, readable, wt, b, NK, 1, z); \
     } while (0)
 #define SKCCE_CSR_ANY_K() \
     do { \
-        if (readable == 0 && K <= SKCCE_CSR_SLICED_MAX_CLASSES) \
+        if (skcce_csr_sliced_chosen(K, readable)) \
             SKCCE_FN(skcce_csr_logits_sliced)(values, columns, nnz, wt, b, K, z); \
         else \
             SKCCE_FN(skcce_csr_logits)(values, columns, nnz, readable, wt, b, K, 0, z); \
     } while (0)
 #else
+/* Only the plain loop exists. */
 #define SKCCE_CSR_IN_REGISTERS(NK) \
     SKCCE_FN(skcce_csr_logits)(values, columns, nnz, readable, wt, b, NK, 1, z)
 #define SKCCE_CSR_ANY_K() \

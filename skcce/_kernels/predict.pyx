@@ -26,7 +26,7 @@ may be C-ordered, Fortran-ordered or row-strided: the GEMM reads it in place.
 CSR ``X`` is processed row by row over the non-zeros, accumulating in
 float64, in the hot loops' instruction set (``csr_rows.h``): each row's sums
 held in registers for up to 32 classes, and the rows of W.T ahead
-prefetched when W.T outgrows the caches. Where the compiler targets a fused
+prefetched when W.T outgrows the caches (the rules: ``csr_policy.h``). Where the compiler targets a fused
 multiply-add, each term is added with one rounding. The (log-)softmax takes
 eight rows' float64 logits at a time (a thread's scratch: 8 rows of K
 float64 logits besides the softmax's 16).
@@ -63,6 +63,12 @@ cdef extern from "microkernel.h":
     int SKCCE_LANES_f64
     int SKCCE_LANES_f32
 
+cdef extern from "csr_policy.h":
+    # Whether a CSR row's logits prefetch the rows of W.T they are about to
+    # need, for this shape of W.T.
+    bint skcce_csr_prefetches(Py_ssize_t n_features, Py_ssize_t n_classes,
+                              size_t coef_bytes) noexcept nogil
+
 import numpy as np
 
 _SIMD_LOOPS = select_simd_loops()
@@ -94,13 +100,6 @@ cdef enum:
     # wide rows made chunks of 16 rows that spent most of their time packing.
     GEMM_CHUNK_BYTES = 2097152
     SPARSE_CHUNK_ROWS = 256
-    # A CSR row's logits prefetch the rows of W.T they are about to need
-    # (csr_rows.h) when W.T is larger than SPARSE_PREFETCH_BYTES (smaller, it
-    # stays in the caches and the prefetches only cost instructions) and its
-    # rows at most SPARSE_PREFETCH_ROW_BYTES (longer rows stream on their
-    # own; 2,000 float64 classes ran a third slower with them prefetched).
-    SPARSE_PREFETCH_BYTES = 1048576
-    SPARSE_PREFETCH_ROW_BYTES = 1024
     # Up to this many classes the logits of C-ordered X come from the
     # micro-kernels (as in the loss; with few classes BLAS spends most of its
     # time packing panels for a product only K columns wide).
@@ -193,14 +192,13 @@ def csr_row_logits(
     -------
     z : ndarray of shape (K,), float64
     """
-    cdef Py_ssize_t K = weights_t.shape[1], nnz = values.shape[0], p
+    cdef Py_ssize_t K = weights_t.shape[1], nnz = values.shape[0]
     if columns.shape[0] != nnz or intercept.shape[0] != K:
         raise ValueError("values, columns and intercept must match weights_t.")
     if not 0 <= readable <= nnz:
         raise ValueError(f"readable must lie in [0, {nnz}], got {readable}.")
-    for p in range(nnz):
-        if not 0 <= columns[p] < weights_t.shape[0]:
-            raise ValueError(f"columns must lie in [0, {weights_t.shape[0]}).")
+    if nnz > 0 and _columns_out_of_range(&columns[0], nnz, weights_t.shape[0]):
+        raise ValueError(f"columns must lie in [0, {weights_t.shape[0]}).")
     z = np.empty(K)
     cdef double[::1] z_view = z
     if K > 0:
@@ -1221,8 +1219,7 @@ cdef object _csr_run(const floating[::1] data, const index_t[::1] indices,
 
     n_chunks = (n + SPARSE_CHUNK_ROWS - 1) // SPARSE_CHUNK_ROWS
     T = <int> max(1, min(n_threads, n_chunks))
-    prefetch = (d * K * sizeof(real_t) > SPARSE_PREFETCH_BYTES
-                and K * sizeof(real_t) <= SPARSE_PREFETCH_ROW_BYTES)
+    prefetch = skcce_csr_prefetches(d, K, sizeof(real_t))
     # Per thread: SKCCE_PREDICT_ROWS rows of float64 logits, a row of K output
     # values (labels), the softmax's scratch (none for logits) and its row flags.
     logits_size = SKCCE_PREDICT_ROWS * K
