@@ -296,6 +296,23 @@ def test_csr_row_logits_are_exact_sums_in_order(data_dtype, model_dtype):
 
 
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+@pytest.mark.parametrize("bad_column", [-1, 30])
+def test_csr_row_logits_rejects_columns_out_of_range(index_dtype, bad_column):
+    """The test helper checks its columns before the loops read through them:
+    a negative one and one equal to n_features are refused, the last valid
+    one is not."""
+    coef, intercept = _coefs(30, 5, np.float64, seed=1)
+    weights_t = np.ascontiguousarray(coef.T)
+    values = np.ones(3)
+    columns = np.array([0, 29, bad_column], dtype=index_dtype)
+    with pytest.raises(ValueError, match=r"columns must lie in \[0, 30\)"):
+        predict_kernel.csr_row_logits(values, columns, weights_t, intercept, 0)
+    columns[2] = 29
+    z = predict_kernel.csr_row_logits(values, columns, weights_t, intercept, 0)
+    assert_allclose(z, intercept + weights_t[0] + 2 * weights_t[29], rtol=1e-14)
+
+
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
 @pytest.mark.parametrize("dtype,n_features,n_classes",
                          [(np.float64, 60_000, 3), (np.float64, 20_000, 8),
                           (np.float32, 16_000, 20), (np.float64, 4_500, 33)])

@@ -34,10 +34,13 @@
 #include "csr_policy.h"
 
 #define SKCCE_CSR_AHEAD 8
+/* Up to this many classes, a loop of its own per class count keeps the row's
+ * sums in registers: the cases of SKCCE_CSR_SPECIALIZED_K, which the slices'
+ * width and the plain loop's register array rely on. */
+#define SKCCE_CSR_REGISTER_CLASSES 32
+typedef char skcce_csr_register_classes_are_32[SKCCE_CSR_REGISTER_CLASSES == 32 ? 1 : -1];
 
 #if SKCCE_ROW_VECTORS
-/* The slices are at most 32 classes wide. */
-typedef char skcce_csr_slices_fit[SKCCE_CSR_REGISTER_CLASSES >= 32 ? 1 : -1];
 /* *out = the coefficients from w on, as many as the double vector *out has
  * lanes, as doubles: copied if they are doubles, else converted by
  * FROM_F32 (SKCCE_ROW_WIDE_FROM_F32 or SKCCE_ROW_QUAD_FROM_F32). */

@@ -50,9 +50,9 @@ SKCCE_INLINE void SKCCE_FN(skcce_csr_logits)(
 #if SKCCE_ROW_VECTORS
 /* skcce_csr_logits for NK <= SKCCE_CSR_REGISTER_CLASSES, the sums in vector
  * registers (see csr_rows.h), for the NK classes from wt and b on: rows of
- * W.T are ldw apart, and the prefetches fetch whole rows. Each lane
- * computes acc + v * w rounded once, as SKCCE_CSR_MADD does on these
- * targets, so the sums are the same bit for bit. */
+ * W.T are ldw apart, and the prefetches fetch each row's NK coefficients.
+ * Each lane computes acc + v * w rounded once, as SKCCE_CSR_MADD does on
+ * these targets, so the sums are the same bit for bit. */
 SKCCE_INLINE void SKCCE_FN(skcce_csr_logits_vectors)(
     const SKCCE_TX* SKCCE_RESTRICT values, const SKCCE_TI* SKCCE_RESTRICT columns,
     ptrdiff_t nnz, ptrdiff_t readable, const SKCCE_TW* SKCCE_RESTRICT wt,
@@ -65,7 +65,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_csr_logits_vectors)(
     /* Scalars, not an array: GCC kept an array of them in memory. */
     double single0 = 0.0, single1 = 0.0, single2 = 0.0;
     const ptrdiff_t S0 = lanes.single_start;
-    const ptrdiff_t row_bytes = ldw * (ptrdiff_t)sizeof(SKCCE_TW);
+    const ptrdiff_t row_bytes = NK * (ptrdiff_t)sizeof(SKCCE_TW);
     ptrdiff_t p, s;
     for (s = 0; s < lanes.wide; s++)
         SKCCE_CSR_LOAD_F64(&wide[s], b + s * SKCCE_ROW_WIDE_LANES, SKCCE_ROW_WIDE_FROM_F32);

@@ -26,10 +26,10 @@ may be C-ordered, Fortran-ordered or row-strided: the GEMM reads it in place.
 CSR ``X`` is processed row by row over the non-zeros, accumulating in
 float64, in the hot loops' instruction set (``csr_rows.h``): each row's sums
 held in registers for up to 32 classes, and the rows of W.T ahead
-prefetched when W.T outgrows the caches (the rules: ``csr_policy.h``). Where the compiler targets a fused
-multiply-add, each term is added with one rounding. The (log-)softmax takes
-eight rows' float64 logits at a time (a thread's scratch: 8 rows of K
-float64 logits besides the softmax's 16).
+prefetched when W.T outgrows the caches (the rules: ``csr_policy.h``).
+Where the compiler targets a fused multiply-add, each term is added with
+one rounding. The (log-)softmax takes eight rows' float64 logits at a time
+(a thread's scratch: 8 rows of K float64 logits besides the softmax's 16).
 
 Numerics. Softmax and log-softmax are computed in float64 from the row
 maximum ``m``: ``p_k = exp(z_k - m) / s`` and
