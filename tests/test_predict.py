@@ -904,13 +904,15 @@ def test_all_finite_matches_numpy(dtype, n):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n_classes", [1, 2, 5, 17, 230])
+@pytest.mark.parametrize("n_classes", [1, 2, 4, 5, 8, 9, 16, 17, 33, 64, 65, 130, 230])
 def test_kernel_labels_match_numpy(dtype, n_classes):
     """predict's labels from the kernel against NumPy's on exact logits
     (small integers: many ties, which go to the first largest), for one
     column ``logit > 0``; C, Fortran and CSR X (micro-kernels and BLAS) over
     several chunks, 1-3 threads; rows of X with a NaN get 0 (the argmax of
-    their NaN logits, as LogisticRegression's under assume_finite)."""
+    their NaN logits, as LogisticRegression's under assume_finite). The class
+    counts cover the row-by-row vector labels' partial vectors and their
+    scans of 64 classes at a time."""
     rng = np.random.default_rng(n_classes)
     n, d = 1500, 6
     X = rng.integers(-2, 3, size=(n, d)).astype(dtype)

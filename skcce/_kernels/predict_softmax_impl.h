@@ -143,12 +143,24 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_predict_softmax))(
  * intercepts b whose logits are all finite: the first largest (NumPy's
  * argmax without NaN), or logit > 0 for K = 1. Rows whose logits are not
  * all finite are flagged (nonfinite[i] = 1, else 0) and their label left as
- * it was. Eight rows at a time, so that their comparisons run side by side
- * rather than one dependent chain per row. */
+ * it was. With AVX-512, row by row over the classes in vectors
+ * (vector_argmax.h); otherwise eight rows at a time, so that their
+ * comparisons run side by side rather than one dependent chain per row. */
 void SKCCE_EXPORT(SKCCE_FN(skcce_predict_labels))(
     const SKCCE_T* z, ptrdiff_t ldz, ptrdiff_t n_rows, ptrdiff_t K, const SKCCE_T* b,
     ptrdiff_t* labels, unsigned char* nonfinite)
 {
+#if SKCCE_ROW_ARGMAX_VECTORS
+    if (K >= SKCCE_ROW_ARGMAX_MIN_CLASSES) {
+        for (ptrdiff_t i = 0; i < n_rows; i++) {
+            const ptrdiff_t pick = SKCCE_FN(skcce_row_argmax)(z + i * ldz, b, K);
+            nonfinite[i] = pick < 0;
+            if (pick >= 0)
+                labels[i] = pick;
+        }
+        return;
+    }
+#endif
     for (ptrdiff_t i = 0; i < n_rows; i += SKCCE_PREDICT_ROWS) {
         const int rows = n_rows - i < SKCCE_PREDICT_ROWS ? (int)(n_rows - i)
                                                          : SKCCE_PREDICT_ROWS;

@@ -27,6 +27,7 @@
 #include "sparse_tiles.h"
 #include "csr_rows.h"
 #include "vector_exp.h"
+#include "vector_argmax.h"
 
 #define SKCCE_T double
 #define SKCCE_SUFFIX f64
