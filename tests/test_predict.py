@@ -910,9 +910,9 @@ def test_kernel_labels_match_numpy(dtype, n_classes):
     (small integers: many ties, which go to the first largest), for one
     column ``logit > 0``; C, Fortran and CSR X (micro-kernels and BLAS) over
     several chunks, 1-3 threads; rows of X with a NaN get 0 (the argmax of
-    their NaN logits, as LogisticRegression's under assume_finite). The class
-    counts cover the row-by-row vector labels' partial vectors and their
-    scans of 64 classes at a time."""
+    their NaN logits, as LogisticRegression's under assume_finite), and so
+    do rows with an infinity. The class counts cover the row-by-row vector
+    labels' partial vectors and their scans of 64 classes at a time."""
     rng = np.random.default_rng(n_classes)
     n, d = 1500, 6
     X = rng.integers(-2, 3, size=(n, d)).astype(dtype)
@@ -921,12 +921,18 @@ def test_kernel_labels_match_numpy(dtype, n_classes):
     intercept = rng.integers(-1, 2, size=n_classes).astype(dtype)
     bad = X.copy()
     bad[[3, 600, n - 1], [0, 5, 2]] = np.nan
+    # Infinite rows of X (some logits infinite, some NaN) get 0 too; with one
+    # column, ``logit > 0`` of their logit.
+    infinite = X.copy()
+    infinite[[5, 700, n - 2], [1, 4, 0]] = [np.inf, -np.inf, np.inf]
     weights_t = np.ascontiguousarray(coef.T)
-    for values, finite in ((X, True), (bad, False)):
+    for values, finite in ((X, True), (bad, False), (infinite, False)):
         with np.errstate(invalid="ignore"):
             logits = values.astype(np.float64) @ coef.T.astype(np.float64) + intercept
         expected = (logits[:, 0] > 0).astype(np.intp) if n_classes == 1 \
             else logits.argmax(axis=1)
+        if n_classes > 1:
+            expected[~np.isfinite(values).all(axis=1)] = 0
         assert len(np.unique(expected)) > 1
         for n_threads in (1, 2, 3):
             for data in (values, np.asfortranarray(values), sp.csr_matrix(values)):

@@ -139,13 +139,18 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_predict_softmax))(
                                               (int)(n_rows - i));
 }
 
+#if SKCCE_ROW_ARGMAX_VECTORS
+#include "vector_argmax_impl.h"
+#endif
+
 /* predict's class index of each row of logits z (row stride ldz) plus
  * intercepts b whose logits are all finite: the first largest (NumPy's
  * argmax without NaN), or logit > 0 for K = 1. Rows whose logits are not
  * all finite are flagged (nonfinite[i] = 1, else 0) and their label left as
- * it was. With AVX-512, row by row over the classes in vectors
- * (vector_argmax.h); otherwise eight rows at a time, so that their
- * comparisons run side by side rather than one dependent chain per row. */
+ * it was. With AVX-512 and at least SKCCE_ROW_ARGMAX_MIN_CLASSES classes,
+ * row by row over the classes in vectors (vector_argmax.h); otherwise eight
+ * rows at a time, so that their comparisons run side by side rather than
+ * one dependent chain per row. */
 void SKCCE_EXPORT(SKCCE_FN(skcce_predict_labels))(
     const SKCCE_T* z, ptrdiff_t ldz, ptrdiff_t n_rows, ptrdiff_t K, const SKCCE_T* b,
     ptrdiff_t* labels, unsigned char* nonfinite)

@@ -10,7 +10,10 @@
  * 5 to 1,000 classes (8 to 100 features); 0.7-0.8x with 2 classes and
  * 0.9-1.0x with 3 or 4, hence SKCCE_ROW_ARGMAX_MIN_CLASSES.
  *
- * SKCCE_ROW_ARGMAX_VECTORS is 1 where these exist (AVX-512 targets), else 0.
+ * The function, skcce_row_argmax_f64 or _f32, is written once in
+ * vector_argmax_impl.h, which predict_softmax_impl.h includes per element
+ * type. SKCCE_ROW_ARGMAX_VECTORS is 1 where it exists (AVX-512 targets),
+ * else 0.
  */
 #ifndef SKCCE_VECTOR_ARGMAX_H
 #define SKCCE_VECTOR_ARGMAX_H
@@ -42,82 +45,37 @@ SKCCE_INLINE ptrdiff_t skcce_lowest_set_bit(unsigned long long mask)
 }
 
 /* The lanes of classes k to K - 1, at most `lanes` of them. */
-#define SKCCE_ARGMAX_LANES(K, k, lanes) \
+#define SKCCE_ARGMAX_MASK(K, k, lanes) \
     ((K) - (k) >= (lanes) ? (1u << (lanes)) - 1u : (1u << ((K) - (k))) - 1u)
 
-SKCCE_INLINE ptrdiff_t skcce_row_argmax_f64(const double* row, const double* b, ptrdiff_t K)
+/* Per element type (the suffix of vector_argmax_impl.h's names): the vector,
+ * its lanes, its operations (SKCCE_ARGMAX_OP_f64(add) is _mm512_add_pd) and
+ * masked comparison, and the largest of a vector's lanes in every lane. */
+typedef __m512d skcce_argmax_vec_f64;
+typedef __m512 skcce_argmax_vec_f32;
+#define SKCCE_ARGMAX_LANES_f64 8
+#define SKCCE_ARGMAX_LANES_f32 16
+#define SKCCE_ARGMAX_OP_f64(op) _mm512_##op##_pd
+#define SKCCE_ARGMAX_OP_f32(op) _mm512_##op##_ps
+#define SKCCE_ARGMAX_CMP_f64 _mm512_mask_cmp_pd_mask
+#define SKCCE_ARGMAX_CMP_f32 _mm512_mask_cmp_ps_mask
+
+SKCCE_INLINE __m512d skcce_argmax_top_f64(__m512d v)
 {
-    __m512d top = _mm512_set1_pd(-HUGE_VAL);
-    __m256d half;
-    __m128d quarter;
-    unsigned bad = 0;
-    ptrdiff_t k;
-    for (k = 0; k < K; k += 8) {
-        const __mmask8 m = (__mmask8)SKCCE_ARGMAX_LANES(K, k, 8);
-        const __m512d v = _mm512_add_pd(_mm512_maskz_loadu_pd(m, row + k),
-                                        _mm512_maskz_loadu_pd(m, b + k));
-        /* v - v is NaN for an infinity or a NaN, else 0. */
-        bad |= _mm512_mask_cmp_pd_mask(m, _mm512_sub_pd(v, v), _mm512_setzero_pd(),
-                                       _CMP_NEQ_UQ);
-        top = _mm512_mask_max_pd(top, m, top, v);
-    }
-    if (bad)
-        return -1;
-    half = _mm256_max_pd(_mm512_castpd512_pd256(top), _mm512_extractf64x4_pd(top, 1));
-    quarter = _mm_max_pd(_mm256_castpd256_pd128(half), _mm256_extractf128_pd(half, 1));
+    const __m256d half = _mm256_max_pd(_mm512_castpd512_pd256(v), _mm512_extractf64x4_pd(v, 1));
+    __m128d quarter = _mm_max_pd(_mm256_castpd256_pd128(half), _mm256_extractf128_pd(half, 1));
     quarter = _mm_max_sd(quarter, _mm_unpackhi_pd(quarter, quarter));
-    top = _mm512_broadcastsd_pd(quarter);
-    /* The classes equal to it, 64 at a time: the loop's branches depend on K
-     * only, not on where the maximum lies. */
-    for (k = 0;; k += 64) {
-        unsigned long long equal = 0;
-        for (ptrdiff_t j = 0; j < 64 && k + j < K; j += 8) {
-            const __mmask8 m = (__mmask8)SKCCE_ARGMAX_LANES(K, k + j, 8);
-            const __m512d v = _mm512_add_pd(_mm512_maskz_loadu_pd(m, row + k + j),
-                                            _mm512_maskz_loadu_pd(m, b + k + j));
-            equal |= (unsigned long long)_mm512_mask_cmp_pd_mask(m, v, top, _CMP_EQ_OQ) << j;
-        }
-        if (equal)
-            return k + skcce_lowest_set_bit(equal);
-    }
+    return _mm512_broadcastsd_pd(quarter);
 }
 
-SKCCE_INLINE ptrdiff_t skcce_row_argmax_f32(const float* row, const float* b, ptrdiff_t K)
+SKCCE_INLINE __m512 skcce_argmax_top_f32(__m512 v)
 {
-    __m512 top = _mm512_set1_ps(-HUGE_VALF);
-    __m256 half;
-    __m128 quarter;
-    unsigned bad = 0;
-    ptrdiff_t k;
-    for (k = 0; k < K; k += 16) {
-        const __mmask16 m = (__mmask16)SKCCE_ARGMAX_LANES(K, k, 16);
-        const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, row + k),
-                                       _mm512_maskz_loadu_ps(m, b + k));
-        bad |= _mm512_mask_cmp_ps_mask(m, _mm512_sub_ps(v, v), _mm512_setzero_ps(),
-                                       _CMP_NEQ_UQ);
-        top = _mm512_mask_max_ps(top, m, top, v);
-    }
-    if (bad)
-        return -1;
-    half = _mm256_max_ps(_mm512_castps512_ps256(top),
-                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(top), 1)));
-    quarter = _mm_max_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
+    const __m256 upper = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    const __m256 half = _mm256_max_ps(_mm512_castps512_ps256(v), upper);
+    __m128 quarter = _mm_max_ps(_mm256_castps256_ps128(half), _mm256_extractf128_ps(half, 1));
     quarter = _mm_max_ps(quarter, _mm_movehl_ps(quarter, quarter));
     quarter = _mm_max_ss(quarter, _mm_shuffle_ps(quarter, quarter, 1));
-    top = _mm512_broadcastss_ps(quarter);
-    /* The classes equal to it, 64 at a time: the loop's branches depend on K
-     * only, not on where the maximum lies. */
-    for (k = 0;; k += 64) {
-        unsigned long long equal = 0;
-        for (ptrdiff_t j = 0; j < 64 && k + j < K; j += 16) {
-            const __mmask16 m = (__mmask16)SKCCE_ARGMAX_LANES(K, k + j, 16);
-            const __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(m, row + k + j),
-                                           _mm512_maskz_loadu_ps(m, b + k + j));
-            equal |= (unsigned long long)_mm512_mask_cmp_ps_mask(m, v, top, _CMP_EQ_OQ) << j;
-        }
-        if (equal)
-            return k + skcce_lowest_set_bit(equal);
-    }
+    return _mm512_broadcastss_ps(quarter);
 }
 #else
 #define SKCCE_ROW_ARGMAX_VECTORS 0
