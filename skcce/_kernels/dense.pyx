@@ -71,8 +71,10 @@ cdef extern from "ordered_merge.h":
 import numpy as np
 
 _SIMD_LOOPS = select_simd_loops()
-# Whether the loops in use have 64-byte vectors (see ROWS_MIN_PADDING_PERCENT).
+# Whether the loops in use have 64-byte vectors, and whether they are the
+# baseline's (see ROWS_MIN_PADDING_PERCENT).
 cdef bint _wide_vectors = skcce_simd.vector_bytes() >= 64
+cdef bint _baseline_loops = _SIMD_LOOPS == "base"
 
 
 def simd_loops():
@@ -177,22 +179,25 @@ cdef enum:
     # The feature-vectorized kernels (rowkernel_impl.h) take over when the
     # class-vectorized ones would leave at least this share (in percent) of
     # their lanes padding and rows hold at least this many 32-byte vectors of
-    # features. With 32-byte vectors: float32 with K <= 3 (measured up to
-    # 1.8x faster), no faster at half the lanes. With AVX-512's 64-byte ones:
-    # also float32 with K = 4 and float64 with K = 2 (1.1-1.4x faster). From
-    # 64 float32 features on (1.1-1.3x faster at 64-100 with K = 2). With
-    # 64-byte vectors and rows of at least ROWS_LONG_VECTORS vectors, also
-    # where the class tile is a single 32-byte vector a third or more padding
-    # (float32 with K = 5: 1.2-1.6x faster from 128 features, 1.2x slower at
-    # 100; K = 6-8 and float64 with K = 3-5 mixed). With 64-byte vectors and
-    # rows of at least ROWS_VERY_LONG_VECTORS vectors, wherever the class
-    # tile is a single 32-byte vector (which leaves half of each 64-byte
-    # instruction unused): float64 with K = 3 1.1-1.35x faster at 300 to
-    # 2,000 features (slightly at 200), float32 with K = 6-8 1.2-1.4x at 784 (K = 6 also at 2,000),
-    # float64 with K = 4 as fast; with K = 6-8 float32 at 300 features
-    # the class tile is faster.
-    ROWS_MIN_PADDING_PERCENT = 60
-    ROWS_MIN_PADDING_PERCENT_WIDE = 50
+    # features: float32 with K <= 4 and float64 with K = 2. With AVX2's
+    # 32-byte vectors, 1.3-2.0x faster for float32 with K = 4 and 1.15-1.35x
+    # for float64 with K = 2 (64 to 2,000 features; AMD EPYC); with AVX-512's
+    # 64-byte ones, 1.1-1.4x (Intel Xeon; 0.65-1.25x on an AMD EPYC, where
+    # float64's class tiles are fast). The baseline's loops (x86-64's SSE2,
+    # and other architectures) need 60%: float32 with K <= 3 (up to 1.8x
+    # faster; at K = 4, 0.6x). From 64 float32 features on (1.1-1.3x faster
+    # at 64-100 with K = 2). With 64-byte vectors and rows of at least
+    # ROWS_LONG_VECTORS vectors, also where the class tile is a single 32-byte
+    # vector a third or more padding (float32 with K = 5: 1.2-1.6x faster from
+    # 128 features, 1.2x slower at 100; K = 6-8 and float64 with K = 3-5
+    # mixed). With 64-byte vectors and rows of at least ROWS_VERY_LONG_VECTORS
+    # vectors, wherever the class tile is a single 32-byte vector (which
+    # leaves half of each 64-byte instruction unused): float64 with K = 3
+    # 1.1-1.35x faster at 300 to 2,000 features (slightly at 200), float32
+    # with K = 6-8 1.2-1.4x at 784 (K = 6 also at 2,000), float64 with K = 4
+    # as fast; with K = 6-8 float32 at 300 features the class tile is faster.
+    ROWS_MIN_PADDING_PERCENT = 50
+    ROWS_MIN_PADDING_PERCENT_BASELINE = 60
     ROWS_MIN_PADDING_PERCENT_LONG = 37
     ROWS_MIN_VECTORS = 8
     ROWS_LONG_VECTORS = 16
@@ -235,7 +240,7 @@ cdef int _product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes,
     if n_classes > MICRO_MAX_CLASSES:
         return PRODUCTS_BLAS
     cdef Py_ssize_t min_padding = (
-        ROWS_MIN_PADDING_PERCENT_WIDE if _wide_vectors else ROWS_MIN_PADDING_PERCENT)
+        ROWS_MIN_PADDING_PERCENT_BASELINE if _baseline_loops else ROWS_MIN_PADDING_PERCENT)
     if (_wide_vectors and padded == lanes
             and n_features >= ROWS_LONG_VECTORS * lanes):
         min_padding = ROWS_MIN_PADDING_PERCENT_LONG

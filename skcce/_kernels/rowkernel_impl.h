@@ -8,9 +8,10 @@
  *
  * W is class-major (K x d, the coefficient matrix itself), so both products
  * read X, W and G along contiguous features, in wide vectors (microkernel.h:
- * 64 bytes under AVX-512, 32 elsewhere). Every output entry is the same sum
- * for every call (lanes in a fixed order, then the tail; the gradient's sums
- * over the chunk's rows in row order), so results do not depend on threads.
+ * 64 bytes under AVX-512, 32 elsewhere), the last one partial (zero past d).
+ * Every output entry is the same sum for every call (the logits' lanes in a
+ * fixed tree; the gradient's sums over the chunk's rows in row order), so
+ * results do not depend on threads.
  * float32 data sums a chunk's gradient in float32 registers (as SGEMM would)
  * and adds it to the float64 G.
  *
@@ -39,6 +40,10 @@
 #define SKCCE_ROWS_GRAD_KB 4
 
 #if SKCCE_HAVE_VECTORS
+
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #define SKCCE_W SKCCE_FN(skcce_w)
 #define SKCCE_WU SKCCE_FN(skcce_wu)
@@ -69,19 +74,93 @@ SKCCE_INLINE SKCCE_T SKCCE_FN(skcce_wide_lane_sum)(const SKCCE_W* w)
 #endif
 }
 
-/* Logits of RB rows for KB classes: wide vectors of features, then (where a
- * wide vector is two) at most one 32-byte vector, then one feature at a
- * time, each part summed on its own and the parts added in that order. */
+/* The first n (0 < n < SKCCE_WLANES) elements from p in a wide vector, zero
+ * after, without reading past p + n (the last rows of X and W end there). */
+SKCCE_INLINE SKCCE_W SKCCE_FN(skcce_load_partial)(const SKCCE_T* p, int n)
+{
+    SKCCE_W v;
+#if SKCCE_WIDTH == 2 && SKCCE_FLOAT64
+    const __m512d loaded = _mm512_maskz_loadu_pd((__mmask8)((1u << n) - 1u), p);
+#elif SKCCE_WIDTH == 2
+    const __m512 loaded = _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
+#elif defined(__AVX2__) && SKCCE_FLOAT64
+    const __m256d loaded = _mm256_maskload_pd(
+        p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)));
+#elif defined(__AVX2__)
+    const __m256 loaded = _mm256_maskload_ps(
+        p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+#else
+    SKCCE_T loaded[SKCCE_WLANES] = {0};
+    memcpy(loaded, p, (size_t)n * sizeof(SKCCE_T));
+#endif
+    memcpy(&v, &loaded, sizeof v);
+    return v;
+}
+
+#if SKCCE_ROWS_LOGITS_RB * SKCCE_ROWS_LOGITS_KB != 8
+#error "skcce_tile_sums sums a logits tile of exactly 8 accumulators"
+#endif
+
+/* The lane sums of a logits tile's 8 accumulators, row-major into sums.
+ * With AVX, all of them at once: each wide vector folded to 32 bytes (its
+ * halves added lane by lane), then pairwise across lanes and accumulators
+ * (horizontal additions), a fixed tree. One accumulator at a time, lane
+ * after lane, cost more than the products themselves below 300 features. */
+SKCCE_INLINE void SKCCE_FN(skcce_tile_sums)(
+    SKCCE_W acc[SKCCE_ROWS_LOGITS_RB][SKCCE_ROWS_LOGITS_KB], SKCCE_T* sums)
+{
+#if defined(__AVX__)
+    SKCCE_V folded[8];
+    for (int a = 0; a < 8; a++) {
+        const SKCCE_W* w = &acc[a / SKCCE_ROWS_LOGITS_KB][a % SKCCE_ROWS_LOGITS_KB];
+#if SKCCE_WIDTH == 2
+        SKCCE_V high;
+        memcpy(&folded[a], w, sizeof folded[a]);
+        memcpy(&high, (const char*)w + sizeof high, sizeof high);
+        folded[a] += high;
+#else
+        folded[a] = *w;
+#endif
+    }
+#if SKCCE_FLOAT64
+    /* Four accumulators of 4 lanes to one vector of their 4 sums, twice. */
+    for (int q = 0; q < 2; q++) {
+        __m256d v[4];
+        memcpy(v, folded + 4 * q, sizeof v);
+        const __m256d low = _mm256_hadd_pd(v[0], v[1]), high = _mm256_hadd_pd(v[2], v[3]);
+        _mm256_storeu_pd(sums + 4 * q,
+                         _mm256_add_pd(_mm256_permute2f128_pd(low, high, 0x20),
+                                       _mm256_permute2f128_pd(low, high, 0x31)));
+    }
+#else
+    /* Eight accumulators of 8 lanes to one vector of their 8 sums. */
+    __m256 v[8];
+    memcpy(v, folded, sizeof v);
+    const __m256 first = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    const __m256 second = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    _mm256_storeu_ps(sums, _mm256_add_ps(_mm256_permute2f128_ps(first, second, 0x20),
+                                         _mm256_permute2f128_ps(first, second, 0x31)));
+#endif
+#else
+    for (int a = 0; a < 8; a++)
+        sums[a] = SKCCE_FN(skcce_wide_lane_sum)(
+            &acc[a / SKCCE_ROWS_LOGITS_KB][a % SKCCE_ROWS_LOGITS_KB]);
+#endif
+}
+
+/* Logits of RB rows for KB classes: wide vectors of features, the last one
+ * partial (zero past d), then each accumulator's lanes summed. */
 SKCCE_INLINE void SKCCE_FN(skcce_rows_logits_tile)(const SKCCE_T* X, ptrdiff_t d,
                                                    const SKCCE_T* W, SKCCE_T* Z,
                                                    ptrdiff_t ldz, const SKCCE_T* ahead,
                                                    const int RB, const int KB)
 {
     SKCCE_W acc[SKCCE_ROWS_LOGITS_RB][SKCCE_ROWS_LOGITS_KB];
-    SKCCE_T s[SKCCE_ROWS_LOGITS_RB][SKCCE_ROWS_LOGITS_KB];
+    SKCCE_T sums[SKCCE_ROWS_LOGITS_RB * SKCCE_ROWS_LOGITS_KB];
     ptrdiff_t j = 0;
-    for (int r = 0; r < RB; r++)
-        for (int k = 0; k < KB; k++) acc[r][k] = SKCCE_SPLAT_WIDE(0);
+    /* All of them, used or not: the sums read the whole tile. */
+    for (int r = 0; r < SKCCE_ROWS_LOGITS_RB; r++)
+        for (int k = 0; k < SKCCE_ROWS_LOGITS_KB; k++) acc[r][k] = SKCCE_SPLAT_WIDE(0);
     for (; j + SKCCE_WLANES <= d; j += SKCCE_WLANES) {
         SKCCE_W x[SKCCE_ROWS_LOGITS_RB];
         for (int r = 0; r < RB; r++) x[r] = *(const SKCCE_WU*)(X + r * d + j);
@@ -92,26 +171,18 @@ SKCCE_INLINE void SKCCE_FN(skcce_rows_logits_tile)(const SKCCE_T* X, ptrdiff_t d
             for (int r = 0; r < RB; r++) acc[r][k] += x[r] * w;
         }
     }
-    for (int r = 0; r < RB; r++)
-        for (int k = 0; k < KB; k++) s[r][k] = SKCCE_FN(skcce_wide_lane_sum)(&acc[r][k]);
-#if SKCCE_WIDTH == 2
-    if (j + SKCCE_NLANES <= d) {
-        for (int r = 0; r < RB; r++) {
-            SKCCE_V x = *(const SKCCE_VU*)(X + r * d + j);
-            for (int k = 0; k < KB; k++) {
-                SKCCE_V t = x * *(const SKCCE_VU*)(W + k * d + j);
-                s[r][k] += SKCCE_FN(skcce_lane_sum)(&t);
-            }
-        }
-        j += SKCCE_NLANES;
-    }
-#endif
-    for (int r = 0; r < RB; r++)
+    if (j < d) {
+        const int rest = (int)(d - j);
+        SKCCE_W x[SKCCE_ROWS_LOGITS_RB];
+        for (int r = 0; r < RB; r++) x[r] = SKCCE_FN(skcce_load_partial)(X + r * d + j, rest);
         for (int k = 0; k < KB; k++) {
-            SKCCE_T t = s[r][k];
-            for (ptrdiff_t jj = j; jj < d; jj++) t += X[r * d + jj] * W[k * d + jj];
-            Z[r * ldz + k] = t;
+            SKCCE_W w = SKCCE_FN(skcce_load_partial)(W + k * d + j, rest);
+            for (int r = 0; r < RB; r++) acc[r][k] += x[r] * w;
         }
+    }
+    SKCCE_FN(skcce_tile_sums)(acc, sums);
+    for (int r = 0; r < RB; r++)
+        for (int k = 0; k < KB; k++) Z[r * ldz + k] = sums[r * SKCCE_ROWS_LOGITS_KB + k];
 }
 
 /* Logits of RB rows for all K classes, KB at a time (the switch makes KB a
@@ -193,32 +264,28 @@ SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_tile)(const SKCCE_T* X, ptrdiff_t m, 
             SKCCE_FN(skcce_add_wide_to_doubles)(G + k * d + SKCCE_WLANES * v, &acc[v][k]);
 }
 
-#if SKCCE_WIDTH == 2
-/* The same for one 32-byte vector of features. */
-SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_narrow_tile)(const SKCCE_T* X, ptrdiff_t m,
-                                                        ptrdiff_t d, const SKCCE_T* R,
-                                                        ptrdiff_t ldr, double* G, const int KB)
+/* The same for the last rest < SKCCE_WLANES features, in one partial wide
+ * vector (zero past rest). */
+SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_partial_tile)(const SKCCE_T* X, ptrdiff_t m,
+                                                         ptrdiff_t d, const SKCCE_T* R,
+                                                         ptrdiff_t ldr, double* G,
+                                                         const int rest, const int KB)
 {
-    SKCCE_V acc[SKCCE_ROWS_GRAD_KB];
-    for (int k = 0; k < KB; k++) acc[k] = SKCCE_SPLAT(0);
+    SKCCE_W acc[SKCCE_ROWS_GRAD_KB];
+    for (int k = 0; k < KB; k++) acc[k] = SKCCE_SPLAT_WIDE(0);
     for (ptrdiff_t i = 0; i < m; i++) {
-        SKCCE_V x = *(const SKCCE_VU*)(X + i * d);
-        for (int k = 0; k < KB; k++) acc[k] += x * SKCCE_SPLAT(R[i * ldr + k]);
+        const SKCCE_W x = SKCCE_FN(skcce_load_partial)(X + i * d, rest);
+        for (int k = 0; k < KB; k++) acc[k] += x * SKCCE_SPLAT_WIDE(R[i * ldr + k]);
     }
     for (int k = 0; k < KB; k++) {
-        double* g = G + k * d;
-#if SKCCE_FLOAT64
-        *(skcce_vu_f64*)g = *(const skcce_vu_f64*)g + acc[k];
-#else
-        skcce_add_floats_to_doubles(g, (const float*)&acc[k]); /* microkernel_impl.h */
-#endif
+        SKCCE_T part[SKCCE_WLANES];
+        memcpy(part, &acc[k], sizeof part);
+        for (int l = 0; l < rest; l++) G[k * d + l] += (double)part[l];
     }
 }
-#endif
 
 /* The gradient rows of KB classes: tiles of NJ wide vectors of features,
- * one tile of the remaining wide vectors, (where a wide vector is two) at
- * most one 32-byte vector, then one feature at a time. */
+ * one tile of the remaining whole wide vectors, then the partial one. */
 SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_classes)(const SKCCE_T* X, ptrdiff_t m,
                                                     ptrdiff_t d, const SKCCE_T* R,
                                                     ptrdiff_t ldr, double* G,
@@ -238,18 +305,8 @@ SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_classes)(const SKCCE_T* X, ptrdiff_t 
 #endif
     }
     j += (d - j) / SKCCE_WLANES * SKCCE_WLANES;
-#if SKCCE_WIDTH == 2
-    if (j + SKCCE_NLANES <= d) {
-        SKCCE_FN(skcce_rows_grad_narrow_tile)(X + j, m, d, R, ldr, G + j, KB);
-        j += SKCCE_NLANES;
-    }
-#endif
-    for (; j < d; j++)
-        for (int k = 0; k < KB; k++) {
-            SKCCE_T acc = 0;
-            for (ptrdiff_t i = 0; i < m; i++) acc += X[i * d + j] * R[i * ldr + k];
-            G[k * d + j] += (double)acc;
-        }
+    if (j < d)
+        SKCCE_FN(skcce_rows_grad_partial_tile)(X + j, m, d, R, ldr, G + j, (int)(d - j), KB);
 }
 
 void SKCCE_EXPORT(SKCCE_FN(skcce_rows_grad))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
