@@ -253,11 +253,10 @@ def test_long_rows_few_classes(dtype, n_features, n_classes):
     or half of them with AVX2 or AVX-512 (also float32 with K = 4, float64
     with K = 2; under AVX-512 also float32 with K = 5 from 16 vectors), or
     where, under AVX-512, the class tile is one 32-byte vector and rows hold
-    at least 64 of them
-    (float64 with K = 3 or 4, float32 with K = 5 to 8); other shapes keep the
-    class-vectorized ones. Either way: equal to the NumPy reference, bitwise
-    the same for every thread count, with partial chunks, tiles and
-    vectors."""
+    at least 64 of them (float64 with K = 3 or 4, float32 with K = 5 to 8);
+    other shapes keep the class-vectorized ones. Either way: equal to the
+    NumPy reference, bitwise the same for every thread count, with partial
+    chunks, tiles and vectors."""
     # (A build without vector kernels pads nothing and keeps the class layout.)
     vector_build = dense.microkernel_width(1, 4) > 1
     wide = dense.simd_loops() == "avx512"
@@ -273,7 +272,7 @@ def test_long_rows_few_classes(dtype, n_features, n_classes):
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 5, 8, 17, 32])
-@pytest.mark.parametrize("n_features", [1, 7, 9, 33, 130])
+@pytest.mark.parametrize("n_features", [1, 7, 9, 15, 33, 63, 130])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_both_micro_kernel_layouts(dtype, n_features, n_classes):
     """The kernels vectorized over classes and those vectorized over features,
@@ -311,6 +310,51 @@ def test_both_micro_kernel_layouts(dtype, n_features, n_classes):
         assert_grad_close(grad, ref_grad, rtol=rtol, atol_factor=ATOL_FACTOR[dtype])
         for other_loss, other_grad in results[1:]:
             assert other_loss == loss and np.array_equal(other_grad, grad)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mprotect via libc")
+@pytest.mark.parametrize("n_features", [15, 63, 100])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_products_read_nothing_past_x(dtype, n_features):
+    """X's last row ends where an unreadable page starts: both product
+    layouts (the feature-vectorized ones load each row's last, partial
+    vector with masks) read nothing past it, and equal the NumPy
+    reference."""
+    import ctypes
+    import mmap
+
+    n, K = 301, 3
+    itemsize = np.dtype(dtype).itemsize
+    page = mmap.PAGESIZE
+    data_pages = -(-n * n_features * itemsize // page)
+    buffer = mmap.mmap(-1, (data_pages + 1) * page)
+    start = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    assert libc.mprotect(start + data_pages * page, page, 0) == 0  # PROT_NONE
+    try:
+        offset = data_pages * page - n * n_features * itemsize
+        X = np.frombuffer(buffer, dtype=dtype, count=n * n_features, offset=offset)
+        X = X.reshape(n, n_features)
+        rng = np.random.default_rng(n_features)
+        X[:] = rng.normal(size=(n, n_features))
+        y = rng.integers(0, K, n).astype(np.int32)
+        weights_t = (rng.normal(size=(n_features, K)) * 0.3).astype(dtype)
+        Z = X.astype(np.float64) @ weights_t.astype(np.float64)
+        log_p = Z - Z.max(axis=1, keepdims=True)
+        log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+        residuals = np.exp(log_p)
+        residuals[np.arange(n), y] -= 1.0
+        ref_grad = np.vstack([X.astype(np.float64).T @ residuals, residuals.sum(axis=0)])
+        for products in ("classes", "features"):
+            grad = np.empty((n_features + 1, K))
+            loss = dense.dense_loss_gradient(X, y, None, 0.0, None, weights_t, np.zeros(K),
+                                             2, grad, products=products)
+            assert_allclose(loss, -log_p[np.arange(n), y].sum(), rtol=RTOL[dtype])
+            assert_grad_close(grad, ref_grad, rtol=RTOL[dtype], atol_factor=ATOL_FACTOR[dtype])
+    finally:
+        # Readable again before the mapping is freed with its last view.
+        libc.mprotect(start + data_pages * page, page, 3)  # PROT_READ | PROT_WRITE
 
 
 @pytest.mark.parametrize("n_classes, products", [(240, "features"), (240, "classes"),

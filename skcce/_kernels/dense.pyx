@@ -182,10 +182,10 @@ cdef enum:
     # features: float32 with K <= 4 and float64 with K = 2. With AVX2's
     # 32-byte vectors, 1.3-2.0x faster for float32 with K = 4 and 1.15-1.35x
     # for float64 with K = 2 (64 to 2,000 features; AMD EPYC); with AVX-512's
-    # 64-byte ones, 1.1-1.4x (Intel Xeon; 0.65-1.25x on an AMD EPYC, where
-    # float64's class tiles are fast). The baseline's loops (x86-64's SSE2,
-    # and other architectures) need 60%: float32 with K <= 3 (up to 1.8x
-    # faster; at K = 4, 0.6x). From 64 float32 features on (1.1-1.3x faster
+    # 64-byte ones, 1.1-1.4x (Intel Xeon; AMD EPYC: float32 K = 4 1.3-1.55x,
+    # float64 K = 2 0.97-1.2x). The baseline's loops need 60%: float32 with
+    # K <= 3 (up to 1.8x faster; at K = 4, 0.6x; measured with x86-64's SSE2,
+    # not on other architectures). From 64 float32 features on (1.1-1.3x faster
     # at 64-100 with K = 2). With 64-byte vectors and rows of at least
     # ROWS_LONG_VECTORS vectors, also where the class tile is a single 32-byte
     # vector a third or more padding (float32 with K = 5: 1.2-1.6x faster from
@@ -272,14 +272,13 @@ def product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t item
     kernels : {"classes", "features", "blas"}
         "classes": micro-kernels vectorized over classes (padded to the
         vector width); "features": micro-kernels vectorized over features,
-        when the padding would waste at least 60% of the lanes (float32 with
-        2 or 3 classes), or half of them where the loops in use have 64-byte
-        vectors (see :func:`simd_loops`: "avx512"; also float32 with 4
-        classes and float64 with 2, float32 with 5 classes from 128
-        features, float64 with 3 or 4 classes from 256 features and float32
-        with 5 to 8 from 512), and rows hold at least 8 vectors of 32 bytes
-        (64 float32 or 32 float64 features); "blas": BLAS GEMM (more than
-        200 classes).
+        when the padding would waste at least half of the lanes (float32
+        with 2 to 4 classes, float64 with 2), or 60% with the baseline's
+        loops (see :func:`simd_loops`: "base"; float32 with 2 or 3 classes);
+        with "avx512" also float32 with 5 classes from 128 features, float64
+        with 3 or 4 classes from 256 features and float32 with 5 to 8 from
+        512; and rows hold at least 8 vectors of 32 bytes (64 float32 or 32
+        float64 features); "blas": BLAS GEMM (more than 200 classes).
         Depends on the shape and on the instruction set in use only (a build
         without vector kernels: always "classes" up to 200 classes).
     """

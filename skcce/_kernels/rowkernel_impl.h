@@ -9,9 +9,10 @@
  * W is class-major (K x d, the coefficient matrix itself), so both products
  * read X, W and G along contiguous features, in wide vectors (microkernel.h:
  * 64 bytes under AVX-512, 32 elsewhere), the last one partial (zero past d).
- * Every output entry is the same sum for every call (the logits' lanes in a
- * fixed tree; the gradient's sums over the chunk's rows in row order), so
- * results do not depend on threads.
+ * Every output entry is the same sum for every call (the logits' lanes in an
+ * order fixed per build: a tree with AVX, else lane after lane; the
+ * gradient's sums over the chunk's rows in row order), so results do not
+ * depend on threads.
  * float32 data sums a chunk's gradient in float32 registers (as SGEMM would)
  * and adds it to the float64 G.
  *
@@ -50,10 +51,11 @@
 #define SKCCE_WLANES (SKCCE_NLANES * SKCCE_WIDTH)
 #define SKCCE_SPLAT_WIDE SKCCE_FN(SKCCE_BROADCAST_WIDE)
 
-/* Keeps a loaded wide vector in a register for all its uses: GCC otherwise
- * loaded each row of X again for every class of some tiles (3 classes of
- * float64 under AVX-512: 12 loads for 6 multiply-adds, 0.8x). Only where a
- * wide vector fits one register (AVX: 32 or 64 bytes). */
+/* Keeps a loaded wide vector in a register for all its uses (an empty asm
+ * statement that "changes" it; a no-op otherwise, for GCC and clang alike):
+ * GCC loaded each row of X again for every class of some tiles (3 classes
+ * of float64 under AVX-512: 12 loads for 6 multiply-adds, 0.8x). Only where
+ * a wide vector fits one register (AVX: 32 or 64 bytes). */
 #if defined(__AVX__)
 #define SKCCE_IN_REGISTER(v) __asm__("" : "+v"(v))
 #else
@@ -67,21 +69,6 @@ SKCCE_INLINE SKCCE_T SKCCE_FN(skcce_lane_sum)(const SKCCE_V* v)
     SKCCE_T s = (*v)[0];
     for (int l = 1; l < SKCCE_NLANES; l++) s += (*v)[l];
     return s;
-}
-
-/* Sum of a wide vector's lanes: its 32-byte halves added lane by lane (where
- * it has two), then the lanes first to last. */
-SKCCE_INLINE SKCCE_T SKCCE_FN(skcce_wide_lane_sum)(const SKCCE_W* w)
-{
-#if SKCCE_WIDTH == 2
-    SKCCE_V low, high;
-    memcpy(&low, w, sizeof low);
-    memcpy(&high, (const char*)w + sizeof low, sizeof high);
-    low += high;
-    return SKCCE_FN(skcce_lane_sum)(&low);
-#else
-    return SKCCE_FN(skcce_lane_sum)(w);
-#endif
 }
 
 /* The first n (0 < n < SKCCE_WLANES) elements from p in a wide vector, zero
@@ -100,8 +87,9 @@ SKCCE_INLINE SKCCE_W SKCCE_FN(skcce_load_partial)(const SKCCE_T* p, int n)
     const __m256 loaded = _mm256_maskload_ps(
         p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
 #else
+    /* A loop, not memcpy: a copy of variable length is a library call. */
     SKCCE_T loaded[SKCCE_WLANES] = {0};
-    memcpy(loaded, p, (size_t)n * sizeof(SKCCE_T));
+    for (int l = 0; l < n; l++) loaded[l] = p[l];
 #endif
     memcpy(&v, &loaded, sizeof v);
     return v;
@@ -167,9 +155,10 @@ SKCCE_INLINE void SKCCE_FN(skcce_tile_sums)(
                                          _mm256_permute2f128_ps(first, second, 0x31)));
 #endif
 #else
+    /* Without AVX a wide vector is one 32-byte vector (SKCCE_WIDTH 1). */
     for (int r = 0; r < RB; r++)
         for (int k = 0; k < KB; k++)
-            sums[r * SKCCE_ROWS_LOGITS_KB + k] = SKCCE_FN(skcce_wide_lane_sum)(&acc[r][k]);
+            sums[r * SKCCE_ROWS_LOGITS_KB + k] = SKCCE_FN(skcce_lane_sum)(&acc[r][k]);
 #endif
 }
 
@@ -198,12 +187,13 @@ SKCCE_INLINE void SKCCE_FN(skcce_rows_logits_tile)(const SKCCE_T* X, ptrdiff_t d
             for (int r = 0; r < RB; r++) acc[r][k] += x[r] * w;
         }
     }
-    /* The rest of each row ahead: the partial vector's line and, for rows
-     * not starting on a line, the row's last one. Without them, such rows
-     * waited on memory at their end (100 to 300 features: 1.3-1.55x slower). */
+    /* The rest of each row ahead: the partial vector's line (if any) and
+     * the row's last line, which the lines from its first feature on miss
+     * where the row does not start on a line. Without them, such rows waited
+     * on memory at their end (100 to 300 features: 1.3-1.55x slower). */
     if (ahead)
         for (int r = 0; r < RB; r++) {
-            __builtin_prefetch(ahead + r * d + j, 0, 2);
+            if (j < d) __builtin_prefetch(ahead + r * d + j, 0, 2);
             __builtin_prefetch(ahead + r * d + d - 1, 0, 2);
         }
     if (j < d) {
