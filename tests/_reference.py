@@ -57,6 +57,24 @@ def numpy_loss_gradient(
     return loss, grad
 
 
+def kernel_loss_gradient(X, targets, weights_t, intercept, sample_weight=None):
+    """The dense kernels' unnormalized objective in plain NumPy (float64).
+
+    Returns ``sum_i s_i CE_i`` with ``CE_i = -sum_k t_ik log softmax(z_i)_k``
+    and ``z = X @ weights_t + intercept``, and its gradient as the kernels lay
+    it out: ``(d + 1, K)``, the intercept's row last. ``targets`` is ``(n, K)``
+    (one-hot rows for class labels).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    targets = np.asarray(targets, dtype=np.float64)
+    n = X.shape[0]
+    s = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    log_p = log_softmax(X @ np.asarray(weights_t, dtype=np.float64) + intercept, axis=1)
+    loss = -(s * (targets * log_p).sum(axis=1)).sum()
+    residuals = s[:, None] * (np.exp(log_p) - targets)
+    return loss, np.vstack([X.T @ residuals, residuals.sum(axis=0)])
+
+
 def sklearn_loss_gradient(
     coef, X, y, sample_weight=None, l2_reg_strength=0.0, fit_intercept=True
 ):

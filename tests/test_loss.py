@@ -18,6 +18,7 @@ from skcce._kernels import dense, reductions
 from skcce._threads import effective_n_threads
 from _reference import (
     assert_grad_close,
+    kernel_loss_gradient,
     make_loss_problem,
     numpy_loss_gradient,
     sklearn_loss_gradient,
@@ -291,12 +292,7 @@ def test_both_micro_kernel_layouts(dtype, n_features, n_classes):
     intercept = rng.normal(size=n_classes)
     smoothing = 0.1
     targets = (1 - smoothing) * Q + smoothing / n_classes
-    Z = X.astype(np.float64) @ weights_t.astype(np.float64) + intercept
-    log_p = Z - Z.max(axis=1, keepdims=True)
-    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
-    ref_loss = -(sw * (targets * log_p).sum(axis=1)).sum()
-    residuals = sw[:, None] * (np.exp(log_p) - targets)
-    ref_grad = np.vstack([X.astype(np.float64).T @ residuals, residuals.sum(axis=0)])
+    ref_loss, ref_grad = kernel_loss_gradient(X, targets, weights_t, intercept, sw)
     rtol = RTOL[dtype]
     for products in ("classes", "features"):
         results = []
@@ -340,17 +336,12 @@ def test_products_read_nothing_past_x(dtype, n_features):
         X[:] = rng.normal(size=(n, n_features))
         y = rng.integers(0, K, n).astype(np.int32)
         weights_t = (rng.normal(size=(n_features, K)) * 0.3).astype(dtype)
-        Z = X.astype(np.float64) @ weights_t.astype(np.float64)
-        log_p = Z - Z.max(axis=1, keepdims=True)
-        log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
-        residuals = np.exp(log_p)
-        residuals[np.arange(n), y] -= 1.0
-        ref_grad = np.vstack([X.astype(np.float64).T @ residuals, residuals.sum(axis=0)])
+        ref_loss, ref_grad = kernel_loss_gradient(X, np.eye(K)[y], weights_t, np.zeros(K))
         for products in ("classes", "features"):
             grad = np.empty((n_features + 1, K))
             loss = dense.dense_loss_gradient(X, y, None, 0.0, None, weights_t, np.zeros(K),
                                              2, grad, products=products)
-            assert_allclose(loss, -log_p[np.arange(n), y].sum(), rtol=RTOL[dtype])
+            assert_allclose(loss, ref_loss, rtol=RTOL[dtype])
             assert_grad_close(grad, ref_grad, rtol=RTOL[dtype], atol_factor=ATOL_FACTOR[dtype])
     finally:
         # Readable again before the mapping is freed with its last view.
@@ -379,17 +370,12 @@ def test_feature_layout_with_read_only_coefficients():
     y = rng.integers(0, K, n).astype(np.int32)
     weights_t = rng.normal(size=(1, K))
     weights_t.flags.writeable = False
-    Z = X @ weights_t
-    log_p = Z - Z.max(axis=1, keepdims=True)
-    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
-    residuals = np.exp(log_p)
-    residuals[np.arange(n), y] -= 1.0
-    ref_grad = np.vstack([X.T @ residuals, residuals.sum(axis=0)])
+    ref_loss, ref_grad = kernel_loss_gradient(X, np.eye(K)[y], weights_t, np.zeros(K))
     for products in ("classes", "features"):
         grad = np.empty((2, K))
         loss = dense.dense_loss_gradient(X, y, None, 0.0, None, weights_t, np.zeros(K), 1,
                                          grad, products=products)
-        assert_allclose(loss, -log_p[np.arange(n), y].sum(), rtol=1e-12)
+        assert_allclose(loss, ref_loss, rtol=1e-12)
         assert_allclose(grad, ref_grad, rtol=1e-12, atol=1e-12)
 
 

@@ -77,9 +77,9 @@ SKCCE_INLINE SKCCE_W SKCCE_FN(skcce_load_partial)(const SKCCE_T* p, int n)
 {
     SKCCE_W v;
 #if SKCCE_WIDTH == 2 && SKCCE_FLOAT64
-    const __m512d loaded = _mm512_maskz_loadu_pd((__mmask8)((1u << n) - 1u), p);
+    const __m512d loaded = _mm512_maskz_loadu_pd((__mmask8)SKCCE_FIRST_LANES(n), p);
 #elif SKCCE_WIDTH == 2
-    const __m512 loaded = _mm512_maskz_loadu_ps((__mmask16)((1u << n) - 1u), p);
+    const __m512 loaded = _mm512_maskz_loadu_ps((__mmask16)SKCCE_FIRST_LANES(n), p);
 #elif defined(__AVX2__) && SKCCE_FLOAT64
     const __m256d loaded = _mm256_maskload_pd(
         p, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), _mm256_setr_epi64x(0, 1, 2, 3)));

@@ -22,6 +22,7 @@
 #include <stddef.h>
 
 #include "portability.h"
+#include "microkernel.h"
 
 #if defined(__AVX512F__)
 #define SKCCE_ROW_ARGMAX_VECTORS 1
@@ -46,7 +47,7 @@ SKCCE_INLINE ptrdiff_t skcce_lowest_set_bit(unsigned long long mask)
 
 /* The lanes of classes k to K - 1, at most `lanes` of them. */
 #define SKCCE_ARGMAX_MASK(K, k, lanes) \
-    ((K) - (k) >= (lanes) ? (1u << (lanes)) - 1u : (1u << ((K) - (k))) - 1u)
+    SKCCE_FIRST_LANES((K) - (k) >= (lanes) ? (lanes) : (K) - (k))
 
 /* Per element type (the suffix of vector_argmax_impl.h's names): the vector,
  * its lanes, its operations (SKCCE_ARGMAX_OP_f64(add) is _mm512_add_pd) and
@@ -57,8 +58,8 @@ typedef __m512 skcce_argmax_vec_f32;
 #define SKCCE_ARGMAX_LANES_f32 16
 #define SKCCE_ARGMAX_OP_f64(op) _mm512_##op##_pd
 #define SKCCE_ARGMAX_OP_f32(op) _mm512_##op##_ps
-#define SKCCE_ARGMAX_CMP_f64 _mm512_mask_cmp_pd_mask
-#define SKCCE_ARGMAX_CMP_f32 _mm512_mask_cmp_ps_mask
+#define SKCCE_ARGMAX_MASKED_CMP_f64 _mm512_mask_cmp_pd_mask
+#define SKCCE_ARGMAX_MASKED_CMP_f32 _mm512_mask_cmp_ps_mask
 
 SKCCE_INLINE __m512d skcce_argmax_top_f64(__m512d v)
 {

@@ -6,7 +6,7 @@
 #define SKCCE_ARGMAX_VEC SKCCE_TYPED(skcce_argmax_vec, SKCCE_SUFFIX)
 #define SKCCE_ARGMAX_L SKCCE_TYPED(SKCCE_ARGMAX_LANES, SKCCE_SUFFIX)
 #define SKCCE_ARGMAX(op) SKCCE_TYPED(SKCCE_ARGMAX_OP, SKCCE_SUFFIX)(op)
-#define SKCCE_ARGMAX_CMP SKCCE_TYPED(SKCCE_ARGMAX_CMP, SKCCE_SUFFIX)
+#define SKCCE_ARGMAX_CMP SKCCE_TYPED(SKCCE_ARGMAX_MASKED_CMP, SKCCE_SUFFIX)
 /* The sums of the classes k to k + L - 1 that mask m selects (0 elsewhere;
  * the loads do not touch the classes past K). */
 #define SKCCE_ARGMAX_SUMS(m, k) \
