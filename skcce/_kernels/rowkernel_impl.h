@@ -30,15 +30,25 @@
 
 /* Rows and classes per logits tile (RB x KB accumulators), wide vectors of
  * features and classes per gradient tile (NJ x KB accumulators, summed over
- * all the chunk's rows before G is read): within the registers. The logits
- * product streams X from memory (the gradient reads it again from the cache)
- * and fetches rows SKCCE_PREFETCH_BYTES ahead into the L2 cache: measured
- * 1.3-1.5x faster for 128 to 2,000 features, with 12 to 100 KiB ahead as good
- * as one another. */
+ * all the chunk's rows before G is read): within the registers, 16 of them
+ * with AVX-512 (32 registers), else 8. A tile takes up to KB classes at once
+ * so that the products read X once for K <= KB: with AVX-512 up to 8 classes
+ * (float32 with K = 5-8 takes these kernels there), the gradient's tiles
+ * narrower where they hold more than 4. The logits product streams
+ * X from memory (the gradient reads it again from the cache) and fetches
+ * rows SKCCE_PREFETCH_BYTES ahead into the L2 cache: measured 1.3-1.5x
+ * faster for 128 to 2,000 features, with 12 to 100 KiB ahead as good as one
+ * another. */
 #define SKCCE_ROWS_LOGITS_RB 2
-#define SKCCE_ROWS_LOGITS_KB 4
+#define SKCCE_ROWS_LOGITS_KB (4 * SKCCE_WIDTH)
 #define SKCCE_ROWS_GRAD_NJ (2 * SKCCE_WIDTH)
-#define SKCCE_ROWS_GRAD_KB 4
+#define SKCCE_ROWS_GRAD_KB (4 * SKCCE_WIDTH)
+/* Wide vectors of features per gradient tile of KB classes: at most
+ * SKCCE_ROWS_GRAD_NJ, within SKCCE_ROWS_GRAD_ACC accumulators. */
+#define SKCCE_ROWS_GRAD_ACC (4 * SKCCE_ROWS_GRAD_NJ)
+#define SKCCE_ROWS_GRAD_TILE_NJ(KB) \
+    (SKCCE_ROWS_GRAD_ACC / (KB) < SKCCE_ROWS_GRAD_NJ ? SKCCE_ROWS_GRAD_ACC / (KB) \
+                                                      : SKCCE_ROWS_GRAD_NJ)
 
 #if SKCCE_HAVE_VECTORS
 
@@ -117,48 +127,56 @@ SKCCE_INLINE SKCCE_FN(skcce_m256) SKCCE_FN(skcce_fold)(const SKCCE_W* w)
 
 #endif
 
-#if SKCCE_ROWS_LOGITS_RB * SKCCE_ROWS_LOGITS_KB != 8
-#error "skcce_tile_sums sums a logits tile of exactly 8 accumulators"
+/* Accumulators whose lane sums one tree of horizontal additions gives: as
+ * many as a 32-byte vector has lanes. */
+#if SKCCE_FLOAT64
+#define SKCCE_SUM_GROUP 4
+#else
+#define SKCCE_SUM_GROUP 8
+#endif
+#if SKCCE_ROWS_LOGITS_RB * SKCCE_ROWS_LOGITS_KB % SKCCE_SUM_GROUP != 0
+#error "a logits tile's sums buffer holds whole groups of accumulators"
 #endif
 
-/* The lane sums of a logits tile's 8 accumulators, row-major into sums.
- * With AVX, all of them at once: each wide vector folded to 32 bytes (its
- * halves added lane by lane), then pairwise across lanes and accumulators
- * (horizontal additions), a fixed tree. One accumulator at a time, lane
- * after lane, cost more than the products themselves below 300 features. */
+/* The lane sums of a logits tile's RB x KB accumulators, row-major into
+ * sums (row stride KB). With AVX, a group of them at once: each wide vector
+ * folded to 32 bytes (its halves added lane by lane), then pairwise across
+ * lanes and accumulators (horizontal additions), a tree that is the same for
+ * each accumulator wherever it sits in its group. One accumulator at a time,
+ * lane after lane, cost more than the products themselves below 300
+ * features. */
 SKCCE_INLINE void SKCCE_FN(skcce_tile_sums)(
     SKCCE_W acc[SKCCE_ROWS_LOGITS_RB][SKCCE_ROWS_LOGITS_KB], SKCCE_T* sums, const int RB,
     const int KB)
 {
 #if defined(__AVX__)
-    SKCCE_FN(skcce_m256) v[8];
-    /* Only the tile's RB x KB accumulators are read; the others count as
-     * zero. */
-    for (int r = 0; r < SKCCE_ROWS_LOGITS_RB; r++)
-        for (int k = 0; k < SKCCE_ROWS_LOGITS_KB; k++)
-            v[r * SKCCE_ROWS_LOGITS_KB + k] =
-                r < RB && k < KB ? SKCCE_FN(skcce_fold)(&acc[r][k])
-                                 : (SKCCE_FN(skcce_m256))SKCCE_SPLAT(0);
+    for (int t0 = 0; t0 < RB * KB; t0 += SKCCE_SUM_GROUP) {
+        /* Past the tile's RB x KB accumulators, zeros. */
+        SKCCE_FN(skcce_m256) v[SKCCE_SUM_GROUP];
+        for (int g = 0; g < SKCCE_SUM_GROUP; g++)
+            v[g] = t0 + g < RB * KB ? SKCCE_FN(skcce_fold)(&acc[(t0 + g) / KB][(t0 + g) % KB])
+                                    : (SKCCE_FN(skcce_m256))SKCCE_SPLAT(0);
 #if SKCCE_FLOAT64
-    /* Four accumulators of 4 lanes to one vector of their 4 sums, twice. */
-    for (int q = 0; q < 8; q += 4) {
-        const __m256d low = _mm256_hadd_pd(v[q], v[q + 1]);
-        const __m256d high = _mm256_hadd_pd(v[q + 2], v[q + 3]);
-        _mm256_storeu_pd(sums + q, _mm256_add_pd(_mm256_permute2f128_pd(low, high, 0x20),
-                                                 _mm256_permute2f128_pd(low, high, 0x31)));
-    }
+        /* Four accumulators of 4 lanes to one vector of their 4 sums. */
+        const __m256d low = _mm256_hadd_pd(v[0], v[1]);
+        const __m256d high = _mm256_hadd_pd(v[2], v[3]);
+        _mm256_storeu_pd(sums + t0, _mm256_add_pd(_mm256_permute2f128_pd(low, high, 0x20),
+                                                  _mm256_permute2f128_pd(low, high, 0x31)));
 #else
-    /* Eight accumulators of 8 lanes to one vector of their 8 sums. */
-    const __m256 first = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
-    const __m256 second = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
-    _mm256_storeu_ps(sums, _mm256_add_ps(_mm256_permute2f128_ps(first, second, 0x20),
-                                         _mm256_permute2f128_ps(first, second, 0x31)));
+        /* Eight accumulators of 8 lanes to one vector of their 8 sums. */
+        const __m256 first =
+            _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+        const __m256 second =
+            _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+        _mm256_storeu_ps(sums + t0, _mm256_add_ps(_mm256_permute2f128_ps(first, second, 0x20),
+                                                  _mm256_permute2f128_ps(first, second, 0x31)));
 #endif
+    }
 #else
     /* Without AVX a wide vector is one 32-byte vector (SKCCE_WIDTH 1). */
     for (int r = 0; r < RB; r++)
         for (int k = 0; k < KB; k++)
-            sums[r * SKCCE_ROWS_LOGITS_KB + k] = SKCCE_FN(skcce_lane_sum)(&acc[r][k]);
+            sums[r * KB + k] = SKCCE_FN(skcce_lane_sum)(&acc[r][k]);
 #endif
 }
 
@@ -207,32 +225,44 @@ SKCCE_INLINE void SKCCE_FN(skcce_rows_logits_tile)(const SKCCE_T* X, ptrdiff_t d
     }
     SKCCE_FN(skcce_tile_sums)(acc, sums, RB, KB);
     for (int r = 0; r < RB; r++)
-        for (int k = 0; k < KB; k++) Z[r * ldz + k] = sums[r * SKCCE_ROWS_LOGITS_KB + k];
+        for (int k = 0; k < KB; k++) Z[r * ldz + k] = sums[r * KB + k];
 }
 
-/* Logits of RB rows for all K classes, KB at a time (the switch makes KB a
- * compile-time constant in each inlined copy); the first KB classes fetch
- * the rows at ``ahead`` (unless NULL). */
+/* Logits of RB rows for all K classes: the first KB0 of them in one tile
+ * (fetching the rows at ``ahead`` unless NULL), the rest KB at a time (the
+ * switch makes KB a compile-time constant in each inlined copy). */
 SKCCE_INLINE void SKCCE_FN(skcce_rows_logits_rows)(const SKCCE_T* X, ptrdiff_t d,
                                                    const SKCCE_T* W, ptrdiff_t K,
                                                    SKCCE_T* Z, ptrdiff_t ldz,
-                                                   const SKCCE_T* ahead, const int RB)
+                                                   const SKCCE_T* ahead, const int RB,
+                                                   const int KB0)
 {
-    for (ptrdiff_t k0 = 0; k0 < K; k0 += SKCCE_ROWS_LOGITS_KB) {
+    SKCCE_FN(skcce_rows_logits_tile)(X, d, W, Z, ldz, ahead, RB, KB0);
+    for (ptrdiff_t k0 = KB0; k0 < K; k0 += SKCCE_ROWS_LOGITS_KB) {
         const SKCCE_T* w = W + k0 * d;
-        const SKCCE_T* a = k0 == 0 ? ahead : NULL;
         switch (K - k0) {
-        case 1: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, a, RB, 1); break;
-        case 2: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, a, RB, 2); break;
-        case 3: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, a, RB, 3); break;
-        default: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, a, RB, 4); break;
+        case 1: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB, 1); break;
+        case 2: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB, 2); break;
+        case 3: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB, 3); break;
+#if SKCCE_ROWS_LOGITS_KB > 4
+        case 4: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB, 4); break;
+        case 5: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB, 5); break;
+        case 6: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB, 6); break;
+        case 7: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB, 7); break;
+#endif
+        default:
+            SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB,
+                                             SKCCE_ROWS_LOGITS_KB);
+            break;
         }
     }
 }
 
-void SKCCE_EXPORT(SKCCE_FN(skcce_rows_logits))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
-                                              const SKCCE_T* W, ptrdiff_t K, SKCCE_T* Z,
-                                              ptrdiff_t ldz, ptrdiff_t rows_readable)
+/* The logits of all m rows, RB at a time, with a first tile of KB0 classes. */
+SKCCE_INLINE void SKCCE_FN(skcce_rows_logits_all)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
+                                                  const SKCCE_T* W, ptrdiff_t K, SKCCE_T* Z,
+                                                  ptrdiff_t ldz, ptrdiff_t rows_readable,
+                                                  const int KB0)
 {
     const ptrdiff_t rows_ahead =
         skcce_prefetch_rows(d * (ptrdiff_t)sizeof(SKCCE_T), SKCCE_ROWS_LOGITS_RB);
@@ -241,10 +271,35 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_logits))(const SKCCE_T* X, ptrdiff_t m, pt
         const SKCCE_T* ahead = i + rows_ahead + SKCCE_ROWS_LOGITS_RB <= rows_readable
                                    ? X + (i + rows_ahead) * d : NULL;
         SKCCE_FN(skcce_rows_logits_rows)(X + i * d, d, W, K, Z + i * ldz, ldz, ahead,
-                                         SKCCE_ROWS_LOGITS_RB);
+                                         SKCCE_ROWS_LOGITS_RB, KB0);
     }
     for (; i < m; i++)
-        SKCCE_FN(skcce_rows_logits_rows)(X + i * d, d, W, K, Z + i * ldz, ldz, NULL, 1);
+        SKCCE_FN(skcce_rows_logits_rows)(X + i * d, d, W, K, Z + i * ldz, ldz, NULL, 1, KB0);
+}
+
+/* One loop over the rows per number of classes up to a tile's (the rows'
+ * loop inside the switch, not around it: with a switch per pair of rows,
+ * the register allocation of the wider tiles slowed the others, 5% at 64
+ * to 100 float32 features). */
+void SKCCE_EXPORT(SKCCE_FN(skcce_rows_logits))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
+                                              const SKCCE_T* W, ptrdiff_t K, SKCCE_T* Z,
+                                              ptrdiff_t ldz, ptrdiff_t rows_readable)
+{
+#define SKCCE_LOGITS_ALL(KB0) \
+    SKCCE_FN(skcce_rows_logits_all)(X, m, d, W, K, Z, ldz, rows_readable, (KB0))
+    switch (K) {
+    case 1: SKCCE_LOGITS_ALL(1); break;
+    case 2: SKCCE_LOGITS_ALL(2); break;
+    case 3: SKCCE_LOGITS_ALL(3); break;
+#if SKCCE_ROWS_LOGITS_KB > 4
+    case 4: SKCCE_LOGITS_ALL(4); break;
+    case 5: SKCCE_LOGITS_ALL(5); break;
+    case 6: SKCCE_LOGITS_ALL(6); break;
+    case 7: SKCCE_LOGITS_ALL(7); break;
+#endif
+    default: SKCCE_LOGITS_ALL(SKCCE_ROWS_LOGITS_KB); break;
+    }
+#undef SKCCE_LOGITS_ALL
 }
 
 /* G[k, j0:j0 + n] += acc, converting float32 sums to float64. */
@@ -316,11 +371,12 @@ SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_classes)(const SKCCE_T* X, ptrdiff_t 
                                                     ptrdiff_t ldr, double* G,
                                                     skcce_fetch_ahead* fetch, const int KB)
 {
-    const ptrdiff_t step = SKCCE_ROWS_GRAD_NJ * SKCCE_WLANES;
+    const int NJ = SKCCE_ROWS_GRAD_TILE_NJ(KB);
+    const ptrdiff_t step = NJ * SKCCE_WLANES;
     ptrdiff_t j = 0;
     for (; j + step <= d; j += step)
-        SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, fetch, SKCCE_ROWS_GRAD_NJ,
-                                       KB);
+        SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, fetch, NJ, KB);
+    /* The remaining whole wide vectors, fewer than NJ. */
     switch ((d - j) / SKCCE_WLANES) {
     case 0: break;
     case 1: SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, fetch, 1, KB); break;
@@ -347,7 +403,15 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_grad))(const SKCCE_T* X, ptrdiff_t m, ptrd
         case 1: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 1); break;
         case 2: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 2); break;
         case 3: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 3); break;
-        default: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 4); break;
+#if SKCCE_ROWS_GRAD_KB > 4
+        case 4: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 4); break;
+        case 5: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 5); break;
+        case 6: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 6); break;
+        case 7: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 7); break;
+#endif
+        default:
+            SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, SKCCE_ROWS_GRAD_KB);
+            break;
         }
     }
 }
@@ -387,6 +451,9 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_grad))(const SKCCE_T* X, ptrdiff_t m, ptrd
 #undef SKCCE_ROWS_LOGITS_KB
 #undef SKCCE_ROWS_GRAD_NJ
 #undef SKCCE_ROWS_GRAD_KB
+#undef SKCCE_ROWS_GRAD_TILE_NJ
+#undef SKCCE_ROWS_GRAD_ACC
+#undef SKCCE_SUM_GROUP
 #undef SKCCE_FN
 #undef SKCCE_V
 #undef SKCCE_VU
