@@ -245,16 +245,17 @@ def test_few_features_many_classes_in_short_chunks(dtype, n_classes):
     _assert_reference_and_reproducible(n, d, n_classes, dtype, seed=11)
 
 
-@pytest.mark.parametrize("n_classes", [2, 3, 4, 5, 8])
+@pytest.mark.parametrize("n_classes", [2, 3, 4, 5, 6, 7, 8])
 @pytest.mark.parametrize("n_features", [64, 100, 128, 301, 1000])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_long_rows_few_classes(dtype, n_features, n_classes):
     """Rows of at least 8 vectors take the kernels vectorized over features
     where class padding would leave most lanes empty (float32 with K <= 3),
     or half of them with AVX2 or AVX-512 (also float32 with K = 4, float64
-    with K = 2; under AVX-512 also float32 with K = 5 from 16 vectors), or
-    where, under AVX-512, the class tile is one 32-byte vector and rows hold
-    at least 64 of them (float64 with K = 3 or 4, float32 with K = 5 to 8);
+    with K = 2), or where, under AVX-512, the class tile is one 32-byte
+    vector and a quarter or more of it padding (float32 with K = 5 or 6,
+    float64 with K = 3) or rows hold at least 64 such vectors (float64 with
+    K = 4, float32 with K = 7 or 8);
     other shapes keep the class-vectorized ones. Either way: equal to the
     NumPy reference, bitwise the same for every thread count, with partial
     chunks, tiles and vectors."""
@@ -264,7 +265,7 @@ def test_long_rows_few_classes(dtype, n_features, n_classes):
     half_padded = dense.simd_loops() != "base" and (
         dtype is np.float32 and n_classes == 4 or dtype is np.float64 and n_classes == 2)
     by_features = (dtype is np.float32 and n_classes <= 3) or half_padded or (
-        wide and (dtype is np.float32 and n_classes == 5 and n_features >= 128
+        wide and (dtype is np.float32 and n_classes <= 6 or dtype is np.float64 and n_classes == 3
                   or dtype is np.float64 and n_classes <= 4 and n_features >= 256
                   or dtype is np.float32 and n_classes <= 8 and n_features >= 512))
     expected = "features" if by_features and vector_build else "classes"

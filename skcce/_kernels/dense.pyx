@@ -186,11 +186,13 @@ cdef enum:
     # float64 K = 2 0.97-1.2x). The baseline's loops need 60%: float32 with
     # K <= 3 (up to 1.8x faster; at K = 4, 0.6x; measured with x86-64's SSE2,
     # not on other architectures). From 64 float32 features on (1.1-1.3x faster
-    # at 64-100 with K = 2). With 64-byte vectors and rows of at least
-    # ROWS_LONG_VECTORS vectors, also where the class tile is a single 32-byte
-    # vector a third or more padding (float32 with K = 5: 1.2-1.6x faster from
-    # 128 features, 1.2x slower at 100; K = 6-8 and float64 with K = 3-5
-    # mixed). With 64-byte vectors and rows of at least ROWS_VERY_LONG_VECTORS
+    # at 64-100 with K = 2). With 64-byte vectors, also where the class tile
+    # is a single 32-byte vector a quarter or more padding (whose feature
+    # tiles take all K <= 8 classes at once): float32 with K = 5 1.1-1.6x
+    # faster and K = 6 1.0-1.3x at 64 to 2,000 features, float64 with K = 3
+    # 1.0-1.2x at 32 to 300 (AMD EPYC, one and two threads; K = 7-8 and
+    # float64 with K = 4 mixed). With 64-byte vectors and rows of at least
+    # ROWS_VERY_LONG_VECTORS
     # vectors, wherever the class tile is a single 32-byte vector (which
     # leaves half of each 64-byte instruction unused): float64 with K = 3
     # 1.1-1.35x faster at 300 to 2,000 features (slightly at 200), float32
@@ -198,9 +200,8 @@ cdef enum:
     # as fast; with K = 6-8 float32 at 300 features the class tile is faster.
     ROWS_MIN_PADDING_PERCENT = 50
     ROWS_MIN_PADDING_PERCENT_BASELINE = 60
-    ROWS_MIN_PADDING_PERCENT_LONG = 37
+    ROWS_MIN_PADDING_PERCENT_WIDE = 25
     ROWS_MIN_VECTORS = 8
-    ROWS_LONG_VECTORS = 16
     ROWS_VERY_LONG_VECTORS = 64
 
     PRODUCTS_CLASSES = 0
@@ -241,9 +242,8 @@ cdef int _product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes,
         return PRODUCTS_BLAS
     cdef Py_ssize_t min_padding = (
         ROWS_MIN_PADDING_PERCENT_BASELINE if _baseline_loops else ROWS_MIN_PADDING_PERCENT)
-    if (_wide_vectors and padded == lanes
-            and n_features >= ROWS_LONG_VECTORS * lanes):
-        min_padding = ROWS_MIN_PADDING_PERCENT_LONG
+    if _wide_vectors and padded == lanes:
+        min_padding = ROWS_MIN_PADDING_PERCENT_WIDE
     if (_wide_vectors and padded == lanes
             and n_features >= ROWS_VERY_LONG_VECTORS * lanes):
         min_padding = 0
@@ -275,9 +275,9 @@ def product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t item
         when the padding would waste at least half of the lanes (float32
         with 2 to 4 classes, float64 with 2), or 60% with the baseline's
         loops (see :func:`simd_loops`: "base"; float32 with 2 or 3 classes);
-        with "avx512" also float32 with 5 classes from 128 features, float64
-        with 3 or 4 classes from 256 features and float32 with 5 to 8 from
-        512; and rows hold at least 8 vectors of 32 bytes (64 float32 or 32
+        with "avx512" also float32 with 5 or 6 classes, float64 with 3, and
+        from 512 float32 features 7 or 8 classes, from 256 float64 features
+        4; and rows hold at least 8 vectors of 32 bytes (64 float32 or 32
         float64 features); "blas": BLAS GEMM (more than 200 classes).
         Depends on the shape and on the instruction set in use only (a build
         without vector kernels: always "classes" up to 200 classes).
