@@ -246,26 +246,29 @@ def test_few_features_many_classes_in_short_chunks(dtype, n_classes):
 
 
 @pytest.mark.parametrize("n_classes", [2, 3, 4, 5, 6, 7, 8])
-@pytest.mark.parametrize("n_features", [64, 100, 128, 301, 1000])
+@pytest.mark.parametrize("n_features", [32, 40, 64, 100, 128, 301, 1000])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_long_rows_few_classes(dtype, n_features, n_classes):
-    """Rows of at least 8 vectors take the kernels vectorized over features
-    where class padding would leave most lanes empty (float32 with K <= 3),
-    or half of them with AVX2 or AVX-512 (also float32 with K = 4, float64
-    with K = 2), or where, under AVX-512, the class tile is one 32-byte
-    vector and a quarter or more of it padding (float32 with K = 5 or 6,
-    float64 with K = 3) or rows hold at least 64 such vectors (float64 with
-    K = 4, float32 with K = 7 or 8);
+    """Rows of at least 32 features take the kernels vectorized over
+    features where class padding would leave half the lanes empty with AVX2
+    or AVX-512 (float32 with K <= 4, float64 with K = 2); rows of 8 vectors
+    where it would leave most of them empty in the baseline build (float32
+    with K <= 3) or, under AVX-512, the class tile is one 32-byte vector and
+    a quarter or more of it padding (float32 with K = 5 or 6, float64 with
+    K = 3); and rows of at least 64 such vectors where it is one (float64
+    with K = 4, float32 with K = 7 or 8);
     other shapes keep the class-vectorized ones. Either way: equal to the
     NumPy reference, bitwise the same for every thread count, with partial
     chunks, tiles and vectors."""
     # (A build without vector kernels pads nothing and keeps the class layout.)
     vector_build = dense.microkernel_width(1, 4) > 1
     wide = dense.simd_loops() == "avx512"
-    half_padded = dense.simd_loops() != "base" and (
-        dtype is np.float32 and n_classes == 4 or dtype is np.float64 and n_classes == 2)
-    by_features = (dtype is np.float32 and n_classes <= 3) or half_padded or (
-        wide and (dtype is np.float32 and n_classes <= 6 or dtype is np.float64 and n_classes == 3
+    f32, f64 = dtype is np.float32, dtype is np.float64
+    eight_vectors = n_features >= (64 if f32 else 32)
+    half_padded = dense.simd_loops() != "base" and n_features >= 32 and (
+        f32 and n_classes <= 4 or f64 and n_classes == 2)
+    by_features = (f32 and n_classes <= 3 and eight_vectors) or half_padded or (
+        wide and (eight_vectors and (f32 and n_classes <= 6 or f64 and n_classes == 3)
                   or dtype is np.float64 and n_classes <= 4 and n_features >= 256
                   or dtype is np.float32 and n_classes <= 8 and n_features >= 512))
     expected = "features" if by_features and vector_build else "classes"

@@ -176,31 +176,35 @@ cdef enum:
     # the micro-kernels up to 1.3x faster for 50 to 200 classes, up to 1.3x
     # slower for 256 to 1000; OpenBLAS, AVX-512).
     MICRO_MAX_CLASSES = 200
-    # The feature-vectorized kernels (rowkernel_impl.h) take over when the
-    # class-vectorized ones would leave at least this share (in percent) of
-    # their lanes padding and rows hold at least this many 32-byte vectors of
-    # features: float32 with K <= 4 and float64 with K = 2. With AVX2's
-    # 32-byte vectors, 1.3-2.0x faster for float32 with K = 4 and 1.15-1.35x
-    # for float64 with K = 2 (64 to 2,000 features; AMD EPYC); with AVX-512's
-    # 64-byte ones, 1.1-1.4x (Intel Xeon; AMD EPYC: float32 K = 4 1.3-1.55x,
-    # float64 K = 2 0.97-1.2x). The baseline's loops need 60%: float32 with
-    # K <= 3 (up to 1.8x faster; at K = 4, 0.6x; measured with x86-64's SSE2,
-    # not on other architectures). From 64 float32 features on (1.1-1.3x faster
-    # at 64-100 with K = 2). With 64-byte vectors, also where the class tile
-    # is a single 32-byte vector a quarter or more padding (whose feature
-    # tiles take all K <= 8 classes at once): float32 with K = 5 1.1-1.6x
-    # faster and K = 6 1.0-1.3x at 64 to 2,000 features, float64 with K = 3
-    # 1.0-1.2x at 32 to 300 (AMD EPYC, one and two threads; K = 7-8 and
-    # float64 with K = 4 mixed). With 64-byte vectors and rows of at least
-    # ROWS_VERY_LONG_VECTORS
-    # vectors, wherever the class tile is a single 32-byte vector (which
-    # leaves half of each 64-byte instruction unused): float64 with K = 3
-    # 1.1-1.35x faster at 300 to 2,000 features (slightly at 200), float32
-    # with K = 6-8 1.2-1.4x at 784 (K = 6 also at 2,000), float64 with K = 4
-    # as fast; with K = 6-8 float32 at 300 features the class tile is faster.
+    # The feature-vectorized kernels (rowkernel_impl.h) take over from the
+    # class-vectorized ones where those would leave many lanes padding and the
+    # rows are long enough (all measured on AMD EPYC unless said otherwise):
+    # - at least half the lanes padding (float32 with K <= 4, float64 with
+    #   K = 2), from ROWS_MIN_FEATURES_HALF_PADDED features. AVX2: float32
+    #   with K = 4 1.3-2.0x faster, float64 with K = 2 1.15-1.35x (64 to
+    #   2,000 features), float32 with K = 2-4 1.1-1.5x at 24-54; AVX-512:
+    #   1.1-1.4x (Intel Xeon), float32 K = 4 1.3-1.55x, float64 K = 2
+    #   0.97-1.2x, float32 K = 2-4 1.1-1.6x at 32-54 features, 0.65-0.8x at
+    #   20 (the row's single partial vector costs more than it saves);
+    # - the baseline's loops: 60% (ROWS_MIN_PADDING_PERCENT_BASELINE),
+    #   float32 with K <= 3, and rows of ROWS_MIN_VECTORS 32-byte vectors (up
+    #   to 1.8x faster from 64 features; at K = 4, 0.6x; 0.7-1.0x at 32-54;
+    #   x86-64's SSE2, not other architectures);
+    # - with 64-byte vectors, where the class tile is a single 32-byte vector
+    #   a quarter or more padding (the feature tiles take all K <= 8 classes
+    #   at once), from ROWS_MIN_VECTORS vectors: float32 with K = 5 1.1-1.6x
+    #   faster and K = 6 1.0-1.3x at 64 to 2,000 features (0.9-1.0x at
+    #   32-54), float64 with K = 3 1.0-1.2x at 32 to 300 (one and two
+    #   threads; K = 7-8 and float64 with K = 4 mixed);
+    # - with 64-byte vectors, wherever the class tile is a single 32-byte
+    #   vector (half of each 64-byte instruction unused), from
+    #   ROWS_VERY_LONG_VECTORS vectors: float64 with K = 3 1.1-1.35x faster
+    #   at 300 to 2,000 features, float32 with K = 6-8 1.2-1.4x at 784 (K = 6
+    #   also at 2,000), float64 with K = 4 as fast (Intel Xeon).
     ROWS_MIN_PADDING_PERCENT = 50
     ROWS_MIN_PADDING_PERCENT_BASELINE = 60
     ROWS_MIN_PADDING_PERCENT_WIDE = 25
+    ROWS_MIN_FEATURES_HALF_PADDED = 32
     ROWS_MIN_VECTORS = 8
     ROWS_VERY_LONG_VECTORS = 64
 
@@ -247,7 +251,11 @@ cdef int _product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes,
     if (_wide_vectors and padded == lanes
             and n_features >= ROWS_VERY_LONG_VECTORS * lanes):
         min_padding = 0
-    if (n_classes >= 2 and n_features >= ROWS_MIN_VECTORS * lanes
+    cdef Py_ssize_t min_features = ROWS_MIN_VECTORS * lanes
+    if (not _baseline_loops
+            and 100 * (padded - n_classes) >= ROWS_MIN_PADDING_PERCENT * padded):
+        min_features = min(min_features, ROWS_MIN_FEATURES_HALF_PADDED)
+    if (n_classes >= 2 and n_features >= min_features
             and 100 * (padded - n_classes) >= min_padding * padded):
         return PRODUCTS_FEATURES
     return PRODUCTS_CLASSES
@@ -273,12 +281,12 @@ def product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t item
         "classes": micro-kernels vectorized over classes (padded to the
         vector width); "features": micro-kernels vectorized over features,
         when the padding would waste at least half of the lanes (float32
-        with 2 to 4 classes, float64 with 2), or 60% with the baseline's
-        loops (see :func:`simd_loops`: "base"; float32 with 2 or 3 classes);
-        with "avx512" also float32 with 5 or 6 classes, float64 with 3, and
-        from 512 float32 features 7 or 8 classes, from 256 float64 features
-        4; and rows hold at least 8 vectors of 32 bytes (64 float32 or 32
-        float64 features); "blas": BLAS GEMM (more than 200 classes).
+        with 2 to 4 classes, float64 with 2) and rows hold at least 32
+        features; with the baseline's loops (see :func:`simd_loops`:
+        "base"), float32 with 2 or 3 classes from 64 features; with
+        "avx512" also float32 with 5 or 6 classes from 64 features, float64
+        with 3 from 32, float32 with 7 or 8 from 512 and float64 with 4 from
+        256; "blas": BLAS GEMM (more than 200 classes).
         Depends on the shape and on the instruction set in use only (a build
         without vector kernels: always "classes" up to 200 classes).
     """
