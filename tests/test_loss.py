@@ -245,7 +245,7 @@ def test_few_features_many_classes_in_short_chunks(dtype, n_classes):
     _assert_reference_and_reproducible(n, d, n_classes, dtype, seed=11)
 
 
-@pytest.mark.parametrize("n_classes", [2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("n_classes", [2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
 @pytest.mark.parametrize("n_features", [32, 40, 64, 100, 128, 301, 1000])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_long_rows_few_classes(dtype, n_features, n_classes):
@@ -256,7 +256,8 @@ def test_long_rows_few_classes(dtype, n_features, n_classes):
     with K <= 3) or, under AVX-512, the class tile is one 32-byte vector and
     a quarter or more of it padding (float32 with K = 5 or 6, float64 with
     K = 3); and rows of at least 64 such vectors where it is one (float64
-    with K = 4, float32 with K = 7 or 8);
+    with K = 4, float32 with K = 7 or 8) or where it is one 64-byte vector
+    with 37% padding or more (float64 with K = 5, float32 with K = 9 or 10);
     other shapes keep the class-vectorized ones. Either way: equal to the
     NumPy reference, bitwise the same for every thread count, with partial
     chunks, tiles and vectors."""
@@ -269,8 +270,8 @@ def test_long_rows_few_classes(dtype, n_features, n_classes):
         f32 and n_classes <= 4 or f64 and n_classes == 2)
     by_features = (f32 and n_classes <= 3 and eight_vectors) or half_padded or (
         wide and (eight_vectors and (f32 and n_classes <= 6 or f64 and n_classes == 3)
-                  or dtype is np.float64 and n_classes <= 4 and n_features >= 256
-                  or dtype is np.float32 and n_classes <= 8 and n_features >= 512))
+                  or f64 and n_classes <= 5 and n_features >= 256
+                  or f32 and n_classes <= 10 and n_features >= 512))
     expected = "features" if by_features and vector_build else "classes"
     assert dense.product_kernels(n_features, n_classes, np.dtype(dtype).itemsize) == expected
     _assert_reference_and_reproducible(3001, n_features, n_classes, dtype, seed=13)

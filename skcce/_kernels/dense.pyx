@@ -200,10 +200,15 @@ cdef enum:
     #   vector (half of each 64-byte instruction unused), from
     #   ROWS_VERY_LONG_VECTORS vectors: float64 with K = 3 1.1-1.35x faster
     #   at 300 to 2,000 features, float32 with K = 6-8 1.2-1.4x at 784 (K = 6
-    #   also at 2,000), float64 with K = 4 as fast (Intel Xeon).
+    #   also at 2,000), float64 with K = 4 as fast (Intel Xeon); and where
+    #   the class tile is a single 64-byte vector with 37% or more padding
+    #   (ROWS_MIN_PADDING_PERCENT_ONE_WIDE): float32 with K = 9 or 10
+    #   1.05-1.2x faster at 512 to 2,000 features, float64 with K = 5
+    #   1.0-1.2x at 256 to 2,000 (0.9x at 54-100; one and two threads).
     ROWS_MIN_PADDING_PERCENT = 50
     ROWS_MIN_PADDING_PERCENT_BASELINE = 60
     ROWS_MIN_PADDING_PERCENT_WIDE = 25
+    ROWS_MIN_PADDING_PERCENT_ONE_WIDE = 37
     ROWS_MIN_FEATURES_HALF_PADDED = 32
     ROWS_MIN_VECTORS = 8
     ROWS_VERY_LONG_VECTORS = 64
@@ -248,9 +253,11 @@ cdef int _product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes,
         ROWS_MIN_PADDING_PERCENT_BASELINE if _baseline_loops else ROWS_MIN_PADDING_PERCENT)
     if _wide_vectors and padded == lanes:
         min_padding = ROWS_MIN_PADDING_PERCENT_WIDE
-    if (_wide_vectors and padded == lanes
-            and n_features >= ROWS_VERY_LONG_VECTORS * lanes):
-        min_padding = 0
+    if _wide_vectors and n_features >= ROWS_VERY_LONG_VECTORS * lanes:
+        if padded == lanes:
+            min_padding = 0
+        elif padded == 2 * lanes:
+            min_padding = ROWS_MIN_PADDING_PERCENT_ONE_WIDE
     cdef Py_ssize_t min_features = ROWS_MIN_VECTORS * lanes
     if (not _baseline_loops
             and 100 * (padded - n_classes) >= ROWS_MIN_PADDING_PERCENT * padded):
@@ -285,8 +292,8 @@ def product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t item
         features; with the baseline's loops (see :func:`simd_loops`:
         "base"), float32 with 2 or 3 classes from 64 features; with
         "avx512" also float32 with 5 or 6 classes from 64 features, float64
-        with 3 from 32, float32 with 7 or 8 from 512 and float64 with 4 from
-        256; "blas": BLAS GEMM (more than 200 classes).
+        with 3 from 32, float32 with 7 to 10 from 512 and float64 with 4 or
+        5 from 256; "blas": BLAS GEMM (more than 200 classes).
         Depends on the shape and on the instruction set in use only (a build
         without vector kernels: always "classes" up to 200 classes).
     """
