@@ -70,7 +70,8 @@ def kernel_loss_gradient(X, targets, weights_t, intercept, sample_weight=None):
     n = X.shape[0]
     s = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     log_p = log_softmax(X @ np.asarray(weights_t, dtype=np.float64) + intercept, axis=1)
-    loss = -(s * (targets * log_p).sum(axis=1)).sum()
+    # 0 * log(0) counts as 0 (a zero target where the probability underflows).
+    loss = -(s * np.where(targets == 0, 0.0, targets * log_p).sum(axis=1)).sum()
     residuals = s[:, None] * (np.exp(log_p) - targets)
     return loss, np.vstack([X.T @ residuals, residuals.sum(axis=0)])
 

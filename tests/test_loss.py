@@ -277,7 +277,7 @@ def test_long_rows_few_classes(dtype, n_features, n_classes):
     _assert_reference_and_reproducible(3001, n_features, n_classes, dtype, seed=13)
 
 
-@pytest.mark.parametrize("n_classes", [2, 3, 5, 8, 17, 32])
+@pytest.mark.parametrize("n_classes", [2, 3, 5, 8, 13, 17, 32])
 @pytest.mark.parametrize("n_features", [1, 7, 9, 15, 33, 63, 130])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_both_micro_kernel_layouts(dtype, n_features, n_classes):

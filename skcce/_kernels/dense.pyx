@@ -13,8 +13,8 @@ each chunk::
 
 For up to 200 classes the two products run in register-blocked
 micro-kernels: vectorized over classes padded to the vector width
-(``microkernel.h``), or, when that padding would waste most lanes and rows
-are long, over features (``rowkernel_impl.h``); with more classes, through
+(``microkernel.h``), or, when that padding would waste many lanes and rows
+are long enough, over features (``rowkernel_impl.h``); with more classes, through
 BLAS GEMM (:func:`product_kernels` says which).
 
 Each group of consecutive chunks is summed sequentially into its own

@@ -71,10 +71,6 @@ typedef float skcce_wu_f32 __attribute__((vector_size(32 * SKCCE_WIDTH), aligned
 #define SKCCE_BROADCAST_WIDE_f32 SKCCE_BROADCAST_f32
 #endif
 
-/* The mask of a vector's first n lanes (0 <= n < 32), for the masked loads
- * that stop at the end of a row (of features or of classes). */
-#define SKCCE_FIRST_LANES(n) ((1u << (n)) - 1u)
-
 /* A tile spans up to SKCCE_MAX_NW wide vectors of classes (SKCCE_PANEL_NV
  * 32-byte vectors), or that minus one wide plus one 32-byte vector; up to
  * SKCCE_MAX_RB rows per logits tile and SKCCE_MAX_JB features per gradient

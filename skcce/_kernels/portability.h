@@ -8,6 +8,10 @@
  * SKCCE_PREFETCH(address): a hint to fetch the line holding address into
  * the caches for a read (nothing where the compiler has no such hint).
  *
+ * SKCCE_FIRST_LANES(n): the mask of a vector's first n lanes (0 <= n < 32),
+ * for the masked loads that stop at the end of a row (of features or of
+ * classes).
+ *
  * SKCCE_TYPED(name, suffix): name_suffix, for the functions that an
  * implementation header defines once per element type (name_f64, name_f32)
  * and that simd_loops.c compiles once per instruction set (name_f64_avx2).
@@ -36,6 +40,8 @@
 #else
 #define SKCCE_PREFETCH(address) ((void)(address))
 #endif
+
+#define SKCCE_FIRST_LANES(n) ((1u << (n)) - 1u)
 
 #define SKCCE_PASTE(name, suffix) name##_##suffix
 #define SKCCE_TYPED(name, suffix) SKCCE_PASTE(name, suffix)

@@ -288,6 +288,7 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_logits))(const SKCCE_T* X, ptrdiff_t m, pt
 #define SKCCE_LOGITS_ALL(KB0) \
     SKCCE_FN(skcce_rows_logits_all)(X, m, d, W, K, Z, ldz, rows_readable, (KB0))
     switch (K) {
+    case 0: break; /* no logits to write */
     case 1: SKCCE_LOGITS_ALL(1); break;
     case 2: SKCCE_LOGITS_ALL(2); break;
     case 3: SKCCE_LOGITS_ALL(3); break;

@@ -22,7 +22,6 @@
 #include <stddef.h>
 
 #include "portability.h"
-#include "microkernel.h"
 
 #if defined(__AVX512F__)
 #define SKCCE_ROW_ARGMAX_VECTORS 1
