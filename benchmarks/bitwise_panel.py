@@ -139,13 +139,16 @@ def panel():
 
 def _kernel_cases(n_jobs):
     """Shapes that reach every path of the kernels: many row groups, the
-    feature-vectorized products (float32 with 2 and 3 classes, float64 with 2
-    under AVX-512), BLAS GEMM (more than 200 classes), many sparse chunks and
-    feature blocks, sparse class slices (more than 32 classes)."""
+    feature-vectorized products (float32 with 2 and 3 classes, float64 with
+    2; under AVX-512 also float64 with 3, float32 with 6 in one tile, and
+    float32 with 9 at 784 features, a tile of 8 then one of 1), BLAS GEMM
+    (more than 200 classes), many sparse chunks and feature blocks, sparse
+    class slices (more than 32 classes)."""
     rng = np.random.default_rng(7)
     results = {}
     for key, (n, d, K) in (("micro", (60_000, 30, 7)), ("features", (8_000, 300, 3)),
-                           ("features2", (8_000, 100, 2)), ("blas", (12_000, 40, 230))):
+                           ("features2", (8_000, 100, 2)), ("features6", (8_000, 300, 6)),
+                           ("features9", (4_000, 784, 9)), ("blas", (12_000, 40, 230))):
         X = rng.normal(size=(n, d))
         y = rng.integers(0, K, size=n)
         w = rng.uniform(0.5, 2.0, size=n)

@@ -8,7 +8,7 @@ reference for ``skcce.crossentropy_loss_gradient``.
 from fractions import Fraction
 
 import numpy as np
-from scipy.special import log_softmax, logsumexp
+from scipy.special import log_softmax
 
 
 def exact_csr_row_logits(values, columns, weights_t, intercept, fused):
@@ -35,25 +35,16 @@ def numpy_loss_gradient(
     with z_i = W x_i + b; the intercept b (last column of coef) is not penalised.
     """
     coef = np.asarray(coef, dtype=np.float64)
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y).astype(np.intp)
-    n, d = X.shape
+    n, d = np.shape(X)
     W = coef[:, :d]
-    z = X @ W.T
-    if fit_intercept:
-        z = z + coef[:, d]
+    intercept = coef[:, d] if fit_intercept else np.zeros(coef.shape[0])
     s = np.ones(n) if sample_weight is None else np.asarray(sample_weight, float)
-    sw_sum = s.sum()
-    lse = logsumexp(z, axis=1)
-    ce = lse - z[np.arange(n), y]
-    loss = np.dot(s, ce) / sw_sum + 0.5 * l2_reg_strength * np.sum(W * W)
-    p = np.exp(z - lse[:, None])
-    p[np.arange(n), y] -= 1.0
-    p *= (s / sw_sum)[:, None]
+    loss_sum, grad_t = kernel_loss_gradient(X, y, W.T, intercept, s)
+    loss = loss_sum / s.sum() + 0.5 * l2_reg_strength * np.sum(W * W)
     grad = np.empty_like(coef)
-    grad[:, :d] = p.T @ X + l2_reg_strength * W
+    grad[:, :d] = grad_t[:d].T / s.sum() + l2_reg_strength * W
     if fit_intercept:
-        grad[:, d] = p.sum(axis=0)
+        grad[:, d] = grad_t[d] / s.sum()
     return loss, grad
 
 
@@ -63,13 +54,14 @@ def kernel_loss_gradient(X, targets, weights_t, intercept, sample_weight=None):
     Returns ``sum_i s_i CE_i`` with ``CE_i = -sum_k t_ik log softmax(z_i)_k``
     and ``z = X @ weights_t + intercept``, and its gradient as the kernels lay
     it out: ``(d + 1, K)``, the intercept's row last. ``targets`` is ``(n, K)``
-    (one-hot rows for class labels).
+    or class labels ``(n,)`` (one-hot rows).
     """
     X = np.asarray(X, dtype=np.float64)
-    targets = np.asarray(targets, dtype=np.float64)
+    weights_t = np.asarray(weights_t, dtype=np.float64)
+    targets = _targets_matrix(targets, weights_t.shape[1])
     n = X.shape[0]
     s = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    log_p = log_softmax(X @ np.asarray(weights_t, dtype=np.float64) + intercept, axis=1)
+    log_p = log_softmax(X @ weights_t + intercept, axis=1)
     # 0 * log(0) counts as 0 (a zero target where the probability underflows).
     loss = -(s * np.where(targets == 0, 0.0, targets * log_p).sum(axis=1)).sum()
     residuals = s[:, None] * (np.exp(log_p) - targets)
@@ -252,6 +244,8 @@ REFERENCE_SKLEARN = "1.9"
 
 
 def _targets_matrix(Q, K, label_smoothing=0.0):
+    """Targets as an (n, K) float64 matrix: one-hot rows for class labels
+    ``(n,)``, then smoothed by ``label_smoothing``."""
     Q = np.asarray(Q)
     if Q.ndim == 1:
         Q = np.eye(K)[Q.astype(int)]

@@ -17,6 +17,7 @@ import skcce
 from skcce._kernels import dense, reductions
 from skcce._threads import effective_n_threads
 from _reference import (
+    _targets_matrix,
     assert_grad_close,
     kernel_loss_gradient,
     make_loss_problem,
@@ -296,7 +297,7 @@ def test_both_micro_kernel_layouts(dtype, n_features, n_classes):
     weights_t = (rng.normal(size=(n_features, n_classes)) * 0.3).astype(dtype)
     intercept = rng.normal(size=n_classes)
     smoothing = 0.1
-    targets = (1 - smoothing) * Q + smoothing / n_classes
+    targets = _targets_matrix(Q, n_classes, smoothing)
     ref_loss, ref_grad = kernel_loss_gradient(X, targets, weights_t, intercept, sw)
     rtol = RTOL[dtype]
     for products in ("classes", "features"):
@@ -341,7 +342,7 @@ def test_products_read_nothing_past_x(dtype, n_features):
         X[:] = rng.normal(size=(n, n_features))
         y = rng.integers(0, K, n).astype(np.int32)
         weights_t = (rng.normal(size=(n_features, K)) * 0.3).astype(dtype)
-        ref_loss, ref_grad = kernel_loss_gradient(X, np.eye(K)[y], weights_t, np.zeros(K))
+        ref_loss, ref_grad = kernel_loss_gradient(X, y, weights_t, np.zeros(K))
         for products in ("classes", "features"):
             grad = np.empty((n_features + 1, K))
             loss = dense.dense_loss_gradient(X, y, None, 0.0, None, weights_t, np.zeros(K),
@@ -375,7 +376,7 @@ def test_feature_layout_with_read_only_coefficients():
     y = rng.integers(0, K, n).astype(np.int32)
     weights_t = rng.normal(size=(1, K))
     weights_t.flags.writeable = False
-    ref_loss, ref_grad = kernel_loss_gradient(X, np.eye(K)[y], weights_t, np.zeros(K))
+    ref_loss, ref_grad = kernel_loss_gradient(X, y, weights_t, np.zeros(K))
     for products in ("classes", "features"):
         grad = np.empty((2, K))
         loss = dense.dense_loss_gradient(X, y, None, 0.0, None, weights_t, np.zeros(K), 1,

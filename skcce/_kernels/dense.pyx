@@ -72,7 +72,7 @@ import numpy as np
 
 _SIMD_LOOPS = select_simd_loops()
 # Whether the loops in use have 64-byte vectors, and whether they are the
-# baseline's (see ROWS_MIN_PADDING_PERCENT).
+# baseline's (see _FEATURE_RULES).
 cdef bint _wide_vectors = skcce_simd.vector_bytes() >= 64
 cdef bint _baseline_loops = _SIMD_LOOPS == "base"
 
@@ -176,43 +176,6 @@ cdef enum:
     # the micro-kernels up to 1.3x faster for 50 to 200 classes, up to 1.3x
     # slower for 256 to 1000; OpenBLAS, AVX-512).
     MICRO_MAX_CLASSES = 200
-    # The feature-vectorized kernels (rowkernel_impl.h) take over from the
-    # class-vectorized ones where those would leave many lanes padding and the
-    # rows are long enough (all measured on AMD EPYC unless said otherwise):
-    # - at least half the lanes padding (float32 with K <= 4, float64 with
-    #   K = 2), from ROWS_MIN_FEATURES_HALF_PADDED features. AVX2: float32
-    #   with K = 4 1.3-2.0x faster, float64 with K = 2 1.15-1.35x (64 to
-    #   2,000 features), float32 with K = 2-4 1.1-1.5x at 24-54; AVX-512:
-    #   1.1-1.4x (Intel Xeon), float32 K = 4 1.3-1.55x, float64 K = 2
-    #   0.97-1.2x, float32 K = 2-4 1.1-1.6x at 32-54 features, 0.65-0.8x at
-    #   20 (the row's single partial vector costs more than it saves);
-    # - the baseline's loops: 60% (ROWS_MIN_PADDING_PERCENT_BASELINE),
-    #   float32 with K <= 3, and rows of ROWS_MIN_VECTORS 32-byte vectors (up
-    #   to 1.8x faster from 64 features; at K = 4, 0.6x; 0.7-1.0x at 32-54;
-    #   x86-64's SSE2, not other architectures);
-    # - with 64-byte vectors, where the class tile is a single 32-byte vector
-    #   a quarter or more padding (the feature tiles take all K <= 8 classes
-    #   at once), from ROWS_MIN_VECTORS vectors: float32 with K = 5 1.1-1.6x
-    #   faster and K = 6 1.0-1.3x at 64 to 2,000 features (0.9-1.0x at
-    #   32-54), float64 with K = 3 1.0-1.2x at 32 to 300 (one and two
-    #   threads; K = 7-8 and float64 with K = 4 mixed);
-    # - with 64-byte vectors, wherever the class tile is a single 32-byte
-    #   vector (half of each 64-byte instruction unused), from
-    #   ROWS_VERY_LONG_VECTORS vectors: float64 with K = 3 1.1-1.35x faster
-    #   at 300 to 2,000 features, float32 with K = 6-8 1.2-1.4x at 784 (K = 6
-    #   also at 2,000), float64 with K = 4 as fast (Intel Xeon); and where
-    #   the class tile is a single 64-byte vector with 37% or more padding
-    #   (ROWS_MIN_PADDING_PERCENT_ONE_WIDE): float32 with K = 9 or 10
-    #   1.05-1.2x faster at 512 to 2,000 features, float64 with K = 5
-    #   1.0-1.2x at 256 to 2,000 (0.9x at 54-100; one and two threads).
-    ROWS_MIN_PADDING_PERCENT = 50
-    ROWS_MIN_PADDING_PERCENT_BASELINE = 60
-    ROWS_MIN_PADDING_PERCENT_WIDE = 25
-    ROWS_MIN_PADDING_PERCENT_ONE_WIDE = 37
-    ROWS_MIN_FEATURES_HALF_PADDED = 32
-    ROWS_MIN_VECTORS = 8
-    ROWS_VERY_LONG_VECTORS = 64
-
     PRODUCTS_CLASSES = 0
     PRODUCTS_FEATURES = 1
     PRODUCTS_BLAS = 2
@@ -243,28 +206,69 @@ def microkernel_width(Py_ssize_t n_classes, Py_ssize_t itemsize):
     return int((n_classes + lanes - 1) // lanes * lanes)
 
 
+# Where the kernels vectorized over features (rowkernel_impl.h) take over
+# from those vectorized over classes, which would leave lanes padding: a shape
+# with 2 to MICRO_MAX_CLASSES classes takes them when one of the rules of the
+# loops in use admits it. A rule is
+#   (least padding: percent of the class tile's lanes,
+#    class tile: its 32-byte vectors, or 0 for any,
+#    least features, least 32-byte vectors of features).
+# Each measured as products "features" against "classes", one and two
+# threads, on AMD EPYC unless said otherwise.
+_FEATURE_RULES = {
+    # x86-64's SSE2 (not other architectures' baselines): float32 with K <= 3
+    # up to 1.8x faster from 64 features; at K = 4, 0.6x; 0.7-1.0x at 32-54.
+    "baseline": (
+        (60, 0, 0, 8),
+    ),
+    # Half the lanes padding or more (float32 with K <= 4, float64 with
+    # K = 2): float32 K = 4 1.3-2.0x faster, float64 K = 2 1.15-1.35x at 64
+    # to 2,000 features; float32 K = 2-4 1.1-1.5x at 24-54.
+    "32-byte vectors": (
+        (50, 0, 32, 0),
+    ),
+    "64-byte vectors": (
+        # The same: 1.1-1.4x (Intel Xeon); float32 K = 4 1.3-1.55x, float64
+        # K = 2 0.97-1.2x; float32 K = 2-4 1.1-1.6x at 32-54 features,
+        # 0.65-0.8x at 20 (the row's single partial vector costs more than
+        # it saves).
+        (50, 0, 32, 0),
+        # A class tile of one 32-byte vector, a quarter or more padding (the
+        # feature tiles take all K <= 8 classes at once): float32 K = 5
+        # 1.1-1.6x and K = 6 1.0-1.3x at 64 to 2,000 features (0.9-1.0x at
+        # 32-54), float64 K = 3 1.0-1.2x at 32-300 (K = 7-8 and float64
+        # K = 4 mixed).
+        (25, 1, 0, 8),
+        # Any class tile of one 32-byte vector (half of each 64-byte
+        # instruction unused), on very long rows: float64 K = 3 1.1-1.35x at
+        # 300 to 2,000 features, float32 K = 6-8 1.2-1.4x at 784 (K = 6 also
+        # at 2,000), float64 K = 4 as fast (Intel Xeon).
+        (0, 1, 0, 64),
+        # A class tile of one 64-byte vector with 37% or more padding, on
+        # very long rows: float32 K = 9-10 1.05-1.2x at 512 to 2,000
+        # features, float64 K = 5 1.0-1.2x at 256-2,000 (0.9x at 54-100).
+        (37, 2, 0, 64),
+    ),
+}
+_feature_rules = _FEATURE_RULES[
+    "64-byte vectors" if _wide_vectors else "baseline" if _baseline_loops
+    else "32-byte vectors"]
+
+
 cdef int _product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes,
                           Py_ssize_t itemsize) noexcept:
-    cdef Py_ssize_t lanes = SKCCE_LANES_f64 if itemsize == 8 else SKCCE_LANES_f32
-    cdef Py_ssize_t padded = microkernel_width(n_classes, itemsize)
     if n_classes > MICRO_MAX_CLASSES:
         return PRODUCTS_BLAS
-    cdef Py_ssize_t min_padding = (
-        ROWS_MIN_PADDING_PERCENT_BASELINE if _baseline_loops else ROWS_MIN_PADDING_PERCENT)
-    if _wide_vectors and padded == lanes:
-        min_padding = ROWS_MIN_PADDING_PERCENT_WIDE
-    if _wide_vectors and n_features >= ROWS_VERY_LONG_VECTORS * lanes:
-        if padded == lanes:
-            min_padding = 0
-        elif padded == 2 * lanes:
-            min_padding = ROWS_MIN_PADDING_PERCENT_ONE_WIDE
-    cdef Py_ssize_t min_features = ROWS_MIN_VECTORS * lanes
-    if (not _baseline_loops
-            and 100 * (padded - n_classes) >= ROWS_MIN_PADDING_PERCENT * padded):
-        min_features = min(min_features, ROWS_MIN_FEATURES_HALF_PADDED)
-    if (n_classes >= 2 and n_features >= min_features
-            and 100 * (padded - n_classes) >= min_padding * padded):
-        return PRODUCTS_FEATURES
+    cdef Py_ssize_t lanes = SKCCE_LANES_f64 if itemsize == 8 else SKCCE_LANES_f32
+    cdef Py_ssize_t padded = microkernel_width(n_classes, itemsize)
+    cdef Py_ssize_t min_padding, tile_vectors, min_features, min_vectors
+    if n_classes < 2:
+        return PRODUCTS_CLASSES
+    for min_padding, tile_vectors, min_features, min_vectors in _feature_rules:
+        if (100 * (padded - n_classes) >= min_padding * padded
+                and tile_vectors in (0, padded // lanes)
+                and n_features >= max(min_features, min_vectors * lanes)):
+            return PRODUCTS_FEATURES
     return PRODUCTS_CLASSES
 
 

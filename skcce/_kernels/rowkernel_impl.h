@@ -31,8 +31,9 @@
 /* Rows and classes per logits tile (RB x KB accumulators), wide vectors of
  * features and classes per gradient tile (NJ x KB accumulators, summed over
  * all the chunk's rows before G is read): within the registers, 16 of them
- * with AVX-512 (32 registers), else 8. A tile takes up to KB classes at once
- * so that the products read X once for K <= KB: with AVX-512 up to 8 classes
+ * with AVX-512 (32 registers), else 8. Both tiles take up to
+ * SKCCE_ROWS_MAX_CLASSES classes at once, so that the products read X once
+ * for K up to that: with AVX-512 8 classes
  * (float32 with K = 5-8 takes these kernels there), the gradient's tiles
  * narrower where they hold more than 4. The logits product streams
  * X from memory (the gradient reads it again from the cache) and fetches
@@ -40,15 +41,23 @@
  * faster for 128 to 2,000 features, with 12 to 100 KiB ahead as good as one
  * another. */
 #define SKCCE_ROWS_LOGITS_RB 2
-#define SKCCE_ROWS_LOGITS_KB (4 * SKCCE_WIDTH)
+#define SKCCE_ROWS_MAX_CLASSES (4 * SKCCE_WIDTH)
 #define SKCCE_ROWS_GRAD_NJ (2 * SKCCE_WIDTH)
-#define SKCCE_ROWS_GRAD_KB (4 * SKCCE_WIDTH)
 /* Wide vectors of features per gradient tile of KB classes: at most
  * SKCCE_ROWS_GRAD_NJ, within SKCCE_ROWS_GRAD_ACC accumulators. */
 #define SKCCE_ROWS_GRAD_ACC (4 * SKCCE_ROWS_GRAD_NJ)
 #define SKCCE_ROWS_GRAD_TILE_NJ(KB) \
     (SKCCE_ROWS_GRAD_ACC / (KB) < SKCCE_ROWS_GRAD_NJ ? SKCCE_ROWS_GRAD_ACC / (KB) \
                                                       : SKCCE_ROWS_GRAD_NJ)
+/* Runs CASE(kb) for each number of classes kb below a tile's: the switches
+ * on the classes left make the tile's width a compile-time constant in each
+ * case (default: a whole tile, CASE(SKCCE_ROWS_MAX_CLASSES)). */
+#if SKCCE_ROWS_MAX_CLASSES > 4
+#define SKCCE_ROWS_CLASS_CASES(CASE) \
+    CASE(1); CASE(2); CASE(3); CASE(4); CASE(5); CASE(6); CASE(7);
+#else
+#define SKCCE_ROWS_CLASS_CASES(CASE) CASE(1); CASE(2); CASE(3);
+#endif
 
 #if SKCCE_HAVE_VECTORS
 
@@ -134,7 +143,7 @@ SKCCE_INLINE SKCCE_FN(skcce_m256) SKCCE_FN(skcce_fold)(const SKCCE_W* w)
 #else
 #define SKCCE_SUM_GROUP 8
 #endif
-#if SKCCE_ROWS_LOGITS_RB * SKCCE_ROWS_LOGITS_KB % SKCCE_SUM_GROUP != 0
+#if SKCCE_ROWS_LOGITS_RB * SKCCE_ROWS_MAX_CLASSES % SKCCE_SUM_GROUP != 0
 #error "a logits tile's sums buffer holds whole groups of accumulators"
 #endif
 
@@ -146,7 +155,7 @@ SKCCE_INLINE SKCCE_FN(skcce_m256) SKCCE_FN(skcce_fold)(const SKCCE_W* w)
  * lane after lane, cost more than the products themselves below 300
  * features. */
 SKCCE_INLINE void SKCCE_FN(skcce_tile_sums)(
-    SKCCE_W acc[SKCCE_ROWS_LOGITS_RB][SKCCE_ROWS_LOGITS_KB], SKCCE_T* sums, const int RB,
+    SKCCE_W acc[SKCCE_ROWS_LOGITS_RB][SKCCE_ROWS_MAX_CLASSES], SKCCE_T* sums, const int RB,
     const int KB)
 {
 #if defined(__AVX__)
@@ -187,8 +196,8 @@ SKCCE_INLINE void SKCCE_FN(skcce_rows_logits_tile)(const SKCCE_T* X, ptrdiff_t d
                                                    ptrdiff_t ldz, const SKCCE_T* ahead,
                                                    const int RB, const int KB)
 {
-    SKCCE_W acc[SKCCE_ROWS_LOGITS_RB][SKCCE_ROWS_LOGITS_KB];
-    SKCCE_T sums[SKCCE_ROWS_LOGITS_RB * SKCCE_ROWS_LOGITS_KB];
+    SKCCE_W acc[SKCCE_ROWS_LOGITS_RB][SKCCE_ROWS_MAX_CLASSES];
+    SKCCE_T sums[SKCCE_ROWS_LOGITS_RB * SKCCE_ROWS_MAX_CLASSES];
     ptrdiff_t j = 0;
     for (int r = 0; r < RB; r++)
         for (int k = 0; k < KB; k++) acc[r][k] = SKCCE_SPLAT_WIDE(0);
@@ -238,23 +247,15 @@ SKCCE_INLINE void SKCCE_FN(skcce_rows_logits_rows)(const SKCCE_T* X, ptrdiff_t d
                                                    const int KB0)
 {
     SKCCE_FN(skcce_rows_logits_tile)(X, d, W, Z, ldz, ahead, RB, KB0);
-    for (ptrdiff_t k0 = KB0; k0 < K; k0 += SKCCE_ROWS_LOGITS_KB) {
+    for (ptrdiff_t k0 = KB0; k0 < K; k0 += SKCCE_ROWS_MAX_CLASSES) {
         const SKCCE_T* w = W + k0 * d;
+#define SKCCE_TILE_CASE(kb) \
+    case kb: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB, kb); break
         switch (K - k0) {
-        case 1: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB, 1); break;
-        case 2: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB, 2); break;
-        case 3: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB, 3); break;
-#if SKCCE_ROWS_LOGITS_KB > 4
-        case 4: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB, 4); break;
-        case 5: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB, 5); break;
-        case 6: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB, 6); break;
-        case 7: SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB, 7); break;
-#endif
-        default:
-            SKCCE_FN(skcce_rows_logits_tile)(X, d, w, Z + k0, ldz, NULL, RB,
-                                             SKCCE_ROWS_LOGITS_KB);
-            break;
+        SKCCE_ROWS_CLASS_CASES(SKCCE_TILE_CASE)
+        default: SKCCE_TILE_CASE(SKCCE_ROWS_MAX_CLASSES);
         }
+#undef SKCCE_TILE_CASE
     }
 }
 
@@ -285,22 +286,14 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_logits))(const SKCCE_T* X, ptrdiff_t m, pt
                                               const SKCCE_T* W, ptrdiff_t K, SKCCE_T* Z,
                                               ptrdiff_t ldz, ptrdiff_t rows_readable)
 {
-#define SKCCE_LOGITS_ALL(KB0) \
-    SKCCE_FN(skcce_rows_logits_all)(X, m, d, W, K, Z, ldz, rows_readable, (KB0))
+#define SKCCE_LOGITS_ALL_CASE(kb0) \
+    case kb0: SKCCE_FN(skcce_rows_logits_all)(X, m, d, W, K, Z, ldz, rows_readable, kb0); break
     switch (K) {
     case 0: break; /* no logits to write */
-    case 1: SKCCE_LOGITS_ALL(1); break;
-    case 2: SKCCE_LOGITS_ALL(2); break;
-    case 3: SKCCE_LOGITS_ALL(3); break;
-#if SKCCE_ROWS_LOGITS_KB > 4
-    case 4: SKCCE_LOGITS_ALL(4); break;
-    case 5: SKCCE_LOGITS_ALL(5); break;
-    case 6: SKCCE_LOGITS_ALL(6); break;
-    case 7: SKCCE_LOGITS_ALL(7); break;
-#endif
-    default: SKCCE_LOGITS_ALL(SKCCE_ROWS_LOGITS_KB); break;
+    SKCCE_ROWS_CLASS_CASES(SKCCE_LOGITS_ALL_CASE)
+    default: SKCCE_LOGITS_ALL_CASE(SKCCE_ROWS_MAX_CLASSES);
     }
-#undef SKCCE_LOGITS_ALL
+#undef SKCCE_LOGITS_ALL_CASE
 }
 
 /* G[k, j0:j0 + n] += acc, converting float32 sums to float64. */
@@ -328,7 +321,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_tile)(const SKCCE_T* X, ptrdiff_t m, 
                                                  skcce_fetch_ahead* fetch,
                                                  const int NJ, const int KB)
 {
-    SKCCE_W acc[SKCCE_ROWS_GRAD_NJ][SKCCE_ROWS_GRAD_KB];
+    SKCCE_W acc[SKCCE_ROWS_GRAD_NJ][SKCCE_ROWS_MAX_CLASSES];
     for (int v = 0; v < NJ; v++)
         for (int k = 0; k < KB; k++) acc[v][k] = SKCCE_SPLAT_WIDE(0);
     for (ptrdiff_t i = 0; i < m; i++) {
@@ -352,7 +345,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_partial_tile)(const SKCCE_T* X, ptrdi
                                                          ptrdiff_t ldr, double* G,
                                                          const int rest, const int KB)
 {
-    SKCCE_W acc[SKCCE_ROWS_GRAD_KB];
+    SKCCE_W acc[SKCCE_ROWS_MAX_CLASSES];
     for (int k = 0; k < KB; k++) acc[k] = SKCCE_SPLAT_WIDE(0);
     for (ptrdiff_t i = 0; i < m; i++) {
         const SKCCE_W x = SKCCE_FN(skcce_load_partial)(X + i * d, rest);
@@ -397,23 +390,16 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_grad))(const SKCCE_T* X, ptrdiff_t m, ptrd
                                             ptrdiff_t ahead_bytes)
 {
     skcce_fetch_ahead fetch = skcce_fetch_start(ahead, ahead_bytes);
-    for (ptrdiff_t k0 = 0; k0 < K; k0 += SKCCE_ROWS_GRAD_KB) {
+    for (ptrdiff_t k0 = 0; k0 < K; k0 += SKCCE_ROWS_MAX_CLASSES) {
         const SKCCE_T* r = R + k0;
         double* g = G + k0 * d;
+#define SKCCE_GRAD_CASE(kb) \
+    case kb: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, kb); break
         switch (K - k0) {
-        case 1: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 1); break;
-        case 2: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 2); break;
-        case 3: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 3); break;
-#if SKCCE_ROWS_GRAD_KB > 4
-        case 4: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 4); break;
-        case 5: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 5); break;
-        case 6: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 6); break;
-        case 7: SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, 7); break;
-#endif
-        default:
-            SKCCE_FN(skcce_rows_grad_classes)(X, m, d, r, ldr, g, &fetch, SKCCE_ROWS_GRAD_KB);
-            break;
+        SKCCE_ROWS_CLASS_CASES(SKCCE_GRAD_CASE)
+        default: SKCCE_GRAD_CASE(SKCCE_ROWS_MAX_CLASSES);
         }
+#undef SKCCE_GRAD_CASE
     }
 }
 
@@ -449,9 +435,9 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_grad))(const SKCCE_T* X, ptrdiff_t m, ptrd
 #endif
 
 #undef SKCCE_ROWS_LOGITS_RB
-#undef SKCCE_ROWS_LOGITS_KB
+#undef SKCCE_ROWS_MAX_CLASSES
 #undef SKCCE_ROWS_GRAD_NJ
-#undef SKCCE_ROWS_GRAD_KB
+#undef SKCCE_ROWS_CLASS_CASES
 #undef SKCCE_ROWS_GRAD_TILE_NJ
 #undef SKCCE_ROWS_GRAD_ACC
 #undef SKCCE_SUM_GROUP
