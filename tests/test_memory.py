@@ -215,7 +215,8 @@ def test_kernel_scratch_is_traced_and_bounded():
     allocation for all threads; K = 17, the logits' rows padded to 20. Dense:
     20,000 x 300, K = 100: one float64 gradient of d x K per slot, 4 slots
     per thread for the 47 groups of rows (1.8 MiB; one buffer per group, as
-    before the slots, was 10.8 MiB). Outputs are preallocated, so the peak is
+    before the slots, was 10.8 MiB); with 2,000 features and 1,000 classes,
+    one slot of 16 MB per thread. Outputs are preallocated, so the peak is
     the scratch plus small bookkeeping (chunk bounds, block offsets)."""
     from skcce._kernels import dense, sparse
 
@@ -261,12 +262,29 @@ def test_kernel_scratch_is_traced_and_bounded():
     weights_t = rng.normal(size=(d, K))
     grad_t = np.empty((d + 1, K))
     _, _, n_groups = dense.dense_partition(n, d, K, 8)
-    n_slots = dense.dense_merge_slots(n_groups, T)
-    assert n_slots < n_groups
-    expected = n_slots * d * dense.microkernel_width(K, 8) * 8
+    slot_bytes = d * dense.microkernel_width(K, 8) * 8
+    n_slots = dense.dense_merge_slots(n_groups, T, slot_bytes)
+    assert n_slots == 4 * T < n_groups
+    expected = n_slots * slot_bytes
     call = lambda: dense.dense_loss_gradient(  # noqa: E731
         X, y, None, 0.0, None, weights_t, np.zeros(K), T, grad_t)
     _assert_traced_scratch("dense", call, expected)
+
+    # Slots of 16 MB (2,000 features, 1,000 classes): one per thread, not 4.
+    # float32 on BLAS adds a float32 gradient per thread, logits and softmax
+    # scratch per chunk of rows.
+    n, d, K = 1024, 2_000, 1_000
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    y = rng.integers(0, K, size=n).astype(np.int32)
+    weights_t = rng.normal(scale=0.01, size=(d, K)).astype(np.float32)
+    grad_t = np.empty((d + 1, K))
+    chunk_rows, _, n_groups = dense.dense_partition(n, d, K, 4)
+    slot_bytes = d * K * 8
+    assert dense.dense_merge_slots(n_groups, T, slot_bytes) == T < n_groups
+    expected = T * (slot_bytes + d * K * 4 + chunk_rows * K * 4 + chunk_rows * (K + 3) * 8)
+    call = lambda: dense.dense_loss_gradient(  # noqa: E731
+        X, y, None, 0.0, None, weights_t, np.zeros(K), T, grad_t)
+    _assert_traced_scratch("dense, large slots", call, expected)
 
 
 def _rss():

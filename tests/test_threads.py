@@ -149,7 +149,8 @@ def test_group_slots_reused_bitwise_identical(n_classes, dtype):
     coef = rng.normal(scale=0.3, size=(n_classes, d + 1))
     _, _, n_groups = dense.dense_partition(n, d, n_classes, X.itemsize)
     for n_threads in (1, 2, 3):
-        assert dense.dense_merge_slots(n_groups, n_threads) < n_groups
+        slot_bytes = d * dense.microkernel_width(n_classes, X.itemsize) * 8
+        assert dense.dense_merge_slots(n_groups, n_threads, slot_bytes) < n_groups
     first = skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw, n_jobs=1)
     for n_jobs in (2, 3, 5, 8, 8, 8):
         loss, grad = skcce.crossentropy_loss_gradient(coef, X, y, sample_weight=sw,

@@ -53,6 +53,9 @@ cdef extern from "microkernel.h":
     int SKCCE_LANES_f64
     int SKCCE_LANES_f32
 
+cdef extern from "prefault.h":
+    void skcce_huge_pages(void* p, size_t n) noexcept nogil
+
 cdef extern from "ordered_merge.h":
     ctypedef struct skcce_ordered_merge:
         Py_ssize_t n_groups
@@ -171,6 +174,11 @@ cdef enum:
     # slack for threads that run ahead while an earlier group is still
     # computed.
     MERGE_SLOTS_PER_THREAD = 4
+    # ... within MERGE_SLOTS_BYTES in all, but at least one per thread: with
+    # many features and classes, a few large groups wait little for a slot,
+    # and fresh slots cost their page faults on every call (3,000 x 2,000
+    # float32, K = 1,000: 4 slots of 16 MB, or one per thread).
+    MERGE_SLOTS_BYTES = 16777216
     # Up to this many classes the products run in the register-blocked
     # micro-kernels of microkernel.h; above, BLAS GEMM is as fast (measured:
     # the micro-kernels up to 1.3x faster for 50 to 200 classes, up to 1.3x
@@ -384,22 +392,28 @@ def dense_partition(Py_ssize_t n_samples, Py_ssize_t n_features, Py_ssize_t n_cl
     return int(chunk_rows), int(group_rows), int(n_groups)
 
 
-def dense_merge_slots(Py_ssize_t n_groups, Py_ssize_t n_threads):
+def dense_merge_slots(Py_ssize_t n_groups, Py_ssize_t n_threads, Py_ssize_t slot_bytes):
     """Group gradient buffers the dense kernel holds at once.
 
     Group g is summed into slot g % n_slots and added to the total, in group
     order, as soon as the groups before it are in; a few slots per thread let
-    threads run ahead of a slow group. The result does not depend on it.
+    threads run ahead of a slow group, as many as fit in 16 MiB, one per
+    thread at least. The result does not depend on it.
 
     Parameters
     ----------
     n_groups, n_threads : int
+    slot_bytes : int
+        Bytes of one group's gradient buffer.
 
     Returns
     -------
     n_slots : int
     """
-    return int(max(1, min(n_groups, MERGE_SLOTS_PER_THREAD * max(n_threads, 1))))
+    cdef Py_ssize_t threads = max(n_threads, 1)
+    cdef Py_ssize_t within_bytes = MERGE_SLOTS_BYTES // max(slot_bytes, 1)
+    return int(max(1, min(n_groups, max(threads,
+                                        min(MERGE_SLOTS_PER_THREAD * threads, within_bytes)))))
 
 
 cdef struct DenseLayout:
@@ -425,7 +439,8 @@ cdef DenseLayout _dense_layout(Py_ssize_t n, Py_ssize_t d, Py_ssize_t K,
     layout.chunk_rows, layout.group_rows, layout.n_groups = dense_partition(
         n, d, K, itemsize)
     layout.n_threads = <int> max(1, min(n_threads, layout.n_groups))
-    layout.n_slots = dense_merge_slots(layout.n_groups, layout.n_threads)
+    layout.n_slots = dense_merge_slots(layout.n_groups, layout.n_threads,
+                                       layout.n_features * layout.ldw * sizeof(double))
     layout.products = products
     return layout
 
@@ -475,6 +490,13 @@ cdef int _allocate_scratch(DenseScratch* s, const DenseLayout* L,
             or s.loss_slots == NULL or s.merge.done == NULL
             or (blas_float and s.grad_chunk == NULL) or (rows and s.grad_rows == NULL)):
         raise MemoryError()
+    skcce_huge_pages(s.z, T * L.chunk_rows * L.ldw * itemsize)
+    skcce_huge_pages(s.exp, T * residual_scratch_doubles(L.chunk_rows, K) * sizeof(double))
+    skcce_huge_pages(s.grad_slots, L.n_slots * d * L.ldw * sizeof(double))
+    if blas_float:
+        skcce_huge_pages(s.grad_chunk, d * K * T * itemsize)
+    if rows:
+        skcce_huge_pages(s.grad_rows, d * K * T * sizeof(double))
     return 0
 
 

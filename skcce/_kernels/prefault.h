@@ -43,4 +43,28 @@ static inline void skcce_prefault(void* p, size_t n) {
 #endif
 }
 
+/* Ask for transparent huge pages on a large fresh buffer (as NumPy does for
+ * its arrays of 4 MiB or more): its first touch then maps 2 MiB per fault
+ * instead of 4 KiB. The kernels' scratch is allocated afresh on every call,
+ * and its faults cost up to an eighth of a call (a fit step of 3,000 x 2,000
+ * float32 with 1,000 classes: 40 of 308 ms on one thread). Only the whole
+ * pages inside [p, p + n), as above; nothing where the system lacks it. */
+#define SKCCE_HUGE_PAGES_MIN_BYTES ((size_t)1 << 22)
+
+static inline void skcce_huge_pages(void* p, size_t n) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t start, end;
+    if (p == NULL || n < SKCCE_HUGE_PAGES_MIN_BYTES || page <= 0)
+        return;
+    start = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    end = ((uintptr_t)p + n) & ~((uintptr_t)page - 1);
+    if (end > start)
+        (void)madvise((void*)start, end - start, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
+
 #endif
