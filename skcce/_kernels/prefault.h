@@ -25,18 +25,24 @@
 #endif
 #endif
 
-static inline void skcce_prefault(void* p, size_t n) {
 #if defined(__linux__)
+/* madvise(advice) on the whole pages inside [p, p + n): the partial pages at
+   either end may hold other allocations. */
+static inline void skcce_advise_pages(void* p, size_t n, int advice) {
     long page = sysconf(_SC_PAGESIZE);
     uintptr_t start, end;
     if (p == NULL || n == 0 || page <= 0)
         return;
-    /* Only the whole pages inside [p, p + n): the partial pages at either
-       end may hold other allocations. */
     start = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
     end = ((uintptr_t)p + n) & ~((uintptr_t)page - 1);
     if (end > start)
-        (void)madvise((void*)start, end - start, MADV_POPULATE_WRITE);
+        (void)madvise((void*)start, end - start, advice);
+}
+#endif
+
+static inline void skcce_prefault(void* p, size_t n) {
+#if defined(__linux__)
+    skcce_advise_pages(p, n, MADV_POPULATE_WRITE);
 #else
     (void)p;
     (void)n;
@@ -47,20 +53,14 @@ static inline void skcce_prefault(void* p, size_t n) {
  * its arrays of 4 MiB or more): its first touch then maps 2 MiB per fault
  * instead of 4 KiB. The kernels' scratch is allocated afresh on every call,
  * and its faults cost up to an eighth of a call (a fit step of 3,000 x 2,000
- * float32 with 1,000 classes: 40 of 308 ms on one thread). Only the whole
- * pages inside [p, p + n), as above; nothing where the system lacks it. */
+ * float32 with 1,000 classes: 40 of 308 ms on one thread). Nothing where
+ * the system lacks them. */
 #define SKCCE_HUGE_PAGES_MIN_BYTES ((size_t)1 << 22)
 
 static inline void skcce_huge_pages(void* p, size_t n) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-    long page = sysconf(_SC_PAGESIZE);
-    uintptr_t start, end;
-    if (p == NULL || n < SKCCE_HUGE_PAGES_MIN_BYTES || page <= 0)
-        return;
-    start = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
-    end = ((uintptr_t)p + n) & ~((uintptr_t)page - 1);
-    if (end > start)
-        (void)madvise((void*)start, end - start, MADV_HUGEPAGE);
+    if (n >= SKCCE_HUGE_PAGES_MIN_BYTES)
+        skcce_advise_pages(p, n, MADV_HUGEPAGE);
 #else
     (void)p;
     (void)n;
