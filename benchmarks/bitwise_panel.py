@@ -140,7 +140,7 @@ def panel():
 def _kernel_cases(n_jobs):
     """Shapes that reach every path of the kernels: many row groups, the
     feature-vectorized products (float32 with 2 and 3 classes, float64 with
-    2; under AVX-512 also float64 with 3, float32 with 6 in one tile, and
+    2 where the loops have vectors; under AVX-512 also float64 with 3, float32 with 6 in one tile, and
     float32 with 9 at 784 features, a tile of 8 then one of 1), BLAS GEMM
     (more than 200 classes), many sparse chunks and feature blocks, sparse
     class slices (more than 32 classes)."""

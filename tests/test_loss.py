@@ -3,7 +3,7 @@ and of the compiled kernel module.
 
 Every numerical result is compared against an independent reference: scikit-learn's
 ``LinearModelLoss(HalfMultinomialLoss)`` (the spec's semantic reference), a plain NumPy
-implementation based on ``scipy.special.logsumexp``, or central finite differences.
+implementation based on ``scipy.special.log_softmax``, or central finite differences.
 """
 
 import importlib.machinery
@@ -497,7 +497,7 @@ def test_large_common_logit_offset_float32_X(offset):
 
 def test_large_logit_spread_is_finite():
     """Huge logit differences (probabilities underflow to 0) give finite loss and
-    gradient equal to the NumPy logsumexp reference."""
+    gradient equal to the NumPy log_softmax reference."""
     coef, X, y, _ = make_loss_problem(300, 4, 5, seed=12, scale=300.0)
     loss, grad = skcce.crossentropy_loss_gradient(coef, X, y)
     assert np.isfinite(loss) and np.all(np.isfinite(grad))

@@ -163,6 +163,32 @@ def test_group_slots_reused_bitwise_identical(n_classes, dtype):
     assert_allclose(first[1], ref_grad, rtol=rtol, atol=rtol * np.abs(ref_grad).max())
 
 
+def test_large_group_slots_bitwise_identical():
+    """With 2,000 features and 1,000 classes a group's gradient takes 16 MB,
+    and the kernel holds only one slot per thread (at most 16 MiB of slots
+    beyond that): threads wait for a slot before each new group. The loss and
+    gradient are still the same bits for every n_jobs, and equal to
+    scikit-learn's."""
+    from skcce._kernels import dense
+
+    n, d, K = 1024, 2_000, 1_000
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((n, d)).astype(np.float32)
+    y = rng.integers(0, K, size=n)
+    coef = rng.normal(scale=0.02, size=(K, d + 1))
+    _, _, n_groups = dense.dense_partition(n, d, K, X.itemsize)
+    for n_threads in (1, 2, 3):
+        assert dense.dense_merge_slots(n_groups, n_threads, d * K * 8) == n_threads < n_groups
+    first = skcce.crossentropy_loss_gradient(coef, X, y, n_jobs=1)
+    for n_jobs in (2, 3, 5):
+        loss, grad = skcce.crossentropy_loss_gradient(coef, X, y, n_jobs=n_jobs)
+        assert float(loss) == float(first[0]), n_jobs
+        assert np.array_equal(grad, first[1]), n_jobs
+    ref_loss, ref_grad = sklearn_loss_gradient(coef, X, y, None, 0.0, True)
+    assert_allclose(first[0], ref_loss, rtol=1e-5)
+    assert_allclose(first[1], ref_grad, rtol=1e-5, atol=1e-5 * np.abs(ref_grad).max())
+
+
 # ---------------------------------------------------------------------------
 # Reliability under threads and processes
 # ---------------------------------------------------------------------------

@@ -258,9 +258,13 @@ _FEATURE_RULES = {
         (37, 2, 0, 64),
     ),
 }
+# A baseline built with 64-byte vectors (CFLAGS for AVX-512): the baseline's
+# rule and the 64-byte vectors' own, not the 32-feature one.
+_FEATURE_RULES["baseline, 64-byte vectors"] = (
+    _FEATURE_RULES["baseline"] + _FEATURE_RULES["64-byte vectors"][1:])
 _feature_rules = _FEATURE_RULES[
-    "64-byte vectors" if _wide_vectors else "baseline" if _baseline_loops
-    else "32-byte vectors"]
+    ("baseline, 64-byte vectors" if _baseline_loops else "64-byte vectors")
+    if _wide_vectors else "baseline" if _baseline_loops else "32-byte vectors"]
 
 
 cdef int _product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes,

@@ -1,4 +1,5 @@
-/* Map a fresh buffer's pages before the kernels' threads write to it.
+/* Map a fresh buffer's pages before the kernels' threads write to it
+ * (skcce_prefault), or ask for huge pages on it (skcce_huge_pages, below).
  *
  * Fresh memory (a new NumPy array, a new scratch buffer) is mapped on first
  * touch, one page fault per page. Taken by the threads inside a parallel
@@ -53,7 +54,7 @@ static inline void skcce_prefault(void* p, size_t n) {
  * its arrays of 4 MiB or more): its first touch then maps 2 MiB per fault
  * instead of 4 KiB. The kernels' scratch is allocated afresh on every call,
  * and its faults cost up to an eighth of a call (a fit step of 3,000 x 2,000
- * float32 with 1,000 classes: 40 of 308 ms on one thread). Nothing where
+ * float32 with 1,000 classes: 10% of it on one thread). Nothing where
  * the system lacks them. */
 #define SKCCE_HUGE_PAGES_MIN_BYTES ((size_t)1 << 22)
 

@@ -49,6 +49,8 @@
 #define SKCCE_ROWS_GRAD_TILE_NJ(KB) \
     (SKCCE_ROWS_GRAD_ACC / (KB) < SKCCE_ROWS_GRAD_NJ ? SKCCE_ROWS_GRAD_ACC / (KB) \
                                                       : SKCCE_ROWS_GRAD_NJ)
+#if SKCCE_HAVE_VECTORS
+
 /* Runs CASE(kb) for each number of classes kb below a tile's: the switches
  * on the classes left make the tile's width a compile-time constant in each
  * case (default: a whole tile, CASE(SKCCE_ROWS_MAX_CLASSES)). */
@@ -58,8 +60,6 @@
 #else
 #define SKCCE_ROWS_CLASS_CASES(CASE) CASE(1); CASE(2); CASE(3);
 #endif
-
-#if SKCCE_HAVE_VECTORS
 
 #if defined(__AVX__)
 #include <immintrin.h>
