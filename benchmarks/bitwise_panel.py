@@ -105,7 +105,8 @@ def panel():
                 for key, kw in (("dask", {}), ("dask_weighted", dict(sample_weight=wd)),
                                 ("dask_balanced", dict(class_weight="balanced")),
                                 ("dask_one_block", dict(chunks=None))):
-                    params = {"class_weight": kw.pop("class_weight")} if "class_weight" in kw else {}
+                    params = ({"class_weight": kw.pop("class_weight")}
+                              if "class_weight" in kw else {})
                     if kw.pop("chunks", 1) is None:
                         Xk, yk = da.from_array(X, chunks=-1), da.from_array(y, chunks=-1)
                     else:
@@ -140,8 +141,9 @@ def panel():
 def _kernel_cases(n_jobs):
     """Shapes that reach every path of the kernels: many row groups, the
     feature-vectorized products (float32 with 2 and 3 classes, float64 with
-    2 where the loops have vectors; under AVX-512 also float64 with 3, float32 with 6 in one tile, and
-    float32 with 9 at 784 features, a tile of 8 then one of 1), BLAS GEMM
+    2 where the loops have vectors; under AVX-512 also float64 with 3,
+    float32 with 6 in one tile, and float32 with 9 at 784 features, a tile
+    of 8 then one of 1), BLAS GEMM
     (more than 200 classes), many sparse chunks and feature blocks, sparse
     class slices (more than 32 classes)."""
     rng = np.random.default_rng(7)

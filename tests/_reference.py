@@ -40,11 +40,12 @@ def numpy_loss_gradient(
     intercept = coef[:, d] if fit_intercept else np.zeros(coef.shape[0])
     s = np.ones(n) if sample_weight is None else np.asarray(sample_weight, float)
     loss_sum, grad_t = kernel_loss_gradient(X, y, W.T, intercept, s)
-    loss = loss_sum / s.sum() + 0.5 * l2_reg_strength * np.sum(W * W)
+    total_weight = s.sum()
+    loss = loss_sum / total_weight + 0.5 * l2_reg_strength * np.sum(W * W)
     grad = np.empty_like(coef)
-    grad[:, :d] = grad_t[:d].T / s.sum() + l2_reg_strength * W
+    grad[:, :d] = grad_t[:d].T / total_weight + l2_reg_strength * W
     if fit_intercept:
-        grad[:, d] = grad_t[d] / s.sum()
+        grad[:, d] = grad_t[d] / total_weight
     return loss, grad
 
 
@@ -99,6 +100,11 @@ def assert_grad_close(actual, desired, rtol, atol_factor):
     desired = np.asarray(desired)
     atol = atol_factor * max(np.max(np.abs(desired)), np.finfo(float).tiny)
     np.testing.assert_allclose(actual, desired, rtol=rtol, atol=atol)
+
+
+# (n, d, K) whose row group's float64 gradient takes 16 MB: the dense kernel
+# keeps one gradient slot per thread, not four (dense_merge_slots).
+LARGE_SLOT_SHAPE = (1024, 2_000, 1_000)
 
 
 def make_loss_problem(n, d, K, dtype=np.float64, fit_intercept=True, weighted=False,

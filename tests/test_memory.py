@@ -42,6 +42,7 @@ from sklearn.linear_model import LogisticRegression
 import skcce
 from skcce import SoftmaxClassifier
 from _memory import traced_peak
+from _reference import LARGE_SLOT_SHAPE
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::sklearn.exceptions.ConvergenceWarning")
@@ -273,7 +274,7 @@ def test_kernel_scratch_is_traced_and_bounded():
     # Slots of 16 MB (2,000 features, 1,000 classes): one per thread, not 4.
     # float32 on BLAS adds a float32 gradient per thread, logits and softmax
     # scratch per chunk of rows.
-    n, d, K = 1024, 2_000, 1_000
+    n, d, K = LARGE_SLOT_SHAPE
     X = rng.standard_normal((n, d)).astype(np.float32)
     y = rng.integers(0, K, size=n).astype(np.int32)
     weights_t = rng.normal(scale=0.01, size=(d, K)).astype(np.float32)

@@ -35,7 +35,7 @@ from threadpoolctl import threadpool_info
 import skcce
 from skcce import SoftmaxClassifier
 from skcce import _threads
-from _reference import numpy_loss_gradient, sklearn_loss_gradient
+from _reference import LARGE_SLOT_SHAPE, numpy_loss_gradient, sklearn_loss_gradient
 
 pytestmark = [
     # long fits amplify any thread-dependent rounding; convergence is not the point
@@ -171,7 +171,7 @@ def test_large_group_slots_bitwise_identical():
     scikit-learn's."""
     from skcce._kernels import dense
 
-    n, d, K = 1024, 2_000, 1_000
+    n, d, K = LARGE_SLOT_SHAPE
     rng = np.random.default_rng(6)
     X = rng.standard_normal((n, d)).astype(np.float32)
     y = rng.integers(0, K, size=n)

@@ -223,45 +223,45 @@ def microkernel_width(Py_ssize_t n_classes, Py_ssize_t itemsize):
 #    least features, least 32-byte vectors of features).
 # Each measured as products "features" against "classes", one and two
 # threads, on AMD EPYC unless said otherwise.
+
+# x86-64's SSE2 (not other architectures' baselines): float32 with K <= 3
+# up to 1.8x faster from 64 features; at K = 4, 0.6x; 0.7-1.0x at 32-54.
+_BASELINE_RULES = (
+    (60, 0, 0, 8),
+)
+# Half the lanes padding or more (float32 with K <= 4, float64 with K = 2):
+# 32-byte vectors: float32 K = 4 1.3-2.0x faster, float64 K = 2 1.15-1.35x
+# at 64 to 2,000 features; float32 K = 2-4 1.1-1.5x at 24-54. 64-byte
+# vectors: 1.1-1.4x (Intel Xeon); float32 K = 4 1.3-1.55x, float64 K = 2
+# 0.97-1.2x; float32 K = 2-4 1.1-1.6x at 32-54 features, 0.65-0.8x at 20
+# (the row's single partial vector costs more than it saves).
+_HALF_PADDING_RULES = (
+    (50, 0, 32, 0),
+)
+# The class tiles that leave half of each 64-byte instruction unused.
+_WIDE_VECTOR_RULES = (
+    # A class tile of one 32-byte vector, a quarter or more padding (the
+    # feature tiles take all K <= 8 classes at once): float32 K = 5
+    # 1.1-1.6x and K = 6 1.0-1.3x at 64 to 2,000 features (0.9-1.0x at
+    # 32-54), float64 K = 3 1.0-1.2x at 32-300 (K = 7-8 and float64
+    # K = 4 mixed).
+    (25, 1, 0, 8),
+    # Any class tile of one 32-byte vector, on very long rows: float64
+    # K = 3 1.1-1.35x at 300 to 2,000 features, float32 K = 6-8 1.2-1.4x
+    # at 784 (K = 6 also at 2,000), float64 K = 4 as fast (Intel Xeon).
+    (0, 1, 0, 64),
+    # A class tile of one 64-byte vector with 37% or more padding, on
+    # very long rows: float32 K = 9-10 1.05-1.2x at 512 to 2,000
+    # features, float64 K = 5 1.0-1.2x at 256-2,000 (0.9x at 54-100).
+    (37, 2, 0, 64),
+)
 _FEATURE_RULES = {
-    # x86-64's SSE2 (not other architectures' baselines): float32 with K <= 3
-    # up to 1.8x faster from 64 features; at K = 4, 0.6x; 0.7-1.0x at 32-54.
-    "baseline": (
-        (60, 0, 0, 8),
-    ),
-    # Half the lanes padding or more (float32 with K <= 4, float64 with
-    # K = 2): float32 K = 4 1.3-2.0x faster, float64 K = 2 1.15-1.35x at 64
-    # to 2,000 features; float32 K = 2-4 1.1-1.5x at 24-54.
-    "32-byte vectors": (
-        (50, 0, 32, 0),
-    ),
-    "64-byte vectors": (
-        # The same: 1.1-1.4x (Intel Xeon); float32 K = 4 1.3-1.55x, float64
-        # K = 2 0.97-1.2x; float32 K = 2-4 1.1-1.6x at 32-54 features,
-        # 0.65-0.8x at 20 (the row's single partial vector costs more than
-        # it saves).
-        (50, 0, 32, 0),
-        # A class tile of one 32-byte vector, a quarter or more padding (the
-        # feature tiles take all K <= 8 classes at once): float32 K = 5
-        # 1.1-1.6x and K = 6 1.0-1.3x at 64 to 2,000 features (0.9-1.0x at
-        # 32-54), float64 K = 3 1.0-1.2x at 32-300 (K = 7-8 and float64
-        # K = 4 mixed).
-        (25, 1, 0, 8),
-        # Any class tile of one 32-byte vector (half of each 64-byte
-        # instruction unused), on very long rows: float64 K = 3 1.1-1.35x at
-        # 300 to 2,000 features, float32 K = 6-8 1.2-1.4x at 784 (K = 6 also
-        # at 2,000), float64 K = 4 as fast (Intel Xeon).
-        (0, 1, 0, 64),
-        # A class tile of one 64-byte vector with 37% or more padding, on
-        # very long rows: float32 K = 9-10 1.05-1.2x at 512 to 2,000
-        # features, float64 K = 5 1.0-1.2x at 256-2,000 (0.9x at 54-100).
-        (37, 2, 0, 64),
-    ),
+    "baseline": _BASELINE_RULES,
+    "32-byte vectors": _HALF_PADDING_RULES,
+    "64-byte vectors": _HALF_PADDING_RULES + _WIDE_VECTOR_RULES,
+    # A baseline built with 64-byte vectors (CFLAGS for AVX-512).
+    "baseline, 64-byte vectors": _BASELINE_RULES + _WIDE_VECTOR_RULES,
 }
-# A baseline built with 64-byte vectors (CFLAGS for AVX-512): the baseline's
-# rule and the 64-byte vectors' own, not the 32-feature one.
-_FEATURE_RULES["baseline, 64-byte vectors"] = (
-    _FEATURE_RULES["baseline"] + _FEATURE_RULES["64-byte vectors"][1:])
 _feature_rules = _FEATURE_RULES[
     ("baseline, 64-byte vectors" if _baseline_loops else "64-byte vectors")
     if _wide_vectors else "baseline" if _baseline_loops else "32-byte vectors"]
@@ -463,6 +463,15 @@ cdef struct DenseScratch:
     skcce_ordered_merge merge
 
 
+cdef void* _scratch_malloc(size_t n_bytes) noexcept nogil:
+    """PyMem_RawMalloc, with huge pages asked for when the buffer is large
+    (prefault.h: the scratch is fresh on every call, and its first touch
+    maps it)."""
+    cdef void* p = PyMem_RawMalloc(n_bytes)
+    skcce_huge_pages(p, n_bytes)
+    return p
+
+
 cdef int _allocate_scratch(DenseScratch* s, const DenseLayout* L,
                            size_t itemsize) except -1:
     """Allocate the buffers (``_free_scratch`` releases them, also on failure).
@@ -473,10 +482,10 @@ cdef int _allocate_scratch(DenseScratch* s, const DenseLayout* L,
     cdef Py_ssize_t T = L.n_threads, d = L.n_features, K = L.n_classes
     cdef bint blas_float = itemsize == 4 and L.products == PRODUCTS_BLAS
     cdef bint rows = L.products == PRODUCTS_FEATURES
-    s.z = PyMem_RawMalloc(T * L.chunk_rows * L.ldw * itemsize)
-    s.exp = <double*> PyMem_RawMalloc(
+    s.z = _scratch_malloc(T * L.chunk_rows * L.ldw * itemsize)
+    s.exp = <double*> _scratch_malloc(
         T * residual_scratch_doubles(L.chunk_rows, K) * sizeof(double))
-    s.grad_slots = <double*> PyMem_RawMalloc(max(L.n_slots * d * L.ldw, 1) * sizeof(double))
+    s.grad_slots = <double*> _scratch_malloc(max(L.n_slots * d * L.ldw, 1) * sizeof(double))
     s.intercept_slots = <double*> PyMem_RawMalloc(L.n_slots * K * sizeof(double))
     s.loss_slots = <double*> PyMem_RawMalloc(L.n_slots * sizeof(double))
     s.merge.done = <unsigned char*> PyMem_RawCalloc(L.n_groups, 1)
@@ -487,20 +496,13 @@ cdef int _allocate_scratch(DenseScratch* s, const DenseLayout* L,
     s.grad_chunk = NULL
     s.grad_rows = NULL
     if blas_float:
-        s.grad_chunk = PyMem_RawMalloc(max(d * K, 1) * T * itemsize)
+        s.grad_chunk = _scratch_malloc(max(d * K, 1) * T * itemsize)
     if rows:
-        s.grad_rows = <double*> PyMem_RawMalloc(max(d * K, 1) * T * sizeof(double))
+        s.grad_rows = <double*> _scratch_malloc(max(d * K, 1) * T * sizeof(double))
     if (s.z == NULL or s.exp == NULL or s.grad_slots == NULL or s.intercept_slots == NULL
             or s.loss_slots == NULL or s.merge.done == NULL
             or (blas_float and s.grad_chunk == NULL) or (rows and s.grad_rows == NULL)):
         raise MemoryError()
-    skcce_huge_pages(s.z, T * L.chunk_rows * L.ldw * itemsize)
-    skcce_huge_pages(s.exp, T * residual_scratch_doubles(L.chunk_rows, K) * sizeof(double))
-    skcce_huge_pages(s.grad_slots, L.n_slots * d * L.ldw * sizeof(double))
-    if blas_float:
-        skcce_huge_pages(s.grad_chunk, d * K * T * itemsize)
-    if rows:
-        skcce_huge_pages(s.grad_rows, d * K * T * sizeof(double))
     return 0
 
 
