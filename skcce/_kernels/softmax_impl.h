@@ -86,6 +86,52 @@ SKCCE_INLINE double SKCCE_FN(skcce_softmax_row_sum)(const double* SKCCE_RESTRICT
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
+/* g[k] += e[i * K + k] over the rows i in order, for each of the K classes:
+ * the same additions in the same order as row by row, but each class's
+ * running sum held in a vector lane instead of stored and reloaded for each
+ * row (a chain through memory of about 10 cycles a row: 20% of the softmax
+ * at 20 features and 10 classes, perf). nv vectors of classes; the lanes past
+ * K sum values of the next row, never stored. */
+#define SKCCE_SOFTMAX_SUM_VECTORS 4
+#if SKCCE_HAVE_VECTORS
+SKCCE_INLINE void SKCCE_FN(skcce_softmax_column_sums_nv)(double* SKCCE_RESTRICT g,
+                                                         const double* SKCCE_RESTRICT e,
+                                                         ptrdiff_t n, ptrdiff_t K, const int nv)
+{
+    double lanes[SKCCE_SOFTMAX_SUM_VECTORS * SKCCE_DLANES];
+    skcce_w_f64 acc[SKCCE_SOFTMAX_SUM_VECTORS];
+    /* A row's last vector reads past its K values: not the last row's. */
+    ptrdiff_t vector_rows = nv * SKCCE_DLANES > K ? n - 1 : n;
+    ptrdiff_t i = 0;
+    for (int l = 0; l < nv * SKCCE_DLANES; l++) lanes[l] = l < K ? g[l] : 0.0;
+    for (int v = 0; v < nv; v++) acc[v] = *(const skcce_wu_f64*)(lanes + v * SKCCE_DLANES);
+    for (; i < vector_rows; i++)
+        for (int v = 0; v < nv; v++)
+            acc[v] = acc[v] + *(const skcce_wu_f64*)(e + i * K + v * SKCCE_DLANES);
+    for (int v = 0; v < nv; v++) *(skcce_wu_f64*)(lanes + v * SKCCE_DLANES) = acc[v];
+    for (ptrdiff_t k = 0; k < K; k++) g[k] = lanes[k];
+    for (; i < n; i++)
+        for (ptrdiff_t k = 0; k < K; k++) g[k] = g[k] + e[i * K + k];
+}
+#endif
+
+SKCCE_INLINE void SKCCE_FN(skcce_softmax_column_sums)(double* SKCCE_RESTRICT g,
+                                                      const double* SKCCE_RESTRICT e,
+                                                      ptrdiff_t n, ptrdiff_t K)
+{
+#if SKCCE_HAVE_VECTORS
+    switch ((K + SKCCE_DLANES - 1) / SKCCE_DLANES) {
+    case 1: SKCCE_FN(skcce_softmax_column_sums_nv)(g, e, n, K, 1); return;
+    case 2: SKCCE_FN(skcce_softmax_column_sums_nv)(g, e, n, K, 2); return;
+    case 3: SKCCE_FN(skcce_softmax_column_sums_nv)(g, e, n, K, 3); return;
+    case 4: SKCCE_FN(skcce_softmax_column_sums_nv)(g, e, n, K, 4); return;
+    default: break;
+    }
+#endif
+    for (ptrdiff_t i = 0; i < n; i++)
+        for (ptrdiff_t k = 0; k < K; k++) g[k] = g[k] + e[i * K + k];
+}
+
 /* With constant has_b, each use compiles to its own loops; the loss is summed
  * on from `loss`. */
 SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_loops)(
@@ -126,9 +172,9 @@ SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_loops)(
         SKCCE_T* row = z + i * ldz;
         const double* e = scratch + i * K;
         for (ptrdiff_t k = 0; k < K; k++) row[k] = (SKCCE_T)e[k];
-        if (grad_intercept != NULL)
-            for (ptrdiff_t k = 0; k < K; k++) grad_intercept[k] = grad_intercept[k] + e[k];
     }
+    if (grad_intercept != NULL)
+        SKCCE_FN(skcce_softmax_column_sums)(grad_intercept, scratch, n, K);
     return loss;
 }
 
