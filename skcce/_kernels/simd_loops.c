@@ -139,7 +139,7 @@ int SKCCE_EXPORT(skcce_csr_terms_fused)(void)
 
 void SKCCE_EXPORT(skcce_exp_nonpositive_inplace)(double* v, ptrdiff_t n)
 {
-    for (ptrdiff_t i = 0; i < n; i++) v[i] = skcce_exp_nonpositive(v[i]);
+    skcce_exp_nonpositive_array(v, n);
 }
 
 void SKCCE_EXPORT(skcce_log_ge1_inplace)(double* v, ptrdiff_t n)

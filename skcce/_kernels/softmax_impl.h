@@ -153,7 +153,7 @@ SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_loops)(
         row_loss[i] = SKCCE_SOFTMAX_LOGIT(row, labels[i]) - zmax;
         for (ptrdiff_t k = 0; k < K; k++) e[k] = SKCCE_SOFTMAX_LOGIT(row, k) - zmax;
     }
-    for (ptrdiff_t v = 0; v < n * K; v++) scratch[v] = skcce_exp_nonpositive(scratch[v]);
+    skcce_exp_nonpositive_array(scratch, n * K);
     for (ptrdiff_t i = 0; i < n; i++) {
         double sum = SKCCE_FN(skcce_softmax_row_sum)(scratch + i * K, K);
         log_sum[i] = sum;
