@@ -143,9 +143,8 @@ def _kernel_cases(n_jobs):
     feature-vectorized products (float32 with 2 and 3 classes, float64 with
     2 where the loops have vectors; under AVX-512 also float64 with 3,
     float32 with 6 in one tile, and float32 with 9 at 784 features, a tile
-    of 8 then one of 1), BLAS GEMM
-    (more than 200 classes), many sparse chunks and feature blocks, sparse
-    class slices (more than 32 classes)."""
+    of 8 then one of 1), BLAS GEMM (more than 200 classes), many sparse
+    chunks and feature blocks, sparse class slices (more than 32 classes)."""
     rng = np.random.default_rng(7)
     results = {}
     for key, (n, d, K) in (("micro", (60_000, 30, 7)), ("features", (8_000, 300, 3)),

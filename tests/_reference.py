@@ -1,8 +1,9 @@
 """Independent reference implementations shared by the skcce tests.
 
-Everything in here is *independent* of skcce: plain NumPy/SciPy formulas and
+The references are *independent* of skcce: plain NumPy/SciPy formulas and
 scikit-learn's own private LinearModelLoss, which is the documented semantic
-reference for ``skcce.crossentropy_loss_gradient``.
+reference for ``skcce.crossentropy_loss_gradient``. (LARGE_SLOT_SHAPE alone
+describes skcce: a shape its dense kernel treats in a particular way.)
 """
 
 from fractions import Fraction
@@ -103,7 +104,8 @@ def assert_grad_close(actual, desired, rtol, atol_factor):
 
 
 # (n, d, K) whose row group's float64 gradient takes 16 MB: the dense kernel
-# keeps one gradient slot per thread, not four (dense_merge_slots).
+# keeps one gradient slot per thread, not four (dense_merge_slots), and n
+# gives more row groups than the tests' 2 or 3 threads.
 LARGE_SLOT_SHAPE = (1024, 2_000, 1_000)
 
 

@@ -84,6 +84,10 @@ CHILD = ("import numpy as np\n" + inspect.getsource(prediction_rows)
     out = {"simd": np.array(dense.simd_loops())}
     out["log_ge1"] = dense.vector_math("log_ge1", data["log_args"])
     out["exp_nonpositive"] = dense.vector_math("exp_nonpositive", data["exp_args"])
+    # One value per call: the scalar exp (the whole array takes vectors where
+    # the loops have them).
+    out["exp_alone"] = np.array([dense.vector_math("exp_nonpositive", data["exp_args"][i:i + 1])[0]
+                                 for i in range(len(data["exp_args"]))])
     from skcce._kernels.reductions import lbfgs_direction
     out["direction"] = np.empty_like(data["dir_g"])
     lbfgs_direction(data["dir_s"], data["dir_y"], data["dir_rho"], data["dir_order"],
@@ -188,9 +192,11 @@ def _vector_math_arguments():
         1.0 + rng.random(3000), rng.uniform(1.0, 1000.0, 3000),
         np.exp(rng.uniform(0.0, 700.0, 1000)),
         [1.0, np.nextafter(1.0, 2.0), np.sqrt(2.0), 2.0, 4.0, 1e300, np.finfo(float).max]])
+    special = [0.0, -0.0, -1e-300, -np.log(2.0), -708.0]
+    # The special values inside the first vectors and in the tail.
     exp_args = np.concatenate([
-        -rng.random(3000), -rng.uniform(0.0, 50.0, 3000), -rng.uniform(0.0, 708.0, 1000),
-        [0.0, -0.0, -1e-300, -np.log(2.0), -708.0]])
+        special, -rng.random(3000), -rng.uniform(0.0, 50.0, 3000),
+        -rng.uniform(0.0, 708.0, 1000), special])
     return log_args, exp_args
 
 
@@ -242,6 +248,8 @@ def test_every_instruction_set_gives_the_reference_loss_and_gradient(cap, proble
     assert _ulps(result["log_ge1"], np.array([math.log(v) for v in log_args])).max() <= 3
     assert result["log_ge1"][log_args == 1.0].tolist() == [0.0]
     assert _ulps(result["exp_nonpositive"], np.array([math.exp(v) for v in exp_args])).max() <= 3
+    # The vector exp is the scalar one lane by lane.
+    assert result["exp_nonpositive"].tobytes() == result["exp_alone"].tobytes()
     pairs = _direction_problem()
     np.testing.assert_allclose(result["direction"], two_loop_direction(**pairs),
                                rtol=1e-11, atol=1e-11 * np.abs(pairs["g"]).max())

@@ -238,7 +238,8 @@ _BASELINE_RULES = (
 _HALF_PADDING_RULES = (
     (50, 0, 32, 0),
 )
-# The class tiles that leave half of each 64-byte instruction unused.
+# Only with 64-byte vectors: class tiles of one 32-byte vector (half of each
+# 64-byte instruction unused), or of one 64-byte vector with much padding.
 _WIDE_VECTOR_RULES = (
     # A class tile of one 32-byte vector, a quarter or more padding (the
     # feature tiles take all K <= 8 classes at once): float32 K = 5
@@ -259,7 +260,8 @@ _FEATURE_RULES = {
     "baseline": _BASELINE_RULES,
     "32-byte vectors": _HALF_PADDING_RULES,
     "64-byte vectors": _HALF_PADDING_RULES + _WIDE_VECTOR_RULES,
-    # A baseline built with 64-byte vectors (CFLAGS for AVX-512).
+    # A baseline built with 64-byte vectors (CFLAGS for AVX-512): not the
+    # half-padding rule.
     "baseline, 64-byte vectors": _BASELINE_RULES + _WIDE_VECTOR_RULES,
 }
 _feature_rules = _FEATURE_RULES[

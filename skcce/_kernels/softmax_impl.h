@@ -12,8 +12,9 @@
  *     but for the sign of a zero, which changes no result);
  *   - the sum of a row's exps is residuals.pxd's row_sum (eight interleaved
  *     partial sums from 8 classes on);
- *   - exp and log are vector_exp.h's (with fewer than 8 classes, exp in
- *     its vector version, the same lane by lane);
+ *   - exp and log are vector_exp.h's (exp in its vector version, the same
+ *     lane by lane, with fewer than 8 classes, and from 8 on where the
+ *     vectors are 32 bytes: skcce_exp_nonpositive_array);
  *   - a weighted row loss is rounded before it is added, and the label's
  *     residual is subtracted from the rounded product: the compilers
  *     (which may fuse multiply-adds in this file) keep the product because
@@ -86,12 +87,24 @@ SKCCE_INLINE double SKCCE_FN(skcce_softmax_row_sum)(const double* SKCCE_RESTRICT
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
-/* g[k] += e[i * K + k] over the rows i in order, for each of the K classes:
- * the same additions in the same order as row by row, but each class's
- * running sum held in a vector lane instead of stored and reloaded for each
- * row (a chain through memory of about 10 cycles a row: 20% of the softmax
- * at 20 features and 10 classes, perf). nv vectors of classes; the lanes past
- * K sum values of the next row, never stored. */
+/* g[k] += e[i * K + k] for the rows i from `first` to n - 1 in order, for
+ * each of the K classes. */
+SKCCE_INLINE void SKCCE_FN(skcce_softmax_column_sums_rows)(double* SKCCE_RESTRICT g,
+                                                           const double* SKCCE_RESTRICT e,
+                                                           ptrdiff_t first, ptrdiff_t n,
+                                                           ptrdiff_t K)
+{
+    for (ptrdiff_t i = first; i < n; i++)
+        for (ptrdiff_t k = 0; k < K; k++) g[k] = g[k] + e[i * K + k];
+}
+
+/* The same over all n rows with each class's running sum in a vector lane,
+ * instead of stored and reloaded for each row (a chain through memory of
+ * about 10 cycles a row: a fifth of the softmax at 20 features and 10
+ * classes, perf): the same additions in the same order. nv vectors (1 to
+ * SKCCE_SOFTMAX_SUM_VECTORS) span the K classes; where they span more than
+ * K, each row's last vector reads into the next row (lanes never copied to
+ * g), and the last row, which has none after it, takes the scalar loop. */
 #define SKCCE_SOFTMAX_SUM_VECTORS 4
 #if SKCCE_HAVE_VECTORS
 SKCCE_INLINE void SKCCE_FN(skcce_softmax_column_sums_nv)(double* SKCCE_RESTRICT g,
@@ -100,26 +113,28 @@ SKCCE_INLINE void SKCCE_FN(skcce_softmax_column_sums_nv)(double* SKCCE_RESTRICT 
 {
     double lanes[SKCCE_SOFTMAX_SUM_VECTORS * SKCCE_DLANES];
     skcce_w_f64 acc[SKCCE_SOFTMAX_SUM_VECTORS];
-    /* A row's last vector reads past its K values: not the last row's. */
     ptrdiff_t vector_rows = nv * SKCCE_DLANES > K ? n - 1 : n;
-    ptrdiff_t i = 0;
     for (int l = 0; l < nv * SKCCE_DLANES; l++) lanes[l] = l < K ? g[l] : 0.0;
     for (int v = 0; v < nv; v++) acc[v] = *(const skcce_wu_f64*)(lanes + v * SKCCE_DLANES);
-    for (; i < vector_rows; i++)
+    for (ptrdiff_t i = 0; i < vector_rows; i++)
         for (int v = 0; v < nv; v++)
             acc[v] = acc[v] + *(const skcce_wu_f64*)(e + i * K + v * SKCCE_DLANES);
     for (int v = 0; v < nv; v++) *(skcce_wu_f64*)(lanes + v * SKCCE_DLANES) = acc[v];
     for (ptrdiff_t k = 0; k < K; k++) g[k] = lanes[k];
-    for (; i < n; i++)
-        for (ptrdiff_t k = 0; k < K; k++) g[k] = g[k] + e[i * K + k];
+    SKCCE_FN(skcce_softmax_column_sums_rows)(g, e, vector_rows > 0 ? vector_rows : 0, n, K);
 }
 #endif
 
+/* skcce_softmax_column_sums_nv for up to SKCCE_SOFTMAX_SUM_VECTORS vectors of
+ * classes (one case each), the row-by-row loop for more. */
 SKCCE_INLINE void SKCCE_FN(skcce_softmax_column_sums)(double* SKCCE_RESTRICT g,
                                                       const double* SKCCE_RESTRICT e,
                                                       ptrdiff_t n, ptrdiff_t K)
 {
 #if SKCCE_HAVE_VECTORS
+#if SKCCE_SOFTMAX_SUM_VECTORS != 4
+#error "skcce_softmax_column_sums has one case per vector count up to 4"
+#endif
     switch ((K + SKCCE_DLANES - 1) / SKCCE_DLANES) {
     case 1: SKCCE_FN(skcce_softmax_column_sums_nv)(g, e, n, K, 1); return;
     case 2: SKCCE_FN(skcce_softmax_column_sums_nv)(g, e, n, K, 2); return;
@@ -128,8 +143,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_softmax_column_sums)(double* SKCCE_RESTRICT g,
     default: break;
     }
 #endif
-    for (ptrdiff_t i = 0; i < n; i++)
-        for (ptrdiff_t k = 0; k < K; k++) g[k] = g[k] + e[i * K + k];
+    SKCCE_FN(skcce_softmax_column_sums_rows)(g, e, 0, n, K);
 }
 
 /* With constant has_b, each use compiles to its own loops; the loss is summed
