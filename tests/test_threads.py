@@ -19,6 +19,7 @@ fit that would otherwise run for minutes).
 import _thread
 import multiprocessing
 import queue
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -456,6 +457,9 @@ def test_ctrl_c_interrupts_a_long_fit_promptly_and_changes_nothing():
         fired["at"] = time.monotonic()
         _thread.interrupt_main()
 
+    # interrupt_main does nothing unless Python handles SIGINT: Python's own
+    # handler for this test, whatever an earlier one or a library left.
+    handler_before = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.5, interrupt)
     start = time.monotonic()
     timer.start()
@@ -466,6 +470,7 @@ def test_ctrl_c_interrupts_a_long_fit_promptly_and_changes_nothing():
     finally:
         timer.cancel()
         timer.join()
+        signal.signal(signal.SIGINT, handler_before)
     assert "at" in fired
     # liveness, not performance: the kernel releases the GIL and Python sees
     # the interrupt at the next objective evaluation (tens of ms).
