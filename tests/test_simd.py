@@ -142,8 +142,9 @@ def _problems():
     rng = np.random.default_rng(0)
     problems = {}
     # K = 3 ... 29: tiles of 1 to 8 vectors of classes (as 64-byte vectors,
-    # plus a 32-byte one for an odd count, under AVX-512); n and d vary so
-    # that the last tiles of rows and of features take every height. K = 40
+    # plus a 32-byte one for an odd count, under AVX-512; as 16-byte vectors
+    # under the baseline, 2 to 8 of them per tile); n and d vary so that the
+    # last tiles of rows and of features take every height. K = 40
     # and 150: several tiles of classes; d = 300: blocks of 128 features and
     # a partial one; K = 210: BLAS GEMM.
     for K, d in ((3, 16), (7, 20), (10, 15), (13, 18), (19, 16), (26, 15), (29, 18),

@@ -71,12 +71,39 @@ typedef float skcce_wu_f32 __attribute__((vector_size(32 * SKCCE_WIDTH), aligned
 #define SKCCE_BROADCAST_WIDE_f32 SKCCE_BROADCAST_f32
 #endif
 
-/* A tile spans up to SKCCE_MAX_NW wide vectors of classes (SKCCE_PANEL_NV
- * 32-byte vectors), or that minus one wide plus one 32-byte vector; up to
- * SKCCE_MAX_RB rows per logits tile and SKCCE_MAX_JB features per gradient
- * tile. */
-#define SKCCE_MAX_NW 4
-#define SKCCE_PANEL_NV (SKCCE_MAX_NW * SKCCE_WIDTH)
+/* Register vectors (SKCCE_REG_BYTES): the widest vectors that fit one
+ * register, for the class tiles and the vector exp (vector_exp.h). They are
+ * the wide vectors where the instruction set has 32-byte registers (AVX),
+ * else 16-byte vectors, two per 32-byte vector of classes. Without AVX, GCC
+ * keeps a 32-byte vector in memory: under x86-64's baseline (SSE2) each
+ * broadcast was two 8-byte stores reloaded as 16 bytes, and every
+ * accumulator lived on the stack (the loss and gradient 1.4-10.7x slower,
+ * 2 to 100 classes, 20 to 784 features). Each lane does the same arithmetic
+ * whatever the vectors' size, so results do not change. */
+#if defined(__AVX__)
+#define SKCCE_REG_BYTES (32 * SKCCE_WIDTH)
+typedef skcce_w_f64 skcce_r_f64;
+typedef skcce_wu_f64 skcce_ru_f64;
+typedef skcce_w_f32 skcce_r_f32;
+typedef skcce_wu_f32 skcce_ru_f32;
+#define SKCCE_BROADCAST_REG_f64 SKCCE_BROADCAST_WIDE_f64
+#define SKCCE_BROADCAST_REG_f32 SKCCE_BROADCAST_WIDE_f32
+#else
+#define SKCCE_REG_BYTES 16
+typedef double skcce_r_f64 __attribute__((vector_size(16)));
+typedef double skcce_ru_f64 __attribute__((vector_size(16), aligned(8)));
+typedef float skcce_r_f32 __attribute__((vector_size(16)));
+typedef float skcce_ru_f32 __attribute__((vector_size(16), aligned(4)));
+#define SKCCE_BROADCAST_REG_f64(s) ((skcce_r_f64){(s), (s)})
+#define SKCCE_BROADCAST_REG_f32(s) ((skcce_r_f32){(s), (s), (s), (s)})
+#endif
+
+/* A tile spans up to SKCCE_PANEL_NV 32-byte vectors of classes: up to
+ * SKCCE_MAX_NW register vectors, or, with 64-byte ones, that minus one plus
+ * one 32-byte vector; up to SKCCE_MAX_RB rows per logits tile and SKCCE_MAX_JB
+ * features per gradient tile. */
+#define SKCCE_PANEL_NV (SKCCE_WIDTH == 2 ? 8 : 4)
+#define SKCCE_MAX_NW (SKCCE_PANEL_NV * 32 / SKCCE_REG_BYTES)
 #define SKCCE_MAX_RB (SKCCE_WIDTH == 2 ? 16 : 4)
 #define SKCCE_MAX_JB (SKCCE_WIDTH == 2 ? 16 : 8)
 /* With several tiles of classes, both products run over blocks of this many

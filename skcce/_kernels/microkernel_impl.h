@@ -6,20 +6,31 @@
  * which it undefines at the end. */
 
 #define SKCCE_FN(name) SKCCE_TYPED(name, SKCCE_SUFFIX)
-/* The type's vectors (aligned, unaligned), lanes and broadcast; the same for
- * wide vectors (see microkernel.h). */
+/* The type's register vectors (aligned, unaligned), their lanes and
+ * broadcast (see microkernel.h); the lanes of a 32-byte vector (the unit of
+ * Kp); the tail vectors after the register vectors (32-byte ones with
+ * 64-byte register vectors, else unused), their lanes and broadcast. */
+#define SKCCE_W SKCCE_FN(skcce_r)
+#define SKCCE_WU SKCCE_FN(skcce_ru)
+#define SKCCE_WLANES (SKCCE_REG_BYTES / (int)sizeof(SKCCE_T))
+#define SKCCE_SPLAT_WIDE SKCCE_FN(SKCCE_BROADCAST_REG)
+#define SKCCE_V32_LANES SKCCE_FN(SKCCE_LANES)
+#if SKCCE_REG_BYTES > 32
 #define SKCCE_V SKCCE_FN(skcce_v)
 #define SKCCE_VU SKCCE_FN(skcce_vu)
-#define SKCCE_NLANES SKCCE_FN(SKCCE_LANES)
+#define SKCCE_NLANES SKCCE_V32_LANES
 #define SKCCE_SPLAT SKCCE_FN(SKCCE_BROADCAST)
-#define SKCCE_W SKCCE_FN(skcce_w)
-#define SKCCE_WU SKCCE_FN(skcce_wu)
-#define SKCCE_WLANES (SKCCE_NLANES * SKCCE_WIDTH)
-#define SKCCE_SPLAT_WIDE SKCCE_FN(SKCCE_BROADCAST_WIDE)
-/* The first 32 bytes of a wide vector (no instruction: the low half of its
+/* The first 32 bytes of a register vector (no instruction: the low half of its
  * register), so that one broadcast of an element serves both vector types. */
 #define SKCCE_LOW_HALF(w) \
     __extension__({ SKCCE_V low_; memcpy(&low_, &(w), sizeof low_); low_; })
+#else
+#define SKCCE_V SKCCE_W
+#define SKCCE_VU SKCCE_WU
+#define SKCCE_NLANES SKCCE_WLANES
+#define SKCCE_SPLAT SKCCE_SPLAT_WIDE
+#define SKCCE_LOW_HALF(w) (w)
+#endif
 
 #if SKCCE_HAVE_VECTORS
 
@@ -126,8 +137,14 @@ SKCCE_INLINE void skcce_add_floats_to_doubles(double* g, const float* v)
 
 /* G += (double) acc lane by lane for one vector of NL lanes at g, as vector
  * loads, additions and stores (clang does not merge the lanes' scalar
- * additions itself). */
-#if SKCCE_FLOAT64
+ * additions itself); lane by lane with 16-byte register vectors (once per tile,
+ * not per row). */
+#if SKCCE_REG_BYTES < 32
+#define SKCCE_ADD_TO_G(g, acc, NL) \
+    do { \
+        for (int q = 0; q < (NL); q++) (g)[q] += (double)((const SKCCE_T*)&(acc))[q]; \
+    } while (0)
+#elif SKCCE_FLOAT64
 #define SKCCE_ADD_TO_G(g, acc, NL) \
     do { \
         for (int q = 0; q < (NL) / 4; q++) { \
@@ -212,13 +229,14 @@ SKCCE_INLINE void SKCCE_FN(skcce_grad_cols)(const SKCCE_T* X, ptrdiff_t m, ptrdi
 #undef SKCCE_FEATURES
 }
 
-/* Tiles of classes of up to SKCCE_PANEL_NV 32-byte vectors, as NV / WIDTH
- * wide vectors and NV % WIDTH 32-byte ones. Register budgets (16 registers
- * of 32 bytes, or 32 of 64 bytes): LOGITS_RB rows x the tile's vectors
- * (logits), GRAD_JB features x the tile's vectors (gradient). The switches
- * make the tile's shape a compile-time constant in each inlined copy. */
-#define SKCCE_NW(nv) ((nv) / SKCCE_WIDTH)
-#define SKCCE_NN(nv) ((nv) % SKCCE_WIDTH)
+/* Tiles of classes of up to SKCCE_PANEL_NV 32-byte vectors, as register
+ * vectors (NW of them) and, with 64-byte ones, NV % 2 32-byte ones (NN).
+ * Register budgets (16 registers of 16 or 32 bytes, or 32 of 64 bytes):
+ * LOGITS_RB rows x the tile's vectors (logits), GRAD_JB features x the
+ * tile's vectors (gradient). The switches make the tile's shape a
+ * compile-time constant in each inlined copy. */
+#define SKCCE_NW(nv) ((nv) * 32 / SKCCE_REG_BYTES)
+#define SKCCE_NN(nv) ((nv) * 32 % SKCCE_REG_BYTES / 32)
 #if SKCCE_WIDTH == 2
 /* A tile of one or two 32-byte vectors has one register per row or feature,
  * so it takes more of them for enough independent accumulators: 8 rows and 12
@@ -229,6 +247,11 @@ SKCCE_INLINE void SKCCE_FN(skcce_grad_cols)(const SKCCE_T* X, ptrdiff_t m, ptrdi
     ((nv) == 1 ? 8 : (nv) == 2 ? (SKCCE_FLOAT64 ? 8 : 16) : (nv) <= 6 ? 8 : 6)
 #define SKCCE_GRAD_JB(nv) \
     ((nv) == 1 ? 12 : (nv) == 2 ? (SKCCE_FLOAT64 ? 8 : 16) : (nv) <= 6 ? 8 : 6)
+#elif SKCCE_REG_BYTES == 16
+/* Two register vectors per 32-byte vector: 8 to 12 accumulators, leaving
+ * registers for the multiplications' operands (no fused multiply-add). */
+#define SKCCE_LOGITS_RB(nv) ((nv) == 1 ? 4 : (nv) <= 3 ? 2 : 1)
+#define SKCCE_GRAD_JB(nv) ((nv) == 1 ? 6 : (nv) == 2 ? 3 : (nv) == 3 ? 2 : 1)
 #else
 #define SKCCE_LOGITS_RB(nv) 4
 #define SKCCE_GRAD_JB(nv) ((nv) == 1 ? 8 : (nv) <= 3 ? 4 : 2)
@@ -246,12 +269,12 @@ SKCCE_INLINE void SKCCE_FN(skcce_grad_cols)(const SKCCE_T* X, ptrdiff_t m, ptrdi
 #define SKCCE_WIDE_CASES(CASE)
 #endif
 #define SKCCE_FOR_EACH_TILE(CASE) \
-    const ptrdiff_t block = Kp > SKCCE_PANEL_NV * SKCCE_NLANES && d > SKCCE_FEATURE_BLOCK \
+    const ptrdiff_t block = Kp > SKCCE_PANEL_NV * SKCCE_V32_LANES && d > SKCCE_FEATURE_BLOCK \
                                 ? SKCCE_FEATURE_BLOCK : d > 0 ? d : 1; \
     for (ptrdiff_t j0 = 0; j0 < d || j0 == 0; j0 += block) { \
         ptrdiff_t db = d - j0 < block ? d - j0 : block; \
-        for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_PANEL_NV * SKCCE_NLANES) { \
-            ptrdiff_t nv = (Kp - k0) / SKCCE_NLANES; \
+        for (ptrdiff_t k0 = 0; k0 < Kp; k0 += SKCCE_PANEL_NV * SKCCE_V32_LANES) { \
+            ptrdiff_t nv = (Kp - k0) / SKCCE_V32_LANES; \
             if (nv > SKCCE_PANEL_NV) nv = SKCCE_PANEL_NV; \
             switch (nv) { \
             CASE(1); CASE(2); CASE(3); SKCCE_WIDE_CASES(CASE) \
@@ -329,6 +352,7 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_grad))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t
 #undef SKCCE_V
 #undef SKCCE_VU
 #undef SKCCE_NLANES
+#undef SKCCE_V32_LANES
 #undef SKCCE_SPLAT
 #undef SKCCE_W
 #undef SKCCE_WU

@@ -26,7 +26,7 @@
 #include <math.h>
 
 #define SKCCE_FN(name) SKCCE_TYPED(name, SKCCE_SUFFIX)
-/* Whether a block's values go through the wide vectors' exp. */
+/* Whether a block's values go through the register vectors' exp. */
 #ifndef SKCCE_PREDICT_WIDE
 #if SKCCE_HAVE_VECTORS
 #if SKCCE_PREDICT_ROWS % SKCCE_DLANES == 0
@@ -71,12 +71,12 @@ SKCCE_INLINE void SKCCE_FN(skcce_predict_softmax_block)(
         for (int l = 0; l < rows; l++)
             shifted[k * SKCCE_PREDICT_ROWS + l] = shifted[k * SKCCE_PREDICT_ROWS + l] - zmax[l];
 #if SKCCE_PREDICT_WIDE
-    /* The wide vectors' exp (the same lane by lane): the compilers vectorize
-     * the loop below in half-width vectors at most. */
+    /* The register vectors' exp (the same lane by lane): the compilers
+     * vectorize the loop below in half-width vectors at most. */
     if (rows == SKCCE_PREDICT_ROWS) {
         for (ptrdiff_t v = 0; v < K * SKCCE_PREDICT_ROWS; v += SKCCE_DLANES)
-            *(skcce_wu_f64*)(exps + v) =
-                skcce_exp_nonpositive_v(*(const skcce_wu_f64*)(shifted + v));
+            *(skcce_ru_f64*)(exps + v) =
+                skcce_exp_nonpositive_v(*(const skcce_ru_f64*)(shifted + v));
     } else
 #endif
     {

@@ -14,7 +14,7 @@
  *     partial sums from 8 classes on);
  *   - exp and log are vector_exp.h's (exp in its vector version, the same
  *     lane by lane, with fewer than 8 classes, and from 8 on where the
- *     vectors are 32 bytes: skcce_exp_nonpositive_array);
+ *     register vectors are 16 or 32 bytes: skcce_exp_nonpositive_array);
  *   - a weighted row loss is rounded before it is added, and the label's
  *     residual is subtracted from the rounded product: the compilers
  *     (which may fuse multiply-adds in this file) keep the product because
@@ -112,14 +112,14 @@ SKCCE_INLINE void SKCCE_FN(skcce_softmax_column_sums_nv)(double* SKCCE_RESTRICT 
                                                          ptrdiff_t n, ptrdiff_t K, const int nv)
 {
     double lanes[SKCCE_SOFTMAX_SUM_VECTORS * SKCCE_DLANES];
-    skcce_w_f64 acc[SKCCE_SOFTMAX_SUM_VECTORS];
+    skcce_r_f64 acc[SKCCE_SOFTMAX_SUM_VECTORS];
     ptrdiff_t vector_rows = nv * SKCCE_DLANES > K ? n - 1 : n;
     for (int l = 0; l < nv * SKCCE_DLANES; l++) lanes[l] = l < K ? g[l] : 0.0;
-    for (int v = 0; v < nv; v++) acc[v] = *(const skcce_wu_f64*)(lanes + v * SKCCE_DLANES);
+    for (int v = 0; v < nv; v++) acc[v] = *(const skcce_ru_f64*)(lanes + v * SKCCE_DLANES);
     for (ptrdiff_t i = 0; i < vector_rows; i++)
         for (int v = 0; v < nv; v++)
-            acc[v] = acc[v] + *(const skcce_wu_f64*)(e + i * K + v * SKCCE_DLANES);
-    for (int v = 0; v < nv; v++) *(skcce_wu_f64*)(lanes + v * SKCCE_DLANES) = acc[v];
+            acc[v] = acc[v] + *(const skcce_ru_f64*)(e + i * K + v * SKCCE_DLANES);
+    for (int v = 0; v < nv; v++) *(skcce_ru_f64*)(lanes + v * SKCCE_DLANES) = acc[v];
     for (ptrdiff_t k = 0; k < K; k++) g[k] = lanes[k];
     SKCCE_FN(skcce_softmax_column_sums_rows)(g, e, vector_rows > 0 ? vector_rows : 0, n, K);
 }
@@ -250,27 +250,27 @@ SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_few_block)(
     ptrdiff_t i = 0;
 #if SKCCE_HAVE_VECTORS
     for (; i + SKCCE_DLANES <= n; i += SKCCE_DLANES) {
-        skcce_w_f64 v[8];
-        for (ptrdiff_t k = 0; k < K; k++) v[k] = *(const skcce_wu_f64*)(e + k * n + i);
+        skcce_r_f64 v[8];
+        for (ptrdiff_t k = 0; k < K; k++) v[k] = *(const skcce_ru_f64*)(e + k * n + i);
         skcce_wi_f64 label;
         for (int l = 0; l < SKCCE_DLANES; l++) label[l] = labels[i + l];
-        skcce_w_f64 zmax = v[0];
+        skcce_r_f64 zmax = v[0];
         for (ptrdiff_t k = 1; k < K; k++) zmax = skcce_vselect(v[k] > zmax, v[k], zmax);
-        skcce_w_f64 label_logit = v[0];
+        skcce_r_f64 label_logit = v[0];
         for (ptrdiff_t k = 1; k < K; k++)
             label_logit = skcce_vselect(label == k, v[k], label_logit);
         label_logit = label_logit - zmax;
         for (ptrdiff_t k = 0; k < K; k++) v[k] = skcce_exp_nonpositive_v(v[k] - zmax);
-        skcce_w_f64 sum = 0.0 + v[0];
+        skcce_r_f64 sum = 0.0 + v[0];
         for (ptrdiff_t k = 1; k < K; k++) sum = sum + v[k];
-        skcce_w_f64 weight =
-            has_sw ? *(const skcce_wu_f64*)(sw + i) : SKCCE_BROADCAST_WIDE_f64(1.0);
-        skcce_w_f64 scale = weight / sum;
-        *(skcce_wu_f64*)(row_loss + i) = label_logit;
-        *(skcce_wu_f64*)(log_sum + i) = sum;
+        skcce_r_f64 weight =
+            has_sw ? *(const skcce_ru_f64*)(sw + i) : SKCCE_BROADCAST_REG_f64(1.0);
+        skcce_r_f64 scale = weight / sum;
+        *(skcce_ru_f64*)(row_loss + i) = label_logit;
+        *(skcce_ru_f64*)(log_sum + i) = sum;
         for (ptrdiff_t k = 0; k < K; k++) {
-            skcce_w_f64 r = v[k] * scale;
-            *(skcce_wu_f64*)(e + k * n + i) = skcce_vselect(label == k, r - weight, r);
+            skcce_r_f64 r = v[k] * scale;
+            *(skcce_ru_f64*)(e + k * n + i) = skcce_vselect(label == k, r - weight, r);
         }
     }
 #endif

@@ -109,33 +109,33 @@ static inline double skcce_log_ge1(double x) {
 }
 
 #if SKCCE_HAVE_VECTORS
-/* skcce_exp_nonpositive on a wide vector of doubles (microkernel.h): lane by
+/* skcce_exp_nonpositive on a register vector of doubles (microkernel.h): lane by
  * lane the same operations (SKCCE_EXP_REDUCED), so the same results bit for
  * bit, NaN payloads aside. (The log has no vector version: its
  * `two_f * s * p + e * ln2_lo` has two product operands, which GCC fused
  * differently in one, 1 ulp apart in about 1 of 1,000 sums.) */
-#define SKCCE_DLANES (4 * SKCCE_WIDTH)
-typedef long long skcce_wi_f64 __attribute__((vector_size(32 * SKCCE_WIDTH)));
-typedef unsigned long long skcce_wn_f64 __attribute__((vector_size(32 * SKCCE_WIDTH)));
+#define SKCCE_DLANES (SKCCE_REG_BYTES / 8)
+typedef long long skcce_wi_f64 __attribute__((vector_size(SKCCE_REG_BYTES)));
+typedef unsigned long long skcce_wn_f64 __attribute__((vector_size(SKCCE_REG_BYTES)));
 
 /* mask ? a : b, for a mask from a comparison (all bits set or none). */
-SKCCE_INLINE skcce_w_f64 skcce_vselect(skcce_wi_f64 mask, skcce_w_f64 a, skcce_w_f64 b)
+SKCCE_INLINE skcce_r_f64 skcce_vselect(skcce_wi_f64 mask, skcce_r_f64 a, skcce_r_f64 b)
 {
-    return (skcce_w_f64)(((skcce_wi_f64)a & mask) | ((skcce_wi_f64)b & ~mask));
+    return (skcce_r_f64)(((skcce_wi_f64)a & mask) | ((skcce_wi_f64)b & ~mask));
 }
 
-#define SKCCE_VSPLAT(s) SKCCE_BROADCAST_WIDE_f64(s)
+#define SKCCE_VSPLAT(s) SKCCE_BROADCAST_REG_f64(s)
 
-SKCCE_INLINE skcce_w_f64 skcce_exp_nonpositive_v(skcce_w_f64 x)
+SKCCE_INLINE skcce_r_f64 skcce_exp_nonpositive_v(skcce_r_f64 x)
 {
-    const skcce_w_f64 shifter = SKCCE_VSPLAT(6755399441055744.0);
-    const skcce_w_f64 lowest = SKCCE_VSPLAT(-708.0);
+    const skcce_r_f64 shifter = SKCCE_VSPLAT(6755399441055744.0);
+    const skcce_r_f64 lowest = SKCCE_VSPLAT(-708.0);
     skcce_wi_f64 below = x < lowest;
-    skcce_w_f64 xc = skcce_vselect(below, lowest, x);
-    SKCCE_EXP_REDUCED(skcce_w_f64, SKCCE_VSPLAT, xc, t, p);
+    skcce_r_f64 xc = skcce_vselect(below, lowest, x);
+    SKCCE_EXP_REDUCED(skcce_r_f64, SKCCE_VSPLAT, xc, t, p);
     const skcce_wn_f64 shifter_bits = (skcce_wn_f64)shifter;
     skcce_wn_f64 scale_bits = ((skcce_wn_f64)t - shifter_bits + 1023) << 52;
-    skcce_w_f64 y = p * (skcce_w_f64)scale_bits;
+    skcce_r_f64 y = p * (skcce_r_f64)scale_bits;
     y = skcce_vselect(below, SKCCE_VSPLAT(0.0), y);
     return skcce_vselect(x != x, x, y);
 }
@@ -147,16 +147,17 @@ SKCCE_INLINE skcce_w_f64 skcce_exp_nonpositive_v(skcce_w_f64 x)
  * over whole vectors, the scalar one for the rest (the same results bit for
  * bit). GCC leaves the loop of scalar calls scalar for AVX2 and SSE2: with
  * the vector version the loss and gradient took 1.25-2.25x less time with
- * AVX2 and 1.02-1.37x with SSE2 (x86-64, GCC, 8 to 1,000 classes; clang and
- * arm64 not measured). For AVX-512 GCC vectorizes that loop with mask
- * registers, 5-9% faster than the vector version (1,000 classes). */
+ * AVX2, and 1.02-1.37x with SSE2 in 32-byte vectors (kept in memory there),
+ * 1.0-1.15x less again in 16-byte ones (x86-64, GCC, 3 to 1,000 classes;
+ * clang and arm64 not measured). For AVX-512 GCC vectorizes that loop with
+ * mask registers, 5-9% faster than the vector version (1,000 classes). */
 SKCCE_INLINE void skcce_exp_nonpositive_array(double* v, ptrdiff_t n)
 {
     ptrdiff_t i = 0;
 #if SKCCE_HAVE_VECTORS
-#if SKCCE_WIDTH == 1
+#if SKCCE_REG_BYTES <= 32
     for (; i + SKCCE_DLANES <= n; i += SKCCE_DLANES)
-        *(skcce_wu_f64*)(v + i) = skcce_exp_nonpositive_v(*(const skcce_wu_f64*)(v + i));
+        *(skcce_ru_f64*)(v + i) = skcce_exp_nonpositive_v(*(const skcce_ru_f64*)(v + i));
 #endif
 #endif
     for (; i < n; i++) v[i] = skcce_exp_nonpositive(v[i]);
