@@ -7,8 +7,10 @@
  *   gradient: G[k, :] += sum_i R[i, k] * X[i, :]           (G in float64, K x d)
  *
  * W is class-major (K x d, the coefficient matrix itself), so both products
- * read X, W and G along contiguous features, in wide vectors (microkernel.h:
- * 64 bytes under AVX-512, 32 elsewhere), the last one partial (zero past d).
+ * read X, W and G along contiguous features, the logits in wide vectors
+ * (microkernel.h: 64 bytes under AVX-512, 32 elsewhere), the gradient in
+ * register vectors (the same, but 16 bytes without AVX), the last one
+ * partial (zero past d).
  * Every output entry is the same sum for every call (the logits' lanes in an
  * order fixed per build: a tree with AVX, else lane after lane; the
  * gradient's sums over the chunk's rows in row order), so results do not
@@ -28,9 +30,9 @@
 #define SKCCE_NLANES SKCCE_FN(SKCCE_LANES)
 #define SKCCE_SPLAT SKCCE_FN(SKCCE_BROADCAST)
 
-/* Rows and classes per logits tile (RB x KB accumulators), wide vectors of
- * features and classes per gradient tile (NJ x KB accumulators, summed over
- * all the chunk's rows before G is read): within the registers, 16 of them
+/* Rows and classes per logits tile (RB x KB accumulators), register vectors
+ * of features and classes per gradient tile (NJ x KB accumulators, summed
+ * over all the chunk's rows before G is read): within the registers, 16 of them
  * with AVX-512 (32 registers), else 8. Both tiles take up to
  * SKCCE_ROWS_MAX_CLASSES classes at once, so that the products read X once
  * for K up to that: with AVX-512 8 classes
@@ -42,10 +44,16 @@
  * another. */
 #define SKCCE_ROWS_LOGITS_RB 2
 #define SKCCE_ROWS_MAX_CLASSES (4 * SKCCE_WIDTH)
+/* Register vectors of features per gradient tile of KB classes: at most
+ * SKCCE_ROWS_GRAD_NJ, within SKCCE_ROWS_GRAD_ACC accumulators (16-byte
+ * vectors: as many features as two 32-byte ones, 8 of the 16 registers). */
+#if SKCCE_REG_BYTES >= 32
 #define SKCCE_ROWS_GRAD_NJ (2 * SKCCE_WIDTH)
-/* Wide vectors of features per gradient tile of KB classes: at most
- * SKCCE_ROWS_GRAD_NJ, within SKCCE_ROWS_GRAD_ACC accumulators. */
 #define SKCCE_ROWS_GRAD_ACC (4 * SKCCE_ROWS_GRAD_NJ)
+#else
+#define SKCCE_ROWS_GRAD_NJ 4
+#define SKCCE_ROWS_GRAD_ACC 8
+#endif
 #define SKCCE_ROWS_GRAD_TILE_NJ(KB) \
     (SKCCE_ROWS_GRAD_ACC / (KB) < SKCCE_ROWS_GRAD_NJ ? SKCCE_ROWS_GRAD_ACC / (KB) \
                                                       : SKCCE_ROWS_GRAD_NJ)
@@ -69,6 +77,16 @@
 #define SKCCE_WU SKCCE_FN(skcce_wu)
 #define SKCCE_WLANES (SKCCE_NLANES * SKCCE_WIDTH)
 #define SKCCE_SPLAT_WIDE SKCCE_FN(SKCCE_BROADCAST_WIDE)
+/* The gradient's vectors: register vectors (microkernel.h), the wide ones
+ * where those fit a register (under SSE2, 16-byte ones made the loss and
+ * gradient 2.8-4.9x faster: float32, 2 and 3 classes, 100 to 784 features).
+ * Its sums run over rows, lane by lane, so their width changes no result;
+ * the logits keep wide vectors, whose lanes' sums (skcce_tile_sums) fix the
+ * order of their additions. */
+#define SKCCE_R SKCCE_FN(skcce_r)
+#define SKCCE_RU SKCCE_FN(skcce_ru)
+#define SKCCE_RLANES (SKCCE_REG_BYTES / (int)sizeof(SKCCE_T))
+#define SKCCE_SPLAT_REG SKCCE_FN(SKCCE_BROADCAST_REG)
 
 /* Keeps a loaded wide vector in a register for all its uses (an empty asm
  * statement that "changes" it; a no-op otherwise, for GCC and clang alike):
@@ -113,6 +131,21 @@ SKCCE_INLINE SKCCE_W SKCCE_FN(skcce_load_partial)(const SKCCE_T* p, int n)
     memcpy(&v, &loaded, sizeof v);
     return v;
 }
+
+/* The same for a register vector (0 < n < SKCCE_RLANES). */
+#if SKCCE_REG_BYTES >= 32
+#define SKCCE_LOAD_PARTIAL_REG SKCCE_FN(skcce_load_partial)
+#else
+SKCCE_INLINE SKCCE_R SKCCE_FN(skcce_load_partial_reg)(const SKCCE_T* p, int n)
+{
+    SKCCE_R v;
+    SKCCE_T loaded[SKCCE_RLANES] = {0};
+    for (int l = 0; l < n; l++) loaded[l] = p[l];
+    memcpy(&v, &loaded, sizeof v);
+    return v;
+}
+#define SKCCE_LOAD_PARTIAL_REG SKCCE_FN(skcce_load_partial_reg)
+#endif
 
 #if defined(__AVX__)
 /* A wide vector as one 32-byte vector, its halves added lane by lane (where
@@ -296,10 +329,13 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_logits))(const SKCCE_T* X, ptrdiff_t m, pt
 #undef SKCCE_LOGITS_ALL_CASE
 }
 
-/* G[k, j0:j0 + n] += acc, converting float32 sums to float64. */
-SKCCE_INLINE void SKCCE_FN(skcce_add_wide_to_doubles)(double* g, const SKCCE_W* acc)
+/* G[k, j0:j0 + n] += acc, converting float32 sums to float64 (lane by lane
+ * with 16-byte vectors: once per tile, not per row). */
+SKCCE_INLINE void SKCCE_FN(skcce_add_reg_to_doubles)(double* g, const SKCCE_R* acc)
 {
-#if SKCCE_FLOAT64
+#if SKCCE_REG_BYTES < 32
+    for (int l = 0; l < SKCCE_RLANES; l++) g[l] += (double)((const SKCCE_T*)acc)[l];
+#elif SKCCE_FLOAT64
     *(skcce_wu_f64*)g = *(const skcce_wu_f64*)g + *acc;
 #else
     /* A wide float vector is two of SKCCE_WIDTH * 4 floats, each as many doubles. */
@@ -314,64 +350,64 @@ SKCCE_INLINE void SKCCE_FN(skcce_add_wide_to_doubles)(double* g, const SKCCE_W* 
 #endif
 }
 
-/* G[k, :NJ wide vectors] += the sum over the m rows of R[i, k] * X[i, :...]
+/* G[k, :NJ register vectors] += the sum over the m rows of R[i, k] * X[i, :...]
  * for KB classes, each sum in registers in row order. */
 SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_tile)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                                  const SKCCE_T* R, ptrdiff_t ldr, double* G,
                                                  skcce_fetch_ahead* fetch,
                                                  const int NJ, const int KB)
 {
-    SKCCE_W acc[SKCCE_ROWS_GRAD_NJ][SKCCE_ROWS_MAX_CLASSES];
+    SKCCE_R acc[SKCCE_ROWS_GRAD_NJ][SKCCE_ROWS_MAX_CLASSES];
     for (int v = 0; v < NJ; v++)
-        for (int k = 0; k < KB; k++) acc[v][k] = SKCCE_SPLAT_WIDE(0);
+        for (int k = 0; k < KB; k++) acc[v][k] = SKCCE_SPLAT_REG(0);
     for (ptrdiff_t i = 0; i < m; i++) {
-        SKCCE_W x[SKCCE_ROWS_GRAD_NJ];
-        for (int v = 0; v < NJ; v++) x[v] = *(const SKCCE_WU*)(X + i * d + SKCCE_WLANES * v);
+        SKCCE_R x[SKCCE_ROWS_GRAD_NJ];
+        for (int v = 0; v < NJ; v++) x[v] = *(const SKCCE_RU*)(X + i * d + SKCCE_RLANES * v);
         skcce_fetch_line(fetch, i);
         for (int k = 0; k < KB; k++) {
-            SKCCE_W r = SKCCE_SPLAT_WIDE(R[i * ldr + k]);
+            SKCCE_R r = SKCCE_SPLAT_REG(R[i * ldr + k]);
             for (int v = 0; v < NJ; v++) acc[v][k] += x[v] * r;
         }
     }
     for (int k = 0; k < KB; k++)
         for (int v = 0; v < NJ; v++)
-            SKCCE_FN(skcce_add_wide_to_doubles)(G + k * d + SKCCE_WLANES * v, &acc[v][k]);
+            SKCCE_FN(skcce_add_reg_to_doubles)(G + k * d + SKCCE_RLANES * v, &acc[v][k]);
 }
 
-/* The same for the last rest < SKCCE_WLANES features, in one partial wide
+/* The same for the last rest < SKCCE_RLANES features, in one partial register
  * vector (zero past rest). */
 SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_partial_tile)(const SKCCE_T* X, ptrdiff_t m,
                                                          ptrdiff_t d, const SKCCE_T* R,
                                                          ptrdiff_t ldr, double* G,
                                                          const int rest, const int KB)
 {
-    SKCCE_W acc[SKCCE_ROWS_MAX_CLASSES];
-    for (int k = 0; k < KB; k++) acc[k] = SKCCE_SPLAT_WIDE(0);
+    SKCCE_R acc[SKCCE_ROWS_MAX_CLASSES];
+    for (int k = 0; k < KB; k++) acc[k] = SKCCE_SPLAT_REG(0);
     for (ptrdiff_t i = 0; i < m; i++) {
-        const SKCCE_W x = SKCCE_FN(skcce_load_partial)(X + i * d, rest);
-        for (int k = 0; k < KB; k++) acc[k] += x * SKCCE_SPLAT_WIDE(R[i * ldr + k]);
+        const SKCCE_R x = SKCCE_LOAD_PARTIAL_REG(X + i * d, rest);
+        for (int k = 0; k < KB; k++) acc[k] += x * SKCCE_SPLAT_REG(R[i * ldr + k]);
     }
     for (int k = 0; k < KB; k++) {
-        SKCCE_T part[SKCCE_WLANES];
+        SKCCE_T part[SKCCE_RLANES];
         memcpy(part, &acc[k], sizeof part);
         for (int l = 0; l < rest; l++) G[k * d + l] += (double)part[l];
     }
 }
 
-/* The gradient rows of KB classes: tiles of NJ wide vectors of features,
- * one tile of the remaining whole wide vectors, then the partial one. */
+/* The gradient rows of KB classes: tiles of NJ register vectors of
+ * features, one tile of the remaining whole ones, then the partial one. */
 SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_classes)(const SKCCE_T* X, ptrdiff_t m,
                                                     ptrdiff_t d, const SKCCE_T* R,
                                                     ptrdiff_t ldr, double* G,
                                                     skcce_fetch_ahead* fetch, const int KB)
 {
     const int NJ = SKCCE_ROWS_GRAD_TILE_NJ(KB);
-    const ptrdiff_t step = NJ * SKCCE_WLANES;
+    const ptrdiff_t step = NJ * SKCCE_RLANES;
     ptrdiff_t j = 0;
     for (; j + step <= d; j += step)
         SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, fetch, NJ, KB);
-    /* The remaining whole wide vectors, fewer than NJ. */
-    switch ((d - j) / SKCCE_WLANES) {
+    /* The remaining whole register vectors, fewer than NJ. */
+    switch ((d - j) / SKCCE_RLANES) {
     case 0: break;
     case 1: SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, fetch, 1, KB); break;
 #if SKCCE_ROWS_GRAD_NJ > 2
@@ -379,7 +415,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_classes)(const SKCCE_T* X, ptrdiff_t 
     default: SKCCE_FN(skcce_rows_grad_tile)(X + j, m, d, R, ldr, G + j, fetch, 3, KB); break;
 #endif
     }
-    j += (d - j) / SKCCE_WLANES * SKCCE_WLANES;
+    j += (d - j) / SKCCE_RLANES * SKCCE_RLANES;
     if (j < d)
         SKCCE_FN(skcce_rows_grad_partial_tile)(X + j, m, d, R, ldr, G + j, (int)(d - j), KB);
 }
@@ -450,6 +486,11 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_grad))(const SKCCE_T* X, ptrdiff_t m, ptrd
 #undef SKCCE_WU
 #undef SKCCE_WLANES
 #undef SKCCE_SPLAT_WIDE
+#undef SKCCE_R
+#undef SKCCE_RU
+#undef SKCCE_RLANES
+#undef SKCCE_SPLAT_REG
+#undef SKCCE_LOAD_PARTIAL_REG
 #undef SKCCE_T
 #undef SKCCE_SUFFIX
 #undef SKCCE_FLOAT64
