@@ -8,7 +8,8 @@ interpreter, against the NumPy reference, on shapes that reach every loop:
 micro-kernel widths of 1 to 8 vectors (K = 3 to 29), several tiles of
 classes (K = 40, 150) and blocks of features (d = 300), the kernels
 vectorized over features (float32 with K = 2 to 5, float64 with K = 2; 133
-and 141 features), the BLAS path,
+and 141 features; and forced, for K = 2 to 5 in both types, 32 to 47
+features), the BLAS path,
 sparse data with specialized and generic class counts, the softmax residuals
 for labels (bitwise those of one-hot targets), the L-BFGS direction's
 vector passes, prediction's softmax and log-softmax (micro-kernel and
@@ -71,9 +72,30 @@ def csr_prediction_problems():
     return problems
 
 
-# The child defines prediction_rows and csr_prediction_problems too.
+def feature_layout_problems():
+    """Problems for the kernels vectorized over features, forced whatever
+    the shape rules choose: K = 2 to 5, both dtypes, d = 32 to 47 (every
+    count of whole vectors after the last gradient tile, and partial vectors
+    of every length or none), 261 rows (a tail after the last logits tile)."""
+    rng = np.random.default_rng(6)
+    problems = {}
+    for dtype in (np.float64, np.float32):
+        for K in (2, 3, 4, 5):
+            for d in (32, 35, 37, 39, 42, 47):
+                n = 261
+                problems[f"{K}_{d}_{np.dtype(dtype).name}"] = (
+                    rng.normal(size=(n, d)).astype(dtype),
+                    rng.integers(0, K, n).astype(np.int32), rng.uniform(0.5, 2.0, n),
+                    np.ascontiguousarray(rng.normal(scale=0.2, size=(d, K)).astype(dtype)),
+                    rng.normal(size=K))
+    return problems
+
+
+# The child defines prediction_rows, csr_prediction_problems and
+# feature_layout_problems too.
 CHILD = ("import numpy as np\n" + inspect.getsource(prediction_rows)
-         + inspect.getsource(csr_prediction_problems)) + textwrap.dedent(
+         + inspect.getsource(csr_prediction_problems)
+         + inspect.getsource(feature_layout_problems)) + textwrap.dedent(
     """
     import sys
     import numpy as np
@@ -133,6 +155,11 @@ CHILD = ("import numpy as np\n" + inspect.getsource(prediction_rows)
             out[f"csr_row{readable}_{name}"] = predict.csr_row_logits(
                 data[:13], indices[:13], weights_t, b, readable)
     out["csr_terms_fused"] = np.array(predict.csr_terms_fused())
+    for name, (X, y, sw, weights_t, b) in feature_layout_problems().items():
+        grad_t = np.zeros((X.shape[1] + 1, len(b)))
+        out["featloss_" + name] = np.array(dense.dense_loss_gradient(
+            X, y, None, 0.0, sw, weights_t, b, 2, grad_t, "features"))
+        out["featgrad_" + name] = grad_t
     np.savez(sys.argv[2], **out)
     """
 )
@@ -146,9 +173,12 @@ def _problems():
     # under the baseline, 2 to 8 of them per tile); n and d vary so that the
     # last tiles of rows and of features take every height. K = 40
     # and 150: several tiles of classes; d = 300: blocks of 128 features and
-    # a partial one; K = 210: BLAS GEMM.
+    # a partial one; K = 210: BLAS GEMM. K = 3, 6, 8, 10 and 19 with d = 14,
+    # 16 and 17: the last gradient tiles' every height with 16-byte vectors,
+    # the few-class softmax for K = 6 and the class sums in vectors for K = 8.
     for K, d in ((3, 16), (7, 20), (10, 15), (13, 18), (19, 16), (26, 15), (29, 18),
-                 (40, 13), (13, 300), (150, 300), (210, 20)):
+                 (40, 13), (13, 300), (150, 300), (210, 20), (3, 14), (6, 17), (8, 17),
+                 (10, 16), (10, 17), (19, 17)):
         for dtype in (np.float64, np.float32):
             n = 693 + K
             problems[f"dense{K}_{d}_{np.dtype(dtype).name}"] = (
@@ -194,10 +224,11 @@ def _vector_math_arguments():
         np.exp(rng.uniform(0.0, 700.0, 1000)),
         [1.0, np.nextafter(1.0, 2.0), np.sqrt(2.0), 2.0, 4.0, 1e300, np.finfo(float).max]])
     special = [0.0, -0.0, -1e-300, -np.log(2.0), -708.0]
-    # The special values inside the first vectors and in the tail.
+    # The special values inside the first vectors and in the tail (7,011
+    # values: a tail after vectors of 2, 4 or 8 lanes).
     exp_args = np.concatenate([
         special, -rng.random(3000), -rng.uniform(0.0, 50.0, 3000),
-        -rng.uniform(0.0, 708.0, 1000), special])
+        -rng.uniform(0.0, 708.0, 1001), special])
     return log_args, exp_args
 
 
@@ -280,6 +311,18 @@ def test_every_instruction_set_gives_the_reference_loss_and_gradient(cap, proble
             assert clear.mean() > 0.9, name
             np.testing.assert_array_equal(result["labels_" + name][clear],
                                           logits.argmax(axis=1)[clear], err_msg=name)
+    # The kernels vectorized over features against NumPy's unnormalized sums.
+    for name, (X, y, sw, weights_t, b) in feature_layout_problems().items():
+        logits = X.astype(np.float64) @ weights_t.astype(np.float64) + b
+        residuals = softmax(logits, axis=1)
+        residuals[np.arange(len(y)), y] -= 1.0
+        residuals *= sw[:, None]
+        ref_loss = np.sum(sw * -log_softmax(logits, axis=1)[np.arange(len(y)), y])
+        ref_grad = np.vstack([X.T.astype(np.float64) @ residuals, residuals.sum(axis=0)])
+        rtol = 1e-5 if X.dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(result["featloss_" + name], ref_loss, rtol=rtol,
+                                   err_msg=name)
+        assert_grad_close(result["featgrad_" + name], ref_grad, rtol=rtol, atol_factor=rtol)
     # CSR prediction's logits (csr_rows.h), their rows of W.T prefetched:
     # against SciPy's product in float64, and the same bits for 1 and 3
     # threads although the prefetching stops at each chunk's end.

@@ -49,7 +49,7 @@ typedef float skcce_half_f32 __attribute__((vector_size(16)));
 #define SKCCE_BROADCAST_f32(s) ((skcce_v_f32){(s), (s), (s), (s), (s), (s), (s), (s)})
 
 /* Where the instruction set has 64-byte registers (AVX-512: 32 of them), the
- * tiles hold pairs of these vectors in one register ("wide" vectors,
+ * loops hold pairs of these vectors in one register ("wide" vectors,
  * SKCCE_WIDTH of the 32-byte ones); elsewhere a wide vector is a 32-byte one.
  * Each lane does the same arithmetic either way, so results do not change. */
 #if defined(__AVX512F__)
@@ -72,9 +72,10 @@ typedef float skcce_wu_f32 __attribute__((vector_size(32 * SKCCE_WIDTH), aligned
 #endif
 
 /* Register vectors (SKCCE_REG_BYTES): the widest vectors that fit one
- * register, for the class tiles and the vector exp (vector_exp.h). They are
- * the wide vectors where the instruction set has 32-byte registers (AVX),
- * else 16-byte vectors, two per 32-byte vector of classes. Without AVX, GCC
+ * register, for the class tiles, the vector exp (vector_exp.h) and the
+ * gradient of the kernels vectorized over features (rowkernel_impl.h).
+ * They are the wide vectors where the instruction set has 32-byte registers
+ * (AVX), else 16-byte vectors, two per 32-byte vector of classes. Without AVX, GCC
  * keeps a 32-byte vector in memory: under x86-64's baseline (SSE2) each
  * broadcast was two 8-byte stores reloaded as 16 bytes, and every
  * accumulator lived on the stack (the loss and gradient 1.4-10.7x slower,
@@ -167,6 +168,8 @@ SKCCE_INLINE void skcce_fetch_line(skcce_fetch_ahead* f, ptrdiff_t pass)
 #define SKCCE_HAVE_VECTORS 0
 #define SKCCE_LANES_f64 1
 #define SKCCE_LANES_f32 1
+/* No vectors: the widest unit the loops use is one double. */
+#define SKCCE_REG_BYTES 8
 
 #endif
 

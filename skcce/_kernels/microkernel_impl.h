@@ -10,31 +10,31 @@
  * broadcast (see microkernel.h); the lanes of a 32-byte vector (the unit of
  * Kp); the tail vectors after the register vectors (32-byte ones with
  * 64-byte register vectors, else unused), their lanes and broadcast. */
-#define SKCCE_W SKCCE_FN(skcce_r)
-#define SKCCE_WU SKCCE_FN(skcce_ru)
-#define SKCCE_WLANES (SKCCE_REG_BYTES / (int)sizeof(SKCCE_T))
-#define SKCCE_SPLAT_WIDE SKCCE_FN(SKCCE_BROADCAST_REG)
+#define SKCCE_R SKCCE_FN(skcce_r)
+#define SKCCE_RU SKCCE_FN(skcce_ru)
+#define SKCCE_RLANES (SKCCE_REG_BYTES / (int)sizeof(SKCCE_T))
+#define SKCCE_SPLAT_REG SKCCE_FN(SKCCE_BROADCAST_REG)
 #define SKCCE_V32_LANES SKCCE_FN(SKCCE_LANES)
 #if SKCCE_REG_BYTES > 32
 #define SKCCE_V SKCCE_FN(skcce_v)
 #define SKCCE_VU SKCCE_FN(skcce_vu)
-#define SKCCE_NLANES SKCCE_V32_LANES
+#define SKCCE_TAIL_LANES SKCCE_V32_LANES
 #define SKCCE_SPLAT SKCCE_FN(SKCCE_BROADCAST)
 /* The first 32 bytes of a register vector (no instruction: the low half of its
  * register), so that one broadcast of an element serves both vector types. */
 #define SKCCE_LOW_HALF(w) \
     __extension__({ SKCCE_V low_; memcpy(&low_, &(w), sizeof low_); low_; })
 #else
-#define SKCCE_V SKCCE_W
-#define SKCCE_VU SKCCE_WU
-#define SKCCE_NLANES SKCCE_WLANES
-#define SKCCE_SPLAT SKCCE_SPLAT_WIDE
+#define SKCCE_V SKCCE_R
+#define SKCCE_VU SKCCE_RU
+#define SKCCE_TAIL_LANES SKCCE_RLANES
+#define SKCCE_SPLAT SKCCE_SPLAT_REG
 #define SKCCE_LOW_HALF(w) (w)
 #endif
 
 #if SKCCE_HAVE_VECTORS
 
-/* Logits of RB rows for NW wide vectors of classes and NN (0 or 1) 32-byte
+/* Logits of RB rows for NW register vectors of classes and NN (0 or 1) 32-byte
  * vectors after them, over db features of rows d apart: Z = this block's sum
  * (first block) or Z + this block's sum. A tile of one 32-byte vector uses
  * no 64-byte instruction (here and in the gradient): while one is in flight,
@@ -44,26 +44,26 @@ SKCCE_INLINE void SKCCE_FN(skcce_logits_tile)(const SKCCE_T* X, ptrdiff_t d, ptr
                                               SKCCE_T* Z, int first, const SKCCE_T* ahead,
                                               const int RB, const int NW, const int NN)
 {
-    SKCCE_W acc[SKCCE_MAX_RB][SKCCE_MAX_NW];
+    SKCCE_R acc[SKCCE_MAX_RB][SKCCE_MAX_NW];
     SKCCE_V tail[SKCCE_MAX_RB];
     for (int r = 0; r < RB; r++) {
         for (int v = 0; v < NW; v++)
-            acc[r][v] = first ? SKCCE_SPLAT_WIDE(0)
-                              : *(const SKCCE_WU*)(Z + r * Kp + SKCCE_WLANES * v);
+            acc[r][v] = first ? SKCCE_SPLAT_REG(0)
+                              : *(const SKCCE_RU*)(Z + r * Kp + SKCCE_RLANES * v);
         if (NN)
             tail[r] = first ? SKCCE_SPLAT(0)
-                            : *(const SKCCE_VU*)(Z + r * Kp + SKCCE_WLANES * NW);
+                            : *(const SKCCE_VU*)(Z + r * Kp + SKCCE_RLANES * NW);
     }
     for (ptrdiff_t j = 0; j < db; j++) {
-        SKCCE_W w[SKCCE_MAX_NW];
+        SKCCE_R w[SKCCE_MAX_NW];
         SKCCE_V wt;
         if (ahead && j % (64 / (ptrdiff_t)sizeof(SKCCE_T)) == 0)
             for (int r = 0; r < RB; r++) __builtin_prefetch(ahead + r * d + j, 0, 2);
-        for (int v = 0; v < NW; v++) w[v] = *(const SKCCE_WU*)(Wt + j * Kp + SKCCE_WLANES * v);
-        if (NN) wt = *(const SKCCE_VU*)(Wt + j * Kp + SKCCE_WLANES * NW);
+        for (int v = 0; v < NW; v++) w[v] = *(const SKCCE_RU*)(Wt + j * Kp + SKCCE_RLANES * v);
+        if (NN) wt = *(const SKCCE_VU*)(Wt + j * Kp + SKCCE_RLANES * NW);
         for (int r = 0; r < RB; r++) {
             if (NW) {
-                SKCCE_W x = SKCCE_SPLAT_WIDE(X[r * d + j]);
+                SKCCE_R x = SKCCE_SPLAT_REG(X[r * d + j]);
                 for (int v = 0; v < NW; v++) acc[r][v] += x * w[v];
                 if (NN) tail[r] += SKCCE_LOW_HALF(x) * wt;
             } else {
@@ -72,8 +72,8 @@ SKCCE_INLINE void SKCCE_FN(skcce_logits_tile)(const SKCCE_T* X, ptrdiff_t d, ptr
         }
     }
     for (int r = 0; r < RB; r++) {
-        for (int v = 0; v < NW; v++) *(SKCCE_WU*)(Z + r * Kp + SKCCE_WLANES * v) = acc[r][v];
-        if (NN) *(SKCCE_VU*)(Z + r * Kp + SKCCE_WLANES * NW) = tail[r];
+        for (int v = 0; v < NW; v++) *(SKCCE_RU*)(Z + r * Kp + SKCCE_RLANES * v) = acc[r][v];
+        if (NN) *(SKCCE_VU*)(Z + r * Kp + SKCCE_RLANES * NW) = tail[r];
     }
 }
 
@@ -161,28 +161,28 @@ SKCCE_INLINE void skcce_add_floats_to_doubles(double* g, const float* v)
     } while (0)
 #endif
 
-/* Gradient rows of JB features for NW wide vectors and NN 32-byte vectors of
+/* Gradient rows of JB features for NW register vectors and NN 32-byte vectors of
  * classes, over all m rows. */
 SKCCE_INLINE void SKCCE_FN(skcce_grad_tile)(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t d,
                                             const SKCCE_T* R, ptrdiff_t Kp, double* G,
                                             skcce_fetch_ahead* fetch,
                                             const int JB, const int NW, const int NN)
 {
-    SKCCE_W acc[SKCCE_MAX_JB][SKCCE_MAX_NW];
+    SKCCE_R acc[SKCCE_MAX_JB][SKCCE_MAX_NW];
     SKCCE_V tail[SKCCE_MAX_JB];
     for (int jj = 0; jj < JB; jj++) {
-        for (int v = 0; v < NW; v++) acc[jj][v] = SKCCE_SPLAT_WIDE(0);
+        for (int v = 0; v < NW; v++) acc[jj][v] = SKCCE_SPLAT_REG(0);
         if (NN) tail[jj] = SKCCE_SPLAT(0);
     }
     for (ptrdiff_t i = 0; i < m; i++) {
-        SKCCE_W r[SKCCE_MAX_NW];
+        SKCCE_R r[SKCCE_MAX_NW];
         SKCCE_V rt;
-        for (int v = 0; v < NW; v++) r[v] = *(const SKCCE_WU*)(R + i * Kp + SKCCE_WLANES * v);
-        if (NN) rt = *(const SKCCE_VU*)(R + i * Kp + SKCCE_WLANES * NW);
+        for (int v = 0; v < NW; v++) r[v] = *(const SKCCE_RU*)(R + i * Kp + SKCCE_RLANES * v);
+        if (NN) rt = *(const SKCCE_VU*)(R + i * Kp + SKCCE_RLANES * NW);
         skcce_fetch_line(fetch, i);
         for (int jj = 0; jj < JB; jj++) {
             if (NW) {
-                SKCCE_W x = SKCCE_SPLAT_WIDE(X[i * d + jj]);
+                SKCCE_R x = SKCCE_SPLAT_REG(X[i * d + jj]);
                 for (int v = 0; v < NW; v++) acc[jj][v] += x * r[v];
                 if (NN) tail[jj] += SKCCE_LOW_HALF(x) * rt;
             } else {
@@ -192,8 +192,8 @@ SKCCE_INLINE void SKCCE_FN(skcce_grad_tile)(const SKCCE_T* X, ptrdiff_t m, ptrdi
     }
     for (int jj = 0; jj < JB; jj++) {
         for (int v = 0; v < NW; v++)
-            SKCCE_ADD_TO_G(G + jj * Kp + SKCCE_WLANES * v, acc[jj][v], SKCCE_WLANES);
-        if (NN) SKCCE_ADD_TO_G(G + jj * Kp + SKCCE_WLANES * NW, tail[jj], SKCCE_NLANES);
+            SKCCE_ADD_TO_G(G + jj * Kp + SKCCE_RLANES * v, acc[jj][v], SKCCE_RLANES);
+        if (NN) SKCCE_ADD_TO_G(G + jj * Kp + SKCCE_RLANES * NW, tail[jj], SKCCE_TAIL_LANES);
     }
 }
 
@@ -351,13 +351,13 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_grad))(const SKCCE_T* X, ptrdiff_t m, ptrdiff_t
 #undef SKCCE_FN
 #undef SKCCE_V
 #undef SKCCE_VU
-#undef SKCCE_NLANES
+#undef SKCCE_TAIL_LANES
 #undef SKCCE_V32_LANES
 #undef SKCCE_SPLAT
-#undef SKCCE_W
-#undef SKCCE_WU
-#undef SKCCE_WLANES
-#undef SKCCE_SPLAT_WIDE
+#undef SKCCE_R
+#undef SKCCE_RU
+#undef SKCCE_RLANES
+#undef SKCCE_SPLAT_REG
 #undef SKCCE_LOW_HALF
 #undef SKCCE_T
 #undef SKCCE_SUFFIX

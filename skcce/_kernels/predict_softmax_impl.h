@@ -72,7 +72,8 @@ SKCCE_INLINE void SKCCE_FN(skcce_predict_softmax_block)(
             shifted[k * SKCCE_PREDICT_ROWS + l] = shifted[k * SKCCE_PREDICT_ROWS + l] - zmax[l];
 #if SKCCE_PREDICT_WIDE
     /* The register vectors' exp (the same lane by lane): the compilers
-     * vectorize the loop below in half-width vectors at most. */
+     * vectorize the loop below in half-width vectors at most, or not at all
+     * (GCC without AVX-512, see skcce_exp_nonpositive_array). */
     if (rows == SKCCE_PREDICT_ROWS) {
         for (ptrdiff_t v = 0; v < K * SKCCE_PREDICT_ROWS; v += SKCCE_DLANES)
             *(skcce_ru_f64*)(exps + v) =

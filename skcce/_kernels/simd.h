@@ -41,9 +41,9 @@
  * cache. */
 typedef struct {
     const char* name;
-    /* Bytes of the widest vectors the micro-kernels use: 64 where they pair
-     * 32-byte vectors in one register (AVX-512), 32 with vector extensions,
-     * 8 without. */
+    /* Bytes of the widest vectors the micro-kernels use (SKCCE_REG_BYTES,
+     * microkernel.h): 64 with AVX-512, 32 with AVX2, 16 with other vector
+     * extensions (x86-64's baseline, arm64), 8 without. */
     int (*vector_bytes)(void);
     /* 1 if each term of prediction's CSR logits is a fused multiply-add
      * (rounded once), 0 if rounded twice (see SKCCE_CSR_MADD in csr_rows.h). */

@@ -125,11 +125,7 @@
 
 int SKCCE_EXPORT(skcce_vector_bytes)(void)
 {
-#if SKCCE_HAVE_VECTORS
-    return 32 * SKCCE_WIDTH;
-#else
-    return (int)sizeof(double);
-#endif
+    return SKCCE_REG_BYTES;
 }
 
 int SKCCE_EXPORT(skcce_csr_terms_fused)(void)
