@@ -251,10 +251,10 @@ def test_few_features_many_classes_in_short_chunks(dtype, n_classes):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_long_rows_few_classes(dtype, n_features, n_classes):
     """Rows of at least 32 features take the kernels vectorized over
-    features where class padding would leave half the lanes empty with AVX2
-    or AVX-512 (float32 with K <= 4, float64 with K = 2); rows of 8 vectors
-    where it would leave most of them empty in the baseline build (float32
-    with K <= 3) or, under AVX-512, the class tile is one 32-byte vector and
+    features where class padding would leave half the lanes empty (float32
+    with K <= 4, float64 with K = 2), or rows of at least 64 features in the
+    baseline build; rows of 8 vectors where, under AVX-512, the class tile
+    is one 32-byte vector and
     a quarter or more of it padding (float32 with K = 5 or 6, float64 with
     K = 3); and rows of at least 64 such vectors where it is one (float64
     with K = 4, float32 with K = 7 or 8) or where it is one 64-byte vector
@@ -267,9 +267,9 @@ def test_long_rows_few_classes(dtype, n_features, n_classes):
     wide = dense.simd_loops() == "avx512"
     f32, f64 = dtype is np.float32, dtype is np.float64
     eight_vectors = n_features >= (64 if f32 else 32)
-    half_padded = dense.simd_loops() != "base" and n_features >= 32 and (
+    half_padded = n_features >= (64 if dense.simd_loops() == "base" else 32) and (
         f32 and n_classes <= 4 or f64 and n_classes == 2)
-    by_features = (f32 and n_classes <= 3 and eight_vectors) or half_padded or (
+    by_features = half_padded or (
         wide and (eight_vectors and (f32 and n_classes <= 6 or f64 and n_classes == 3)
                   or f64 and n_classes <= 5 and n_features >= 256
                   or f32 and n_classes <= 10 and n_features >= 512))

@@ -224,10 +224,13 @@ def microkernel_width(Py_ssize_t n_classes, Py_ssize_t itemsize):
 # Each measured as products "features" against "classes", one and two
 # threads, on AMD EPYC unless said otherwise.
 
-# x86-64's SSE2 (not other architectures' baselines): float32 with K <= 3
-# up to 1.8x faster from 64 features; at K = 4, 0.6x; 0.7-1.0x at 32-54.
+# x86-64's SSE2 with 16-byte register vectors (not other architectures'
+# baselines): half the lanes padding or more from 64 features. One thread:
+# float32 K = 2 1.5-2.5x, K = 3 1.2-1.7x, K = 4 1.0-1.3x, float64 K = 2
+# 1.1-1.35x; two threads alike from 80 features. At 20-54 features 0.7-1.1x;
+# float64 K = 3-8 and float32 K = 5-8 0.5-0.95x at every width.
 _BASELINE_RULES = (
-    (60, 0, 0, 8),
+    (50, 0, 64, 0),
 )
 # Half the lanes padding or more (float32 with K <= 4, float64 with K = 2):
 # 32-byte vectors: float32 K = 4 1.3-2.0x faster, float64 K = 2 1.15-1.35x
