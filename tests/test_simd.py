@@ -175,10 +175,11 @@ def _problems():
     # and 150: several tiles of classes; d = 300: blocks of 128 features and
     # a partial one; K = 210: BLAS GEMM. K = 3, 6, 8, 10 and 19 with d = 14,
     # 16 and 17: the last gradient tiles' every height with 16-byte vectors,
-    # the few-class softmax for K = 6 and the class sums in vectors for K = 8.
+    # the few-class softmax for K = 6 and the class sums in 4 to 8 vectors
+    # for K = 8, 10, 13, 15 and 16.
     for K, d in ((3, 16), (7, 20), (10, 15), (13, 18), (19, 16), (26, 15), (29, 18),
                  (40, 13), (13, 300), (150, 300), (210, 20), (3, 14), (6, 17), (8, 17),
-                 (10, 16), (10, 17), (19, 17)):
+                 (10, 16), (10, 17), (19, 17), (15, 16), (16, 14)):
         for dtype in (np.float64, np.float32):
             n = 693 + K
             problems[f"dense{K}_{d}_{np.dtype(dtype).name}"] = (

@@ -105,7 +105,11 @@ SKCCE_INLINE void SKCCE_FN(skcce_softmax_column_sums_rows)(double* SKCCE_RESTRIC
  * SKCCE_SOFTMAX_SUM_VECTORS) span the K classes; where they span more than
  * K, each row's last vector reads into the next row (lanes never copied to
  * g), and the last row, which has none after it, takes the scalar loop. */
+#if SKCCE_REG_BYTES == 16
+#define SKCCE_SOFTMAX_SUM_VECTORS 8 /* of 16 registers: up to 16 classes */
+#else
 #define SKCCE_SOFTMAX_SUM_VECTORS 4
+#endif
 #if SKCCE_HAVE_VECTORS
 SKCCE_INLINE void SKCCE_FN(skcce_softmax_column_sums_nv)(double* SKCCE_RESTRICT g,
                                                          const double* SKCCE_RESTRICT e,
@@ -132,14 +136,20 @@ SKCCE_INLINE void SKCCE_FN(skcce_softmax_column_sums)(double* SKCCE_RESTRICT g,
                                                       ptrdiff_t n, ptrdiff_t K)
 {
 #if SKCCE_HAVE_VECTORS
-#if SKCCE_SOFTMAX_SUM_VECTORS != 4
-#error "skcce_softmax_column_sums has one case per vector count up to 4"
+#if SKCCE_SOFTMAX_SUM_VECTORS != 4 && SKCCE_SOFTMAX_SUM_VECTORS != 8
+#error "skcce_softmax_column_sums has one case per vector count up to 4 or 8"
 #endif
     switch ((K + SKCCE_DLANES - 1) / SKCCE_DLANES) {
     case 1: SKCCE_FN(skcce_softmax_column_sums_nv)(g, e, n, K, 1); return;
     case 2: SKCCE_FN(skcce_softmax_column_sums_nv)(g, e, n, K, 2); return;
     case 3: SKCCE_FN(skcce_softmax_column_sums_nv)(g, e, n, K, 3); return;
     case 4: SKCCE_FN(skcce_softmax_column_sums_nv)(g, e, n, K, 4); return;
+#if SKCCE_SOFTMAX_SUM_VECTORS == 8
+    case 5: SKCCE_FN(skcce_softmax_column_sums_nv)(g, e, n, K, 5); return;
+    case 6: SKCCE_FN(skcce_softmax_column_sums_nv)(g, e, n, K, 6); return;
+    case 7: SKCCE_FN(skcce_softmax_column_sums_nv)(g, e, n, K, 7); return;
+    case 8: SKCCE_FN(skcce_softmax_column_sums_nv)(g, e, n, K, 8); return;
+#endif
     default: break;
     }
 #endif
