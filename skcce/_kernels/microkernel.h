@@ -99,6 +99,23 @@ typedef float skcce_ru_f32 __attribute__((vector_size(16), aligned(4)));
 #define SKCCE_BROADCAST_REG_f32(s) ((skcce_r_f32){(s), (s), (s), (s)})
 #endif
 
+/* Lane by lane, where the instruction set has no masked loads (partial
+ * vectors) or the register vectors are 16 bytes (float32 sums added to
+ * doubles once per tile): v = the first n (< lanes) values of type T at p,
+ * zero after, without reading past p + n (a loop, not memcpy: a copy of
+ * variable length is a library call); and g[l] += (double) values[l] for
+ * the first n. */
+#define SKCCE_LOAD_FIRST_LANES(T, v, p, n, lanes) \
+    do { \
+        T loaded_[lanes] = {0}; \
+        for (int l_ = 0; l_ < (n); l_++) loaded_[l_] = (p)[l_]; \
+        memcpy(&(v), loaded_, sizeof(v)); \
+    } while (0)
+#define SKCCE_ADD_LANES_TO_DOUBLES(g, values, n) \
+    do { \
+        for (int l_ = 0; l_ < (n); l_++) (g)[l_] += (double)(values)[l_]; \
+    } while (0)
+
 /* A tile spans up to SKCCE_PANEL_NV 32-byte vectors of classes: up to
  * SKCCE_MAX_NW register vectors, or, with 64-byte ones, that minus one plus
  * one 32-byte vector; up to SKCCE_MAX_RB rows per logits tile and SKCCE_MAX_JB

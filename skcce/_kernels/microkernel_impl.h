@@ -140,10 +140,7 @@ SKCCE_INLINE void skcce_add_floats_to_doubles(double* g, const float* v)
  * additions itself); lane by lane with 16-byte register vectors (once per tile,
  * not per row). */
 #if SKCCE_REG_BYTES < 32
-#define SKCCE_ADD_TO_G(g, acc, NL) \
-    do { \
-        for (int q = 0; q < (NL); q++) (g)[q] += (double)((const SKCCE_T*)&(acc))[q]; \
-    } while (0)
+#define SKCCE_ADD_TO_G(g, acc, NL) SKCCE_ADD_LANES_TO_DOUBLES(g, (const SKCCE_T*)&(acc), NL)
 #elif SKCCE_FLOAT64
 #define SKCCE_ADD_TO_G(g, acc, NL) \
     do { \

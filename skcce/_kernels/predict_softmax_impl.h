@@ -27,15 +27,15 @@
 
 #define SKCCE_FN(name) SKCCE_TYPED(name, SKCCE_SUFFIX)
 /* Whether a block's values go through the register vectors' exp. */
-#ifndef SKCCE_PREDICT_WIDE
+#ifndef SKCCE_PREDICT_VECTOR_EXP
 #if SKCCE_HAVE_VECTORS
 #if SKCCE_PREDICT_ROWS % SKCCE_DLANES == 0
-#define SKCCE_PREDICT_WIDE 1
+#define SKCCE_PREDICT_VECTOR_EXP 1
 #endif
 #endif
 #endif
-#ifndef SKCCE_PREDICT_WIDE
-#define SKCCE_PREDICT_WIDE 0
+#ifndef SKCCE_PREDICT_VECTOR_EXP
+#define SKCCE_PREDICT_VECTOR_EXP 0
 #endif
 
 /* One block of `rows` rows (<= SKCCE_PREDICT_ROWS; constant in the main
@@ -70,7 +70,7 @@ SKCCE_INLINE void SKCCE_FN(skcce_predict_softmax_block)(
     for (ptrdiff_t k = 0; k < K; k++)
         for (int l = 0; l < rows; l++)
             shifted[k * SKCCE_PREDICT_ROWS + l] = shifted[k * SKCCE_PREDICT_ROWS + l] - zmax[l];
-#if SKCCE_PREDICT_WIDE
+#if SKCCE_PREDICT_VECTOR_EXP
     /* The register vectors' exp (the same lane by lane): the compilers
      * vectorize the loop below in half-width vectors at most, or not at all
      * (GCC without AVX-512, see skcce_exp_nonpositive_array). */

@@ -123,12 +123,12 @@ SKCCE_INLINE SKCCE_W SKCCE_FN(skcce_load_partial)(const SKCCE_T* p, int n)
 #elif defined(__AVX2__)
     const __m256 loaded = _mm256_maskload_ps(
         p, _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
-#else
-    /* A loop, not memcpy: a copy of variable length is a library call. */
-    SKCCE_T loaded[SKCCE_WLANES] = {0};
-    for (int l = 0; l < n; l++) loaded[l] = p[l];
 #endif
+#if SKCCE_WIDTH == 2 || defined(__AVX2__)
     memcpy(&v, &loaded, sizeof v);
+#else
+    SKCCE_LOAD_FIRST_LANES(SKCCE_T, v, p, n, SKCCE_WLANES);
+#endif
     return v;
 }
 
@@ -139,9 +139,7 @@ SKCCE_INLINE SKCCE_W SKCCE_FN(skcce_load_partial)(const SKCCE_T* p, int n)
 SKCCE_INLINE SKCCE_R SKCCE_FN(skcce_load_partial_reg)(const SKCCE_T* p, int n)
 {
     SKCCE_R v;
-    SKCCE_T loaded[SKCCE_RLANES] = {0};
-    for (int l = 0; l < n; l++) loaded[l] = p[l];
-    memcpy(&v, &loaded, sizeof v);
+    SKCCE_LOAD_FIRST_LANES(SKCCE_T, v, p, n, SKCCE_RLANES);
     return v;
 }
 #define SKCCE_LOAD_PARTIAL_REG SKCCE_FN(skcce_load_partial_reg)
@@ -334,7 +332,7 @@ void SKCCE_EXPORT(SKCCE_FN(skcce_rows_logits))(const SKCCE_T* X, ptrdiff_t m, pt
 SKCCE_INLINE void SKCCE_FN(skcce_add_reg_to_doubles)(double* g, const SKCCE_R* acc)
 {
 #if SKCCE_REG_BYTES < 32
-    for (int l = 0; l < SKCCE_RLANES; l++) g[l] += (double)((const SKCCE_T*)acc)[l];
+    SKCCE_ADD_LANES_TO_DOUBLES(g, (const SKCCE_T*)acc, SKCCE_RLANES);
 #elif SKCCE_FLOAT64
     *(skcce_wu_f64*)g = *(const skcce_wu_f64*)g + *acc;
 #else

@@ -262,7 +262,7 @@ SKCCE_INLINE double SKCCE_FN(skcce_softmax_labels_few_block)(
     for (; i + SKCCE_DLANES <= n; i += SKCCE_DLANES) {
         skcce_r_f64 v[8];
         for (ptrdiff_t k = 0; k < K; k++) v[k] = *(const skcce_ru_f64*)(e + k * n + i);
-        skcce_wi_f64 label;
+        skcce_ri_f64 label;
         for (int l = 0; l < SKCCE_DLANES; l++) label[l] = labels[i + l];
         skcce_r_f64 zmax = v[0];
         for (ptrdiff_t k = 1; k < K; k++) zmax = skcce_vselect(v[k] > zmax, v[k], zmax);

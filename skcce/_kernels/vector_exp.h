@@ -115,13 +115,13 @@ static inline double skcce_log_ge1(double x) {
  * `two_f * s * p + e * ln2_lo` has two product operands, which GCC fused
  * differently in one, 1 ulp apart in about 1 of 1,000 sums.) */
 #define SKCCE_DLANES (SKCCE_REG_BYTES / 8)
-typedef long long skcce_wi_f64 __attribute__((vector_size(SKCCE_REG_BYTES)));
-typedef unsigned long long skcce_wn_f64 __attribute__((vector_size(SKCCE_REG_BYTES)));
+typedef long long skcce_ri_f64 __attribute__((vector_size(SKCCE_REG_BYTES)));
+typedef unsigned long long skcce_rn_f64 __attribute__((vector_size(SKCCE_REG_BYTES)));
 
 /* mask ? a : b, for a mask from a comparison (all bits set or none). */
-SKCCE_INLINE skcce_r_f64 skcce_vselect(skcce_wi_f64 mask, skcce_r_f64 a, skcce_r_f64 b)
+SKCCE_INLINE skcce_r_f64 skcce_vselect(skcce_ri_f64 mask, skcce_r_f64 a, skcce_r_f64 b)
 {
-    return (skcce_r_f64)(((skcce_wi_f64)a & mask) | ((skcce_wi_f64)b & ~mask));
+    return (skcce_r_f64)(((skcce_ri_f64)a & mask) | ((skcce_ri_f64)b & ~mask));
 }
 
 #define SKCCE_VSPLAT(s) SKCCE_BROADCAST_REG_f64(s)
@@ -130,11 +130,11 @@ SKCCE_INLINE skcce_r_f64 skcce_exp_nonpositive_v(skcce_r_f64 x)
 {
     const skcce_r_f64 shifter = SKCCE_VSPLAT(6755399441055744.0);
     const skcce_r_f64 lowest = SKCCE_VSPLAT(-708.0);
-    skcce_wi_f64 below = x < lowest;
+    skcce_ri_f64 below = x < lowest;
     skcce_r_f64 xc = skcce_vselect(below, lowest, x);
     SKCCE_EXP_REDUCED(skcce_r_f64, SKCCE_VSPLAT, xc, t, p);
-    const skcce_wn_f64 shifter_bits = (skcce_wn_f64)shifter;
-    skcce_wn_f64 scale_bits = ((skcce_wn_f64)t - shifter_bits + 1023) << 52;
+    const skcce_rn_f64 shifter_bits = (skcce_rn_f64)shifter;
+    skcce_rn_f64 scale_bits = ((skcce_rn_f64)t - shifter_bits + 1023) << 52;
     skcce_r_f64 y = p * (skcce_r_f64)scale_bits;
     y = skcce_vselect(below, SKCCE_VSPLAT(0.0), y);
     return skcce_vselect(x != x, x, y);
