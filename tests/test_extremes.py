@@ -133,8 +133,8 @@ def test_zero_and_constant_columns_do_not_turn_on_the_rescaling(C, column):
 @pytest.mark.parametrize("kind", KINDS)
 def test_iris_with_zero_column_reaches_logistic_regression_optimum(kind):
     """tol is met by the true gradient (computed by scikit-learn's loss) at the
-    solution, which final_gradient_norm_ reports; the objective is
-    LogisticRegression's."""
+    solution, which final_gradient_norm_ reports; the objective is as far
+    above its minimum as LogisticRegression's."""
     X, y = load_iris(return_X_y=True)
     X = np.hstack([X, np.zeros((150, 1))])
     C = 1000.0
@@ -150,9 +150,17 @@ def test_iris_with_zero_column_reaches_logistic_regression_optimum(kind):
     assert np.max(np.abs(grad)) <= ours.tol
     assert_allclose(ours.final_gradient_norm_, np.max(np.abs(grad)), rtol=1e-6)
     # Both stop at max|grad| <= 1e-4 on a flat objective, ~0.6% above its
-    # minimum; the rescaled stopping test had stopped 2.7% above
-    # LogisticRegression's objective.
-    assert abs(loss - ref_loss) < 1e-4 * ref_loss
+    # minimum (where exactly depends on the path, hence on the rounding of
+    # the instruction set in use: 0.98-1.03x LogisticRegression's gap); the
+    # rescaled stopping test had stopped 2.7% above LogisticRegression's
+    # objective, 5x its gap.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        best = LogisticRegression(C=C, tol=1e-14, max_iter=10_000).fit(X, y)
+    min_loss, _ = sklearn_loss_gradient(np.column_stack([best.coef_, best.intercept_]), X, y,
+                                        l2_reg_strength=lam)
+    assert 0.0 < ref_loss - min_loss < 0.01 * min_loss
+    assert loss - min_loss <= 1.1 * (ref_loss - min_loss)
     assert np.all(ours.coef_[:, -1] == 0.0)
     assert abs(int(ours.n_iter_[0]) - int(ref.n_iter_[0])) <= 2
 
