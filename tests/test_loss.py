@@ -254,11 +254,11 @@ def test_long_rows_few_classes(dtype, n_features, n_classes):
     features where class padding would leave half the lanes empty (float32
     with K <= 4, float64 with K = 2), or rows of at least 64 features in the
     baseline build; rows of 8 vectors where, under AVX-512, the class tile
-    is one 32-byte vector and
-    a quarter or more of it padding (float32 with K = 5 or 6, float64 with
-    K = 3); and rows of at least 64 such vectors where it is one (float64
-    with K = 4, float32 with K = 7 or 8) or where it is one 64-byte vector
-    with 37% padding or more (float64 with K = 5, float32 with K = 9 or 10);
+    is one 32-byte vector and a quarter or more of it padding (float32 with
+    K = 5 or 6, float64 with K = 3); and rows of at least 64 such vectors
+    where it is one (float64 with K = 4, float32 with K = 7 or 8) or where
+    it is one 64-byte vector with 37% padding or more (float64 with K = 5,
+    float32 with K = 9 or 10);
     other shapes keep the class-vectorized ones. Either way: equal to the
     NumPy reference, bitwise the same for every thread count, with partial
     chunks, tiles and vectors."""

@@ -189,8 +189,9 @@ def _problems():
     # a tail of rows after the last tile and of features after the last
     # vector: 5 features (d = 133), or under AVX-512 one 32-byte vector and 5
     # (d = 141).
-    # Under AVX-512 also float32 with K = 4 and 5 (two tiles of classes) and
-    # float64 with K = 2 (the class layout under the other sets).
+    # Also float32 with K = 4 and float64 with K = 2 (the feature kernels
+    # under every set), and float32 with K = 5 (under AVX-512, two tiles of
+    # classes; elsewhere the class layout).
     for K, dtype in ((2, np.float32), (3, np.float32), (4, np.float32), (5, np.float32),
                      (2, np.float64)):
         for d in (133, 141):

@@ -224,8 +224,9 @@ def microkernel_width(Py_ssize_t n_classes, Py_ssize_t itemsize):
 # Each measured as products "features" against "classes", one and two
 # threads, on AMD EPYC unless said otherwise.
 
-# x86-64's SSE2 with 16-byte register vectors (not other architectures'
-# baselines): half the lanes padding or more from 64 features. One thread:
+# The baseline's loops, measured on x86-64's SSE2 with 16-byte register
+# vectors (arm64's, also 16 bytes, takes it unmeasured): half the lanes
+# padding or more from 64 features. One thread:
 # float32 K = 2 1.5-2.5x, K = 3 1.2-1.7x, K = 4 1.0-1.3x, float64 K = 2
 # 1.1-1.35x; two threads alike from 80 features. At 20-54 features 0.7-1.1x;
 # float64 K = 3-8 and float32 K = 5-8 0.5-0.95x at every width.
@@ -263,8 +264,8 @@ _FEATURE_RULES = {
     "baseline": _BASELINE_RULES,
     "32-byte vectors": _HALF_PADDING_RULES,
     "64-byte vectors": _HALF_PADDING_RULES + _WIDE_VECTOR_RULES,
-    # A baseline built with 64-byte vectors (CFLAGS for AVX-512): not the
-    # half-padding rule.
+    # A baseline built with 64-byte vectors (CFLAGS for AVX-512): the
+    # baseline's rule and the wide vectors'.
     "baseline, 64-byte vectors": _BASELINE_RULES + _WIDE_VECTOR_RULES,
 }
 _feature_rules = _FEATURE_RULES[
@@ -310,8 +311,8 @@ def product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t item
         vector width); "features": micro-kernels vectorized over features,
         when the padding would waste at least half of the lanes (float32
         with 2 to 4 classes, float64 with 2) and rows hold at least 32
-        features; with the baseline's loops (see :func:`simd_loops`:
-        "base"), float32 with 2 or 3 classes from 64 features; with
+        features (with the baseline's loops, see :func:`simd_loops`:
+        "base", from 64 features); with
         "avx512" also float32 with 5 or 6 classes from 64 features, float64
         with 3 from 32, float32 with 7 to 10 from 512 and float64 with 4 or
         5 from 256; "blas": BLAS GEMM (more than 200 classes).

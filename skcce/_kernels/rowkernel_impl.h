@@ -385,6 +385,8 @@ SKCCE_INLINE void SKCCE_FN(skcce_rows_grad_partial_tile)(const SKCCE_T* X, ptrdi
         const SKCCE_R x = SKCCE_LOAD_PARTIAL_REG(X + i * d, rest);
         for (int k = 0; k < KB; k++) acc[k] += x * SKCCE_SPLAT_REG(R[i * ldr + k]);
     }
+    /* Through a copy, not SKCCE_ADD_LANES_TO_DOUBLES's cast: GCC and clang
+     * compile that to other (untimed) code in every instruction set. */
     for (int k = 0; k < KB; k++) {
         SKCCE_T part[SKCCE_RLANES];
         memcpy(part, &acc[k], sizeof part);
