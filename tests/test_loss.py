@@ -177,17 +177,31 @@ def _assert_reference_and_reproducible(n, d, K, dtype, seed):
         assert np.array_equal(other_grad, grad)
 
 
+def _expected_blas(n_features, n_classes, itemsize):
+    """Whether the products should run in BLAS: above 200 classes, and where
+    the loops' vectors have 32 bytes or less above 32 classes (the baseline's
+    from 8 features; AVX2's from 48 where a row of W.T exceeds 256 bytes)."""
+    if n_classes > 200:
+        return True
+    if n_classes <= 32 or dense.vector_bytes() >= 64:
+        return False
+    if dense.simd_loops() == "base":
+        return n_features >= 8
+    return n_features >= 48 and n_classes * itemsize > 256
+
+
 @pytest.mark.parametrize("K", [200, 230])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_many_classes_and_features_in_long_chunks(dtype, K):
-    """Many classes (micro-kernels up to 200, BLAS above) with W too large to
-    stay in cache (d x K x itemsize above 512 KiB), whose chunks hold at least
-    256 rows whatever their bytes: equal to the NumPy reference, and bitwise
-    the same for every thread count, with a row count that leaves partial
-    chunks and groups."""
+    """Many classes (micro-kernels or BLAS up to 200, BLAS above) with W too
+    large to stay in cache (d x K x itemsize above 512 KiB), whose chunks hold
+    at least 256 rows whatever their bytes: equal to the NumPy reference, and
+    bitwise the same for every thread count, with a row count that leaves
+    partial chunks and groups."""
     n, d = 1500, 700
-    assert dense.product_kernels(d, K, np.dtype(dtype).itemsize) == (
-        "classes" if K <= 200 else "blas")
+    itemsize = np.dtype(dtype).itemsize
+    assert dense.product_kernels(d, K, itemsize) == (
+        "blas" if _expected_blas(d, K, itemsize) else "classes")
     assert dense.row_partition(d, K, np.dtype(dtype).itemsize)[0] >= 256
     _assert_reference_and_reproducible(n, d, K, dtype, seed=7)
 
@@ -203,6 +217,41 @@ def test_wide_rows_in_chunks_of_many_rows(dtype, n_features, n_classes):
     assert chunk_rows == min(64, 786432 // row_bytes) > max(8, 131072 // row_bytes)
     _assert_reference_and_reproducible(3 * chunk_rows + 5, n_features, n_classes, dtype,
                                        seed=11)
+
+
+@pytest.mark.parametrize("n_classes", [33, 47, 64, 65, 100, 200])
+@pytest.mark.parametrize("n_features", [4, 8, 20, 48, 301])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_blas_up_to_200_classes_with_narrow_vectors(dtype, n_features, n_classes):
+    """Where the loops' vectors hold 32 bytes or less, BLAS takes 33 to 200
+    classes from the rule's feature counts and row bytes (64-byte vectors keep
+    the micro-kernels); either way: equal to the NumPy reference, and bitwise
+    the same for every thread count."""
+    itemsize = np.dtype(dtype).itemsize
+    assert dense.product_kernels(n_features, n_classes, itemsize) == (
+        "blas" if _expected_blas(n_features, n_classes, itemsize) else "classes")
+    _assert_reference_and_reproducible(1203, n_features, n_classes, dtype, seed=17)
+
+
+@pytest.mark.parametrize("n_classes", [2, 5, 33, 200])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_blas_products_for_any_class_count(dtype, n_classes):
+    """products="blas" forced for any class count (its logits and W.T unpadded):
+    equal to the NumPy reference, as the class-vectorized kernels are."""
+    rng = np.random.default_rng(n_classes)
+    n, d = 700, 37
+    X = rng.normal(size=(n, d)).astype(dtype)
+    y = rng.integers(0, n_classes, n).astype(np.int32)
+    weights_t = (0.3 * rng.normal(size=(d, n_classes))).astype(dtype)
+    intercept = rng.normal(size=n_classes)
+    ref_loss, ref_grad = kernel_loss_gradient(X, y, weights_t, intercept)
+    rtol = RTOL[dtype]
+    for products in ("blas", "classes"):
+        grad = np.empty((d + 1, n_classes))
+        loss = dense.dense_loss_gradient(X, y, None, 0.0, None, weights_t, intercept, 2,
+                                         grad, products=products)
+        assert_allclose(loss, ref_loss, rtol=rtol)
+        assert_allclose(grad, ref_grad, rtol=rtol, atol=rtol * np.abs(ref_grad).max())
 
 
 @pytest.mark.parametrize("n_features, n_classes, long_chunks",
@@ -264,7 +313,7 @@ def test_long_rows_few_classes(dtype, n_features, n_classes):
     chunks, tiles and vectors."""
     # (A build without vector kernels pads nothing and keeps the class layout.)
     vector_build = dense.microkernel_width(1, 4) > 1
-    wide = dense.simd_loops() == "avx512"
+    wide = dense.vector_bytes() >= 64
     f32, f64 = dtype is np.float32, dtype is np.float64
     eight_vectors = n_features >= (64 if f32 else 32)
     half_padded = n_features >= (64 if dense.simd_loops() == "base" else 32) and (
@@ -355,7 +404,7 @@ def test_products_read_nothing_past_x(dtype, n_features):
 
 
 @pytest.mark.parametrize("n_classes, products", [(240, "features"), (240, "classes"),
-                                                  (5, "blas"), (200, "blas"), (5, "gemm")])
+                                                  (201, "classes"), (5, "gemm")])
 @pytest.mark.parametrize("n_samples", [4, 0])
 def test_product_kernels_choice_is_checked(n_classes, products, n_samples):
     X = np.ones((n_samples, 3))

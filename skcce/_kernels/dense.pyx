@@ -14,8 +14,9 @@ each chunk::
 For up to 200 classes the two products run in register-blocked
 micro-kernels: vectorized over classes padded to the vector width
 (``microkernel.h``), or, when that padding would waste many lanes and rows
-are long enough, over features (``rowkernel_impl.h``); with more classes, through
-BLAS GEMM (:func:`product_kernels` says which).
+are long enough, over features (``rowkernel_impl.h``); with more classes, and
+with more than 32 where the loops in use have vectors of 32 bytes or less,
+through BLAS GEMM (:func:`product_kernels` says which).
 
 Each group of consecutive chunks is summed sequentially into its own
 buffers; threads take groups as they come (one parallel region, one barrier)
@@ -78,6 +79,16 @@ _SIMD_LOOPS = select_simd_loops()
 # baseline's (see _FEATURE_RULES).
 cdef bint _wide_vectors = skcce_simd.vector_bytes() >= 64
 cdef bint _baseline_loops = _SIMD_LOOPS == "base"
+
+
+def vector_bytes():
+    """Bytes of the register vectors of the hot loops in use (8: plain loops).
+
+    Returns
+    -------
+    n_bytes : int
+    """
+    return int(skcce_simd.vector_bytes())
 
 
 def simd_loops():
@@ -268,14 +279,37 @@ _FEATURE_RULES = {
     # baseline's rule and the wide vectors'.
     "baseline, 64-byte vectors": _BASELINE_RULES + _WIDE_VECTOR_RULES,
 }
-_feature_rules = _FEATURE_RULES[
-    ("baseline, 64-byte vectors" if _baseline_loops else "64-byte vectors")
-    if _wide_vectors else "baseline" if _baseline_loops else "32-byte vectors"]
+# Where BLAS GEMM takes over from the class-vectorized micro-kernels with at
+# most MICRO_MAX_CLASSES classes: (min_classes, min_row_bytes, min_features),
+# at least min_classes classes, rows of W.T (K x itemsize) of at least
+# min_row_bytes and at least min_features features. OpenBLAS's packed GEMM
+# keeps more of the FMA units busy than tiles of 16 registers of 32 bytes or
+# less. How much faster BLAS is, one thread (OpenBLAS 0.3.30, AMD EPYC):
+# 32-byte vectors, float64 K = 50-200 1.05-1.3x faster at 48-300 features,
+# 1.1-2.05x at 784-2,000 (two threads 1.14-1.95x from 54), K = 33
+# 0.94-1.35x; float32 K = 100-200 0.95-1.35x at 54-300, 1.16-1.8x at
+# 784-2,000, K = 33-64 0.87-1.17x (kept); at 20 features 0.86-1.08x
+# (kept). Baseline (16-byte vectors): K = 33-200 1.03-1.28x at 8-12
+# features, 1.2-4.3x from 20 (K = 20 1.1-2.0x, not taken). 64-byte vectors:
+# the micro-kernels are up to 1.3x faster than BLAS up to 200 classes.
+_BLAS_RULES = {
+    "baseline": (FEW_CLASSES + 1, 0, 8),
+    "32-byte vectors": (FEW_CLASSES + 1, 257, 48),
+    "64-byte vectors": (MICRO_MAX_CLASSES + 1, 0, 0),
+    "baseline, 64-byte vectors": (MICRO_MAX_CLASSES + 1, 0, 0),
+}
+_loops_family = (("baseline, 64-byte vectors" if _baseline_loops else "64-byte vectors")
+                 if _wide_vectors else "baseline" if _baseline_loops else "32-byte vectors")
+_feature_rules = _FEATURE_RULES[_loops_family]
+cdef Py_ssize_t _blas_min_classes, _blas_min_row_bytes, _blas_min_features
+_blas_min_classes, _blas_min_row_bytes, _blas_min_features = _BLAS_RULES[_loops_family]
 
 
 cdef int _product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes,
                           Py_ssize_t itemsize) noexcept:
-    if n_classes > MICRO_MAX_CLASSES:
+    if n_classes > MICRO_MAX_CLASSES or (
+            n_classes >= _blas_min_classes and n_classes * itemsize >= _blas_min_row_bytes
+            and n_features >= _blas_min_features):
         return PRODUCTS_BLAS
     cdef Py_ssize_t lanes = SKCCE_LANES_f64 if itemsize == 8 else SKCCE_LANES_f32
     cdef Py_ssize_t padded = microkernel_width(n_classes, itemsize)
@@ -315,9 +349,13 @@ def product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t item
         "base", from 64 features); with
         "avx512" also float32 with 5 or 6 classes from 64 features, float64
         with 3 from 32, float32 with 7 to 10 from 512 and float64 with 4 or
-        5 from 256; "blas": BLAS GEMM (more than 200 classes).
+        5 from 256; "blas": BLAS GEMM, for more than 200 classes, and where
+        the loops in use have vectors of 32 bytes or less (:func:`vector_bytes`)
+        for more than 32: with "avx2" from 48 features where a row of W.T
+        holds more than 256 bytes (float64 from 33 classes, float32 from 65),
+        with "base" from 8 features.
         Depends on the shape and on the instruction set in use only (a build
-        without vector kernels: always "classes" up to 200 classes).
+        without vector kernels: "classes" or "blas" as with "base").
     """
     return _PRODUCT_NAMES[_product_kernels(n_features, n_classes, itemsize)]
 
@@ -445,7 +483,8 @@ cdef DenseLayout _dense_layout(Py_ssize_t n, Py_ssize_t d, Py_ssize_t K,
     layout.n_samples = n
     layout.n_features = d
     layout.n_classes = K
-    layout.ldw = microkernel_width(K, itemsize)
+    # BLAS reads W.T and writes the logits unpadded.
+    layout.ldw = K if products == PRODUCTS_BLAS else microkernel_width(K, itemsize)
     layout.chunk_rows, layout.group_rows, layout.n_groups = dense_partition(
         n, d, K, itemsize)
     layout.n_threads = <int> max(1, min(n_threads, layout.n_groups))
@@ -754,7 +793,7 @@ def dense_loss_gradient(
     if products is None:
         kernels = _product_kernels(d, K, sizeof(floating))
     elif products not in _PRODUCT_CODES or (
-            (products == "blas") != (K > MICRO_MAX_CLASSES)):
+            (products != "blas" and K > MICRO_MAX_CLASSES)):
         raise ValueError(f"products={products!r} is not available for {K} classes")
     else:
         kernels = _PRODUCT_CODES[products]
