@@ -124,16 +124,18 @@ def test_dense_matches_numpy_and_sklearn(X_dtype, model_dtype):
                     else 1e-6)
 
 
-@pytest.mark.parametrize("n_classes", [3, 9, 33, 200, 201, 700])
+@pytest.mark.parametrize("n_features", [37, 300])
+@pytest.mark.parametrize("n_classes", [3, 9, 33, 100, 200, 201, 700])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_class_counts_and_layouts(dtype, n_classes):
-    """C-ordered X in the model's dtype takes the loss's micro-kernels up to
-    200 classes (BLAS above, and for Fortran-ordered X, with chunks sized by
-    the classes): every method against NumPy/SciPy on several chunks, for
-    both layouts."""
-    n = 2 * _chunk_rows(dtype, 37, n_classes) + 5
-    X = _data(n, 37, dtype=dtype, seed=3)
-    coef, intercept = _coefs(37, n_classes, dtype, seed=4)
+def test_class_counts_and_layouts(dtype, n_classes, n_features):
+    """C-ordered X in the model's dtype takes the loss's micro-kernels where
+    the loss does (up to 200 classes; BLAS above, from 33 with vectors of 32
+    bytes or less on long enough rows, and for Fortran-ordered X, with chunks
+    sized by the classes): every method against NumPy/SciPy on several
+    chunks, for both layouts."""
+    n = 2 * _chunk_rows(dtype, n_features, n_classes) + 5
+    X = _data(n, n_features, dtype=dtype, seed=3)
+    coef, intercept = _coefs(n_features, n_classes, dtype, seed=4)
     clf = _model(coef, intercept)
     _assert_matches(clf, X, coef, intercept, dtype)
     _assert_matches(clf, np.asfortranarray(X), coef, intercept, dtype)

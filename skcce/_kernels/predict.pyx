@@ -13,9 +13,10 @@ rows of K values, K padded to the vector width on the micro-kernel path), 16
 rows of K doubles for the softmax and, for float32 X with a float64 model, a
 float64 tile of 256 KiB; and a padded copy of W.T.
 
-Dense ``X`` is cut into chunks of rows; threads take chunks. For up to 200
-classes, when ``X`` is C-ordered in the model's dtype, a chunk's logits come
-from the register-blocked micro-kernels of the loss (``microkernel.h``, in
+Dense ``X`` is cut into chunks of rows; threads take chunks. Where the loss
+takes its micro-kernels (up to 200 classes, fewer with narrow vectors:
+``dense.product_kernels``), when ``X`` is C-ordered in the model's dtype, a
+chunk's logits come from the register-blocked micro-kernels of the loss (``microkernel.h``, in
 the instruction set chosen at import) into a per-thread buffer; otherwise
 they are written straight into its rows of ``out`` by one GEMM (BLAS must
 be held to one thread by the caller). When ``X`` is float32 and the model
@@ -71,6 +72,8 @@ cdef extern from "csr_policy.h":
 
 import numpy as np
 
+from skcce._kernels.dense import product_kernels as _loss_product_kernels
+
 _SIMD_LOOPS = select_simd_loops()
 
 
@@ -101,8 +104,9 @@ cdef enum:
     GEMM_CHUNK_BYTES = 2097152
     SPARSE_CHUNK_ROWS = 256
     # Up to this many classes the logits of C-ordered X come from the
-    # micro-kernels (as in the loss; with few classes BLAS spends most of its
-    # time packing panels for a product only K columns wide).
+    # micro-kernels where the loss takes them (with few classes BLAS spends
+    # most of its time packing panels for a product only K columns wide),
+    # from BLAS where it does (dense.product_kernels).
     MICRO_MAX_CLASSES = 200
 
 
@@ -999,7 +1003,8 @@ cdef object _dense_run(const floating[:, :] X, const real_t[:, ::1] weights_t,
     scale_w = _model_scale(weights_t, intercept)
 
     micro = (not convert and d > 0 and K <= MICRO_MAX_CLASSES
-             and col_stride == 1 and row_stride == d)
+             and col_stride == 1 and row_stride == d
+             and _loss_product_kernels(d, K, itemsize) != "blas")
     # The GEMM path reads X in place. Float32 X with a float64 model (whose
     # chunks are converted tile by tile) keeps the chunks sized by X: GEMM
     # chunks were not measured there.
