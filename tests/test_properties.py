@@ -9,8 +9,8 @@ by construction.
 Drawn shapes: ``n_samples`` in 1..300, ``n_features`` in 1..40 and
 ``n_classes`` in 2..40 and 63, 65, with extra weight on the class counts around
 the dense micro-kernels' vector widths (4, 8 and 16 lanes) and tiles of
-classes (32 float64 or 64 float32 lanes). (The switch to BLAS above 200
-classes is tested in ``test_loss``.) ``n_features = 0`` is not drawn: both the
+classes (32 float64 or 64 float32 lanes). (The switch to BLAS is tested in
+``test_loss``.) ``n_features = 0`` is not drawn: both the
 public loss function and ``fit`` reject it with scikit-learn's
 ``ValueError`` (``check_array(..., ensure_min_features=1)``), which
 :func:`test_zero_features_rejected` checks.

@@ -6,7 +6,8 @@ FMA and AVX-512) and picks the best one the CPU supports at import, capped by
 the environment variable SKCCE_SIMD. Each set is checked here, in a fresh
 interpreter, against the NumPy reference, on shapes that reach every loop:
 micro-kernel widths of 1 to 8 vectors (K = 3 to 29), several tiles of
-classes (K = 40, 150) and blocks of features (d = 300), the kernels
+classes (K = 40, 150) and blocks of features (d = 300), also forced where
+the shape rules take BLAS or the kernels vectorized over features, the kernels
 vectorized over features (float32 with K = 2 to 5, float64 with K = 2; 133
 and 141 features; and forced, for K = 2 to 5 in both types, 32 to 47
 features), the BLAS path,
@@ -132,6 +133,17 @@ CHILD = ("import numpy as np\n" + inspect.getsource(prediction_rows)
             sample_weight=data["w_" + name], l2_reg_strength=0.01)
         out["onehot_loss_" + name] = np.array(loss)
         out["onehot_grad_" + name] = grad
+        if name.startswith("dense") and K <= 200:
+            # The kernels vectorized over classes, forced where the shape
+            # rules would take BLAS or the feature kernels.
+            coef = data["coef_" + name]
+            grad_t = np.zeros((X.shape[1] + 1, K))
+            out["classloss_" + name] = np.array(dense.dense_loss_gradient(
+                X, data["y_" + name].astype(np.int32), None, 0.0, data["w_" + name],
+                np.ascontiguousarray(coef[:, :-1].T, dtype=X.dtype),
+                np.ascontiguousarray(coef[:, -1]), 2,
+                grad_t, "classes"))
+            out["classgrad_" + name] = grad_t
         if name.startswith("dense"):
             from skcce._kernels import predict
             W, b = data["coef_" + name][:, :-1], data["coef_" + name][:, -1]
@@ -296,6 +308,18 @@ def test_every_instruction_set_gives_the_reference_loss_and_gradient(cap, proble
         # targets the baseline's row-at-a-time ones: the same bits.
         assert result["onehot_loss_" + name] == result["loss_" + name], name
         assert np.array_equal(result["onehot_grad_" + name], result["grad_" + name]), name
+        if name.startswith("dense") and coef.shape[0] <= 200:
+            # The forced class kernels against NumPy's unnormalized sums.
+            logits = X.astype(np.float64) @ coef[:, :-1].T + coef[:, -1]
+            residuals = softmax(logits, axis=1)
+            residuals[np.arange(len(y)), y] -= 1.0
+            residuals *= w[:, None]
+            class_loss = np.sum(w * -log_softmax(logits, axis=1)[np.arange(len(y)), y])
+            class_grad = np.vstack([X.T.astype(np.float64) @ residuals, residuals.sum(axis=0)])
+            np.testing.assert_allclose(result["classloss_" + name], class_loss, rtol=rtol,
+                                       err_msg=name)
+            assert_grad_close(result["classgrad_" + name], class_grad, rtol=rtol,
+                              atol_factor=rtol)
         if name.startswith("dense"):
             # Prediction against SciPy's (log-)softmax of float64 logits.
             logits = prediction_rows(X).astype(np.float64) @ coef[:, :-1].T + coef[:, -1]

@@ -207,7 +207,8 @@ def microkernel_width(Py_ssize_t n_classes, Py_ssize_t itemsize):
     """Padded number of classes (row stride of W.T, logits and gradient).
 
     A multiple of the micro-kernels' vector width for up to
-    MICRO_MAX_CLASSES classes, else K itself (BLAS path).
+    MICRO_MAX_CLASSES classes, else K itself (only BLAS takes them). The
+    BLAS path's stride is K whatever the count.
 
     Parameters
     ----------
@@ -283,8 +284,8 @@ _FEATURE_RULES = {
 # most MICRO_MAX_CLASSES classes: (min_classes, min_row_bytes, min_features),
 # at least min_classes classes, rows of W.T (K x itemsize) of at least
 # min_row_bytes and at least min_features features. OpenBLAS's packed GEMM
-# keeps more of the FMA units busy than tiles of 16 registers of 32 bytes or
-# less. How much faster BLAS is, one thread (OpenBLAS 0.3.30, AMD EPYC):
+# keeps more of the FMA units busy than the micro-kernels' tiles of 16-byte
+# or 32-byte vectors (arm64 takes the baseline's rule, unmeasured). How much faster BLAS is, one thread (OpenBLAS 0.3.30, AMD EPYC):
 # 32-byte vectors, float64 K = 50-200 1.05-1.3x faster at 48-300 features,
 # 1.1-2.05x at 784-2,000 (two threads 1.14-1.95x from 54), K = 33
 # 0.94-1.35x; float32 K = 100-200 0.95-1.35x at 54-300, 1.16-1.8x at
@@ -355,7 +356,8 @@ def product_kernels(Py_ssize_t n_features, Py_ssize_t n_classes, Py_ssize_t item
         holds more than 256 bytes (float64 from 33 classes, float32 from 65),
         with "base" from 8 features.
         Depends on the shape and on the instruction set in use only (a build
-        without vector kernels: "classes" or "blas" as with "base").
+        without vector extensions: never "features", and "blas" by the rule
+        of the loops' name).
     """
     return _PRODUCT_NAMES[_product_kernels(n_features, n_classes, itemsize)]
 
@@ -468,7 +470,7 @@ cdef struct DenseLayout:
     Py_ssize_t n_samples
     Py_ssize_t n_features
     Py_ssize_t n_classes
-    Py_ssize_t ldw          # padded classes: row stride of W.T, logits, gradients
+    Py_ssize_t ldw          # row stride of W.T, logits, gradients: padded classes, K for BLAS
     Py_ssize_t chunk_rows
     Py_ssize_t group_rows
     Py_ssize_t n_groups
@@ -767,7 +769,7 @@ def dense_loss_gradient(
     products : {"classes", "features", "blas"} or None
         Which kernels do the products (None: :func:`product_kernels` of the
         shape). For tests and benchmarks: "classes" or "features" for at
-        most 200 classes, "blas" above.
+        most 200 classes, "blas" for any number.
 
     Returns
     -------
